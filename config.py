@@ -1,0 +1,259 @@
+"""Settings of RTARF Event Sync, read from the environment in one place.
+
+`load_settings(environ)` is the only reader of environment variables. It
+validates every value and fails fast with a `ConfigError` whose message is a
+single line naming the variable and the bad value (secrets are masked).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, TypeVar
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+T = TypeVar("T")
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+_FIELD_PATH = re.compile(r"^[A-Za-z0-9_@][A-Za-z0-9_@.\-]*$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_ENGINES = ("auto", "elasticsearch", "opensearch")
+_KEEP_ALIVE = re.compile(r"^[1-9][0-9]*[smh]$")
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names it."""
+
+
+class Secret:
+    """A string that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value, for the one place that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def mask_url(url: str) -> str:
+    """Return `url` with any password replaced by asterisks."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings; build with `load_settings`, never from os.environ directly."""
+
+    sync_enabled: bool = True
+    sync_interval_seconds: int = 300
+    es_urls: tuple[str, ...] = ("http://localhost:9200",)
+    es_index: str = "rtarf-events*"
+    es_username: str | None = None
+    es_password: Secret | None = None
+    es_api_key: Secret | None = None
+    es_ca_certs: str | None = None
+    es_verify_certs: bool = True
+    es_request_timeout_seconds: float = 30.0
+    source_engine: str = "auto"
+    cursor_field: str = "@timestamp"
+    batch_size: int = 1000
+    overlap_seconds: int = 60
+    settle_seconds: int = 5
+    pit_keep_alive: str = "5m"
+    max_document_bytes: int = 10 * 1024 * 1024
+    max_retries: int = 5
+    retry_max_seconds: float = 30.0
+    lease_ttl_seconds: int = 60
+    misfire_grace_seconds: int = 60
+    database_url: Secret = field(
+        default_factory=lambda: Secret("postgresql+psycopg://postgres@localhost:5432/rtarf")
+    )
+    table: str = "rtarf_events"
+    api_token: Secret | None = None
+    log_level: str = "INFO"
+
+    @property
+    def database_url_masked(self) -> str:
+        """The database URL with its password hidden, fit for logs."""
+        return mask_url(self.database_url.reveal())
+
+
+def _raw(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _fail(name: str, value: str, expected: str) -> ConfigError:
+    return ConfigError(f"{name}={value!r} is invalid: expected {expected}")
+
+
+def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _raw(environ, name)
+    if value is None:
+        return default
+    expected = f"an integer from {low} to {high}"
+    if not re.fullmatch(r"[+-]?[0-9]+", value):
+        raise _fail(name, value, expected)
+    number = int(value)
+    if not low <= number <= high:
+        raise _fail(name, value, expected)
+    return number
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    value = _raw(environ, name)
+    if value is None:
+        return default
+    expected = f"a number from {low:g} to {high:g}"
+    try:
+        number = float(value)
+    except ValueError:
+        raise _fail(name, value, expected) from None
+    if not low <= number <= high:
+        raise _fail(name, value, expected)
+    return number
+
+
+def _boolean(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _raw(environ, name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise _fail(name, value, "true or false")
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...],
+            normalize: Callable[[str], str] = str.lower) -> str:
+    value = _raw(environ, name)
+    if value is None:
+        return default
+    if normalize(value) not in choices:
+        raise _fail(name, value, "one of " + ", ".join(choices))
+    return normalize(value)
+
+
+def _secret(environ: Mapping[str, str], name: str) -> Secret | None:
+    value = _raw(environ, name)
+    return None if value is None else Secret(value)
+
+
+def _es_urls(environ: Mapping[str, str]) -> tuple[str, ...]:
+    name = "RTARF_ES_URL"
+    value = _raw(environ, name) or "http://localhost:9200"
+    urls = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+    for url in urls:
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", url):
+            raise _fail(name, mask_url(value), "comma-separated http:// or https:// URLs")
+    if not urls:
+        raise _fail(name, value, "at least one URL")
+    return urls
+
+
+def _es_index(environ: Mapping[str, str]) -> str:
+    name = "RTARF_ES_INDEX"
+    value = _raw(environ, name) or "rtarf-events*"
+    parts = [part.strip() for part in value.split(",")]
+    if any(not part or re.search(r"[\s\"\\/?#<>|]", part) for part in parts):
+        raise _fail(name, value, "an index, alias, pattern or comma-separated list of them")
+    return ",".join(parts)
+
+
+def _database_url(environ: Mapping[str, str]) -> Secret:
+    name = "RTARF_DATABASE_URL"
+    value = _raw(environ, name) or "postgresql+psycopg://postgres@localhost:5432/rtarf"
+    expected = "a SQLAlchemy URL such as postgresql+psycopg://user:password@host:5432/db"
+    try:
+        url: URL = make_url(value)
+        _ = url.port  # a non-numeric port only fails when read
+    except (ArgumentError, ValueError):
+        raise _fail(name, mask_url(value), expected) from None
+    if url.get_backend_name() != "postgresql" or not url.database:
+        raise _fail(name, mask_url(value), expected)
+    if url.drivername == "postgresql":
+        value = url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    elif url.drivername != "postgresql+psycopg":
+        raise _fail(name, mask_url(value), "the postgresql+psycopg driver")
+    return Secret(value)
+
+
+def _table(environ: Mapping[str, str]) -> str:
+    name = "RTARF_TABLE"
+    value = _raw(environ, name) or "rtarf_events"
+    if not _IDENTIFIER.fullmatch(value) or len(value.encode()) > 63:
+        raise _fail(name, value, "a plain lowercase identifier ([a-z_][a-z0-9_]*) of at most 63 bytes")
+    return value
+
+
+def _cursor_field(environ: Mapping[str, str]) -> str:
+    name = "RTARF_CURSOR_FIELD"
+    value = _raw(environ, name) or "@timestamp"
+    if not _FIELD_PATH.fullmatch(value):
+        raise _fail(name, value, "a field name such as @timestamp or event.ingested")
+    return value
+
+
+def _keep_alive(environ: Mapping[str, str]) -> str:
+    name = "RTARF_PIT_KEEP_ALIVE"
+    value = _raw(environ, name) or "5m"
+    if not _KEEP_ALIVE.fullmatch(value):
+        raise _fail(name, value, "a duration such as 90s, 5m or 1h")
+    return value
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Read and validate every RTARF_ variable; raise ConfigError on the first bad one."""
+    username = _raw(environ, "RTARF_ES_USERNAME")
+    password = _secret(environ, "RTARF_ES_PASSWORD")
+    if (username is None) != (password is None):
+        raise ConfigError("RTARF_ES_USERNAME and RTARF_ES_PASSWORD must be set together")
+    return Settings(
+        sync_enabled=_boolean(environ, "RTARF_SYNC_ENABLED", True),
+        sync_interval_seconds=_integer(environ, "RTARF_SYNC_INTERVAL_SECONDS", 300, 1, 86400),
+        es_urls=_es_urls(environ),
+        es_index=_es_index(environ),
+        es_username=username,
+        es_password=password,
+        es_api_key=_secret(environ, "RTARF_ES_API_KEY"),
+        es_ca_certs=_raw(environ, "RTARF_ES_CA_CERTS"),
+        es_verify_certs=_boolean(environ, "RTARF_ES_VERIFY_CERTS", True),
+        es_request_timeout_seconds=_number(environ, "RTARF_ES_REQUEST_TIMEOUT_SECONDS", 30.0, 0.1, 3600),
+        source_engine=_choice(environ, "RTARF_SOURCE_ENGINE", "auto", _ENGINES),
+        cursor_field=_cursor_field(environ),
+        batch_size=_integer(environ, "RTARF_SYNC_BATCH_SIZE", 1000, 1, 10000),
+        overlap_seconds=_integer(environ, "RTARF_SYNC_OVERLAP_SECONDS", 60, 0, 86400),
+        settle_seconds=_integer(environ, "RTARF_SYNC_SETTLE_SECONDS", 5, 0, 3600),
+        pit_keep_alive=_keep_alive(environ),
+        max_document_bytes=_integer(environ, "RTARF_SYNC_MAX_DOCUMENT_BYTES", 10 * 1024 * 1024, 1, 2**31 - 1),
+        max_retries=_integer(environ, "RTARF_SYNC_MAX_RETRIES", 5, 0, 100),
+        retry_max_seconds=_number(environ, "RTARF_SYNC_RETRY_MAX_SECONDS", 30.0, 0.0, 3600),
+        lease_ttl_seconds=_integer(environ, "RTARF_LEASE_TTL_SECONDS", 60, 5, 60),
+        misfire_grace_seconds=_integer(environ, "RTARF_SYNC_MISFIRE_GRACE_SECONDS", 60, 1, 86400),
+        database_url=_database_url(environ),
+        table=_table(environ),
+        api_token=_secret(environ, "RTARF_API_TOKEN"),
+        log_level=_choice(environ, "RTARF_LOG_LEVEL", "INFO", _LOG_LEVELS, str.upper),
+    )
