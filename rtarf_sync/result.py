@@ -1,0 +1,60 @@
+"""What one sync run did, as returned by `SyncService.run()`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+SUCCESS = "success"
+PARTIAL = "partial"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+
+@dataclass
+class SyncResult:
+    """Counts and outcome of one run; `to_dict()` is what the API and CLI print."""
+
+    status: str = SUCCESS
+    total_processed: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    known_bad: int = 0
+    pages: int = 0
+    duration_seconds: float = 0.0
+    cursor: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    run_id: int | None = None
+    trigger: str = "manual"
+    engine: str | None = None
+    read_mode: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the run finished (success or partial)."""
+        return self.status in (SUCCESS, PARTIAL)
+
+    def add(self, inserted: int, updated: int, unchanged: int, failed: int, known_bad: int) -> None:
+        """Fold one committed page's counts into the run's totals."""
+        self.inserted += inserted
+        self.updated += updated
+        self.unchanged += unchanged
+        self.failed += failed
+        self.known_bad += known_bad
+        self.total_processed += inserted + updated + unchanged + failed + known_bad
+        self.pages += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view with ISO-8601 times."""
+        data = asdict(self)
+        for key in ("started_at", "finished_at"):
+            value = data[key]
+            data[key] = value.isoformat() if value is not None else None
+        data["duration_seconds"] = round(self.duration_seconds, 3)
+        return data
