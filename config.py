@@ -22,6 +22,7 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _ENGINES = ("auto", "elasticsearch", "opensearch")
+_READ_MODES = ("auto", "pit", "scroll")
 _KEEP_ALIVE = re.compile(r"^[1-9][0-9]*[smh]$")
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -74,6 +75,7 @@ class Settings:
     es_verify_certs: bool = True
     es_request_timeout_seconds: float = 30.0
     source_engine: str = "auto"
+    read_mode: str = "auto"
     cursor_field: str = "@timestamp"
     batch_size: int = 1000
     overlap_seconds: int = 60
@@ -242,6 +244,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         es_verify_certs=_boolean(environ, "RTARF_ES_VERIFY_CERTS", True),
         es_request_timeout_seconds=_number(environ, "RTARF_ES_REQUEST_TIMEOUT_SECONDS", 30.0, 0.1, 3600),
         source_engine=_choice(environ, "RTARF_SOURCE_ENGINE", "auto", _ENGINES),
+        read_mode=_choice(environ, "RTARF_SYNC_READ_MODE", "auto", _READ_MODES),
         cursor_field=_cursor_field(environ),
         batch_size=_integer(environ, "RTARF_SYNC_BATCH_SIZE", 1000, 1, 10000),
         overlap_seconds=_integer(environ, "RTARF_SYNC_OVERLAP_SECONDS", 60, 0, 86400),

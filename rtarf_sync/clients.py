@@ -1,0 +1,214 @@
+"""Thin adapters over the Elasticsearch 8 and OpenSearch clients.
+
+Both expose the same calls (`SearchApi`) and turn every client exception into
+the engine's own tree (errors.py), so the paging code never sees a client
+type. The clients' own retries are off: `retry.with_retry` owns retrying.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Protocol, TypeVar
+
+import elastic_transport
+import elasticsearch
+import opensearchpy
+
+from config import Settings
+from rtarf_sync.errors import ContextExpired, PitUnsupported, SourceError, TransientError
+
+T = TypeVar("T")
+Json = dict[str, Any]
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_EXPIRED_TYPES = ("search_context_missing_exception", "search_context_expired_exception")
+
+
+class SearchApi(Protocol):
+    """The calls the sync makes, whatever the engine."""
+
+    kind: str
+
+    def info(self) -> Json: ...
+    def open_pit(self, index: str, keep_alive: str) -> str: ...
+    def close_pit(self, pit_id: str) -> None: ...
+    def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json: ...
+    def scroll(self, scroll_id: str, keep_alive: str) -> Json: ...
+    def clear_scroll(self, scroll_id: str) -> None: ...
+    def bulk(self, ndjson: str) -> Json: ...
+    def close(self) -> None: ...
+
+
+def _error_type(body: Any) -> str:
+    """The innermost error type of an engine error body, or an empty string."""
+    if not isinstance(body, dict):
+        return ""
+    error = body.get("error")
+    if isinstance(error, dict):
+        causes = error.get("root_cause") or []
+        if causes and isinstance(causes[0], dict) and causes[0].get("type"):
+            return str(causes[0]["type"])
+        return str(error.get("type", ""))
+    return ""
+
+
+def _error_reason(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        causes = error.get("root_cause") or []
+        if causes and isinstance(causes[0], dict) and causes[0].get("reason"):
+            return str(causes[0]["reason"])
+        return str(error.get("reason", ""))
+    return str(body)[:300]
+
+
+def classify(status: int | None, body: Any, what: str) -> Exception:
+    """Map an engine error answer to the exception the caller should act on."""
+    kind, reason = _error_type(body), _error_reason(body)
+    text = f"{what}: HTTP {status} {kind or ''} {reason}".strip()
+    if kind in _EXPIRED_TYPES or "search_context_missing" in str(body):
+        return ContextExpired(text)
+    if status in _TRANSIENT_STATUS or kind == "es_rejected_execution_exception":
+        return TransientError(text)
+    return SourceError(text)
+
+
+class ElasticsearchApi:
+    """SearchApi over the official elasticsearch 8.x client."""
+
+    kind = "elasticsearch"
+
+    def __init__(self, settings: Settings) -> None:
+        options: Json = {"request_timeout": settings.es_request_timeout_seconds, "max_retries": 0,
+                         "retry_on_timeout": False, "verify_certs": settings.es_verify_certs}
+        if settings.es_ca_certs:
+            options["ca_certs"] = settings.es_ca_certs
+        if settings.es_username and settings.es_password:
+            options["basic_auth"] = (settings.es_username, settings.es_password.reveal())
+        if settings.es_api_key:
+            options["api_key"] = settings.es_api_key.reveal()
+        self.client = elasticsearch.Elasticsearch(list(settings.es_urls), **options)
+
+    def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            response = call()
+        except elasticsearch.ApiError as error:
+            raise classify(error.meta.status, error.body, what) from None
+        except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as error:
+            raise TransientError(f"{what}: {type(error).__name__}: {error.message}") from None
+        except elastic_transport.TransportError as error:
+            raise TransientError(f"{what}: {type(error).__name__}: {error.message}") from None
+        return getattr(response, "body", response)
+
+    def info(self) -> Json:
+        return self._call("GET /", self.client.info)
+
+    def open_pit(self, index: str, keep_alive: str) -> str:
+        try:
+            answer = self._call("open point in time", lambda: self.client.open_point_in_time(
+                index=index, keep_alive=keep_alive, ignore_unavailable=False))
+        except SourceError as error:
+            if "no handler found" in str(error) or "HTTP 405" in str(error):
+                raise PitUnsupported(str(error)) from None
+            raise
+        return str(answer["id"])
+
+    def close_pit(self, pit_id: str) -> None:
+        self._call("close point in time", lambda: self.client.close_point_in_time(id=pit_id))
+
+    def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
+        return self._call("search", lambda: self.client.search(index=index, scroll=scroll, **body))
+
+    def scroll(self, scroll_id: str, keep_alive: str) -> Json:
+        return self._call("scroll", lambda: self.client.scroll(scroll_id=scroll_id, scroll=keep_alive))
+
+    def clear_scroll(self, scroll_id: str) -> None:
+        self._call("clear scroll", lambda: self.client.clear_scroll(scroll_id=scroll_id))
+
+    def bulk(self, ndjson: str) -> Json:
+        return self._call("bulk", lambda: self.client.bulk(operations=ndjson))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class OpenSearchApi:
+    """SearchApi over opensearch-py."""
+
+    kind = "opensearch"
+
+    def __init__(self, settings: Settings) -> None:
+        options: Json = {"timeout": settings.es_request_timeout_seconds, "max_retries": 0,
+                         "retry_on_timeout": False, "verify_certs": settings.es_verify_certs}
+        if settings.es_ca_certs:
+            options["ca_certs"] = settings.es_ca_certs
+        if settings.es_username and settings.es_password:
+            options["http_auth"] = (settings.es_username, settings.es_password.reveal())
+        if settings.es_api_key:
+            options["headers"] = {"Authorization": f"ApiKey {settings.es_api_key.reveal()}"}
+        if any(url.startswith("https://") for url in settings.es_urls):
+            options["use_ssl"] = True
+        self.client = opensearchpy.OpenSearch(list(settings.es_urls), **options)
+
+    def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            with warnings.catch_warnings():
+                # Sorting on _id warns about fielddata on every page; the sync knows.
+                warnings.simplefilter("ignore", opensearchpy.OpenSearchWarning)
+                return call()
+        except opensearchpy.ConnectionError as error:
+            raise TransientError(f"{what}: {type(error).__name__}: {error.error}") from None
+        except opensearchpy.TransportError as error:
+            status = error.status_code if isinstance(error.status_code, int) else None
+            raise classify(status, error.info, what) from None
+
+    def info(self) -> Json:
+        return self._call("GET /", self.client.info)
+
+    def open_pit(self, index: str, keep_alive: str) -> str:
+        try:
+            answer = self._call("open point in time", lambda: self.client.create_pit(
+                index=index, params={"keep_alive": keep_alive}))
+        except SourceError as error:
+            if "no handler found" in str(error) or "HTTP 405" in str(error):
+                raise PitUnsupported(str(error)) from None
+            raise
+        return str(answer["pit_id"])
+
+    def close_pit(self, pit_id: str) -> None:
+        self._call("close point in time", lambda: self.client.delete_pit(body={"pit_id": [pit_id]}))
+
+    def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
+        params = {"scroll": scroll} if scroll else None
+        return self._call("search", lambda: self.client.search(body=body, index=index, params=params))
+
+    def scroll(self, scroll_id: str, keep_alive: str) -> Json:
+        return self._call("scroll", lambda: self.client.scroll(
+            body={"scroll_id": scroll_id, "scroll": keep_alive}))
+
+    def clear_scroll(self, scroll_id: str) -> None:
+        self._call("clear scroll", lambda: self.client.clear_scroll(body={"scroll_id": scroll_id}))
+
+    def bulk(self, ndjson: str) -> Json:
+        return self._call("bulk", lambda: self.client.bulk(body=ndjson))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def detect_engine(settings: Settings) -> str:
+    """Ask `GET /` which engine answers: opensearch or elasticsearch."""
+    probe = OpenSearchApi(settings)
+    try:
+        info = probe.info()
+    finally:
+        probe.close()
+    distribution = str(info.get("version", {}).get("distribution", ""))
+    return "opensearch" if distribution == "opensearch" else "elasticsearch"
+
+
+def build_api(settings: Settings) -> SearchApi:
+    """The client adapter the settings ask for, detecting the engine when `auto`."""
+    kind = settings.source_engine
+    if kind == "auto":
+        kind = detect_engine(settings)
+    return OpenSearchApi(settings) if kind == "opensearch" else ElasticsearchApi(settings)

@@ -1,0 +1,118 @@
+"""Turning search hits into target rows, or into reasons they cannot be stored."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+_DIGITS = re.compile(r"^-?[0-9]{1,16}$")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One document ready for the target table."""
+
+    es_index: str
+    es_id: str
+    event_timestamp: datetime
+    source: str
+    seq_no: int
+    primary_term: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.es_index, self.es_id)
+
+    @property
+    def version(self) -> tuple[int, int]:
+        return (self.primary_term, self.seq_no)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A document set aside, with the reason and its raw JSON."""
+
+    es_index: str
+    es_id: str
+    seq_no: int
+    primary_term: int
+    reason: str
+    raw: str
+
+
+def field_value(source: dict[str, Any], path: str) -> Any:
+    """Value at a dotted path, accepting both flat ("a.b") and nested keys."""
+    if path in source:
+        return source[path]
+    node: Any = source
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """Parse an engine date (ISO-8601 text or epoch milliseconds) to an aware UTC datetime."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)) or (isinstance(value, str) and _DIGITS.match(value)):
+            return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+        if isinstance(value, str):
+            moment = datetime.fromisoformat(value.strip())
+            return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def _version(hit: dict[str, Any]) -> tuple[int, int]:
+    return int(hit.get("_seq_no", -1)), int(hit.get("_primary_term", -1))
+
+
+def reject(hit: dict[str, Any], reason: str) -> Rejected:
+    """Build the dead-letter record of a hit."""
+    seq_no, term = _version(hit)
+    raw = json.dumps(hit.get("_source"), ensure_ascii=True, default=str)
+    return Rejected(hit["_index"], hit["_id"], seq_no, term, reason, raw)
+
+
+def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow | Rejected:
+    """Convert one hit, or say why it cannot be stored."""
+    source = hit.get("_source")
+    if not isinstance(source, dict):
+        return reject(hit, "document has no _source")
+    value = field_value(source, cursor_field)
+    if value is _MISSING or value is None:
+        return reject(hit, f"missing cursor field {cursor_field}")
+    moment = parse_instant(value)
+    if moment is None:
+        return reject(hit, f"cursor field {cursor_field} is not a date: {str(value)[:100]!r}")
+    text = json.dumps(source, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in text:
+        return reject(hit, "document contains a NUL character (\\u0000), which PostgreSQL jsonb rejects")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return reject(hit, "document contains invalid Unicode (a lone surrogate)")
+    if size > max_bytes:
+        return reject(hit, f"document is {size} bytes, over the limit of {max_bytes} (RTARF_SYNC_MAX_DOCUMENT_BYTES)")
+    seq_no, term = _version(hit)
+    return EventRow(hit["_index"], hit["_id"], moment, text, seq_no, term)
+
+
+def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:
+    """Keep the newest version of each document in a page; return them and how many were dropped."""
+    newest: dict[tuple[str, str], EventRow] = {}
+    for row in rows:
+        kept = newest.get(row.key)
+        if kept is None or row.version > kept.version:
+            newest[row.key] = row
+    return list(newest.values()), len(rows) - len(newest)

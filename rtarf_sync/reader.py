@@ -1,0 +1,146 @@
+"""Paging through the source: a point in time with `search_after`, or scroll.
+
+Each reader is an explicit cursor loop: it stops on an empty page, raises if
+the cursor repeats, fails a page whose answer has shard failures or timed out
+(instead of advancing past it), and always closes its context.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Iterator
+
+from rtarf_sync.clients import Json, SearchApi
+from rtarf_sync.errors import SourceError, TransientError
+from rtarf_sync.retry import RetryPolicy, with_retry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What to read: index, filter, cursor field, page size, context keep-alive."""
+
+    index: str
+    query: Json
+    cursor_field: str
+    size: int
+    keep_alive: str
+
+
+def check_complete(answer: Json, what: str) -> None:
+    """Refuse an answer that is missing shards or timed out: its page may be incomplete."""
+    shards = answer.get("_shards") or {}
+    if int(shards.get("failed", 0) or 0) > 0:
+        raise TransientError(f"{what}: {shards.get('failed')} shard(s) failed")
+    if answer.get("timed_out"):
+        raise TransientError(f"{what}: the search timed out")
+
+
+def cursor_sort(field: str, tiebreakers: list[Any]) -> list[Any]:
+    """Sort by the cursor field ascending (missing values last), then the tie-breakers."""
+    return [{field: {"order": "asc", "missing": "_last", "unmapped_type": "date"}}, *tiebreakers]
+
+
+class PitReader:
+    """Pages from a point in time, sorted by the cursor field then a unique tie-breaker."""
+
+    mode = "pit"
+
+    def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy) -> None:
+        self.api, self.plan, self.retry = api, plan, retry
+        self.pit_id: str | None = None
+        # Elasticsearch has _shard_doc; OpenSearch 2.x does not, so it sorts on (_index, _id).
+        self.tiebreakers: list[Any] = ([{"_shard_doc": "asc"}] if api.kind == "elasticsearch"
+                                       else [{"_index": "asc"}, {"_id": "asc"}])
+
+    def __enter__(self) -> "PitReader":
+        self.pit_id = with_retry(lambda: self.api.open_pit(self.plan.index, self.plan.keep_alive),
+                                 self.retry, "open point in time")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self.pit_id is None:
+            return
+        try:
+            self.api.close_pit(self.pit_id)
+        except Exception as close_error:  # noqa: BLE001 - closing must not hide the run's outcome
+            log.warning("could not close point in time: %s", close_error)
+        self.pit_id = None
+
+    def _body(self, after: list[Any] | None) -> Json:
+        body: Json = {"size": self.plan.size, "query": self.plan.query,
+                      "sort": cursor_sort(self.plan.cursor_field, self.tiebreakers),
+                      "pit": {"id": self.pit_id, "keep_alive": self.plan.keep_alive},
+                      "seq_no_primary_term": True, "track_total_hits": False}
+        if after is not None:
+            body["search_after"] = after
+        return body
+
+    def _page(self, after: list[Any] | None) -> Json:
+        answer = self.api.search(self._body(after))
+        check_complete(answer, "search page")
+        return answer
+
+    def pages(self) -> Iterator[list[Json]]:
+        """Yield pages of hits until the point in time is exhausted."""
+        after: list[Any] | None = None
+        while True:
+            answer = with_retry(lambda: self._page(after), self.retry, "search page")
+            self.pit_id = answer.get("pit_id", self.pit_id)
+            hits: list[Json] = answer["hits"]["hits"]
+            if not hits:
+                return
+            yield hits
+            last = hits[-1].get("sort")
+            if not last or last == after:
+                raise SourceError(f"paging cursor did not advance past {after!r}")
+            after = last
+
+
+class ScrollReader:
+    """Pages from a scroll context, for engines without a point in time."""
+
+    mode = "scroll"
+
+    def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy) -> None:
+        self.api, self.plan, self.retry = api, plan, retry
+        self.scroll_id: str | None = None
+
+    def __enter__(self) -> "ScrollReader":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self.scroll_id is None:
+            return
+        try:
+            self.api.clear_scroll(self.scroll_id)
+        except Exception as clear_error:  # noqa: BLE001 - clearing must not hide the run's outcome
+            log.warning("could not clear scroll: %s", clear_error)
+        self.scroll_id = None
+
+    def _first(self) -> Json:
+        body = {"size": self.plan.size, "query": self.plan.query, "seq_no_primary_term": True,
+                "sort": cursor_sort(self.plan.cursor_field, ["_doc"])}
+        answer = self.api.search(body, index=self.plan.index, scroll=self.plan.keep_alive)
+        check_complete(answer, "scroll start")
+        return answer
+
+    def pages(self) -> Iterator[list[Json]]:
+        """Yield pages of hits until the scroll is exhausted."""
+        # The first request is retried; a later scroll page cannot be asked twice
+        # safely (it would skip a page), so a failure there aborts the run.
+        answer = with_retry(self._first, self.retry, "scroll start")
+        while True:
+            self.scroll_id = answer.get("_scroll_id", self.scroll_id)
+            hits: list[Json] = answer["hits"]["hits"]
+            if not hits:
+                return
+            yield hits
+            assert self.scroll_id is not None
+            answer = self.api.scroll(self.scroll_id, self.plan.keep_alive)
+            check_complete(answer, "scroll page")

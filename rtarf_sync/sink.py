@@ -1,0 +1,199 @@
+"""Writing pages into PostgreSQL: one transaction per page.
+
+A page's rows are copied into a temporary staging table and upserted with one
+`INSERT ... SELECT ... ON CONFLICT DO UPDATE` guarded by the document version
+`(primary_term, seq_no)`, so an older version never overwrites a newer one.
+The same transaction checks the lease (fencing), stores rejected documents,
+advances the cursor and adds the page's counts to the run's history row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, insert
+
+from rtarf_sync.documents import EventRow, Rejected, newest_per_key
+from rtarf_sync.errors import TransientError
+from rtarf_sync.lease import Fence, Lease
+from rtarf_sync.tables import Tables
+
+STAGE = "rtarf_stage"
+_COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_primary_term")
+_STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
+              "event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint) "
+              "ON COMMIT DELETE ROWS")
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "53300"}
+COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
+
+
+@dataclass(frozen=True)
+class PageCounts:
+    """What one committed page did."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    known_bad: int = 0
+
+
+def is_transient(error: sa.exc.DBAPIError) -> bool:
+    """Lost connections, deadlocks and serialization failures pass; bad data does not."""
+    if error.connection_invalidated or isinstance(error, sa.exc.OperationalError):
+        return True
+    return getattr(error.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error)
+    return text.strip().splitlines()[0][:300] if text.strip() else type(error).__name__
+
+
+class PostgresSink:
+    """The target table and the state written with it."""
+
+    def __init__(self, engine: sa.Engine, tables: Tables, lease: Lease, source_index: str) -> None:
+        self.engine, self.tables, self.lease, self.source_index = engine, tables, lease, source_index
+        self.stage = sa.table(STAGE, *(sa.column(name) for name in _COLUMNS))
+
+    def write_page(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence,
+                   run_id: int, page_no: int) -> PageCounts:
+        """Commit one page, or nothing; bad rows found by PostgreSQL are set aside too."""
+        unique, duplicates = newest_per_key(list(rows))
+        try:
+            return self._commit(unique, duplicates, list(rejects), fence, run_id, page_no, careful=False)
+        except sa.exc.DBAPIError as error:
+            if is_transient(error):
+                raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
+            # Some row was refused by PostgreSQL: redo the page row by row.
+            return self._retry_careful(unique, duplicates, list(rejects), fence, run_id, page_no)
+
+    def _retry_careful(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected],
+                       fence: Fence, run_id: int, page_no: int) -> PageCounts:
+        try:
+            return self._commit(rows, duplicates, rejects, fence, run_id, page_no, careful=True)
+        except sa.exc.DBAPIError as error:
+            if is_transient(error):
+                raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
+            raise
+
+    def _commit(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected], fence: Fence,
+                run_id: int, page_no: int, careful: bool) -> PageCounts:
+        with self.engine.begin() as connection:
+            self.lease.fence(connection, fence)
+            if careful:
+                inserted, updated, refused = self._upsert_each(connection, rows)
+                rows = [row for row in rows if row.key not in {r[0].key for r in refused}]
+                rejects = rejects + [_as_reject(row, reason) for row, reason in refused]
+            else:
+                inserted, updated = self._upsert(connection, rows)
+            new_bad = self._dead_letter(connection, rejects, run_id)
+            cursor = max((row.event_timestamp for row in rows), default=None)
+            counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates,
+                                new_bad, len(rejects) - new_bad)
+            self._advance(connection, cursor, counts, run_id, page_no)
+        return counts
+
+    def _upsert(self, connection: sa.Connection, rows: list[EventRow]) -> tuple[int, int]:
+        if not rows:
+            return 0, 0
+        connection.exec_driver_sql(_STAGE_DDL)
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        with driver.cursor() as cursor:
+            with cursor.copy(f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                copy.set_types(["text", "text", "timestamptz", "jsonb", "int8", "int8"])
+                for row in rows:
+                    copy.write_row((row.es_index, row.es_id, row.event_timestamp, row.source,
+                                    row.seq_no, row.primary_term))
+        select = sa.select(*(self.stage.c[name] for name in _COLUMNS)).order_by(
+            self.stage.c.es_index, self.stage.c.es_id)
+        statement = self._on_conflict(insert(self.tables.target).from_select(list(_COLUMNS), select))
+        flags = connection.execute(statement).scalars().all()
+        inserted = sum(1 for flag in flags if flag)
+        return inserted, len(flags) - inserted
+
+    def _on_conflict(self, statement: sa.dialects.postgresql.Insert) -> sa.sql.Executable:
+        target, excluded = self.tables.target, statement.excluded
+        newer = sa.or_(
+            target.c.es_seq_no.is_(None),
+            sa.tuple_(target.c.es_primary_term, target.c.es_seq_no)
+            < sa.tuple_(excluded.es_primary_term, excluded.es_seq_no),
+        )
+        return statement.on_conflict_do_update(
+            index_elements=[target.c.es_index, target.c.es_id],
+            set_={"event_timestamp": excluded.event_timestamp, "source": excluded.source,
+                  "es_seq_no": excluded.es_seq_no, "es_primary_term": excluded.es_primary_term,
+                  "last_synced_at": sa.func.now()},
+            where=newer,
+        ).returning(sa.literal_column("(xmax = 0)"))
+
+    def _upsert_each(self, connection: sa.Connection,
+                     rows: list[EventRow]) -> tuple[int, int, list[tuple[EventRow, str]]]:
+        inserted = updated = 0
+        refused: list[tuple[EventRow, str]] = []
+        for row in rows:
+            values = dict(zip(_COLUMNS, (row.es_index, row.es_id, row.event_timestamp,
+                                         sa.cast(sa.literal(row.source, sa.Text), JSONB),
+                                         row.seq_no, row.primary_term)))
+            try:
+                with connection.begin_nested():
+                    flags = connection.execute(
+                        self._on_conflict(insert(self.tables.target).values(**values))).scalars().all()
+            except sa.exc.DBAPIError as error:
+                if is_transient(error):
+                    raise
+                refused.append((row, f"PostgreSQL refused the row: {_first_line(error)}"))
+                continue
+            inserted += sum(1 for flag in flags if flag)
+            updated += sum(1 for flag in flags if not flag)
+        return inserted, updated, refused
+
+    def _dead_letter(self, connection: sa.Connection, rejects: list[Rejected], run_id: int) -> int:
+        if not rejects:
+            return 0
+        dead = self.tables.dead_letters
+        values = [{"target_table": self.tables.target.name, "es_index": r.es_index, "es_id": r.es_id,
+                   "es_seq_no": r.seq_no, "es_primary_term": r.primary_term, "reason": r.reason,
+                   "raw_document": r.raw, "run_id": run_id} for r in rejects]
+        statement = insert(dead).values(values).on_conflict_do_nothing(
+            constraint="rtarf_sync_dead_letters_version_key").returning(dead.c.id)
+        return len(connection.execute(statement).all())
+
+    def _advance(self, connection: sa.Connection, cursor: datetime | None, counts: PageCounts,
+                 run_id: int, page_no: int) -> None:
+        runs = self.tables.runs
+        changes = {name: runs.c[name] + getattr(counts, name) for name in COUNTERS}
+        total = sum(getattr(counts, name) for name in COUNTERS)
+        changes.update(pages=page_no, total_processed=runs.c.total_processed + total)
+        if cursor is not None:
+            self._store_cursor(connection, cursor)
+            changes["cursor_value"] = sa.func.greatest(runs.c.cursor_value, cursor)
+        connection.execute(sa.update(runs).where(runs.c.id == run_id).values(**changes))
+
+    def _store_cursor(self, connection: sa.Connection, cursor: datetime) -> None:
+        table = self.tables.cursor
+        statement = insert(table).values(target_table=self.tables.target.name,
+                                         source_index=self.source_index, cursor_value=cursor)
+        connection.execute(statement.on_conflict_do_update(
+            index_elements=[table.c.target_table, table.c.source_index],
+            set_={"cursor_value": sa.func.greatest(table.c.cursor_value, statement.excluded.cursor_value),
+                  "updated_at": sa.func.now()},
+        ))
+
+    def load_cursor(self) -> datetime | None:
+        """The stored cursor of (source index setting, target table), or None before the first page."""
+        table = self.tables.cursor
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(table.c.cursor_value).where(
+                table.c.target_table == self.tables.target.name,
+                table.c.source_index == self.source_index)).scalar()
+
+
+def _as_reject(row: EventRow, reason: str) -> Rejected:
+    return Rejected(row.es_index, row.es_id, row.seq_no, row.primary_term, reason, row.source)

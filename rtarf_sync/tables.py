@@ -1,0 +1,116 @@
+"""Table definitions: the target table and the service's own state tables.
+
+The target table's name is configurable (`RTARF_TABLE`); the state tables
+have fixed names and key their rows by target table, so several targets can
+share one database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+CURSOR_TABLE = "rtarf_sync_cursor"
+LEASE_TABLE = "rtarf_sync_lease"
+RUNS_TABLE = "rtarf_sync_runs"
+DEAD_LETTER_TABLE = "rtarf_sync_dead_letters"
+# Serialises table creation across processes that start at the same moment.
+_CREATE_LOCK_KEY = 0x52544152
+
+
+def _ts(name: str, **kwargs: object) -> sa.Column[object]:
+    return sa.Column(name, sa.DateTime(timezone=True), **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Tables:
+    """All tables the service uses, bound to one target table name."""
+
+    metadata: sa.MetaData
+    target: sa.Table
+    cursor: sa.Table
+    lease: sa.Table
+    runs: sa.Table
+    dead_letters: sa.Table
+
+
+def _target(metadata: sa.MetaData, name: str) -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        sa.Column("es_index", sa.Text, primary_key=True),
+        sa.Column("es_id", sa.Text, primary_key=True),
+        _ts("event_timestamp"),
+        sa.Column("source", JSONB, nullable=False),
+        sa.Column("es_seq_no", sa.BigInteger),
+        sa.Column("es_primary_term", sa.BigInteger),
+        _ts("first_synced_at", nullable=False, server_default=sa.func.now()),
+        _ts("last_synced_at", nullable=False, server_default=sa.func.now()),
+        sa.Index(f"{name[:50]}_event_ts_idx", "event_timestamp"),
+    )
+
+
+def _state(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:
+    cursor = sa.Table(
+        CURSOR_TABLE, metadata,
+        sa.Column("target_table", sa.Text, primary_key=True),
+        sa.Column("source_index", sa.Text, primary_key=True),
+        _ts("cursor_value"),
+        _ts("updated_at", nullable=False, server_default=sa.func.now()),
+    )
+    lease = sa.Table(
+        LEASE_TABLE, metadata,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("owner", sa.Text, nullable=False),
+        sa.Column("epoch", sa.BigInteger, nullable=False),
+        _ts("acquired_at", nullable=False),
+        _ts("expires_at", nullable=False),
+    )
+    runs = sa.Table(
+        RUNS_TABLE, metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("target_table", sa.Text, nullable=False),
+        sa.Column("source_index", sa.Text, nullable=False),
+        sa.Column("trigger", sa.Text, nullable=False),
+        sa.Column("owner", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        _ts("started_at", nullable=False),
+        _ts("finished_at"),
+        *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+          for name in ("pages", "total_processed", "inserted", "updated", "unchanged", "failed", "known_bad")),
+        _ts("cursor_value"),
+        sa.Column("error", sa.Text),
+        sa.Index("rtarf_sync_runs_target_idx", "target_table", "started_at"),
+    )
+    dead = sa.Table(
+        DEAD_LETTER_TABLE, metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("target_table", sa.Text, nullable=False),
+        sa.Column("es_index", sa.Text, nullable=False),
+        sa.Column("es_id", sa.Text, nullable=False),
+        sa.Column("es_seq_no", sa.BigInteger, nullable=False),
+        sa.Column("es_primary_term", sa.BigInteger, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        _ts("failed_at", nullable=False, server_default=sa.func.now()),
+        sa.Column("raw_document", sa.Text, nullable=False),
+        sa.Column("run_id", sa.BigInteger),
+        sa.UniqueConstraint("target_table", "es_index", "es_id", "es_seq_no", "es_primary_term",
+                            name="rtarf_sync_dead_letters_version_key"),
+    )
+    return cursor, lease, runs, dead
+
+
+def build_tables(target_name: str) -> Tables:
+    """Describe every table for one target table name."""
+    metadata = sa.MetaData()
+    target = _target(metadata, target_name)
+    cursor, lease, runs, dead = _state(metadata)
+    return Tables(metadata, target, cursor, lease, runs, dead)
+
+
+def create_tables(engine: sa.Engine, tables: Tables) -> None:
+    """Create missing tables; safe when several processes do it at once."""
+    with engine.begin() as connection:
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK_KEY)))
+        tables.metadata.create_all(connection, checkfirst=True)
