@@ -1,0 +1,17 @@
+.PHONY: test demo bench install
+
+## Install dependencies (PostgreSQL server, Java, Maven if missing; .venv)
+install:
+	scripts/install-deps.sh
+
+## Run the whole test suite against real PostgreSQL and OpenSearch
+test:
+	scripts/test.sh
+
+## Run the service on :8000 against a local OpenSearch and PostgreSQL with sample events
+demo:
+	scripts/demo.sh
+
+## Measure events per second end to end (N=200000 by default)
+bench:
+	scripts/bench.sh
