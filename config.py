@@ -92,6 +92,8 @@ class Settings:
     table: str = "rtarf_events"
     api_token: Secret | None = None
     log_level: str = "INFO"
+    bind: str = "0.0.0.0:8000"
+    graceful_timeout_seconds: int = 30
 
     @property
     def database_url_masked(self) -> str:
@@ -226,6 +228,26 @@ def _keep_alive(environ: Mapping[str, str]) -> str:
     return value
 
 
+def _api_token(environ: Mapping[str, str]) -> Secret | None:
+    name = "RTARF_API_TOKEN"
+    value = _raw(environ, name)
+    # RFC 6750 token characters only, so a client can always send it in a header.
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", value):
+        raise ConfigError(f"{name} is invalid: expected letters, digits and -._~+/ (value not shown)")
+    return None if value is None else Secret(value)
+
+
+def _bind(environ: Mapping[str, str]) -> str:
+    """RTARF_BIND wins; else PORT (the platform convention); else 0.0.0.0:8000."""
+    bind = _raw(environ, "RTARF_BIND")
+    if bind is not None:
+        if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]*):[0-9]{1,5}|unix:/\S+", bind):
+            raise _fail("RTARF_BIND", bind, "HOST:PORT or unix:/path")
+        return bind
+    port = _integer(environ, "PORT", 8000, 1, 65535)
+    return f"0.0.0.0:{port}"
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every RTARF_ variable; raise ConfigError on the first bad one."""
     username = _raw(environ, "RTARF_ES_USERNAME")
@@ -257,6 +279,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         misfire_grace_seconds=_integer(environ, "RTARF_SYNC_MISFIRE_GRACE_SECONDS", 60, 1, 86400),
         database_url=_database_url(environ),
         table=_table(environ),
-        api_token=_secret(environ, "RTARF_API_TOKEN"),
+        api_token=_api_token(environ),
         log_level=_choice(environ, "RTARF_LOG_LEVEL", "INFO", _LOG_LEVELS, str.upper),
+        bind=_bind(environ),
+        graceful_timeout_seconds=_integer(environ, "RTARF_GRACEFUL_TIMEOUT_SECONDS", 30, 1, 3600),
     )
