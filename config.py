@@ -269,7 +269,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         read_mode=_choice(environ, "RTARF_SYNC_READ_MODE", "auto", _READ_MODES),
         cursor_field=_cursor_field(environ),
         batch_size=_integer(environ, "RTARF_SYNC_BATCH_SIZE", 1000, 1, 10000),
-        overlap_seconds=_integer(environ, "RTARF_SYNC_OVERLAP_SECONDS", 60, 0, 86400),
+        overlap_seconds=_integer(environ, "RTARF_SYNC_OVERLAP_SECONDS", 60, 0, 3650 * 86400),
         settle_seconds=_integer(environ, "RTARF_SYNC_SETTLE_SECONDS", 5, 0, 3600),
         pit_keep_alive=_keep_alive(environ),
         max_document_bytes=_integer(environ, "RTARF_SYNC_MAX_DOCUMENT_BYTES", 10 * 1024 * 1024, 1, 2**31 - 1),

@@ -25,7 +25,7 @@ from rtarf_sync.tables import Tables
 STAGE = "rtarf_stage"
 _COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_primary_term")
 _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
-              "event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint) "
+              "event_timestamp timestamptz, source text, es_seq_no bigint, es_primary_term bigint) "
               "ON COMMIT DELETE ROWS")
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "53300"}
 COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
@@ -107,11 +107,14 @@ class PostgresSink:
         assert isinstance(driver, psycopg.Connection)
         with driver.cursor() as cursor:
             with cursor.copy(f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
-                copy.set_types(["text", "text", "timestamptz", "jsonb", "int8", "int8"])
+                # The JSON travels as text and is parsed once, by the cast in the upsert.
+                copy.set_types(["text", "text", "timestamptz", "text", "int8", "int8"])
                 for row in rows:
                     copy.write_row((row.es_index, row.es_id, row.event_timestamp, row.source,
                                     row.seq_no, row.primary_term))
-        select = sa.select(*(self.stage.c[name] for name in _COLUMNS)).order_by(
+        columns = [sa.cast(self.stage.c[name], JSONB).label(name) if name == "source" else self.stage.c[name]
+                   for name in _COLUMNS]
+        select = sa.select(*columns).order_by(
             self.stage.c.es_index, self.stage.c.es_id)
         statement = self._on_conflict(insert(self.tables.target).from_select(list(_COLUMNS), select))
         flags = connection.execute(statement).scalars().all()

@@ -1,0 +1,151 @@
+"""The same paging tests against the real OpenSearch node and the Elasticsearch protocol server.
+
+If the protocol server drifts from how a real engine pages, sorts, isolates a
+point in time or applies refresh, these tests fail on one engine and not the
+other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from config import Settings
+from rtarf_sync.clients import SearchApi, build_api
+from rtarf_sync.reader import PitReader, ReadPlan, ScrollReader
+from rtarf_sync.retry import RetryPolicy
+from rtarf_sync.sample import bulk_payload, make_event
+from tests.harness.http import EngineHttp
+
+MATCH_ALL: dict[str, Any] = {"match_all": {}}
+
+
+@pytest.fixture
+def api(engine: EngineHttp, make_settings: Callable[..., Settings], index_name: str) -> Iterator[SearchApi]:
+    """The product's client adapter for the engine under test."""
+    client = build_api(make_settings(engine, index_name))
+    yield client
+    client.close()
+
+
+def _index_docs(engine: EngineHttp, index: str, docs: dict[str, dict[str, Any]]) -> None:
+    lines = []
+    for doc_id, source in docs.items():
+        lines.append(f'{{"index": {{"_index": "{index}", "_id": "{doc_id}"}}}}')
+        lines.append(__import__("json").dumps(source))
+    answer = engine.bulk("\n".join(lines) + "\n")
+    assert answer["errors"] is False
+
+
+def _read_all(api: SearchApi, index: str, size: int, query: dict[str, Any] | None = None,
+              reader: type = PitReader) -> list[list[dict[str, Any]]]:
+    plan = ReadPlan(index, query or MATCH_ALL, "@timestamp", size, "1m")
+    with reader(api, plan, RetryPolicy(0)) as pages:
+        return list(pages.pages())
+
+
+def test_every_document_exactly_once_and_in_order(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    engine.create_index(index_name)
+    events = [make_event(n, seed=7) for n in range(257)]
+    engine.bulk(bulk_payload(index_name, events))
+    engine.refresh(index_name)
+    pages = _read_all(api, index_name, size=50)
+    hits = [hit for page in pages for hit in page]
+    assert [len(page) for page in pages] == [50, 50, 50, 50, 50, 7]
+    assert sorted(hit["_id"] for hit in hits) == sorted(e["event"]["id"] for e in events)
+    assert len({hit["_id"] for hit in hits}) == 257
+    stamps = [hit["_source"]["@timestamp"] for hit in hits]
+    assert stamps == sorted(stamps)
+    assert all(isinstance(hit["sort"][0], int) for hit in hits), "dates come back as epoch millis"
+    assert all("_seq_no" in hit and "_primary_term" in hit for hit in hits)
+
+
+def test_many_documents_sharing_one_cursor_value_cross_page_boundaries(
+        engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    engine.create_index(index_name)
+    same = {f"same-{n:04d}": {"@timestamp": "2025-11-14T10:00:00.000Z", "n": n} for n in range(230)}
+    before = {"before": {"@timestamp": "2025-11-14T09:59:59.999Z", "n": -1}}
+    after = {"after": {"@timestamp": "2025-11-14T10:00:00.001Z", "n": 999}}
+    _index_docs(engine, index_name, {**same, **before, **after})
+    engine.refresh(index_name)
+    pages = _read_all(api, index_name, size=100)
+    ids = [hit["_id"] for page in pages for hit in page]
+    assert len(ids) == 232 and len(set(ids)) == 232
+    assert ids[0] == "before" and ids[-1] == "after"
+
+
+def test_point_in_time_is_isolated_from_later_writes(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    engine.create_index(index_name)
+    engine.bulk(bulk_payload(index_name, (make_event(n) for n in range(30))))
+    engine.refresh(index_name)
+    plan = ReadPlan(index_name, MATCH_ALL, "@timestamp", 10, "1m")
+    with PitReader(api, plan, RetryPolicy(0)) as reader:
+        pages = reader.pages()
+        first = next(pages)
+        engine.bulk(bulk_payload(index_name, (make_event(n) for n in range(30, 60))))
+        engine.call("DELETE", f"/{index_name}/_doc/{first[0]['_id']}")
+        engine.refresh(index_name)
+        rest = [hit for page in pages for hit in page]
+    assert len(first) + len(rest) == 30
+    assert engine.count(index_name) == 59
+
+
+def test_documents_are_not_searchable_until_refresh(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    engine.create_index(index_name)
+    engine.bulk(bulk_payload(index_name, (make_event(n) for n in range(12))))
+    assert engine.count(index_name) == 0
+    assert _read_all(api, index_name, size=5) == []
+    engine.refresh(index_name)
+    assert engine.count(index_name) == 12
+    assert sum(len(page) for page in _read_all(api, index_name, size=5)) == 12
+
+
+@pytest.mark.parametrize("bounds, expected", [
+    ({"gte": "2025-11-14T10:00:01.000Z", "lte": "2025-11-14T10:00:03.000Z"}, ["t1", "t2", "t3"]),
+    ({"gt": "2025-11-14T10:00:01.000Z", "lt": "2025-11-14T10:00:03.000Z"}, ["t2"]),
+    ({"gte": "2025-11-14T17:00:02.000+07:00"}, ["t2", "t3", "t4"]),
+    ({"lt": "2025-11-14T10:00:01.000Z"}, ["t0"]),
+])
+def test_range_bounds_inclusive_and_exclusive(engine: EngineHttp, api: SearchApi, index_name: str,
+                                              bounds: dict[str, str], expected: list[str]) -> None:
+    engine.create_index(index_name)
+    _index_docs(engine, index_name, {f"t{n}": {"@timestamp": f"2025-11-14T10:00:0{n}.000Z"} for n in range(5)})
+    engine.refresh(index_name)
+    pages = _read_all(api, index_name, size=10, query={"range": {"@timestamp": bounds}})
+    assert [hit["_id"] for page in pages for hit in page] == expected
+
+
+def test_documents_missing_the_cursor_field_sort_last(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    engine.create_index(index_name)
+    docs = {f"d{n}": {"@timestamp": f"2025-11-14T10:00:0{n}.000Z"} for n in range(4)}
+    docs.update({"no-ts-1": {"message": "no cursor"}, "no-ts-2": {"message": "no cursor either"}})
+    _index_docs(engine, index_name, docs)
+    engine.refresh(index_name)
+    hits = [hit for page in _read_all(api, index_name, size=3) for hit in page]
+    assert [hit["_id"] for hit in hits[:4]] == ["d0", "d1", "d2", "d3"]
+    assert {hit["_id"] for hit in hits[4:]} == {"no-ts-1", "no-ts-2"}
+    assert all(hit["sort"][0] == 9223372036854775807 for hit in hits[4:])
+
+
+def test_mixed_time_zones_sort_by_instant(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    engine.create_index(index_name)
+    _index_docs(engine, index_name, {
+        "bangkok-11": {"@timestamp": "2025-01-01T11:00:00+07:00"},  # 04:00Z
+        "utc-05": {"@timestamp": "2025-01-01T05:00:00Z"},
+        "utc-03": {"@timestamp": "2025-01-01T03:00:00.000Z"},
+    })
+    engine.refresh(index_name)
+    hits = [hit for page in _read_all(api, index_name, size=10) for hit in page]
+    assert [hit["_id"] for hit in hits] == ["utc-03", "bangkok-11", "utc-05"]
+    assert hits[1]["sort"][0] == 1735704000000
+
+
+def test_scroll_reads_every_document_once(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    engine.create_index(index_name)
+    engine.bulk(bulk_payload(index_name, (make_event(n) for n in range(45))))
+    engine.refresh(index_name)
+    pages = _read_all(api, index_name, size=20, reader=ScrollReader)
+    ids = [hit["_id"] for page in pages for hit in page]
+    assert [len(page) for page in pages] == [20, 20, 5]
+    assert len(set(ids)) == 45
