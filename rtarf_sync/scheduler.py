@@ -1,0 +1,311 @@
+"""RtarfEventScheduler: one APScheduler BackgroundScheduler running the sync on an interval.
+
+    scheduler = RtarfEventScheduler(interval_seconds=10)
+    scheduler.start()
+    print(scheduler.get_status())
+    scheduler.stop()
+
+The job is a thin adapter around `SyncService.run()`: a failed result raises
+`SyncRunFailed` so APScheduler reports EVENT_JOB_ERROR, any other result is the
+job's return value and reaches the listener as `event.retval`. Scheduled and
+manual runs share one non-blocking lock, so they never overlap in this
+process; across processes the lease inside `SyncService.run()` does the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from apscheduler.events import (EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES,
+                                EVENT_JOB_MISSED, JobEvent)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from config import Settings, load_settings
+from rtarf_sync.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.stats import SyncStats
+
+if TYPE_CHECKING:
+    from rtarf_sync.sync import SyncService
+
+logger = logging.getLogger(__name__)
+
+JOB_ID = "rtarf_event_sync"
+JOB_EVENTS = EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+MIN_INTERVAL, MAX_INTERVAL = 1, 86400
+
+SyncJob = Callable[[], SyncResult]
+
+
+class SyncBusy(RuntimeError):
+    """A run is already in progress in this process; the caller should try again later."""
+
+
+class SyncRunFailed(RuntimeError):
+    """Raised by the scheduled job when a run failed, so APScheduler reports EVENT_JOB_ERROR."""
+
+    def __init__(self, result: SyncResult) -> None:
+        super().__init__(result.error or "sync failed")
+        self.result = result
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(timezone.utc).isoformat()
+
+
+def log_result(result: SyncResult) -> None:
+    """Say how a run of a custom job ended, in the wording SyncService uses for its own runs."""
+    counts = (f"{result.total_processed} events processed, "
+              f"{result.inserted} inserted, {result.updated} updated")
+    if result.status == SUCCESS:
+        logger.info("Sync completed successfully: %s", counts)
+    elif result.status == PARTIAL:
+        logger.warning("Sync completed with %d failed events: %s", result.failed, counts)
+    elif result.status == SKIPPED:
+        logger.info("Sync skipped: %s", result.error)
+    else:
+        logger.error("Sync failed: %s", result.error)
+
+
+class RtarfEventScheduler:
+    """The interval job, its lock and its stats; `start`, `stop` and `get_status` are synchronous."""
+
+    def __init__(self, interval_seconds: int | None = None, *, settings: Settings | None = None,
+                 service: SyncService | None = None, job: SyncJob | None = None) -> None:
+        settings = settings if settings is not None else load_settings(os.environ)
+        if interval_seconds is not None:
+            if isinstance(interval_seconds, bool) or not MIN_INTERVAL <= int(interval_seconds) <= MAX_INTERVAL:
+                raise ValueError(f"interval_seconds={interval_seconds!r} is invalid: "
+                                 f"expected an integer from {MIN_INTERVAL} to {MAX_INTERVAL}")
+            settings = replace(settings, sync_interval_seconds=int(interval_seconds))
+        self.settings = settings
+        self.stats = SyncStats()
+        self._service = service
+        self._job = job
+        self._run_lock = threading.Lock()  # one run at a time in this process, scheduled or manual
+        self._state_lock = threading.RLock()  # start/stop/shutdown never interleave
+        self._service_lock = threading.Lock()
+        self._current: dict[str, Any] | None = None
+        self._stopping = False
+        self._closed = False
+        self._scheduler = self._build_scheduler()
+
+    def _build_scheduler(self) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(timezone=timezone.utc,
+                                        executors={"default": ThreadPoolExecutor(max_workers=1)})
+        scheduler.add_listener(self._on_job_event, JOB_EVENTS)
+        # Added paused; start() gives it next_run_time=now so the first run starts at once.
+        scheduler.add_job(self._scheduled_run, "interval", id=JOB_ID, name="RTARF event sync",
+                          seconds=self.settings.sync_interval_seconds, max_instances=1, coalesce=True,
+                          misfire_grace_time=self.settings.misfire_grace_seconds, next_run_time=None)
+        return scheduler
+
+    @property
+    def interval_seconds(self) -> int:
+        """Seconds between scheduled runs."""
+        return self.settings.sync_interval_seconds
+
+    @property
+    def apscheduler(self) -> BackgroundScheduler:
+        """The underlying APScheduler scheduler, for inspection and extra listeners."""
+        return self._scheduler
+
+    @property
+    def service(self) -> SyncService:
+        """The SyncService, built on first use so importing or constructing touches no network."""
+        with self._service_lock:
+            if self._service is None:
+                from rtarf_sync.sync import SyncService  # the sync core is only needed once a run starts
+                self._service = SyncService(self.settings)
+            return self._service
+
+    # -- running one sync --------------------------------------------------------------
+
+    def _execute(self, trigger: str) -> SyncResult:
+        """Run one sync under the process lock; raise SyncBusy if one is already running."""
+        if self._stopping or not self._run_lock.acquire(blocking=False):
+            raise SyncBusy(self._busy_reason())
+        try:
+            self._current = {"trigger": trigger, "started_at": _iso(datetime.now(timezone.utc))}
+            return self._call(trigger)
+        finally:
+            self._current = None
+            self._run_lock.release()
+
+    def _call(self, trigger: str) -> SyncResult:
+        if self._job is None:
+            return self.service.run(trigger=trigger)  # logs its own start and outcome; never raises
+        try:
+            result = self._job()
+        except Exception as error:  # unlike SyncService.run, a custom job may raise
+            logger.exception("Sync job raised an unexpected error")
+            return SyncResult(status=FAILED, trigger=trigger, error=f"unexpected error: {error}")
+        if not isinstance(result, SyncResult):
+            result = SyncResult(status=FAILED, trigger=trigger, error=f"job returned {type(result).__name__}")
+        log_result(result)
+        return result
+
+    def _busy_reason(self) -> str:
+        if self._stopping:
+            return "the service is shutting down"
+        current = self._current
+        if current is None:
+            return "a sync is already in progress"
+        return f"a {current['trigger']} sync started at {current['started_at']} is still in progress"
+
+    def _scheduled_run(self) -> SyncResult:
+        """The APScheduler job: its return value reaches listeners as event.retval."""
+        try:
+            result = self._execute("scheduled")
+        except SyncBusy as busy:
+            result = SyncResult(status=SKIPPED, trigger="scheduled", error=str(busy))
+            log_result(result)
+        if result.status == FAILED:
+            raise SyncRunFailed(result)
+        return result
+
+    def sync_now(self, trigger: str = "manual") -> SyncResult:
+        """Run one sync in the calling thread and count it; raise SyncBusy if one is running."""
+        result = self._execute(trigger)
+        self.stats.record(result)
+        return result
+
+    def _on_job_event(self, event: JobEvent) -> None:
+        """Listener: fold one job event into the stats; never lets an exception escape."""
+        try:
+            if event.job_id != JOB_ID:
+                return
+            if event.code == EVENT_JOB_EXECUTED:
+                self.stats.record(event.retval)  # type: ignore[attr-defined]
+            elif event.code == EVENT_JOB_ERROR:
+                self.stats.record(_failed_result(event.exception))  # type: ignore[attr-defined]
+            elif event.code == EVENT_JOB_MISSED:
+                self.stats.record_missed()
+                logger.warning("A scheduled sync was missed: it could not start within %ss of its time",
+                               self.settings.misfire_grace_seconds)
+            elif event.code == EVENT_JOB_MAX_INSTANCES:
+                self.stats.record_overlap()
+        except Exception:
+            logger.exception("Could not record the outcome of a sync run")
+
+    # -- controlling the schedule ------------------------------------------------------
+
+    def _job_or_none(self) -> Job | None:
+        return self._scheduler.get_job(JOB_ID)
+
+    def start(self) -> bool:
+        """Start the scheduler if needed and run the job now, then every interval; False if already active."""
+        with self._state_lock:
+            if self._closed:
+                raise RuntimeError("the scheduler has been shut down")
+            if not self._scheduler.running:
+                self._scheduler.start()
+            job = self._job_or_none()
+            if job is not None and job.next_run_time is not None:
+                return False
+            # Like the first start, a start after stop runs at once and then every interval.
+            self._scheduler.modify_job(JOB_ID, next_run_time=datetime.now(timezone.utc))
+            logger.info("RTARF Event Scheduler started (interval: %ss)", self.interval_seconds)
+            return True
+
+    def stop(self) -> bool:
+        """Pause the interval job (a run in progress finishes); return False if it was not active."""
+        with self._state_lock:
+            job = self._job_or_none()
+            if job is None or job.next_run_time is None:
+                return False
+            self._scheduler.pause_job(JOB_ID)
+            logger.info("RTARF Event Scheduler stopped")
+            return True
+
+    def request_stop(self) -> None:
+        """Refuse new runs and ask a running one to stop after its page; safe in a signal handler."""
+        self._stopping = True
+        if self._service is not None:
+            self._service.request_stop()
+
+    def shutdown(self, timeout: float = 25.0) -> bool:
+        """Stop for good: interrupt a running sync, wait up to `timeout` for it, release resources.
+
+        Returns True when no run was left running.
+        """
+        with self._state_lock:
+            if self._closed:
+                return True
+            self._closed = True
+            self.request_stop()
+            if self._scheduler.running:
+                self._scheduler.pause_job(JOB_ID)
+            finished = self._run_lock.acquire(timeout=timeout)
+            if finished:
+                self._run_lock.release()
+            else:
+                logger.warning("A sync was still running after %ss; exiting without it", timeout)
+            if self._scheduler.running:
+                self._scheduler.shutdown(wait=False)
+            if finished and self._service is not None:
+                self._service.close()
+            logger.info("RTARF Event Scheduler shut down")
+            return finished
+
+    # -- reading the state -------------------------------------------------------------
+
+    def state(self) -> str:
+        """"running" (job active), "paused" (scheduler up, job paused) or "stopped"."""
+        if self._closed or not self._scheduler.running:
+            return "stopped"
+        job = self._job_or_none()
+        return "running" if job is not None and job.next_run_time is not None else "paused"
+
+    def get_status(self) -> dict[str, Any]:
+        """Everything `GET /scheduler/status` shows: schedule state plus the run stats."""
+        job = self._job_or_none()
+        current = self._current
+        status: dict[str, Any] = {
+            "is_running": self.state() == "running",
+            "state": self.state(),
+            "interval_seconds": self.interval_seconds,
+            "next_run_time": _iso(job.next_run_time) if job is not None else None,
+            "sync_in_progress": current is not None,
+            "current_run": dict(current) if current else None,
+            "job_id": JOB_ID,
+            "pid": os.getpid(),  # tells gunicorn workers apart
+        }
+        status.update(self.stats.snapshot())
+        return status
+
+    def get_jobs(self) -> list[dict[str, Any]]:
+        """The APScheduler job as `GET /scheduler/jobs` shows it."""
+        return [_describe(job) for job in self._scheduler.get_jobs()]
+
+    def check_ready(self) -> dict[str, str | None]:
+        """Reachability of the engine and the database: None where reachable, else the error."""
+        return self.service.check_ready()
+
+
+def _failed_result(error: BaseException | None) -> SyncResult:
+    if isinstance(error, SyncRunFailed):
+        return error.result
+    return SyncResult(status=FAILED, trigger="scheduled", error=f"unexpected error: {error}")
+
+
+def _describe(job: Job) -> dict[str, Any]:
+    interval = getattr(job.trigger, "interval", None)
+    return {
+        "id": job.id,
+        "name": job.name,
+        "trigger": str(job.trigger),
+        "interval_seconds": int(interval.total_seconds()) if interval is not None else None,
+        "next_run_time": _iso(job.next_run_time),
+        "paused": job.next_run_time is None,
+        "max_instances": job.max_instances,
+        "coalesce": job.coalesce,
+        "misfire_grace_time": job.misfire_grace_time,
+        "timezone": str(getattr(job.trigger, "timezone", "")),
+    }
