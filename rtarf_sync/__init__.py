@@ -1,0 +1,55 @@
+"""RTARF Event Sync: keeps a PostgreSQL copy of Elasticsearch or OpenSearch events.
+
+`create_app(settings)` builds the Flask app around one RtarfEventScheduler and
+registers its routes; it starts nothing unless `start_scheduler=True`, which
+only the process that serves requests (a gunicorn worker after the fork) asks.
+
+Flask and APScheduler are imported inside `create_app`, not here, because every
+`import rtarf_sync.<module>` runs this file first and the sync core must stay
+free of both.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from config import Settings
+    from rtarf_sync.scheduler import RtarfEventScheduler
+
+__all__ = ["RtarfEventScheduler", "create_app"]
+
+
+def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = None,
+               start_scheduler: bool = False) -> Flask:
+    """Build the app from validated settings; start the interval job only if asked and enabled."""
+    from flask import Flask
+
+    from rtarf_sync import extension
+    from rtarf_sync.api import auth, errors, health
+    from rtarf_sync.api import scheduler as scheduler_routes
+    from rtarf_sync.logs import configure_logging
+    from rtarf_sync.scheduler import RtarfEventScheduler
+
+    redactor = configure_logging(settings)
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
+    app.config["RTARF_SETTINGS"] = settings
+    extension.init_app(app, scheduler or RtarfEventScheduler(settings=settings))
+    auth.init_app(app, settings.api_token)
+    errors.init_app(app, redactor)
+    app.register_blueprint(scheduler_routes.bp)
+    app.register_blueprint(health.bp)
+    if start_scheduler:
+        extension.start(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """`from rtarf_sync import RtarfEventScheduler` without importing APScheduler up front."""
+    if name == "RtarfEventScheduler":
+        from rtarf_sync.scheduler import RtarfEventScheduler
+        return RtarfEventScheduler
+    raise AttributeError(f"module 'rtarf_sync' has no attribute {name!r}")

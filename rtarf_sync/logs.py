@@ -1,0 +1,122 @@
+"""Logging in the original format, with every secret from Settings replaced by ***.
+
+    2025-11-14 10:25:00 | rtarf_sync.scheduler | INFO | RTARF Event Scheduler started (interval: 300s)
+
+The redaction is a handler filter, so it sees every record that reaches the
+handler, whichever logger (ours, APScheduler's, SQLAlchemy's, a driver's)
+wrote it, and it also cleans the traceback text of exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import traceback
+from typing import Iterable
+from urllib.parse import quote, unquote
+
+from sqlalchemy.engine import make_url
+
+from config import Settings, mask_url
+
+LOG_FORMAT = "%(asctime)s | %(name)s | %(levelname)s | %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+MASK = "***"
+_HANDLER_NAME = "rtarf_sync"
+
+
+def secret_values(settings: Settings) -> set[str]:
+    """Every secret string in `settings`, with the URL-encoded and decoded forms of the database password."""
+    values = {secret.reveal() for secret in (settings.es_password, settings.es_api_key, settings.api_token)
+              if secret is not None}
+    database_url = settings.database_url.reveal()
+    values.add(database_url)
+    password = make_url(database_url).password
+    if password:
+        values.update({password, quote(password, safe=""), unquote(password)})
+    return {value for value in values if value}
+
+
+class Redactor:
+    """Replaces known secret values (and any password inside a URL) with ***; thread-safe."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Learn more secret values; longest first so a password inside a URL cannot leave a tail."""
+        with self._lock:
+            merged = set(self._secrets) | {value for value in secrets if value}
+            self._secrets = tuple(sorted(merged, key=len, reverse=True))
+
+    def __call__(self, text: str) -> str:
+        """Return `text` with every secret masked."""
+        for value in self._secrets:
+            if value in text:
+                text = text.replace(value, MASK)
+        return mask_url(text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message and traceback through a Redactor; never drops a record."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.msg = self.redactor(record.getMessage())
+            record.args = None
+            if record.exc_info:
+                # Render the traceback now so the handler's formatter prints the cleaned text.
+                record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+                record.exc_info = None
+            if record.exc_text:
+                record.exc_text = self.redactor(record.exc_text)
+            if record.stack_info:
+                record.stack_info = self.redactor(record.stack_info)
+        except Exception:  # a log line must never break the code that writes it
+            record.msg, record.args = "(log message could not be rendered safely)", None
+        return True
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now, so captured or redirected stderr gets the lines."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+_redactor = Redactor()
+
+
+def redactor() -> Redactor:
+    """The process-wide Redactor that log handlers and API responses share."""
+    return _redactor
+
+
+def configure_logging(settings: Settings) -> Redactor:
+    """Install (once) the stderr handler in the original format and teach it the secrets of `settings`."""
+    _redactor.add(secret_values(settings))
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if h.get_name() == _HANDLER_NAME), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.set_name(_HANDLER_NAME)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+        handler.addFilter(RedactingFilter(_redactor))
+        root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    return _redactor

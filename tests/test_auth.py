@@ -1,0 +1,103 @@
+"""RTARF_API_TOKEN: every POST needs the bearer token, GET stays open, bad headers get 401 JSON."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from flask import Flask
+
+from rtarf_sync import create_app
+from rtarf_sync.api.auth import token_matches
+from rtarf_sync.extension import scheduler_of
+from rtarf_sync.scheduler import RtarfEventScheduler
+from tests.support import GatedJob, offline_settings
+
+TOKEN = "s3cret-Token_for.tests~42"
+
+
+def _app(**env: str) -> Flask:
+    settings = offline_settings(**env)
+    return create_app(settings, scheduler=RtarfEventScheduler(settings=settings, job=GatedJob(gated=False)))
+
+
+@pytest.fixture
+def app() -> Iterator[Flask]:
+    application = _app(RTARF_API_TOKEN=TOKEN, RTARF_SYNC_INTERVAL_SECONDS="3600")
+    yield application
+    scheduler_of(application).shutdown(timeout=5)
+
+
+def _post_rules(app: Flask) -> list[str]:
+    return sorted(rule.rule for rule in app.url_map.iter_rules() if "POST" in (rule.methods or set()))
+
+
+def test_the_app_has_the_documented_post_routes(app: Flask) -> None:
+    assert _post_rules(app) == ["/scheduler/start", "/scheduler/stop", "/scheduler/sync-now"]
+
+
+def test_every_post_route_refuses_a_request_without_the_token(app: Flask) -> None:
+    # Walks the url map, so a POST route added later without the check fails here.
+    client = app.test_client()
+    for rule in _post_rules(app):
+        response = client.post(rule)
+        assert response.status_code == 401, rule
+        assert response.is_json, rule
+        assert response.get_json()["error"] == "Unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_every_post_route_accepts_the_right_token(app: Flask) -> None:
+    client = app.test_client()
+    for rule in _post_rules(app):
+        response = client.post(rule, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 200, (rule, response.get_json())
+
+
+@pytest.mark.parametrize("header", [
+    f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer ", "Bearer", f"Basic {TOKEN}", TOKEN,
+    "Bearer short", "Bearer " + "x" * 10_000, f"Bearer {TOKEN[:-2]}é", "Bearer тест",
+    f"Bearer {TOKEN} extra",
+])
+def test_wrong_tokens_get_401_never_500(app: Flask, header: str) -> None:
+    response = app.test_client().post("/scheduler/sync-now", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.is_json
+
+
+def test_a_non_ascii_header_byte_string_gets_401(app: Flask) -> None:
+    environ = {"HTTP_AUTHORIZATION": "Bearer \xff\xfe".encode("latin-1").decode("latin-1")}
+    response = app.test_client().post("/scheduler/stop", environ_overrides=environ)
+    assert response.status_code == 401
+
+
+def test_get_routes_stay_open(app: Flask) -> None:
+    client = app.test_client()
+    for path in ("/scheduler/status", "/scheduler/jobs", "/healthz", "/metrics"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_unknown_post_paths_are_refused_before_routing(app: Flask) -> None:
+    response = app.test_client().post("/scheduler/anything")
+    assert response.status_code == 401
+
+
+def test_token_matches_is_exact() -> None:
+    expected = TOKEN.encode()
+    assert token_matches(f"Bearer {TOKEN}", expected)
+    assert token_matches(f"bearer {TOKEN}", expected)  # the scheme is case-insensitive (RFC 7235)
+    assert not token_matches(None, expected)
+    assert not token_matches(f"Bearer {TOKEN.upper()}", expected)
+
+
+def test_without_a_token_post_is_open_and_start_up_warns(caplog: pytest.LogCaptureFixture) -> None:
+    app = _app()
+    try:
+        assert "RTARF_API_TOKEN is not set" in caplog.text
+        assert app.test_client().post("/scheduler/stop").status_code == 200
+    finally:
+        scheduler_of(app).shutdown(timeout=5)
+
+
+def test_with_a_token_start_up_does_not_warn(caplog: pytest.LogCaptureFixture, app: Flask) -> None:
+    assert "RTARF_API_TOKEN is not set" not in caplog.text

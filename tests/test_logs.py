@@ -1,0 +1,58 @@
+"""Log lines in the original format: `2025-11-14 10:25:00 | rtarf_sync.scheduler | INFO | message`."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rtarf_sync.logs import configure_logging
+from rtarf_sync.result import SyncResult
+from rtarf_sync.scheduler import RtarfEventScheduler
+from tests.support import GatedJob, offline_settings, wait_for
+
+LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \| (?P<logger>[\w.]+) \| (?P<level>[A-Z]+) \| (?P<message>.*)$")
+
+
+def _lines(text: str) -> list[dict[str, str]]:
+    return [match.groupdict() for match in map(LINE.match, text.splitlines()) if match]
+
+
+def test_scheduler_lines_use_the_original_format(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = offline_settings(RTARF_SYNC_INTERVAL_SECONDS=300)
+    configure_logging(settings)
+    result = SyncResult(total_processed=150, inserted=10, updated=140)
+    scheduler = RtarfEventScheduler(settings=settings, job=GatedJob(result, gated=False))
+    try:
+        scheduler.start()
+        wait_for(lambda: scheduler.get_status()["total_syncs"] == 1, what="the first run")
+    finally:
+        scheduler.shutdown(timeout=5)
+    lines = _lines(capsys.readouterr().err)
+    assert {"logger": "rtarf_sync.scheduler", "level": "INFO",
+            "message": "RTARF Event Scheduler started (interval: 300s)"} in lines
+    assert {"logger": "rtarf_sync.scheduler", "level": "INFO",
+            "message": "Sync completed successfully: 150 events processed, 10 inserted, 140 updated"} in lines
+
+
+def test_configuring_twice_installs_one_handler(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(offline_settings())
+    configure_logging(offline_settings())
+    import logging
+
+    logging.getLogger("rtarf_sync.test").info("once")
+    assert capsys.readouterr().err.count("| rtarf_sync.test | INFO | once") == 1
+
+
+def test_the_level_comes_from_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    configure_logging(offline_settings(RTARF_LOG_LEVEL="warning"))
+    try:
+        logging.getLogger("rtarf_sync.test").info("hidden")
+        logging.getLogger("rtarf_sync.test").warning("shown")
+        err = capsys.readouterr().err
+        assert "hidden" not in err
+        assert "| WARNING | shown" in err
+    finally:
+        configure_logging(offline_settings())
