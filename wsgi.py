@@ -1,0 +1,24 @@
+"""WSGI entry point: `gunicorn -c gunicorn.conf.py wsgi:app`, or `python wsgi.py` for a dev server."""
+
+import os
+import sys
+
+from config import ConfigError, load_settings
+from rtarf_sync import create_app
+
+try:
+    settings = load_settings(os.environ)
+except ConfigError as error:
+    print(f"rtarf-sync: configuration error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+# Under gunicorn the worker's post_worker_init hook starts the scheduler after the fork; under the
+# Werkzeug reloader only the serving child (WERKZEUG_RUN_MAIN=true) may, never the watcher.
+app = create_app(settings, start_scheduler=os.environ.get("WERKZEUG_RUN_MAIN") == "true")
+
+if __name__ == "__main__":
+    from rtarf_sync.extension import start
+
+    start(app)
+    host, _, port = settings.bind.rpartition(":")
+    app.run(host=host or "0.0.0.0", port=int(port), use_reloader=False, threaded=True)
