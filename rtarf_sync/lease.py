@@ -52,7 +52,8 @@ class Lease:
             index_elements=[lease.c.name],
             set_={"owner": owner, "epoch": lease.c.epoch + 1, "acquired_at": sa.func.now(),
                   "expires_at": self._expiry()},
-            where=lease.c.expires_at < sa.func.now(),
+            # Our own owner id matches only when a retried acquire already landed.
+            where=sa.or_(lease.c.expires_at < sa.func.now(), lease.c.owner == owner),
         ).returning(lease.c.epoch)
         epoch = connection.execute(statement).scalar()
         if epoch is not None:

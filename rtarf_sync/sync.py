@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
 
@@ -33,6 +33,7 @@ from rtarf_sync.sink import COUNTERS, PageCounts, PostgresSink, is_transient
 from rtarf_sync.tables import build_tables, create_tables
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def iso(moment: datetime) -> str:
@@ -86,10 +87,23 @@ class SyncService:
                 s.es_password and s.es_password.reveal(), s.es_api_key and s.es_api_key.reveal(),
                 s.api_token and s.api_token.reveal()]
 
+    def _db(self, call: Callable[[], T], what: str) -> T:
+        """Run a database step, retrying lost connections, deadlocks and serialization failures."""
+
+        def attempt() -> T:
+            try:
+                return call()
+            except sa.exc.DBAPIError as error:
+                if is_transient(error):
+                    raise TransientError(f"PostgreSQL: {str(error.orig or error).strip().splitlines()[0]}") from None
+                raise
+
+        return with_retry(attempt, self.retry, what)
+
     def ensure_tables(self) -> None:
         """Create the target and state tables if they are missing."""
         if not self._tables_ready:
-            create_tables(self.engine, self.tables)
+            self._db(lambda: create_tables(self.engine, self.tables), "create tables")
             self._tables_ready = True
 
     def check_ready(self) -> dict[str, str | None]:
@@ -153,28 +167,24 @@ class SyncService:
         lease = Lease(self.tables.lease, self.settings.table, self.settings.lease_ttl_seconds)
 
         def attempt() -> Fence | Holder:
-            try:
-                with self.engine.begin() as connection:
-                    return lease.acquire(connection, owner)
-            except sa.exc.DBAPIError as error:
-                if is_transient(error):
-                    raise TransientError(f"PostgreSQL: {str(error.orig).splitlines()[0]}") from None
-                raise
+            with self.engine.begin() as connection:
+                return lease.acquire(connection, owner)
 
-        got = with_retry(attempt, self.retry, "acquire lease")
+        got = self._db(attempt, "acquire lease")
         if isinstance(got, Holder):
             result.status = SKIPPED
             result.error = (f"another sync holds the lease on {self.settings.table} "
                             f"({got.owner}, until {got.expires_at.isoformat()})")
             log.info("Sync skipped: %s", result.error)
             return None
-        result.run_id = RunHistory(self.engine, self.tables, self.settings.es_index).start(
-            result.trigger, owner, result.started_at or datetime.now(timezone.utc))
+        history = RunHistory(self.engine, self.tables, self.settings.es_index)
+        result.run_id = self._db(lambda: history.start(
+            result.trigger, owner, result.started_at or datetime.now(timezone.utc)), "record run start")
         return got
 
     def _plan(self, sink: PostgresSink) -> ReadPlan:
         s = self.settings
-        stored = sink.load_cursor()
+        stored = self._db(sink.load_cursor, "load cursor")
         window: Json = {"lte": iso(datetime.now(timezone.utc) - timedelta(seconds=s.settle_seconds))}
         if stored is not None:
             window["gte"] = iso(stored - timedelta(seconds=s.overlap_seconds))
@@ -219,7 +229,7 @@ class SyncService:
                 log.debug("page %d committed: %s", page_no, counts)
         finally:
             pages.close()
-        stored = sink.load_cursor()
+        stored = self._db(sink.load_cursor, "load cursor")
         result.cursor = iso(stored) if stored is not None else None
 
     def _split(self, hits: list[Json]) -> tuple[list[EventRow], list[Rejected]]:
@@ -240,7 +250,7 @@ class SyncService:
             attempts += 1
             if attempts > 1:
                 # The last commit may have landed before its answer was lost: never commit a page twice.
-                pages, totals = history.committed(result.run_id or 0)
+                pages, totals = self._db(lambda: history.committed(result.run_id or 0), "check page")
                 if pages >= page_no:
                     return _delta(before, totals)
             return sink.write_page(rows, rejects, fence, result.run_id or 0, page_no)
@@ -251,10 +261,14 @@ class SyncService:
         if fence is not None:
             try:
                 history = RunHistory(self.engine, self.tables, self.settings.es_index)
-                history.finish(result)
-                with self.engine.begin() as connection:
-                    Lease(self.tables.lease, self.settings.table, self.settings.lease_ttl_seconds).release(
-                        connection, fence)
+                self._db(lambda: history.finish(result), "record run end")
+                lease = Lease(self.tables.lease, self.settings.table, self.settings.lease_ttl_seconds)
+
+                def release() -> None:
+                    with self.engine.begin() as connection:
+                        lease.release(connection, fence)
+
+                self._db(release, "release lease")
             except Exception as error:  # noqa: BLE001 - the lease expires on its own
                 log.warning("could not record the end of run %s: %s", result.run_id,
                             redact(str(error).splitlines()[0], self.secrets()))
