@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from apscheduler.events import (EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES,
-                                EVENT_JOB_MISSED, JobEvent)
+                                EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 JOB_ID = "rtarf_event_sync"
 JOB_EVENTS = EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
 MIN_INTERVAL, MAX_INTERVAL = 1, 86400
+HAND_OVER_SECONDS = 5.0
 
 SyncJob = Callable[[], SyncResult]
 
@@ -92,6 +93,7 @@ class RtarfEventScheduler:
         self._state_lock = threading.RLock()  # start/stop/shutdown never interleave
         self._service_lock = threading.Lock()
         self._current: dict[str, Any] | None = None
+        self._handed_over = threading.Event()  # set when APScheduler has taken up a due run
         self._stopping = False
         self._closed = False
         self._scheduler = self._build_scheduler()
@@ -100,6 +102,7 @@ class RtarfEventScheduler:
         scheduler = BackgroundScheduler(timezone=timezone.utc,
                                         executors={"default": ThreadPoolExecutor(max_workers=1)})
         scheduler.add_listener(self._on_job_event, JOB_EVENTS)
+        scheduler.add_listener(self._on_hand_over, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         # Added paused; start() gives it next_run_time=now so the first run starts at once.
         scheduler.add_job(self._scheduled_run, "interval", id=JOB_ID, name="RTARF event sync",
                           seconds=self.settings.sync_interval_seconds, max_instances=1, coalesce=True,
@@ -194,6 +197,11 @@ class RtarfEventScheduler:
         except Exception:
             logger.exception("Could not record the outcome of a sync run")
 
+    def _on_hand_over(self, event: JobEvent) -> None:
+        """Listener: a due run was submitted (or refused because one is still running)."""
+        if event.job_id == JOB_ID:
+            self._handed_over.set()
+
     # -- controlling the schedule ------------------------------------------------------
 
     def _job_or_none(self) -> Job | None:
@@ -209,8 +217,13 @@ class RtarfEventScheduler:
             job = self._job_or_none()
             if job is not None and job.next_run_time is not None:
                 return False
-            # Like the first start, a start after stop runs at once and then every interval.
+            # Like the first start, a start after stop runs at once and then every interval. Waiting
+            # for the hand-over keeps start() synchronous: a stop() right after it cannot cancel
+            # that first run, as in the README's start / get_status / stop example.
+            self._handed_over.clear()
             self._scheduler.modify_job(JOB_ID, next_run_time=datetime.now(timezone.utc))
+            if not self._handed_over.wait(HAND_OVER_SECONDS):
+                logger.warning("The first run was not taken up within %ss", HAND_OVER_SECONDS)
             logger.info("RTARF Event Scheduler started (interval: %ss)", self.interval_seconds)
             return True
 

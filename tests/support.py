@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from config import Settings, load_settings
 from rtarf_sync.result import SUCCESS, SyncResult
 from tests.harness.process import free_port
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from tests.harness.http import EngineHttp
 
 
 def offline_settings(**env: Any) -> Settings:
@@ -57,3 +62,36 @@ class GatedJob:
         """How many runs have started."""
         with self._lock:
             return self.calls
+
+
+def load_sample(engine: EngineHttp, index: str, count: int, seed: int = 42) -> int:
+    """Create `index`, bulk-load `count` sample events into it and make them searchable."""
+    from rtarf_sync.sample import load_events
+
+    engine.create_index(index)
+    loaded = load_events(engine.bulk, index, count, seed=seed)
+    engine.refresh(index)
+    return loaded
+
+
+def count_rows(db_engine: sa.Engine, table: str) -> int:
+    """Rows in the target table, or 0 while it does not exist yet."""
+    import sqlalchemy as sa
+
+    with db_engine.connect() as connection:
+        exists = connection.execute(sa.text("SELECT to_regclass(:name)"), {"name": table}).scalar()
+        if exists is None:
+            return 0
+        return int(connection.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one())
+
+
+def runs_of(db_engine: sa.Engine, table: str) -> list[dict[str, Any]]:
+    """The run history rows recorded for `table`, oldest first."""
+    import sqlalchemy as sa
+
+    with db_engine.connect() as connection:
+        if connection.execute(sa.text("SELECT to_regclass('rtarf_sync_runs')")).scalar() is None:
+            return []
+        rows = connection.execute(sa.text(
+            "SELECT * FROM rtarf_sync_runs WHERE target_table = :table ORDER BY id"), {"table": table})
+        return [dict(row) for row in rows.mappings()]
