@@ -1,0 +1,130 @@
+"""Command line: `python -m rtarf_sync COMMAND`, the service's jobs without the HTTP server.
+
+    init-db      create the target table and the state tables
+    sync         run one sync and print its result as JSON
+    status       the state in PostgreSQL (rows, cursor, lease, recent runs), or a service's status (--url)
+    check        say whether the search engine and PostgreSQL can be reached
+    load-sample  index sample RTARF events into the search engine
+    serve        run the HTTP service under gunicorn
+
+Settings come from the same RTARF_ environment variables as the service.
+Exit status: 0 done (sync: success or partial), 1 failed, 2 bad configuration
+or usage, 3 sync skipped because another process holds the lease.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from config import ConfigError
+from rtarf_sync import commands
+from rtarf_sync.commands import EXIT_CONFIG, EXIT_FAILED, PROG, CommandFailed
+
+Command = Callable[[argparse.Namespace], int]
+
+_DESCRIPTION = """\
+Copy Elasticsearch/OpenSearch security events into PostgreSQL, one command at a time.
+Settings come from the RTARF_ environment variables (see README.md), the same as the service.
+
+exit status: 0 done, 1 failed, 2 bad configuration or usage, 3 sync skipped (another run holds the lease)"""
+
+_SYNC_HELP = """\
+Run one sync now, the same run the scheduler makes: read the events that are new or changed
+since the stored cursor (minus RTARF_SYNC_OVERLAP_SECONDS, up to now minus RTARF_SYNC_SETTLE_SECONDS)
+from RTARF_ES_URL / RTARF_ES_INDEX and upsert them into RTARF_TABLE in PostgreSQL, one transaction
+per page. The first run copies the whole history. Creates the tables when missing.
+
+Prints the result as JSON on stdout (status, total_processed, inserted, updated, unchanged,
+failed, duration_seconds, cursor, error ...); the service's log lines and progress go to stderr.
+exit status: 0 success or partial (some documents set aside as dead letters), 1 failed,
+3 skipped because another process holds the lease"""
+
+_STATUS_HELP = """\
+Without --url: read the sync state from PostgreSQL (RTARF_DATABASE_URL): rows in the target table,
+the stored cursor, who holds the lease, dead letters, and the most recent runs with their counts.
+With --url: print GET <url>/scheduler/status of a running service as JSON."""
+
+_LOAD_HELP = """\
+Index COUNT realistic RTARF security events (about 1 KB each, deterministic from --seed) into the
+search engine at RTARF_ES_URL with bulk requests, then refresh the index. Event ids are stable,
+so loading the same numbers again updates them instead of adding duplicates; use --first to add
+new ones. The default index is derived from RTARF_ES_INDEX (rtarf-events* -> rtarf-events-sample)."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _add(sub: argparse._SubParsersAction, name: str, command: Command, summary: str,
+         description: str | None = None) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=summary, description=description or summary,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(command=command)
+    return parser
+
+
+def _add_load_sample(sub: argparse._SubParsersAction) -> None:
+    load = _add(sub, "load-sample", commands.cmd_load_sample, "index sample RTARF events into the engine",
+                _LOAD_HELP)
+    load.add_argument("--count", type=_positive, default=1000, help="number of events (default 1000)")
+    load.add_argument("--seed", type=int, default=42, help="stream of events to draw from (default 42)")
+    load.add_argument("--first", type=int, default=0, help="number of the first event (default 0)")
+    load.add_argument("--index", help="index to write (default: derived from RTARF_ES_INDEX)")
+    load.add_argument("--batch", type=_positive, default=2000, help="events per bulk request (default 2000)")
+    load.add_argument("--recent", action="store_true",
+                      help="stamp the events so the last one is about now (default: from 2025-11-14T00:00Z)")
+    load.add_argument("--spacing-ms", type=_positive, default=1000,
+                      help="milliseconds between consecutive events' timestamps (default 1000)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per job."""
+    parser = argparse.ArgumentParser(prog=PROG, description=_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add(sub, "init-db", commands.cmd_init_db, "create the target table and the state tables",
+         "Create the target table (RTARF_TABLE) and the state tables rtarf_sync_cursor, rtarf_sync_lease,\n"
+         "rtarf_sync_runs and rtarf_sync_dead_letters in RTARF_DATABASE_URL when they are missing.\n"
+         "Safe to run again, and while the service runs. The service and `sync` also do this on their own.")
+    sync = _add(sub, "sync", commands.cmd_sync, "run one sync now and print its result as JSON", _SYNC_HELP)
+    sync.add_argument("--progress-every", type=float, default=2.0, metavar="SECONDS",
+                      help="report committed pages on stderr this often during the run (0: never; default 2)")
+    status = _add(sub, "status", commands.cmd_status, "show the sync state and recent runs", _STATUS_HELP)
+    status.add_argument("--url", help="a running service, e.g. http://localhost:8000")
+    status.add_argument("--limit", type=_positive, default=10, help="recent runs to list (default 10)")
+    status.add_argument("--json", action="store_true", help="print the PostgreSQL state as JSON")
+    status.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --url (default 10)")
+    _add(sub, "check", commands.cmd_check, "check that the search engine and PostgreSQL can be reached",
+         "Probe RTARF_ES_URL (GET /) and RTARF_DATABASE_URL (SELECT 1), as GET /readyz does.\n"
+         "Prints one line for each and what to do about an unreachable one; exit status 1 if any is.")
+    _add_load_sample(sub)
+    _add(sub, "serve", commands.cmd_serve, "run the HTTP service under gunicorn (port from RTARF_BIND or PORT)",
+         "Validate the settings, then replace this process with\n"
+         "  python -m gunicorn -c gunicorn.conf.py wsgi:app\n"
+         "which serves the /scheduler routes, /healthz, /readyz and /metrics and runs the interval job.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments, run one command, and return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.command(args))
+    except ConfigError as error:
+        commands.say(f"configuration error: {error}")
+        return EXIT_CONFIG
+    except CommandFailed as error:
+        commands.say(str(error))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        commands.say("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
