@@ -15,6 +15,7 @@ import elasticsearch
 import opensearchpy
 
 from config import Settings
+from rtarf_sync.fastjson import ElasticsearchJson, OpenSearchJson
 from rtarf_sync.errors import ContextExpired, PitUnsupported, SourceError, TransientError
 
 T = TypeVar("T")
@@ -86,7 +87,10 @@ class ElasticsearchApi:
             options["basic_auth"] = (settings.es_username, settings.es_password.reveal())
         if settings.es_api_key:
             options["api_key"] = settings.es_api_key.reveal()
-        self.client = elasticsearch.Elasticsearch(list(settings.es_urls), **options)
+        json_serializer = ElasticsearchJson()
+        self.client = elasticsearch.Elasticsearch(list(settings.es_urls), serializers={
+            "application/json": json_serializer, "application/vnd.elasticsearch+json": json_serializer,
+        }, **options)
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         try:
@@ -147,7 +151,7 @@ class OpenSearchApi:
             options["headers"] = {"Authorization": f"ApiKey {settings.es_api_key.reveal()}"}
         if any(url.startswith("https://") for url in settings.es_urls):
             options["use_ssl"] = True
-        self.client = opensearchpy.OpenSearch(list(settings.es_urls), **options)
+        self.client = opensearchpy.OpenSearch(list(settings.es_urls), serializer=OpenSearchJson(), **options)
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         try:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from rtarf_sync.fastjson import dumps_compact
+
 _DIGITS = re.compile(r"^-?[0-9]{1,16}$")
 _MISSING = object()
 
@@ -95,7 +97,7 @@ def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow |
     moment = parse_instant(value)
     if moment is None:
         return reject(hit, f"cursor field {cursor_field} is not a date: {str(value)[:100]!r}")
-    text = json.dumps(source, ensure_ascii=False, separators=(",", ":"))
+    text = dumps_compact(source)
     if "\\u0000" in text:
         return reject(hit, "document contains a NUL character (\\u0000), which PostgreSQL jsonb rejects")
     try:

@@ -25,6 +25,7 @@ from rtarf_sync.clients import Json, SearchApi, build_api
 from rtarf_sync.documents import EventRow, Rejected, to_row
 from rtarf_sync.errors import PitUnsupported, RtarfSyncError, RunInterrupted, TransientError, redact
 from rtarf_sync.lease import Fence, Holder, Lease
+from rtarf_sync.prefetch import Prefetch
 from rtarf_sync.reader import PitReader, ReadPlan, ScrollReader
 from rtarf_sync.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.retry import RetryPolicy, with_retry
@@ -218,7 +219,7 @@ class SyncService:
         result.engine = self.api.kind
         log.info("Starting RTARF event sync from %s...", "OpenSearch" if result.engine == "opensearch"
                  else "Elasticsearch")
-        pages = self._pages(self._plan(sink), result)
+        pages = Prefetch(self._pages(self._plan(sink), result))
         try:
             for page_no, hits in enumerate(pages, start=1):
                 if self._stop.is_set():
