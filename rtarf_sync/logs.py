@@ -24,6 +24,9 @@ LOG_FORMAT = "%(asctime)s | %(name)s | %(levelname)s | %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 MASK = "***"
 _HANDLER_NAME = "rtarf_sync"
+# Client libraries that log every HTTP request (opensearchpy.trace even logs each body as a curl
+# command) at INFO; they speak only at WARNING unless RTARF_LOG_LEVEL=DEBUG.
+_CHATTY_LOGGERS = ("opensearchpy.trace", "opensearch", "elastic_transport.transport", "urllib3.connectionpool")
 
 
 def secret_values(settings: Settings) -> set[str]:
@@ -119,4 +122,6 @@ def configure_logging(settings: Settings) -> Redactor:
         handler.addFilter(RedactingFilter(_redactor))
         root.addHandler(handler)
     root.setLevel(settings.log_level)
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if settings.log_level == "DEBUG" else logging.WARNING)
     return _redactor

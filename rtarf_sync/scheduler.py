@@ -115,6 +115,11 @@ class RtarfEventScheduler:
         return self.settings.sync_interval_seconds
 
     @property
+    def stopping(self) -> bool:
+        """True once a shutdown was requested: no new run starts."""
+        return self._stopping
+
+    @property
     def apscheduler(self) -> BackgroundScheduler:
         """The underlying APScheduler scheduler, for inspection and extra listeners."""
         return self._scheduler

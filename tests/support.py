@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from config import Settings, load_settings
 from rtarf_sync.result import SUCCESS, SyncResult
@@ -95,3 +96,44 @@ def runs_of(db_engine: sa.Engine, table: str) -> list[dict[str, Any]]:
         rows = connection.execute(sa.text(
             "SELECT * FROM rtarf_sync_runs WHERE target_table = :table ORDER BY id"), {"table": table})
         return [dict(row) for row in rows.mappings()]
+
+
+def prepare_tables(settings: Settings) -> None:
+    """Create the target and state tables the way the service does."""
+    from rtarf_sync.sync import SyncService
+
+    service = SyncService(settings)
+    try:
+        service.ensure_tables()
+    finally:
+        service.close()
+
+
+@contextmanager
+def target_locked(db_engine: sa.Engine, table: str) -> Iterator[None]:
+    """Hold a SHARE lock on the target table: a run that writes a page waits (holding its lease) until the block ends."""
+    import sqlalchemy as sa
+
+    with db_engine.connect() as connection, connection.begin():
+        connection.execute(sa.text(f'LOCK TABLE "{table}" IN SHARE MODE'))
+        yield
+
+
+def lease_holder(db_engine: sa.Engine, table: str) -> str | None:
+    """The owner of the unexpired lease on `table`, if any."""
+    import sqlalchemy as sa
+
+    with db_engine.connect() as connection:
+        return connection.execute(sa.text(
+            "SELECT owner FROM rtarf_sync_lease WHERE name = :name AND expires_at > now()"),
+            {"name": table}).scalar()
+
+
+def waiting_service_backends(db_engine: sa.Engine) -> int:
+    """How many of the service's PostgreSQL sessions are waiting for a lock right now."""
+    import sqlalchemy as sa
+
+    with db_engine.connect() as connection:
+        return int(connection.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'rtarf-event-sync' AND wait_event_type = 'Lock'")).scalar_one())

@@ -13,9 +13,9 @@ from config import Settings
 from rtarf_sync import create_app
 from rtarf_sync.extension import scheduler_of
 from rtarf_sync.scheduler import RtarfEventScheduler
-from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
-from tests.support import count_rows, load_sample, runs_of, wait_for
+from tests.support import (count_rows, lease_holder, load_sample, prepare_tables, runs_of, target_locked,
+                           waiting_service_backends, wait_for)
 
 EVENTS = 60
 
@@ -112,52 +112,54 @@ def test_a_run_against_an_unreachable_engine_answers_502(make_settings: Callable
     assert body["unreachable"] == ["engine"]
 
 
-def _slow_engine(server: EsProtocolServer, seconds: float) -> None:
-    """Make every search of the protocol server take `seconds`, so a run stays open for a while."""
-    server.faults.only_paths("_search")
-    server.faults.delay_next(1000, seconds)
-
-
-def test_sync_now_during_a_slow_scheduled_run_gets_409(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        db_engine: sa.Engine, make_settings: Callable[..., Settings], apps: list[Flask]) -> None:
-    load_sample(elasticsearch, index_name, 40)
-    app = create_app(make_settings(elasticsearch, index_name, RTARF_SYNC_BATCH_SIZE=5,
-                                   RTARF_SYNC_INTERVAL_SECONDS=3600), start_scheduler=True)
+def test_sync_now_during_a_scheduled_run_gets_409(
+        opensearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
+        make_settings: Callable[..., Settings], apps: list[Flask]) -> None:
+    load_sample(opensearch, index_name, 40)
+    settings = make_settings(opensearch, index_name, RTARF_SYNC_BATCH_SIZE=5, RTARF_SYNC_INTERVAL_SECONDS=3600)
+    prepare_tables(settings)
+    app = create_app(settings)
     apps.append(app)
-    _slow_engine(es_server, 0.3)
     client = app.test_client()
-    wait_for(lambda: count_rows(db_engine, table_name) > 0, timeout=60, what="the scheduled run's first page")
-    response = client.post("/scheduler/sync-now")
-    assert response.status_code == 409
-    assert "scheduled sync" in response.get_json()["message"]
-    wait_for(lambda: client.get("/scheduler/status").get_json()["total_syncs"] == 1, timeout=90,
+    with target_locked(db_engine, table_name):  # the scheduled run holds its lease and waits on page 1
+        scheduler_of(app).start()
+        wait_for(lambda: lease_holder(db_engine, table_name), timeout=60, what="the scheduled run's lease")
+        response = client.post("/scheduler/sync-now")
+        assert response.status_code == 409
+        assert response.get_json()["error"] == "Conflict"
+        assert "scheduled sync" in response.get_json()["message"]
+        assert client.get("/scheduler/status").get_json()["sync_in_progress"] is True
+    wait_for(lambda: client.get("/scheduler/status").get_json()["total_syncs"] == 1, timeout=60,
              what="the scheduled run to finish")
-    es_server.faults.reset()
+    assert client.get("/scheduler/status").get_json()["last_sync_status"] == "success"
     assert count_rows(db_engine, table_name) == 40
     assert len(runs_of(db_engine, table_name)) == 1  # the manual call never started a run
 
 
 def test_shutdown_interrupts_a_running_sync_after_its_page_and_records_it(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        db_engine: sa.Engine, make_settings: Callable[..., Settings]) -> None:
-    load_sample(elasticsearch, index_name, 50)
-    scheduler = RtarfEventScheduler(settings=make_settings(elasticsearch, index_name, RTARF_SYNC_BATCH_SIZE=5))
-    _slow_engine(es_server, 0.3)
+        opensearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
+        make_settings: Callable[..., Settings]) -> None:
+    load_sample(opensearch, index_name, 50)
+    settings = make_settings(opensearch, index_name, RTARF_SYNC_BATCH_SIZE=5)
+    prepare_tables(settings)
+    scheduler = RtarfEventScheduler(settings=settings)
     outcome: list[int] = []
     manual = threading.Thread(target=lambda: outcome.append(scheduler.sync_now().total_processed))
-    manual.start()
-    wait_for(lambda: count_rows(db_engine, table_name) > 0, timeout=60, what="the first page")
-    assert scheduler.shutdown(timeout=30) is True
-    manual.join(30)
-    es_server.faults.reset()
+    closer = threading.Thread(target=scheduler.shutdown, kwargs={"timeout": 30})
+    with target_locked(db_engine, table_name):  # page 1 is read and waits to be written
+        manual.start()
+        wait_for(lambda: waiting_service_backends(db_engine) == 1, timeout=60, what="page 1 to wait for the lock")
+        closer.start()
+        wait_for(lambda: scheduler.stopping, what="the stop request")
+    closer.join(40)
+    manual.join(10)
+    assert not closer.is_alive()
     status = scheduler.get_status()
     assert status["last_sync_status"] == "failed"
     assert "interrupted by shutdown" in status["last_result"]["error"]
-    rows = count_rows(db_engine, table_name)
-    assert 0 < rows < 50
-    assert rows % 5 == 0  # whole pages only: the page in flight was never half-written
-    assert outcome == [rows]
+    assert count_rows(db_engine, table_name) == 5  # the page in flight was finished, nothing after it
+    assert outcome == [5]
     [run] = runs_of(db_engine, table_name)
     assert run["status"] == "failed"
     assert "interrupted by shutdown" in run["error"]
+    assert lease_holder(db_engine, table_name) is None  # released at once, not left to expire
