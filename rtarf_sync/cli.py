@@ -15,6 +15,7 @@ or usage, 3 sync skipped because another process holds the lease.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -124,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         commands.say("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not a failure of the command.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
