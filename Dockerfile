@@ -1,0 +1,31 @@
+# RTARF Event Sync: the HTTP service under gunicorn, one worker with the scheduler inside it.
+#   docker build -t rtarf-event-sync .
+#   docker run -p 8000:8000 -e RTARF_ES_URL=... -e RTARF_DATABASE_URL=... rtarf-event-sync
+# The same image runs the command line: docker run --rm ... rtarf-event-sync python -m rtarf_sync status
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies before the code, so a code change does not reinstall them.
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rtarf
+COPY config.py wsgi.py gunicorn.conf.py ./
+COPY rtarf_sync/ ./rtarf_sync/
+
+USER rtarf
+# config.py binds 0.0.0.0:8000 unless RTARF_BIND (or PORT) says otherwise.
+EXPOSE 8000
+
+# slim has no curl: ask /healthz with Python, on the port RTARF_BIND (or PORT) gives.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; bind = os.environ.get('RTARF_BIND') or ':' + os.environ.get('PORT', '8000'); urllib.request.urlopen('http://127.0.0.1:' + bind.rsplit(':', 1)[1] + '/healthz', timeout=4)"]
+
+# exec form: gunicorn is PID 1 and gets SIGTERM itself, so a running sync stops after its page.
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
