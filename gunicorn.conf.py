@@ -9,6 +9,7 @@ starts in `post_worker_init` (after the fork, never in the master) and stops in
 import os
 import signal
 import sys
+import time
 
 from config import ConfigError, load_settings
 
@@ -29,6 +30,9 @@ errorlog = "-"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
+    # The app installs the one root handler itself (with the secret filter); a second here would
+    # print every line twice.
+    "root": {"level": "INFO", "handlers": []},
     "formatters": {"rtarf": {"format": "%(asctime)s | %(name)s | %(levelname)s | %(message)s",
                              "datefmt": "%Y-%m-%d %H:%M:%S"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "rtarf",
@@ -47,6 +51,10 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
 
     def on_term(signum, frame):  # type: ignore[no-untyped-def]
         scheduler.request_stop()  # only sets flags: safe inside a signal handler
+        # os.write, not logging: a handler that takes the logging lock could deadlock the worker.
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.write(2, f"{stamp} | rtarf_sync.scheduler | INFO | SIGTERM received (pid {os.getpid()}): "
+                    "a running sync stops after its current page\n".encode())
         if callable(gunicorn_handler):
             gunicorn_handler(signum, frame)
 
