@@ -28,11 +28,14 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from config import Settings, load_settings
-from rtarf_sync.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, iso, log_result
+from rtarf_sync.result import FAILED, SKIPPED, SyncResult
 from rtarf_sync.stats import SyncStats
 
 if TYPE_CHECKING:
     from rtarf_sync.sync import SyncService
+
+__all__ = ["JOB_ID", "RtarfEventScheduler", "SyncBusy", "SyncRunFailed"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,36 +45,6 @@ MIN_INTERVAL, MAX_INTERVAL = 1, 86400
 HAND_OVER_SECONDS = 5.0
 
 SyncJob = Callable[[], SyncResult]
-
-
-class SyncBusy(RuntimeError):
-    """A run is already in progress in this process; the caller should try again later."""
-
-
-class SyncRunFailed(RuntimeError):
-    """Raised by the scheduled job when a run failed, so APScheduler reports EVENT_JOB_ERROR."""
-
-    def __init__(self, result: SyncResult) -> None:
-        super().__init__(result.error or "sync failed")
-        self.result = result
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(timezone.utc).isoformat()
-
-
-def log_result(result: SyncResult) -> None:
-    """Say how a run of a custom job ended, in the wording SyncService uses for its own runs."""
-    counts = (f"{result.total_processed} events processed, "
-              f"{result.inserted} inserted, {result.updated} updated")
-    if result.status == SUCCESS:
-        logger.info("Sync completed successfully: %s", counts)
-    elif result.status == PARTIAL:
-        logger.warning("Sync completed with %d failed events: %s", result.failed, counts)
-    elif result.status == SKIPPED:
-        logger.info("Sync skipped: %s", result.error)
-    else:
-        logger.error("Sync failed: %s", result.error)
 
 
 class RtarfEventScheduler:
@@ -140,19 +113,19 @@ class RtarfEventScheduler:
         if self._stopping or not self._run_lock.acquire(blocking=False):
             raise SyncBusy(self._busy_reason())
         try:
-            self._current = {"trigger": trigger, "started_at": _iso(datetime.now(timezone.utc))}
+            self._current = {"trigger": trigger, "started_at": iso(datetime.now(timezone.utc))}
             return self._call(trigger)
         finally:
             self._current = None
             self._run_lock.release()
 
     def _call(self, trigger: str) -> SyncResult:
-        if self._job is None:
-            return self.service.run(trigger=trigger)  # logs its own start and outcome; never raises
         try:
+            if self._job is None:
+                return self.service.run(trigger=trigger)  # logs its own start and outcome
             result = self._job()
-        except Exception as error:  # unlike SyncService.run, a custom job may raise
-            logger.exception("Sync job raised an unexpected error")
+        except Exception as error:  # SyncService.run never raises for a failed run; a bug or a custom job might
+            logger.exception("Sync raised an unexpected error")
             return SyncResult(status=FAILED, trigger=trigger, error=f"unexpected error: {error}")
         if not isinstance(result, SyncResult):
             result = SyncResult(status=FAILED, trigger=trigger, error=f"job returned {type(result).__name__}")
@@ -192,7 +165,7 @@ class RtarfEventScheduler:
             if event.code == EVENT_JOB_EXECUTED:
                 self.stats.record(event.retval)  # type: ignore[attr-defined]
             elif event.code == EVENT_JOB_ERROR:
-                self.stats.record(_failed_result(event.exception))  # type: ignore[attr-defined]
+                self.stats.record(failed_result(event.exception))  # type: ignore[attr-defined]
             elif event.code == EVENT_JOB_MISSED:
                 self.stats.record_missed()
                 logger.warning("A scheduled sync was missed: it could not start within %ss of its time",
@@ -289,7 +262,7 @@ class RtarfEventScheduler:
             "is_running": self.state() == "running",
             "state": self.state(),
             "interval_seconds": self.interval_seconds,
-            "next_run_time": _iso(job.next_run_time) if job is not None else None,
+            "next_run_time": iso(job.next_run_time) if job is not None else None,
             "sync_in_progress": current is not None,
             "current_run": dict(current) if current else None,
             "job_id": JOB_ID,
@@ -300,30 +273,8 @@ class RtarfEventScheduler:
 
     def get_jobs(self) -> list[dict[str, Any]]:
         """The APScheduler job as `GET /scheduler/jobs` shows it."""
-        return [_describe(job) for job in self._scheduler.get_jobs()]
+        return [describe_job(job) for job in self._scheduler.get_jobs()]
 
     def check_ready(self) -> dict[str, str | None]:
         """Reachability of the engine and the database: None where reachable, else the error."""
         return self.service.check_ready()
-
-
-def _failed_result(error: BaseException | None) -> SyncResult:
-    if isinstance(error, SyncRunFailed):
-        return error.result
-    return SyncResult(status=FAILED, trigger="scheduled", error=f"unexpected error: {error}")
-
-
-def _describe(job: Job) -> dict[str, Any]:
-    interval = getattr(job.trigger, "interval", None)
-    return {
-        "id": job.id,
-        "name": job.name,
-        "trigger": str(job.trigger),
-        "interval_seconds": int(interval.total_seconds()) if interval is not None else None,
-        "next_run_time": _iso(job.next_run_time),
-        "paused": job.next_run_time is None,
-        "max_instances": job.max_instances,
-        "coalesce": job.coalesce,
-        "misfire_grace_time": job.misfire_grace_time,
-        "timezone": str(getattr(job.trigger, "timezone", "")),
-    }

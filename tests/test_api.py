@@ -11,7 +11,6 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 from rtarf_sync import create_app
 from rtarf_sync.api.errors import run_http_status
