@@ -87,6 +87,17 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class ExpectedFailureFilter(logging.Filter):
+    """Drops the traceback APScheduler attaches to a failed run: the run's error line already says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from rtarf_sync.jobs import SyncRunFailed  # imported late: logs must not pull in APScheduler
+
+        if record.exc_info and isinstance(record.exc_info[1], SyncRunFailed):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is now, so captured or redirected stderr gets the lines."""
 
@@ -122,6 +133,9 @@ def configure_logging(settings: Settings) -> Redactor:
         handler.addFilter(RedactingFilter(_redactor))
         root.addHandler(handler)
     root.setLevel(settings.log_level)
+    executor_logger = logging.getLogger("apscheduler.executors.default")
+    if not any(isinstance(f, ExpectedFailureFilter) for f in executor_logger.filters):
+        executor_logger.addFilter(ExpectedFailureFilter())
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if settings.log_level == "DEBUG" else logging.WARNING)
     return _redactor

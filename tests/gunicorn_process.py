@@ -76,6 +76,10 @@ class GunicornProcess:
         assert self.process is not None
         return self.process.wait(timeout)
 
+    def wait_after_sigterm(self, timeout: float) -> int | None:
+        """SIGTERM the master and return its exit status, or None if it outlived `timeout`."""
+        return self.terminate(timeout)[0]
+
     def worker_pids(self) -> list[int]:
         """Process ids of the workers (the master's children)."""
         assert self.process is not None

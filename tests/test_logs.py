@@ -56,3 +56,19 @@ def test_the_level_comes_from_the_settings(capsys: pytest.CaptureFixture[str]) -
         assert "| WARNING | shown" in err
     finally:
         configure_logging(offline_settings())
+
+
+def test_a_failed_scheduled_run_logs_one_line_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = offline_settings(RTARF_SYNC_INTERVAL_SECONDS=3600)
+    configure_logging(settings)
+    failing = SyncResult(status="failed", error="PostgreSQL: connection refused")
+    scheduler = RtarfEventScheduler(settings=settings, job=GatedJob(failing, gated=False))
+    try:
+        scheduler.start()
+        wait_for(lambda: scheduler.get_status()["failed_syncs"] == 1, what="the failed run")
+    finally:
+        scheduler.shutdown(timeout=5)
+    err = capsys.readouterr().err
+    assert "| rtarf_sync.scheduler | ERROR | Sync failed: PostgreSQL: connection refused" in err
+    assert "| apscheduler.executors.default | ERROR | Job " in err
+    assert "Traceback" not in err

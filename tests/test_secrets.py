@@ -2,23 +2,28 @@
 
 Canary values go into the database URL's password, the engine password and
 the API token; then every route is called, including a sync that fails
-because the database is unreachable, and the logs and bodies are searched.
+because the database is unreachable, and the logs and bodies are searched,
+in the app and in a real gunicorn process.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 from flask import Flask
+from sqlalchemy.engine import make_url
 
 from config import load_settings
 from rtarf_sync import create_app
 from rtarf_sync.extension import scheduler_of
 from rtarf_sync.logs import Redactor, RedactingFilter, configure_logging
+from tests.gunicorn_process import GunicornProcess
 from tests.harness.http import EngineHttp
 from tests.harness.process import free_port
+from tests.support import load_sample
 
 DB_CANARY = "CanaryDbPw-5e1f0a"
 ES_CANARY = "CanaryEsPw-9b7c2d"
@@ -106,3 +111,33 @@ def test_a_record_that_cannot_be_rendered_is_kept_not_raised() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d", ("not a number",), None)
     assert RedactingFilter(Redactor(["secret"])).filter(record) is True
     assert "could not be rendered" in record.getMessage()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("database", ["reachable", "unreachable"])
+def test_no_canary_leaves_a_gunicorn_server(database: str, tmp_path: Path, opensearch: EngineHttp,
+                                           index_name: str, table_name: str, database_url: str) -> None:
+    load_sample(opensearch, index_name, 20)
+    url = make_url(database_url).set(password=DB_CANARY)  # trust authentication ignores the password
+    if database == "unreachable":
+        url = url.set(port=free_port())
+    env = {"RTARF_DATABASE_URL": url.render_as_string(hide_password=False), "RTARF_ES_URL": opensearch.url,
+           "RTARF_ES_INDEX": index_name, "RTARF_TABLE": table_name, "RTARF_ES_USERNAME": "elastic",
+           "RTARF_ES_PASSWORD": ES_CANARY, "RTARF_API_TOKEN": TOKEN_CANARY, "RTARF_LOG_LEVEL": "DEBUG",
+           "RTARF_SYNC_ENABLED": "false", "RTARF_SYNC_MAX_RETRIES": "1", "RTARF_SYNC_RETRY_MAX_SECONDS": "0.1"}
+    server = GunicornProcess(tmp_path, env)
+    try:
+        server.start()
+        auth = {"Authorization": f"Bearer {TOKEN_CANARY}"}
+        synced = server.post("/scheduler/sync-now", headers=auth)
+        assert synced.status_code == (200 if database == "reachable" else 503), synced.text
+        bodies = [synced.text, server.post("/scheduler/start", headers={"Authorization": "Bearer nope"}).text]
+        bodies += [server.get(path).text for path in ("/scheduler/status", "/scheduler/jobs", "/readyz", "/metrics")]
+        assert server.wait_after_sigterm(30) == 0
+    finally:
+        server.close()
+    log = server.log()
+    assert "Sync completed successfully" in log or "Sync failed" in log
+    for body in bodies:
+        assert _leaks(body) == [], body
+    assert _leaks(log) == []
