@@ -1,14 +1,19 @@
-"""The original README's curl and Python `requests` examples, run against a real gunicorn.
+"""The README's examples, run as written against a real gunicorn, real PostgreSQL and OpenSearch.
 
-The examples are kept verbatim; the only change is the port: the test binds
-gunicorn to a free port and replaces `localhost:8000` with `localhost:<port>`,
-so the suite never collides with a service already on 8000.
+Two sets are checked: the calls of the original README that users already
+script against (`curl -X POST http://localhost:8000/scheduler/sync-now`,
+`curl http://localhost:8000/scheduler/status`, `requests.get/post`), and
+every `curl ... localhost:8000` line and Python block of this repository's
+README.md, read from the file so the document cannot drift from the service.
+The only change made to any example is the port: gunicorn is bound to a
+free port and `localhost:8000` is replaced with `localhost:<port>`.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,72 +29,126 @@ from tests.support import count_rows, load_sample
 
 pytestmark = pytest.mark.e2e
 
+ROOT = Path(__file__).resolve().parent.parent
 EVENTS = 30
+TOKEN = "readme-example-token"
 
-README_CURL = {
-    "sync-now": "curl -X POST http://localhost:8000/scheduler/sync-now",
-    "status": "curl http://localhost:8000/scheduler/status",
-    "stop": "curl -X POST http://localhost:8000/scheduler/stop",
-    "start": "curl -X POST http://localhost:8000/scheduler/start",
-}
-
-README_PYTHON = """\
+ORIGINAL_CURL = ["curl -X POST http://localhost:8000/scheduler/sync-now",
+                 "curl http://localhost:8000/scheduler/status"]
+ORIGINAL_PYTHON = """\
 import requests
 
-# Trigger a manual sync
 response = requests.post("http://localhost:8000/scheduler/sync-now")
-print(response.json())
-
-# Check the scheduler status
+print(response.json()["message"])
 status = requests.get("http://localhost:8000/scheduler/status").json()
-print(f"Running: {status['is_running']}, success rate: {status['success_rate']}")
+print(status["total_syncs"], status["success_rate"])
 """
+
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+
+
+def readme_blocks(language: str) -> list[str]:
+    """The fenced code blocks of README.md in `language`."""
+    text = (ROOT / "README.md").read_text()
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def readme_curl_lines() -> list[str]:
+    """Every curl command of README.md that calls the service, without trailing comments."""
+    lines = [line for block in readme_blocks("sh") for line in block.splitlines()]
+    return [line.split("  #")[0].strip() for line in lines
+            if line.startswith("curl ") and "localhost:8000" in line]
 
 
 @pytest.fixture
-def server(tmp_path: Path, opensearch: EngineHttp, index_name: str, table_name: str,
-           database_url: str) -> Iterator[GunicornProcess]:
-    """gunicorn with the interval job disabled, so every run in these tests is one the examples asked for."""
+def environment(opensearch: EngineHttp, index_name: str, table_name: str, database_url: str) -> dict[str, str]:
+    """Settings of the service (and of the README's standalone scheduler example)."""
     load_sample(opensearch, index_name, EVENTS)
-    env = {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url, "RTARF_ES_INDEX": index_name,
-           "RTARF_TABLE": table_name, "RTARF_SYNC_SETTLE_SECONDS": "0", "RTARF_SYNC_ENABLED": "false"}
-    process = GunicornProcess(tmp_path, env)
+    return {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url, "RTARF_ES_INDEX": index_name,
+            "RTARF_TABLE": table_name, "RTARF_SYNC_SETTLE_SECONDS": "0", "RTARF_SYNC_ENABLED": "false"}
+
+
+@pytest.fixture
+def server(tmp_path: Path, environment: dict[str, str]) -> Iterator[GunicornProcess]:
+    """gunicorn with the interval job disabled, so every run is one an example asked for."""
+    process = GunicornProcess(tmp_path, environment)
     try:
         yield process.start()
     finally:
         process.close()
 
 
-def _on_port(text: str, port: int) -> str:
-    return text.replace("localhost:8000", f"localhost:{port}")
+@pytest.fixture
+def token_server(tmp_path: Path, environment: dict[str, str]) -> Iterator[GunicornProcess]:
+    """The same with RTARF_API_TOKEN set, as the README's POST examples assume."""
+    process = GunicornProcess(tmp_path, {**environment, "RTARF_API_TOKEN": TOKEN})
+    try:
+        yield process.start()
+    finally:
+        process.close()
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_the_curl_examples(server: GunicornProcess, table_name: str, db_engine: sa.Engine) -> None:
-    def curl(name: str) -> dict[str, object]:
-        argv = shlex.split(_on_port(README_CURL[name], server.port))
-        completed = subprocess.run([*argv, "--silent", "--show-error"], capture_output=True, text=True, timeout=120)
-        assert completed.returncode == 0, completed.stderr
-        return json.loads(completed.stdout)  # type: ignore[no-any-return]
+def _run(command: str, port: int, shell: bool = True) -> str:
+    env = {**os.environ, "RTARF_API_TOKEN": TOKEN}
+    completed = subprocess.run(command.replace("localhost:8000", f"localhost:{port}"), shell=shell, env=env,
+                               capture_output=True, text=True, timeout=300, executable="/bin/bash")
+    assert completed.returncode == 0, (command, completed.stderr)
+    return completed.stdout
 
-    synced = curl("sync-now")
+
+@needs_curl
+def test_the_original_curl_calls(server: GunicornProcess, table_name: str, db_engine: sa.Engine) -> None:
+    synced = json.loads(_run(ORIGINAL_CURL[0], server.port))
     assert synced["message"] == "Manual sync completed"
-    assert synced["result"]["status"] == "success"  # type: ignore[index]
-    assert synced["result"]["inserted"] == EVENTS  # type: ignore[index]
+    assert (synced["result"]["status"], synced["result"]["inserted"]) == ("success", EVENTS)
     assert count_rows(db_engine, table_name) == EVENTS
-    status = curl("status")
+    status = json.loads(_run(ORIGINAL_CURL[1], server.port))
     assert (status["total_syncs"], status["success_rate"], status["last_sync_status"]) == (1, "100.0%", "success")
-    assert status["is_running"] is False  # RTARF_SYNC_ENABLED=false
-    assert curl("start")["scheduler_status"]["is_running"] is True  # type: ignore[index]
-    assert curl("stop")["scheduler_status"]["is_running"] is False  # type: ignore[index]
 
 
-def test_the_python_requests_example(server: GunicornProcess, table_name: str, db_engine: sa.Engine) -> None:
-    completed = subprocess.run([sys.executable, "-c", _on_port(README_PYTHON, server.port)],
-                               capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stderr
-    first, second = completed.stdout.splitlines()
-    assert "'message': 'Manual sync completed'" in first
-    assert f"'inserted': {EVENTS}" in first
-    assert second == "Running: False, success rate: 100.0%"
+def test_the_original_requests_calls(server: GunicornProcess, table_name: str, db_engine: sa.Engine) -> None:
+    output = _run(f"{sys.executable} -c '{ORIGINAL_PYTHON}'", server.port)
+    assert output.splitlines() == ["Manual sync completed", "1 100.0%"]
     assert count_rows(db_engine, table_name) == EVENTS
+
+
+@needs_curl
+def test_every_curl_line_of_the_readme(token_server: GunicornProcess, table_name: str,
+                                       db_engine: sa.Engine) -> None:
+    lines = readme_curl_lines()
+    assert any("/scheduler/sync-now" in line for line in lines)  # the README still shows the routes
+    for line in lines:
+        output = _run(line, token_server.port)
+        if line.endswith("/metrics"):
+            assert "rtarf_sync_runs_total" in output
+            continue
+        body = json.loads(output)
+        if "-X POST" in line and "Authorization" not in line:
+            assert body["error"] == "Unauthorized", line
+        elif line.endswith("/nope"):
+            assert body["error"] == "Not Found"
+        elif "-X POST" not in line and line.endswith("/sync-now"):
+            assert body["error"] == "Method Not Allowed"
+        elif line.endswith("/sync-now"):
+            assert body["message"] == "Manual sync completed", body
+        else:
+            assert "error" not in body, (line, body)
+    assert count_rows(db_engine, table_name) == EVENTS
+
+
+def test_the_readme_python_blocks(token_server: GunicornProcess, environment: dict[str, str], table_name: str,
+                                  db_engine: sa.Engine) -> None:
+    blocks = readme_blocks("python")
+    client = next(block for block in blocks if "import requests" in block)
+    output = _run(f"{sys.executable} - <<'EOF'\n{client}EOF", token_server.port)
+    assert "running=False syncs=0 success=0.0%" in output
+    assert f"success {EVENTS} processed, {EVENTS} inserted, 0 updated" in output
+
+    standalone = next(block for block in blocks if "RtarfEventScheduler(interval_seconds=10)" in block)
+    own_table = f"{table_name}_standalone"
+    completed = subprocess.run([sys.executable, "-c", standalone], cwd=ROOT, capture_output=True, text=True,
+                               timeout=300, env={**os.environ, **environment, "RTARF_TABLE": own_table})
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split()[0] == "True"  # is_running right after start()
+    # stop() pauses the schedule; the first run, already started, finishes before the process exits.
+    assert count_rows(db_engine, own_table) == EVENTS
