@@ -535,3 +535,16 @@ def test_reset_forgets_indices_and_pits(server: EsProtocolServer, es: Elasticsea
     assert not es.indices.exists(index="events")
     with pytest.raises(NotFoundError):
         es.search(pit={"id": pit_id})
+
+
+def test_ignore_malformed_keeps_the_document_but_not_the_value(es: Elasticsearch) -> None:
+    es.indices.create(index="lenient", mappings={"properties": {"@timestamp": {"type": "date", "ignore_malformed": True}}})
+    es.index(index="lenient", id="bad", document={"@timestamp": "yesterday"}, refresh=True)
+    es.index(index="lenient", id="good", document={"@timestamp": "2025-01-01T00:00:00Z"}, refresh=True)
+    assert es.get(index="lenient", id="bad")["_source"] == {"@timestamp": "yesterday"}
+    exists = es.search(index="lenient", query={"exists": {"field": "@timestamp"}})
+    assert [hit["_id"] for hit in exists["hits"]["hits"]] == ["good"]
+    strict = "strict-dates"
+    es.indices.create(index=strict, mappings={"properties": {"@timestamp": {"type": "date"}}})
+    with pytest.raises(BadRequestError):
+        es.index(index=strict, id="bad", document={"@timestamp": "yesterday"})

@@ -30,6 +30,7 @@ class FieldInfo:
     type: str
     format: str | None = None
     ignore_above: int | None = None
+    ignore_malformed: bool = False
 
 
 def expand_dotted(properties: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +115,8 @@ class Mapping:
         node = self._node(parts)
         if node is not None:
             kind = node.get("type", "object")
-            return FieldInfo(field, kind, node.get("format"), node.get("ignore_above"))
+            return FieldInfo(field, kind, node.get("format"), node.get("ignore_above"),
+                             bool(node.get("ignore_malformed", False)))
         parent = self._node(parts[:-1]) if len(parts) > 1 else None
         sub = (parent or {}).get("fields", {}).get(parts[-1])
         if sub is None:
@@ -162,6 +164,8 @@ def _dynamic_type(value: Any) -> dict[str, Any]:
 
 
 def _check_value(index: str, doc_id: str, info: FieldInfo, value: Any) -> None:
+    if info.ignore_malformed:
+        return  # kept in _source, left out of the index, as Elasticsearch does
     try:
         if info.type in DATE_TYPES:
             dates.parse_date(value, info.format)

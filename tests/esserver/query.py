@@ -163,6 +163,9 @@ class QueryCompiler:
         info = self.mapping.lookup(field)
         if info is None:
             return _never
+        if info.ignore_malformed:
+            # A malformed value was never indexed, so the field does not exist for it.
+            return lambda doc: bool(indexed_values(doc, info))
         return lambda doc: has_value(doc.source, info.path)
 
     def _ids(self, body: dict[str, Any]) -> Predicate:
