@@ -257,6 +257,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()  # the same one-line error gunicorn.conf.py would give, before exec
     argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT),
             "wsgi:app"]
-    say(f"starting gunicorn on {settings.bind}: {' '.join(argv[1:])}")
+    say(f"starting gunicorn on {settings.bind}: python {' '.join(argv[1:])}")
     os.execv(sys.executable, argv)
     return EXIT_FAILED  # not reached: execv only returns by raising

@@ -225,3 +225,20 @@ def test_status_url_prints_the_service_status(served_app: str) -> None:
     assert status["interval_seconds"] == 120 and status["total_syncs"] == 0 and status["success_rate"] == "0.0%"
     gone = run_cli("status", "--url", f"http://127.0.0.1:{free_port()}")
     assert gone.returncode == 1 and "cannot reach the service" in gone.stderr and "--url" in gone.stderr
+
+
+def test_sync_skips_with_exit_3_while_another_process_holds_the_lease(elasticsearch: EngineHttp,
+                                                                    cli_env: dict[str, str], db_engine: sa.Engine,
+                                                                    table_name: str) -> None:
+    env = {**cli_env, **engine_env(elasticsearch)}
+    assert run_cli("init-db", env=env).returncode == 0
+    with db_engine.begin() as connection:
+        connection.execute(sa.text(
+            f"INSERT INTO {LEASE_TABLE} (name, owner, epoch, acquired_at, expires_at) "
+            "VALUES (:name, 'replica-b:4242:cafe', 7, now(), now() + interval '1 minute')"), {"name": table_name})
+    shown = run_cli("sync", env=env)
+    assert shown.returncode == 3, shown.stdout + shown.stderr
+    result = json.loads(shown.stdout)
+    assert result["status"] == "skipped" and "replica-b:4242:cafe" in result["error"]
+    assert "try again when that run ends" in shown.stderr
+    assert _rows(db_engine, table_name) == 0
