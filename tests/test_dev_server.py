@@ -82,4 +82,7 @@ def test_the_flask_reloader_starts_the_scheduler_only_in_the_serving_child(
     assert status["is_running"] is True
     assert status["pid"] != process.pid  # the watcher does not serve and runs no scheduler
     wait_for(lambda: "Debugger is active" in log.read_text(), timeout=30, what="the reloader's child")
-    assert log.read_text().count("RTARF Event Scheduler started") == 1
+    text = log.read_text()
+    # One scheduler per serving child: the watcher starts none. (A source file changed by someone
+    # else while the test runs makes the reloader replace its child, which then starts its own.)
+    assert text.count("RTARF Event Scheduler started") == text.count("Restarting with stat") >= 1
