@@ -1,0 +1,89 @@
+"""What the machine allows on each side, measured without the other side.
+
+Read ceiling: every event through the same client, the same point-in-time
+plan (query, sort, page size) and the same reader as the sync, with no
+writes. Write ceiling: the same rows written with plain COPY (psycopg
+`cursor.copy`, one COPY and one commit per page, as the sync commits) into an
+empty table with the target's own definition (primary key and timestamp
+index included); building the rows is left out of the timing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import psycopg
+import sqlalchemy as sa
+
+from config import Settings
+from rtarf_sync.documents import parse_instant
+from rtarf_sync.reader import PitReader
+from rtarf_sync.sync import SyncService
+from rtarf_sync.tables import build_tables
+
+Row = tuple[str, str, Any, str, int, int]
+_COLUMNS = "es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term"
+
+
+class _NoCursor:
+    """Stands in for the sink when asking the service for a first run's plan."""
+
+    def load_cursor(self) -> None:
+        return None
+
+
+def read_ceiling(settings: Settings) -> dict[str, Any]:
+    """Page through every event the way a first sync run does, and write nothing."""
+    service = SyncService(settings)
+    # The service's own plan, so the query, sort and page size cannot drift from the sync's.
+    plan = service._plan(_NoCursor())  # type: ignore[arg-type]  # noqa: SLF001
+    events = pages = 0
+    started = time.perf_counter()
+    with PitReader(service.api, plan, service.retry) as reader:
+        for hits in reader.pages():
+            events += len(hits)
+            pages += 1
+    seconds = time.perf_counter() - started
+    service.close()
+    return {"events": events, "pages": pages, "seconds": seconds}
+
+
+def _pages(rows_file: Path, index: str, size: int) -> Iterator[list[Row]]:
+    page: list[Row] = []
+    with rows_file.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            es_id, stamp, source = line.rstrip("\n").split("\t", 2)
+            page.append((index, es_id, parse_instant(stamp), source, number, 1))
+            if len(page) == size:
+                yield page
+                page = []
+    if page:
+        yield page
+
+
+def write_ceiling(settings: Settings, rows_file: Path, index: str, table: str) -> dict[str, Any]:
+    """COPY the rows of `rows_file` (id, timestamp, source per line) into a fresh `table`."""
+    engine = sa.create_engine(settings.database_url.reveal())
+    target = build_tables(table).target
+    with engine.begin() as connection:
+        target.drop(connection, checkfirst=True)
+        target.create(connection)
+    engine.dispose()
+    url = sa.engine.make_url(settings.database_url.reveal()).set(drivername="postgresql")
+    events = pages = 0
+    seconds = 0.0
+    with psycopg.connect(url.render_as_string(hide_password=False)) as connection:
+        for page in _pages(rows_file, index, settings.batch_size):
+            started = time.perf_counter()
+            with connection.cursor() as cursor:
+                with cursor.copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as copy:
+                    copy.set_types(["text", "text", "timestamptz", "text", "int8", "int8"])
+                    for row in page:
+                        copy.write_row(row)
+            connection.commit()
+            seconds += time.perf_counter() - started
+            events += len(page)
+            pages += 1
+    return {"events": events, "pages": pages, "seconds": seconds}

@@ -1,0 +1,64 @@
+"""The sync's write side alone: the engine's own PostgresSink fed with rows built beforehand.
+
+Between the write ceiling (plain COPY) and the full sync (read, convert,
+write) this shows what the sink's transaction costs by itself: the lease
+fence, the staging COPY, the version-guarded upsert, the cursor and the run
+history. Building the rows is left out of the timing.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+from config import Settings
+from rtarf_sync.documents import EventRow, parse_instant
+from rtarf_sync.lease import Fence, Lease
+from rtarf_sync.runs import RunHistory
+from rtarf_sync.sink import PostgresSink
+from rtarf_sync.tables import build_tables, create_tables
+
+
+def _pages(rows_file: Path, index: str, size: int) -> Iterator[list[EventRow]]:
+    page: list[EventRow] = []
+    with rows_file.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            es_id, stamp, source = line.rstrip("\n").split("\t", 2)
+            moment = parse_instant(stamp)
+            assert moment is not None
+            page.append(EventRow(index, es_id, moment, source, number, 1))
+            if len(page) == size:
+                yield page
+                page = []
+    if page:
+        yield page
+
+
+def sink_only(settings: Settings, rows_file: Path, index: str, table: str) -> dict[str, Any]:
+    """Write the rows of `rows_file` into a fresh `table` through PostgresSink, one page per transaction."""
+    engine = sa.create_engine(settings.database_url.reveal())
+    tables = build_tables(table)
+    with engine.begin() as connection:
+        tables.target.drop(connection, checkfirst=True)
+    create_tables(engine, tables)
+    lease = Lease(tables.lease, table, settings.lease_ttl_seconds)
+    with engine.begin() as connection:
+        fence = lease.acquire(connection, "benchmark")
+    assert isinstance(fence, Fence), "the lease is held by another process"
+    run_id = RunHistory(engine, tables, settings.es_index).start("bench", "benchmark", datetime.now(timezone.utc))
+    sink = PostgresSink(engine, tables, lease, settings.es_index)
+    events = pages = inserted = 0
+    seconds = 0.0
+    for page in _pages(rows_file, index, settings.batch_size):
+        started = time.perf_counter()
+        counts = sink.write_page(page, [], fence, run_id, pages + 1)
+        seconds += time.perf_counter() - started
+        events, pages, inserted = events + len(page), pages + 1, inserted + counts.inserted
+    with engine.begin() as connection:
+        lease.release(connection, fence)
+    engine.dispose()
+    return {"events": events, "pages": pages, "inserted": inserted, "seconds": seconds}
