@@ -35,6 +35,7 @@ from rtarf_sync.tables import build_tables, create_tables
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+PROGRESS_SECONDS = 10.0
 
 
 def iso(moment: datetime) -> str:
@@ -220,6 +221,7 @@ class SyncService:
         log.info("Starting RTARF event sync from %s...", "OpenSearch" if result.engine == "opensearch"
                  else "Elasticsearch")
         pages = Prefetch(self._pages(self._plan(sink), result))
+        reported = time.monotonic()
         try:
             for page_no, hits in enumerate(pages, start=1):
                 if self._stop.is_set():
@@ -228,10 +230,21 @@ class SyncService:
                 counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no)
                 result.add(**vars(counts))
                 log.debug("page %d committed: %s", page_no, counts)
+                reported = self._report_progress(result, reported)
         finally:
             pages.close()
         stored = self._db(sink.load_cursor, "load cursor")
         result.cursor = iso(stored) if stored is not None else None
+
+    @staticmethod
+    def _report_progress(result: SyncResult, last: float) -> float:
+        """Log a progress line at most every PROGRESS_SECONDS, so a long first sync can be followed."""
+        now = time.monotonic()
+        if now - last < PROGRESS_SECONDS:
+            return last
+        log.info("Sync in progress: %d events processed in %d pages (%d inserted, %d updated)",
+                 result.total_processed, result.pages, result.inserted, result.updated)
+        return now
 
     def _split(self, hits: list[Json]) -> tuple[list[EventRow], list[Rejected]]:
         rows: list[EventRow] = []

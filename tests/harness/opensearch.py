@@ -94,6 +94,9 @@ class OpenSearchNode:
         self.port = 0
         self.root: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        # A name of its own, checked in every health answer, so a node that some other run
+        # left on the same port can never be mistaken for this one.
+        self.cluster_name = f"rtarf-test-{os.getpid()}-{time.monotonic_ns() % 100000}"
 
     @property
     def url(self) -> str:
@@ -119,7 +122,7 @@ class OpenSearchNode:
         argv = [java_command(version), f"-Xms{self.heap_mb}m", f"-Xmx{self.heap_mb}m",
                 "-Djava.awt.headless=true", "-cp", f"{lib}/*", "org.codelibs.opensearch.runner.OpenSearchRunner",
                 "-basePath", str(self.root), "-numOfNode", "1", "-baseHttpPort", str(self.port - 1),
-                "-clusterName", "rtarf-test"]
+                "-clusterName", self.cluster_name]
         say(f"OpenSearch: starting {version} on {self.url} (heap {self.heap_mb} MB)")
         started = time.monotonic()
         self.process = spawn(argv, self.log_path, keep_stdin=True)
@@ -137,6 +140,10 @@ class OpenSearchNode:
                 raise EngineStartError(message)
             try:
                 health = _get_json(f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=2s")
+                if health.get("cluster_name") != self.cluster_name:
+                    self.stop()
+                    raise EngineStartError(f"another engine ({health.get('cluster_name')}) answers on port "
+                                           f"{self.port}; stop it or free the port")
                 if health.get("status") in ("yellow", "green"):
                     return
             except (urllib.error.URLError, OSError, ValueError):
@@ -150,7 +157,7 @@ class OpenSearchNode:
         """The node's own log tail, for error messages."""
         if self.root is None:
             return "(no log)"
-        node_log = self.root / "node_1" / "logs" / "rtarf-test.log"
+        node_log = self.root / "node_1" / "logs" / f"{self.cluster_name}.log"
         return log_tail(self.log_path, 15) + "\n--- node log ---\n" + log_tail(node_log, 25)
 
     def stop(self) -> None:

@@ -31,9 +31,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _answers(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def free_port_in(low: int, high: int) -> int:
     """Return a free TCP port on 127.0.0.1 between `low` and `high` inclusive."""
     for port in range(low, high + 1):
+        if _answers(port):
+            continue  # a dual-stack listener may not block an IPv4 bind, but it answers
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
