@@ -86,11 +86,13 @@ def _get_json(url: str, timeout: float = 5) -> dict[str, object]:
 class OpenSearchNode:
     """One OpenSearch node in one JVM; `start()` returns once the cluster is yellow or green."""
 
-    def __init__(self, *, heap_mb: int = 512, base_dir: Path | None = None) -> None:
+    def __init__(self, *, heap_mb: int = 512, base_dir: Path | None = None,
+                 settings: dict[str, str] | None = None) -> None:
         if not 128 <= heap_mb <= 1024:
             raise ValueError("heap_mb must be between 128 and 1024")
         self.heap_mb = heap_mb
         self.base_dir = base_dir
+        self.settings = dict(settings or {})
         self.port = 0
         self.root: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -118,7 +120,7 @@ class OpenSearchNode:
         config.mkdir(parents=True)
         (config / "opensearch.yml").write_text(
             f"network.host: 127.0.0.1\nhttp.port: {self.port}\ntransport.port: {transport}\n"
-            "")
+            + "".join(f"{name}: {value}\n" for name, value in self.settings.items()))
         argv = [java_command(version), f"-Xms{self.heap_mb}m", f"-Xmx{self.heap_mb}m",
                 "-Djava.awt.headless=true", "-cp", f"{lib}/*", "org.codelibs.opensearch.runner.OpenSearchRunner",
                 "-basePath", str(self.root), "-numOfNode", "1", "-baseHttpPort", str(self.port - 1),

@@ -40,8 +40,10 @@ def find_bindir() -> Path:
 class PostgresCluster:
     """One throwaway cluster; `start()` returns after it accepts connections."""
 
-    def __init__(self, *, durable: bool = False, base_dir: Path | None = None) -> None:
+    def __init__(self, *, durable: bool = False, base_dir: Path | None = None,
+                 options: dict[str, str] | None = None) -> None:
         self.durable = durable
+        self.options = dict(options or {})
         self.base_dir = base_dir
         self.port = 0
         self.root: Path | None = None
@@ -68,9 +70,9 @@ class PostgresCluster:
         self.port = free_port()
         argv = [str(bindir / "postgres"), "-D", str(self.root / "data"), "-p", str(self.port),
                 "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
-        if not self.durable:
-            for option in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
-                argv += ["-c", option]
+        options = {} if self.durable else {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        for name, value in {**options, **self.options}.items():
+            argv += ["-c", f"{name}={value}"]
         self.process = spawn(argv, self.log_path, user=self._user)
         self._wait_ready()
         say(f"PostgreSQL: ready on 127.0.0.1:{self.port}")
@@ -87,8 +89,9 @@ class PostgresCluster:
         assert self.process is not None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise EngineStartError(
-                    f"PostgreSQL exited with {self.process.returncode}; log tail:\n{log_tail(self.log_path)}")
+                message = f"PostgreSQL exited with {self.process.returncode}; log tail:\n{log_tail(self.log_path)}"
+                self.stop()
+                raise EngineStartError(message)
             try:
                 with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
                                      connect_timeout=2):
