@@ -9,6 +9,7 @@ are already running instead.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from typing import Any, Callable, Iterator
 
@@ -22,6 +23,19 @@ from tests.harness.http import EngineHttp
 from tests.harness.process import say
 
 ENGINE_KINDS = ("opensearch", "elasticsearch")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C and SIGTERM (a CI time-out) stop the run through teardown, so engines are stopped and removed.
+
+    A shell that starts pytest in the background hands it SIGINT ignored; take it back.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(autouse=True)
