@@ -34,7 +34,6 @@ from tests.harness.http import EngineHttp
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEX = "rtarf-events-bench"
-PAGE_SIZE = 1000
 OVERLAP_SECONDS = 60
 
 
@@ -47,6 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="events the naive baseline copies (default 20000; it is slow)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="tries of the full sync and of each ceiling, interleaved; the best counts (default 2)")
+    parser.add_argument("--page-size", type=int, default=1000,
+                        help="RTARF_SYNC_BATCH_SIZE for the sync and the ceilings (default 1000, the service's)")
     parser.add_argument("--heap-mb", type=int, default=1024, help="OpenSearch heap (default 1024)")
     parser.add_argument("--profile", action="store_true", help="profile a sync even when every target passes")
     parser.add_argument("--record", action="store_true", help="write the report into benchmarks/README.md")
@@ -60,8 +61,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 class Bench:
     """The engines of one run and the jobs measured against them."""
 
-    def __init__(self, pg: PostgresCluster, node: OpenSearchNode, workdir: Path) -> None:
-        self.pg, self.node, self.workdir = pg, node, workdir
+    def __init__(self, pg: PostgresCluster, node: OpenSearchNode, workdir: Path, page_size: int) -> None:
+        self.pg, self.node, self.workdir, self.page_size = pg, node, workdir, page_size
         self.db_url = pg.create_database("rtarf_bench")
         self.http = EngineHttp(node.url, "opensearch")
         self.opensearch_version = str(self.http.call("GET", "/")["version"]["number"])
@@ -70,7 +71,7 @@ class Bench:
         """The RTARF_ settings every job runs with."""
         return {"RTARF_ES_URL": self.node.url, "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_ES_INDEX": INDEX,
                 "RTARF_DATABASE_URL": self.db_url, "RTARF_TABLE": table, "RTARF_SYNC_SETTLE_SECONDS": "0",
-                "RTARF_SYNC_BATCH_SIZE": str(PAGE_SIZE), "RTARF_SYNC_OVERLAP_SECONDS": str(OVERLAP_SECONDS)}
+                "RTARF_SYNC_BATCH_SIZE": str(self.page_size), "RTARF_SYNC_OVERLAP_SECONDS": str(OVERLAP_SECONDS)}
 
     def sql(self, query: str, *params: Any, database: str = "rtarf_bench") -> Any:
         """Run one statement as the superuser; return the first column of the first row, if any."""
@@ -149,7 +150,7 @@ def measure_all(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any],
     data = Dataset(bench.http, INDEX, bench.workdir / "rows.tsv")
     data.create()
     data.load(small)
-    f: dict[str, Any] = {"events": n, "small_events": small, "baseline_events": k, "page_size": PAGE_SIZE,
+    f: dict[str, Any] = {"events": n, "small_events": small, "baseline_events": k, "page_size": args.page_size,
                          "overlap_seconds": OVERLAP_SECONDS, "repeat": args.repeat}
     f["small"] = bench.measure(f"sync (ours) of the first {small:,} events", "sync", "ev_small")
     data.load(n - small)
@@ -198,7 +199,7 @@ def machine(bench: Bench, heap_mb: int, load_before: str) -> dict[str, Any]:
     def git(*argv: str) -> str:
         return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    dirty = git("status", "--porcelain", "--", "rtarf_sync", "config.py", "benchmarks")
+    dirty = git("status", "--porcelain", "--", "rtarf_sync", "config.py", "benchmarks", ":!benchmarks/README.md")
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
@@ -206,7 +207,7 @@ def machine(bench: Bench, heap_mb: int, load_before: str) -> dict[str, Any]:
                          "WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes')")
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else ""),
-            "cpus": os.cpu_count(), "cpu_model": model, "memory_gb": mem_kb * 1024 / 1e9,
+            "cpus": os.cpu_count(), "cpu_model": model, "memory_gib": mem_kb / 2**20,
             "python": platform.python_version(), "heap_mb": heap_mb,
             "opensearch": bench.opensearch_version,
             "postgresql": bench.sql("SHOW server_version").split()[0], "durability": f"durable: {settings}",
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     started, load_before = time.monotonic(), _load()
     with tempfile.TemporaryDirectory(prefix="rtarf-bench-") as tmp, \
             PostgresCluster(durable=True) as pg, OpenSearchNode(heap_mb=args.heap_mb) as node:
-        bench = Bench(pg, node, Path(tmp))
+        bench = Bench(pg, node, Path(tmp), args.page_size)
         try:
             figures, checks = measure_all(bench, args)
             figures["machine"] = machine(bench, args.heap_mb, load_before)

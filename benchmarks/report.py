@@ -91,7 +91,7 @@ def _margin(fraction: float) -> str:
 def _machine(m: dict[str, Any]) -> list[str]:
     return [
         f"date      {m['date']}   commit {m['commit']}",
-        f"machine   {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']:.1f} GB RAM, Python {m['python']}",
+        f"machine   {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']:.1f} GiB RAM, Python {m['python']}",
         f"engines   OpenSearch {m['opensearch']} (heap {m['heap_mb']} MB, 1 shard, refresh_interval -1); "
         f"PostgreSQL {m['postgresql']} ({m['durability']})",
         f"load avg  {m['load_before']} before, {m['load_after']} after (other work on the machine adds noise)",
