@@ -19,11 +19,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.harness.process import EngineStartError, free_port, free_port_in, log_tail, say, spawn, stop
+from tests.harness.process import (EngineStartError, free_port, free_port_in, log_tail, port_answers, say, spawn,
+                                   stop)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "opensearch" / "pom.xml"
 _JAVA21_HOMES = ("/usr/lib/jvm/temurin-25-jdk-amd64", "/usr/lib/jvm/temurin-21-jdk-amd64")
+
+
+class PortTaken(EngineStartError):
+    """Another engine answered on the port this node was given."""
 
 
 def cache_dir() -> Path:
@@ -109,10 +114,24 @@ class OpenSearchNode:
         assert self.root is not None
         return self.root / "node.log"
 
-    def start(self, timeout: float = 180) -> "OpenSearchNode":
-        """Resolve the jars if needed, start the node and wait for cluster health."""
+    def start(self, timeout: float = 180, attempts: int = 3) -> "OpenSearchNode":
+        """Resolve the jars if needed, start the node and wait for cluster health.
+
+        Another run may take the chosen port between the check and the bind; then
+        the node is started again on another port, up to `attempts` times.
+        """
         version = runner_version()
         lib = resolve_jars(version)
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(version, lib, timeout)
+            except PortTaken as taken:
+                if attempt == attempts:
+                    raise EngineStartError(str(taken)) from None
+                say(f"OpenSearch: {taken}; trying another port")
+        raise AssertionError("unreachable")
+
+    def _start_once(self, version: str, lib: Path, timeout: float) -> "OpenSearchNode":
         self.root = Path(tempfile.mkdtemp(prefix="rtarf-os-", dir=self.base_dir))
         # The runner only accepts HTTP ports up to 9299 (its maxHttpPort).
         self.port, transport = free_port_in(9201, 9299), free_port()
@@ -139,13 +158,14 @@ class OpenSearchNode:
             if self.process.poll() is not None:
                 message = f"OpenSearch exited with {self.process.returncode}; log tail:\n{self.log_tail()}"
                 self.stop()
+                if port_answers(self.port):
+                    raise PortTaken(f"another process took port {self.port}")
                 raise EngineStartError(message)
             try:
                 health = _get_json(f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=2s")
                 if health.get("cluster_name") != self.cluster_name:
                     self.stop()
-                    raise EngineStartError(f"another engine ({health.get('cluster_name')}) answers on port "
-                                           f"{self.port}; stop it or free the port")
+                    raise PortTaken(f"another engine ({health.get('cluster_name')}) answers on port {self.port}")
                 if health.get("status") in ("yellow", "green"):
                     return
             except (urllib.error.URLError, OSError, ValueError):

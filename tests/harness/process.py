@@ -31,7 +31,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(port: int) -> bool:
+def port_answers(port: int) -> bool:
+    """True when something accepts connections on 127.0.0.1:`port`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -40,7 +41,7 @@ def _answers(port: int) -> bool:
 def free_port_in(low: int, high: int) -> int:
     """Return a free TCP port on 127.0.0.1 between `low` and `high` inclusive."""
     for port in range(low, high + 1):
-        if _answers(port):
+        if port_answers(port):
             continue  # a dual-stack listener may not block an IPv4 bind, but it answers
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
