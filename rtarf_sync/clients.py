@@ -73,6 +73,16 @@ def classify(status: int | None, body: Any, what: str) -> Exception:
     return SourceError(text)
 
 
+def _open_pit(call: Callable[[], Json]) -> Json:
+    """Open a point in time; an engine that has no such endpoint raises PitUnsupported."""
+    try:
+        return call()
+    except SourceError as error:
+        if "no handler found" in str(error) or "HTTP 405" in str(error):
+            raise PitUnsupported(str(error)) from None
+        raise
+
+
 class ElasticsearchApi:
     """SearchApi over the official elasticsearch 8.x client."""
 
@@ -107,13 +117,8 @@ class ElasticsearchApi:
         return self._call("GET /", self.client.info)
 
     def open_pit(self, index: str, keep_alive: str) -> str:
-        try:
-            answer = self._call("open point in time", lambda: self.client.open_point_in_time(
-                index=index, keep_alive=keep_alive, ignore_unavailable=False))
-        except SourceError as error:
-            if "no handler found" in str(error) or "HTTP 405" in str(error):
-                raise PitUnsupported(str(error)) from None
-            raise
+        answer = _open_pit(lambda: self._call("open point in time", lambda: self.client.open_point_in_time(
+            index=index, keep_alive=keep_alive, ignore_unavailable=False)))
         return str(answer["id"])
 
     def close_pit(self, pit_id: str) -> None:
@@ -169,13 +174,8 @@ class OpenSearchApi:
         return self._call("GET /", self.client.info)
 
     def open_pit(self, index: str, keep_alive: str) -> str:
-        try:
-            answer = self._call("open point in time", lambda: self.client.create_pit(
-                index=index, params={"keep_alive": keep_alive}))
-        except SourceError as error:
-            if "no handler found" in str(error) or "HTTP 405" in str(error):
-                raise PitUnsupported(str(error)) from None
-            raise
+        answer = _open_pit(lambda: self._call("open point in time", lambda: self.client.create_pit(
+            index=index, params={"keep_alive": keep_alive})))
         return str(answer["pit_id"])
 
     def close_pit(self, pit_id: str) -> None:

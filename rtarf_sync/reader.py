@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from rtarf_sync.clients import Json, SearchApi
 from rtarf_sync.errors import SourceError, TransientError
@@ -39,6 +39,14 @@ def check_complete(answer: Json, what: str) -> None:
         raise TransientError(f"{what}: the search timed out")
 
 
+def _quietly(release: Callable[[], None], what: str) -> None:
+    """Release a search context; a failure is logged, never raised over the run's own outcome."""
+    try:
+        release()
+    except Exception as error:  # noqa: BLE001 - the context expires on its own anyway
+        log.warning("could not %s: %s", what, error)
+
+
 def cursor_sort(field: str, tiebreakers: list[Any]) -> list[Any]:
     """Sort by the cursor field ascending (missing values last), then the tie-breakers."""
     return [{field: {"order": "asc", "missing": "_last", "unmapped_type": "date"}}, *tiebreakers]
@@ -63,13 +71,9 @@ class PitReader:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        if self.pit_id is None:
-            return
-        try:
-            self.api.close_pit(self.pit_id)
-        except Exception as close_error:  # noqa: BLE001 - closing must not hide the run's outcome
-            log.warning("could not close point in time: %s", close_error)
-        self.pit_id = None
+        if self.pit_id is not None:
+            _quietly(lambda: self.api.close_pit(self.pit_id or ""), "close point in time")
+            self.pit_id = None
 
     def _body(self, after: list[Any] | None) -> Json:
         body: Json = {"size": self.plan.size, "query": self.plan.query,
@@ -115,13 +119,9 @@ class ScrollReader:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        if self.scroll_id is None:
-            return
-        try:
-            self.api.clear_scroll(self.scroll_id)
-        except Exception as clear_error:  # noqa: BLE001 - clearing must not hide the run's outcome
-            log.warning("could not clear scroll: %s", clear_error)
-        self.scroll_id = None
+        if self.scroll_id is not None:
+            _quietly(lambda: self.api.clear_scroll(self.scroll_id or ""), "clear scroll")
+            self.scroll_id = None
 
     def _first(self) -> Json:
         body = {"size": self.plan.size, "query": self.plan.query, "seq_no_primary_term": True,
