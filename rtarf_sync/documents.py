@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from rtarf_sync.fastjson import dumps_compact
+from rtarf_sync.fastjson import dumps_utf8
 
 _DIGITS = re.compile(r"^-?[0-9]{1,16}$")
+# A JSON \u0000 escape: an odd number of backslashes before u0000 (an even number is a
+# literal backslash followed by the text "u0000", which is fine).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _MISSING = object()
 
 
@@ -21,7 +24,7 @@ class EventRow:
     es_index: str
     es_id: str
     event_timestamp: datetime
-    source: str
+    source: bytes  # the _source as compact UTF-8 JSON
     seq_no: int
     primary_term: int
 
@@ -63,13 +66,11 @@ def parse_instant(value: Any) -> datetime | None:
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     try:
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, (int, float)) or (isinstance(value, str) and _DIGITS.match(value)):
-            return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
-        if isinstance(value, str):
+        if isinstance(value, str) and not _DIGITS.match(value):
             moment = datetime.fromisoformat(value.strip())
             return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
     except (ValueError, OverflowError, OSError):
         return None
     return None
@@ -97,17 +98,17 @@ def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow |
     moment = parse_instant(value)
     if moment is None:
         return reject(hit, f"cursor field {cursor_field} is not a date: {str(value)[:100]!r}")
-    text = dumps_compact(source)
-    if "\\u0000" in text:
-        return reject(hit, "document contains a NUL character (\\u0000), which PostgreSQL jsonb rejects")
     try:
-        size = len(text.encode("utf-8"))
+        data = dumps_utf8(source)
     except UnicodeEncodeError:
         return reject(hit, "document contains invalid Unicode (a lone surrogate)")
+    if b"\\u0000" in data and _NUL_ESCAPE.search(data):
+        return reject(hit, "document contains a NUL character (\\u0000), which PostgreSQL jsonb rejects")
+    size = len(data)
     if size > max_bytes:
         return reject(hit, f"document is {size} bytes, over the limit of {max_bytes} (RTARF_SYNC_MAX_DOCUMENT_BYTES)")
     seq_no, term = _version(hit)
-    return EventRow(hit["_index"], hit["_id"], moment, text, seq_no, term)
+    return EventRow(hit["_index"], hit["_id"], moment, data, seq_no, term)
 
 
 def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:

@@ -8,6 +8,7 @@ odd document is set aside instead of failing its whole page.
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -18,18 +19,26 @@ from opensearchpy.serializer import JSONSerializer
 
 def loads(data: str | bytes) -> Any:
     """Decode JSON text."""
+    # A page builds tens of thousands of dicts that are all alive until the page is done;
+    # the cyclic collector would walk them again and again for nothing while they are made.
+    collecting = gc.isenabled()
+    if collecting:
+        gc.disable()
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return json.loads(data)
+    finally:
+        if collecting:
+            gc.enable()
 
 
-def dumps_compact(value: Any) -> str:
-    """Encode compactly, keeping non-ASCII characters as they are."""
+def dumps_utf8(value: Any) -> bytes:
+    """Encode compactly as UTF-8; raise UnicodeEncodeError for text no UTF-8 can hold."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class ElasticsearchJson(JsonSerializer):

@@ -85,7 +85,7 @@ def test_first_synced_at_is_kept_and_last_synced_at_moves(
 
 def _row(doc_id: str, seq_no: int, term: int = 1, note: str = "") -> EventRow:
     stamp = datetime(2025, 11, 14, tzinfo=timezone.utc) + timedelta(seconds=seq_no)
-    return EventRow("idx", doc_id, stamp, f'{{"note": "{note}"}}', seq_no, term)
+    return EventRow("idx", doc_id, stamp, f'{{"note": "{note}"}}'.encode(), seq_no, term)
 
 
 @pytest.fixture
@@ -123,3 +123,20 @@ def test_older_version_after_newer_is_not_written(sink_parts: tuple[PostgresSink
     with db_engine.connect() as connection:
         row = connection.execute(sa.text(f'SELECT es_primary_term, es_seq_no, source FROM "{table_name}"')).one()
     assert (row.es_primary_term, row.es_seq_no, row.source["note"]) == (2, 10, "newer")
+
+
+def test_escapes_and_unicode_round_trip_exactly(engine: EngineHttp, index_name: str, table_name: str,
+                                                make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    engine.create_index(index_name)
+    tricky = {
+        "tab\tand\\backslash": {**make_event(1), "message": "C:\\Windows\\System32\ttab\nnewline\rreturn \\u0000 text"},
+        "thai-ไทย": {**make_event(2), "user": {"name": "สมชาย", "note": "emoji 🛡️ and \\\\ two backslashes"}},
+        "quote\"id": {**make_event(3), "rule": {"name": "a \"quoted\" rule", "nested": [{"x": None}, {"x": "y"}], "empty": []}},
+    }
+    assert index_docs(engine, index_name, tricky)["errors"] is False
+    engine.refresh(index_name)
+    service = SyncService(make_settings(engine, index_name))
+    result = service.run()
+    assert (result.status, result.inserted, result.failed) == ("success", 3, 0), result.error
+    assert table_docs(db_engine, table_name) == engine_docs(engine, index_name)
+    service.close()
