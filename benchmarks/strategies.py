@@ -58,8 +58,8 @@ def pages(count: int, size: int = 1000) -> tuple[list[Page], list[Page]]:
         event = make_event(number)
         moment = parse_instant(event["@timestamp"])
         assert moment is not None
-        rows.append(EventRow(INDEX, event["event"]["id"], moment, json.dumps(event, separators=(",", ":")), number, 1))
-    changed = [EventRow(r.es_index, r.es_id, r.event_timestamp, r.source.replace('"case_id":null', '"case_id":"C"'),
+        rows.append(EventRow(INDEX, event["event"]["id"], moment, json.dumps(event, separators=(",", ":")).encode(), number, 1))
+    changed = [EventRow(r.es_index, r.es_id, r.event_timestamp, r.source.replace(b'"case_id":null', b'"case_id":"C"'),
                         r.seq_no + count, 1) if k % 10 == 0 else r for k, r in enumerate(rows)]
     return ([rows[i:i + size] for i in range(0, count, size)],
             [changed[i:i + size] for i in range(0, count, size)])
@@ -70,7 +70,7 @@ def copy_rows(cursor: psycopg.Cursor, table: str, rows: Page) -> None:
     with cursor.copy(f"COPY {table} ({COLUMNS}) FROM STDIN") as copy:
         copy.set_types(TYPES)
         for r in rows:
-            copy.write_row((r.es_index, r.es_id, r.event_timestamp, r.source, r.seq_no, r.primary_term))
+            copy.write_row((r.es_index, r.es_id, r.event_timestamp, r.source.decode(), r.seq_no, r.primary_term))
 
 
 def probe_page(connection: psycopg.Connection, table: str, page: Page) -> None:

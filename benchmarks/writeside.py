@@ -30,7 +30,7 @@ def _pages(rows_file: Path, index: str, size: int) -> Iterator[list[EventRow]]:
             es_id, stamp, source = line.rstrip("\n").split("\t", 2)
             moment = parse_instant(stamp)
             assert moment is not None
-            page.append(EventRow(index, es_id, moment, source, number, 1))
+            page.append(EventRow(index, es_id, moment, source.encode(), number, 1))
             if len(page) == size:
                 yield page
                 page = []

@@ -1,27 +1,32 @@
 """Writing pages into PostgreSQL: one transaction per page.
 
-A page's rows are copied into a temporary staging table and upserted with one
-`INSERT ... SELECT ... ON CONFLICT DO UPDATE` guarded by the document version
-`(primary_term, seq_no)`, so an older version never overwrites a newer one.
-The same transaction checks the lease (fencing), stores rejected documents,
+A page first looks up the versions already stored for its documents. New
+documents are copied straight into the target (the cheapest write PostgreSQL
+has); documents whose incoming version `(primary_term, seq_no)` is newer are
+copied into a temporary staging table and upserted with one
+`INSERT ... SELECT ... ON CONFLICT DO UPDATE` whose guard repeats the version
+test, so an older version never overwrites a newer one; the rest are unchanged
+and cost nothing more. The same transaction checks the lease (fencing), stores rejected documents,
 advances the cursor and adds the page's counts to the run's history row.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 
 from rtarf_sync.documents import EventRow, Rejected, newest_per_key
 from rtarf_sync.errors import TransientError
 from rtarf_sync.lease import Fence, Lease
 from rtarf_sync.tables import Tables
 
+log = logging.getLogger(__name__)
 STAGE = "rtarf_stage"
 _COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_primary_term")
 _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
@@ -49,6 +54,11 @@ def is_transient(error: sa.exc.DBAPIError) -> bool:
     return getattr(error.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
 
 
+def is_data_error(error: sa.exc.DBAPIError) -> bool:
+    """A value or a constraint refused a row (SQLSTATE classes 22 and 23): that row can be set aside."""
+    return str(getattr(error.orig, "sqlstate", "") or "")[:2] in ("22", "23")
+
+
 def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error)
     return text.strip().splitlines()[0][:300] if text.strip() else type(error).__name__
@@ -70,7 +80,11 @@ class PostgresSink:
         except sa.exc.DBAPIError as error:
             if is_transient(error):
                 raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
-            # Some row was refused by PostgreSQL: redo the page row by row.
+            if not is_data_error(error):
+                raise
+            # Some row was refused by PostgreSQL: redo the page row by row to find it.
+            log.warning("page %d: PostgreSQL refused a row (%s); writing the page row by row",
+                        page_no, _first_line(error))
             return self._retry_careful(unique, duplicates, list(rejects), fence, run_id, page_no)
 
     def _retry_careful(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected],
@@ -100,22 +114,53 @@ class PostgresSink:
         return counts
 
     def _upsert(self, connection: sa.Connection, rows: list[EventRow]) -> tuple[int, int]:
+        """Write a page: new documents by COPY straight into the target, newer versions by upsert."""
         if not rows:
             return 0, 0
-        connection.exec_driver_sql(_STAGE_DDL)
+        stored = self._stored_versions(connection, rows)
+        new = [row for row in rows if row.key not in stored]
+        newer = [row for row in rows if row.key in stored and _is_newer(row, stored[row.key])]
+        if new:
+            # One writer per target at a time (the lease), so rows not found now are still absent.
+            target = connection.dialect.identifier_preparer.format_table(self.tables.target)
+            self._copy(connection, target, new)
+        return len(new), self._upsert_newer(connection, newer)
+
+    def _stored_versions(self, connection: sa.Connection,
+                         rows: list[EventRow]) -> dict[tuple[str, str], tuple[int | None, int | None]]:
+        target = self.tables.target
+        keys = sa.func.unnest(sa.bindparam("indexes", type_=ARRAY(sa.Text)),
+                              sa.bindparam("ids", type_=ARRAY(sa.Text))).table_valued("es_index", "es_id").render_derived(name="page")
+        statement = sa.select(target.c.es_index, target.c.es_id, target.c.es_primary_term, target.c.es_seq_no) \
+            .join_from(target, keys, sa.and_(target.c.es_index == keys.c.es_index, target.c.es_id == keys.c.es_id))
+        found = connection.execute(statement, {"indexes": [row.es_index for row in rows],
+                                               "ids": [row.es_id for row in rows]})
+        return {(r.es_index, r.es_id): (r.es_primary_term, r.es_seq_no) for r in found}
+
+    @staticmethod
+    def _copy(connection: sa.Connection, table: str, rows: list[EventRow]) -> None:
         driver = connection.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
-        with driver.cursor() as cursor:
-            with cursor.copy(f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+        statement = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN"
+        try:
+            with driver.cursor() as cursor, cursor.copy(statement) as copy:
                 copy.write(b"".join(map(copy_line, rows)))
+        except psycopg.Error as error:
+            # COPY goes round SQLAlchemy: wrap its errors as SQLAlchemy would, so one handler sees all.
+            raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
+
+    def _upsert_newer(self, connection: sa.Connection, rows: list[EventRow]) -> int:
+        """Upsert rows through the staging table, guarded by version; return how many were written."""
+        if not rows:
+            return 0
+        connection.exec_driver_sql(_STAGE_DDL)
+        self._copy(connection, STAGE, rows)
         columns = [sa.cast(self.stage.c[name], JSONB).label(name) if name == "source" else self.stage.c[name]
                    for name in _COLUMNS]
         select = sa.select(*columns).order_by(self.stage.c.es_index, self.stage.c.es_id)
         written = self._on_conflict(insert(self.tables.target).from_select(list(_COLUMNS), select)).cte("written")
-        # Count in PostgreSQL: a page's thousand RETURNING rows need not travel to Python.
-        inserted, total = connection.execute(
-            sa.select(sa.func.count().filter(written.c.inserted), sa.func.count()).select_from(written)).one()
-        return int(inserted), int(total) - int(inserted)
+        # Count in PostgreSQL: the RETURNING rows need not travel to Python.
+        return int(connection.execute(sa.select(sa.func.count()).select_from(written)).scalar_one())
 
     def _on_conflict(self, statement: sa.dialects.postgresql.Insert) -> sa.sql.Executable:
         target, excluded = self.tables.target, statement.excluded
@@ -145,7 +190,7 @@ class PostgresSink:
                     flags = connection.execute(
                         self._on_conflict(insert(self.tables.target).values(**values))).scalars().all()
             except sa.exc.DBAPIError as error:
-                if is_transient(error):
+                if is_transient(error) or not is_data_error(error):
                     raise
                 refused.append((row, f"PostgreSQL refused the row: {_first_line(error)}"))
                 continue
@@ -192,6 +237,11 @@ class PostgresSink:
             return connection.execute(sa.select(table.c.cursor_value).where(
                 table.c.target_table == self.tables.target.name,
                 table.c.source_index == self.source_index)).scalar()
+
+
+def _is_newer(row: EventRow, stored: tuple[int | None, int | None]) -> bool:
+    term, seq_no = stored
+    return term is None or seq_no is None or row.version > (term, seq_no)
 
 
 def _as_reject(row: EventRow, reason: str) -> Rejected:

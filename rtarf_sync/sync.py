@@ -220,13 +220,13 @@ class SyncService:
         result.engine = self.api.kind
         log.info("Starting RTARF event sync from %s...", "OpenSearch" if result.engine == "opensearch"
                  else "Elasticsearch")
-        pages = Prefetch(self._pages(self._plan(sink), result))
+        # The reader thread also turns hits into rows, while this thread waits for PostgreSQL.
+        pages = Prefetch(self._rows(self._plan(sink), result), depth=2)
         reported = time.monotonic()
         try:
-            for page_no, hits in enumerate(pages, start=1):
+            for page_no, (rows, rejects) in enumerate(pages, start=1):
                 if self._stop.is_set():
                     raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
-                rows, rejects = self._split(hits)
                 counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no)
                 result.add(**vars(counts))
                 log.debug("page %d committed: %s", page_no, counts)
@@ -235,6 +235,15 @@ class SyncService:
             pages.close()
         stored = self._db(sink.load_cursor, "load cursor")
         result.cursor = iso(stored) if stored is not None else None
+
+    def _rows(self, plan: ReadPlan, result: SyncResult) -> Iterator[tuple[list[EventRow], list[Rejected]]]:
+        """Pages as rows and rejects; closing this closes the reader's context."""
+        pages = self._pages(plan, result)
+        try:
+            for hits in pages:
+                yield self._split(hits)
+        finally:
+            pages.close()
 
     @staticmethod
     def _report_progress(result: SyncResult, last: float) -> float:
