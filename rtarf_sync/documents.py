@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from rtarf_sync.fastjson import dumps_utf8
 
@@ -17,9 +17,8 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _MISSING = object()
 
 
-@dataclass(frozen=True)
-class EventRow:
-    """One document ready for the target table."""
+class EventRow(NamedTuple):
+    """One document ready for the target table (a tuple: pages make thousands of them)."""
 
     es_index: str
     es_id: str
@@ -27,6 +26,7 @@ class EventRow:
     source: bytes  # the _source as compact UTF-8 JSON
     seq_no: int
     primary_term: int
+    copy_text: bytes = b""  # the row as a line of COPY text, built with the row when known
 
     @property
     def key(self) -> tuple[str, str]:
@@ -35,6 +35,22 @@ class EventRow:
     @property
     def version(self) -> tuple[int, int]:
         return (self.primary_term, self.seq_no)
+
+
+def _escape(text: bytes) -> bytes:
+    """Escape a value for COPY's text format."""
+    return text.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+
+
+def copy_text(es_index: str, es_id: str, moment: datetime, source: bytes, seq_no: int, term: int) -> bytes:
+    """A row as one line of COPY text format (es_index, es_id, event_timestamp, source, seq_no, term).
+
+    Built by hand, on the reader's thread, because per-value conversion in the driver cost
+    more than the rest of the page write. The JSON needs only its backslashes doubled:
+    compact JSON holds no raw tab, newline or carriage return.
+    """
+    return b"\t".join((_escape(es_index.encode()), _escape(es_id.encode()), moment.isoformat().encode(),
+                       source.replace(b"\\", b"\\\\"), b"%d" % seq_no, b"%d" % term)) + b"\n"
 
 
 @dataclass(frozen=True)
@@ -108,7 +124,8 @@ def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow |
     if size > max_bytes:
         return reject(hit, f"document is {size} bytes, over the limit of {max_bytes} (RTARF_SYNC_MAX_DOCUMENT_BYTES)")
     seq_no, term = _version(hit)
-    return EventRow(hit["_index"], hit["_id"], moment, data, seq_no, term)
+    index, doc_id = hit["_index"], hit["_id"]
+    return EventRow(index, doc_id, moment, data, seq_no, term, copy_text(index, doc_id, moment, data, seq_no, term))
 
 
 def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:
