@@ -99,6 +99,10 @@ class PostgresSink:
     def _commit(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected], fence: Fence,
                 run_id: int, page_no: int, careful: bool) -> PageCounts:
         with self.engine.begin() as connection:
+            # The page, its cursor and its counts commit or vanish together, so a commit
+            # need not wait for the disk: a page lost in a server crash is read again by
+            # the next run, like a page lost in flight.
+            connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
             self.lease.fence(connection, fence)
             if careful:
                 inserted, updated, refused = self._upsert_each(connection, rows)
