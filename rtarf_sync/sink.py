@@ -13,13 +13,15 @@ advances the cursor and adds the page's counts to the run's history row.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
+from typing import Iterator, Sequence
 
+import orjson
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from rtarf_sync.documents import EventRow, Rejected, copy_text, newest_per_key
 from rtarf_sync.errors import TransientError
@@ -132,26 +134,22 @@ class PostgresSink:
 
     def _stored_versions(self, connection: sa.Connection,
                          rows: list[EventRow]) -> dict[tuple[str, str], tuple[int | None, int | None]]:
-        target = self.tables.target
-        keys = sa.func.unnest(sa.bindparam("indexes", type_=ARRAY(sa.Text)),
-                              sa.bindparam("ids", type_=ARRAY(sa.Text))).table_valued("es_index", "es_id").render_derived(name="page")
-        statement = sa.select(target.c.es_index, target.c.es_id, target.c.es_primary_term, target.c.es_seq_no) \
-            .join_from(target, keys, sa.and_(target.c.es_index == keys.c.es_index, target.c.es_id == keys.c.es_id))
-        found = connection.execute(statement, {"indexes": [row.es_index for row in rows],
-                                               "ids": [row.es_id for row in rows]})
-        return {(r.es_index, r.es_id): (r.es_primary_term, r.es_seq_no) for r in found}
+        # Straight through the driver, keys as one JSON text: binding a thousand keys and
+        # building result rows through SQLAlchemy cost five times the CPU of the query itself.
+        target = connection.dialect.identifier_preparer.format_table(self.tables.target)
+        statement = (f"SELECT t.es_index, t.es_id, t.es_primary_term, t.es_seq_no FROM {target} t "
+                     "JOIN (SELECT e->>0 AS es_index, e->>1 AS es_id FROM json_array_elements(%s::json) e) k "
+                     "USING (es_index, es_id)")
+        keys = orjson.dumps([row.key for row in rows]).decode()
+        with _driver_errors(statement), _driver(connection).cursor() as cursor:
+            cursor.execute(statement, (keys,))
+            return {(index, doc_id): (term, seq_no) for index, doc_id, term, seq_no in cursor.fetchall()}
 
     @staticmethod
     def _copy(connection: sa.Connection, table: str, rows: list[EventRow]) -> None:
-        driver = connection.connection.driver_connection
-        assert isinstance(driver, psycopg.Connection)
         statement = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN"
-        try:
-            with driver.cursor() as cursor, cursor.copy(statement) as copy:
-                copy.write(b"".join(map(copy_line, rows)))
-        except psycopg.Error as error:
-            # COPY goes round SQLAlchemy: wrap its errors as SQLAlchemy would, so one handler sees all.
-            raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
+        with _driver_errors(statement), _driver(connection).cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(b"".join(map(copy_line, rows)))
 
     def _upsert_newer(self, connection: sa.Connection, rows: list[EventRow]) -> int:
         """Upsert rows through the staging table, guarded by version; return how many were written."""
@@ -241,6 +239,22 @@ class PostgresSink:
             return connection.execute(sa.select(table.c.cursor_value).where(
                 table.c.target_table == self.tables.target.name,
                 table.c.source_index == self.source_index)).scalar()
+
+
+def _driver(connection: sa.Connection) -> psycopg.Connection[object]:
+    """The psycopg connection under a SQLAlchemy connection, inside the same transaction."""
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
+@contextmanager
+def _driver_errors(statement: str) -> Iterator[None]:
+    """Wrap driver errors as SQLAlchemy would, so one handler sees every database error."""
+    try:
+        yield
+    except psycopg.Error as error:
+        raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
 
 
 def _is_newer(row: EventRow, stored: tuple[int | None, int | None]) -> bool:
