@@ -21,10 +21,17 @@ def _load(engine: EngineHttp, index: str, count: int) -> None:
     engine.refresh(index)
 
 
-def _open_contexts(engine: EngineHttp, es_server: EsProtocolServer, since: int = 0) -> int:
-    """Points in time opened but never closed (on the protocol server: since request number `since`)."""
+def _pit_ids(engine: EngineHttp) -> set[str]:
+    """Points in time open on the OpenSearch node (other tests' may still be there)."""
+    return {pit["pit_id"] for pit in engine.call("GET", "/_search/point_in_time/_all").get("pits", [])}
+
+
+def _open_contexts(engine: EngineHttp, es_server: EsProtocolServer, since: int | set[str] = 0) -> int:
+    """Points in time opened since a mark and never closed: a request number, or the PITs open then."""
     if engine.kind == "opensearch":
-        return len(engine.call("GET", "/_search/point_in_time/_all").get("pits", []))
+        assert isinstance(since, set)
+        return len(_pit_ids(engine) - since)
+    assert isinstance(since, int)
     log = es_server.request_log[since:]
     opened = sum(1 for m, p in log if m == "POST" and p.endswith("/_pit"))
     closed = sum(1 for m, p in log if m == "DELETE" and p == "/_pit")
@@ -65,7 +72,7 @@ def test_point_in_time_is_closed_after_success_and_failure(
         engine: EngineHttp, es_server: EsProtocolServer, index_name: str,
         make_settings: Callable[..., Settings]) -> None:
     _load(engine, index_name, 60)
-    mark = len(es_server.request_log)
+    mark: int | set[str] = _pit_ids(engine) if engine.kind == "opensearch" else len(es_server.request_log)
     ok = SyncService(make_settings(engine, index_name, RTARF_SYNC_BATCH_SIZE=25))
     assert ok.run().read_mode == "pit"
     ok.close()
