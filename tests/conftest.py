@@ -20,7 +20,7 @@ from config import Settings, load_settings
 from tests.esserver import EsProtocolServer
 from tests.harness import OpenSearchNode, PostgresCluster
 from tests.harness.http import EngineHttp
-from tests.harness.process import say
+from tests.harness.process import say, set_printer
 
 ENGINE_KINDS = ("opensearch", "elasticsearch")
 
@@ -36,6 +36,22 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
+    set_printer(_terminal_printer(config))
+
+
+def _terminal_printer(config: pytest.Config) -> Callable[[str], None]:
+    """Engine start-up and download progress go to the terminal, past pytest's output capture."""
+    def show(line: str) -> None:
+        # Looked up per line: the terminal reporter registers after conftest's configure hook.
+        capture = config.pluginmanager.getplugin("capturemanager")
+        terminal = config.pluginmanager.getplugin("terminalreporter")
+        if capture is None or terminal is None:
+            print(line, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(line)
+
+    return show
 
 
 @pytest.fixture(autouse=True)

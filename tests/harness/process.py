@@ -19,9 +19,22 @@ class EngineStartError(RuntimeError):
     """An engine could not be installed or started; the message says why."""
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.__stderr__, flush=True)
+
+
+_printer: Callable[[str], None] = _to_stderr
+
+
+def set_printer(printer: Callable[[str], None]) -> None:
+    """Send progress lines elsewhere (the test run sends them past its output capture)."""
+    global _printer
+    _printer = printer
+
+
 def say(message: str) -> None:
-    """Print a progress line a person can follow, even while pytest captures output."""
-    print(f"[harness] {message}", file=sys.__stderr__, flush=True)
+    """Print a progress line a person can follow."""
+    _printer(f"[harness] {message}")
 
 
 def free_port() -> int:
