@@ -204,27 +204,11 @@ def _database_url(environ: Mapping[str, str]) -> Secret:
     return Secret(value)
 
 
-def _table(environ: Mapping[str, str]) -> str:
-    name = "RTARF_TABLE"
-    value = _raw(environ, name) or "rtarf_events"
-    if not _IDENTIFIER.fullmatch(value) or len(value.encode()) > 63:
-        raise _fail(name, value, "a plain lowercase identifier ([a-z_][a-z0-9_]*) of at most 63 bytes")
-    return value
-
-
-def _cursor_field(environ: Mapping[str, str]) -> str:
-    name = "RTARF_CURSOR_FIELD"
-    value = _raw(environ, name) or "@timestamp"
-    if not _FIELD_PATH.fullmatch(value):
-        raise _fail(name, value, "a field name such as @timestamp or event.ingested")
-    return value
-
-
-def _keep_alive(environ: Mapping[str, str]) -> str:
-    name = "RTARF_PIT_KEEP_ALIVE"
-    value = _raw(environ, name) or "5m"
-    if not _KEEP_ALIVE.fullmatch(value):
-        raise _fail(name, value, "a duration such as 90s, 5m or 1h")
+def _matching(environ: Mapping[str, str], name: str, default: str, pattern: re.Pattern[str],
+              expected: str, max_bytes: int | None = None) -> str:
+    value = _raw(environ, name) or default
+    if not pattern.fullmatch(value) or (max_bytes is not None and len(value.encode()) > max_bytes):
+        raise _fail(name, value, expected)
     return value
 
 
@@ -267,18 +251,21 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         es_request_timeout_seconds=_number(environ, "RTARF_ES_REQUEST_TIMEOUT_SECONDS", 30.0, 0.1, 3600),
         source_engine=_choice(environ, "RTARF_SOURCE_ENGINE", "auto", _ENGINES),
         read_mode=_choice(environ, "RTARF_SYNC_READ_MODE", "auto", _READ_MODES),
-        cursor_field=_cursor_field(environ),
+        cursor_field=_matching(environ, "RTARF_CURSOR_FIELD", "@timestamp", _FIELD_PATH,
+                               "a field name such as @timestamp or event.ingested"),
         batch_size=_integer(environ, "RTARF_SYNC_BATCH_SIZE", 1000, 1, 10000),
         overlap_seconds=_integer(environ, "RTARF_SYNC_OVERLAP_SECONDS", 60, 0, 3650 * 86400),
         settle_seconds=_integer(environ, "RTARF_SYNC_SETTLE_SECONDS", 5, 0, 3600),
-        pit_keep_alive=_keep_alive(environ),
+        pit_keep_alive=_matching(environ, "RTARF_PIT_KEEP_ALIVE", "5m", _KEEP_ALIVE,
+                                 "a duration such as 90s, 5m or 1h"),
         max_document_bytes=_integer(environ, "RTARF_SYNC_MAX_DOCUMENT_BYTES", 10 * 1024 * 1024, 1, 2**31 - 1),
         max_retries=_integer(environ, "RTARF_SYNC_MAX_RETRIES", 5, 0, 100),
         retry_max_seconds=_number(environ, "RTARF_SYNC_RETRY_MAX_SECONDS", 30.0, 0.0, 3600),
         lease_ttl_seconds=_integer(environ, "RTARF_LEASE_TTL_SECONDS", 60, 5, 60),
         misfire_grace_seconds=_integer(environ, "RTARF_SYNC_MISFIRE_GRACE_SECONDS", 60, 1, 86400),
         database_url=_database_url(environ),
-        table=_table(environ),
+        table=_matching(environ, "RTARF_TABLE", "rtarf_events", _IDENTIFIER,
+                        "a plain lowercase identifier ([a-z_][a-z0-9_]*) of at most 63 bytes", max_bytes=63),
         api_token=_api_token(environ),
         log_level=_choice(environ, "RTARF_LOG_LEVEL", "INFO", _LOG_LEVELS, str.upper),
         bind=_bind(environ),

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 
+from benchmarks.dataset import row_pages
 from config import Settings
-from rtarf_sync.documents import parse_instant
 from rtarf_sync.reader import PitReader
 from rtarf_sync.sync import SyncService
 from rtarf_sync.tables import build_tables
 
-Row = tuple[str, str, Any, str, int, int]
 _COLUMNS = "es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term"
 
 
@@ -50,19 +49,6 @@ def read_ceiling(settings: Settings) -> dict[str, Any]:
     return {"events": events, "pages": pages, "seconds": seconds}
 
 
-def _pages(rows_file: Path, index: str, size: int) -> Iterator[list[Row]]:
-    page: list[Row] = []
-    with rows_file.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines):
-            es_id, stamp, source = line.rstrip("\n").split("\t", 2)
-            page.append((index, es_id, parse_instant(stamp), source, number, 1))
-            if len(page) == size:
-                yield page
-                page = []
-    if page:
-        yield page
-
-
 def write_ceiling(settings: Settings, rows_file: Path, index: str, table: str) -> dict[str, Any]:
     """COPY the rows of `rows_file` (id, timestamp, source per line) into a fresh `table`."""
     engine = sa.create_engine(settings.database_url.reveal())
@@ -75,13 +61,15 @@ def write_ceiling(settings: Settings, rows_file: Path, index: str, table: str) -
     events = pages = 0
     seconds = 0.0
     with psycopg.connect(url.render_as_string(hide_password=False)) as connection:
-        for page in _pages(rows_file, index, settings.batch_size):
+        for page in row_pages(rows_file, index, settings.batch_size):
+            values = [(row.es_index, row.es_id, row.event_timestamp, row.source.decode(), row.seq_no, row.primary_term)
+                      for row in page]
             started = time.perf_counter()
             with connection.cursor() as cursor:
                 with cursor.copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as copy:
                     copy.set_types(["text", "text", "timestamptz", "text", "int8", "int8"])
-                    for row in page:
-                        copy.write_row(row)
+                    for value in values:
+                        copy.write_row(value)
             connection.commit()
             seconds += time.perf_counter() - started
             events += len(page)

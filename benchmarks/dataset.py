@@ -13,8 +13,9 @@ import sys
 import time
 from array import array
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from rtarf_sync.documents import EventRow, parse_instant
 from rtarf_sync.sample import bulk_payload, load_events, make_event
 from tests.harness.http import EngineHttp
 
@@ -99,3 +100,19 @@ class Dataset:
                 raise RuntimeError(f"re-indexing changed events failed: {json.dumps(answer)[:500]}")
         self.http.refresh(self.index)
         return len(numbers)
+
+
+def row_pages(rows_file: Path, index: str, size: int) -> Iterator[list[EventRow]]:
+    """The rows file (id, timestamp, source per line) as pages of target rows, event number as seq_no."""
+    page: list[EventRow] = []
+    with rows_file.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            es_id, stamp, source = line.rstrip("\n").split("\t", 2)
+            moment = parse_instant(stamp)
+            assert moment is not None
+            page.append(EventRow(index, es_id, moment, source.encode(), number, 1))
+            if len(page) == size:
+                yield page
+                page = []
+    if page:
+        yield page

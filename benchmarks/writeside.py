@@ -11,31 +11,16 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 
+from benchmarks.dataset import row_pages
 from config import Settings
-from rtarf_sync.documents import EventRow, parse_instant
 from rtarf_sync.lease import Fence, Lease
 from rtarf_sync.runs import RunHistory
 from rtarf_sync.sink import PostgresSink
 from rtarf_sync.tables import build_tables, create_tables
-
-
-def _pages(rows_file: Path, index: str, size: int) -> Iterator[list[EventRow]]:
-    page: list[EventRow] = []
-    with rows_file.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines):
-            es_id, stamp, source = line.rstrip("\n").split("\t", 2)
-            moment = parse_instant(stamp)
-            assert moment is not None
-            page.append(EventRow(index, es_id, moment, source.encode(), number, 1))
-            if len(page) == size:
-                yield page
-                page = []
-    if page:
-        yield page
 
 
 def sink_only(settings: Settings, rows_file: Path, index: str, table: str) -> dict[str, Any]:
@@ -53,7 +38,7 @@ def sink_only(settings: Settings, rows_file: Path, index: str, table: str) -> di
     sink = PostgresSink(engine, tables, lease, settings.es_index)
     events = pages = inserted = 0
     seconds = 0.0
-    for page in _pages(rows_file, index, settings.batch_size):
+    for page in row_pages(rows_file, index, settings.batch_size):
         started = time.perf_counter()
         counts = sink.write_page(page, [], fence, run_id, pages + 1)
         seconds += time.perf_counter() - started

@@ -73,6 +73,15 @@ def classify(status: int | None, body: Any, what: str) -> Exception:
     return SourceError(text)
 
 
+def _connection_options(settings: Settings, timeout_key: str) -> Json:
+    """Timeout and TLS options both clients take; their own retries stay off (retry.py retries)."""
+    options: Json = {timeout_key: settings.es_request_timeout_seconds, "max_retries": 0,
+                     "retry_on_timeout": False, "verify_certs": settings.es_verify_certs}
+    if settings.es_ca_certs:
+        options["ca_certs"] = settings.es_ca_certs
+    return options
+
+
 def _open_pit(call: Callable[[], Json]) -> Json:
     """Open a point in time; an engine that has no such endpoint raises PitUnsupported."""
     try:
@@ -89,10 +98,7 @@ class ElasticsearchApi:
     kind = "elasticsearch"
 
     def __init__(self, settings: Settings) -> None:
-        options: Json = {"request_timeout": settings.es_request_timeout_seconds, "max_retries": 0,
-                         "retry_on_timeout": False, "verify_certs": settings.es_verify_certs}
-        if settings.es_ca_certs:
-            options["ca_certs"] = settings.es_ca_certs
+        options = _connection_options(settings, "request_timeout")
         if settings.es_username and settings.es_password:
             options["basic_auth"] = (settings.es_username, settings.es_password.reveal())
         if settings.es_api_key:
@@ -146,10 +152,7 @@ class OpenSearchApi:
     kind = "opensearch"
 
     def __init__(self, settings: Settings) -> None:
-        options: Json = {"timeout": settings.es_request_timeout_seconds, "max_retries": 0,
-                         "retry_on_timeout": False, "verify_certs": settings.es_verify_certs}
-        if settings.es_ca_certs:
-            options["ca_certs"] = settings.es_ca_certs
+        options = _connection_options(settings, "timeout")
         if settings.es_username and settings.es_password:
             options["http_auth"] = (settings.es_username, settings.es_password.reveal())
         if settings.es_api_key:

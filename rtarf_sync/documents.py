@@ -77,6 +77,11 @@ def field_value(source: dict[str, Any], path: str) -> Any:
     return node
 
 
+def engine_time(moment: datetime) -> str:
+    """A UTC instant as engines store and parse it: millisecond ISO-8601 with Z."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def parse_instant(value: Any) -> datetime | None:
     """Parse an engine date (ISO-8601 text or epoch milliseconds) to an aware UTC datetime."""
     if isinstance(value, list) and len(value) == 1:

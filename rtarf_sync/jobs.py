@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from typing import Any
 
 from apscheduler.job import Job
 
-from rtarf_sync.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult, utc_iso as iso
 
 logger = logging.getLogger("rtarf_sync.scheduler")
 
@@ -23,11 +22,6 @@ class SyncRunFailed(RuntimeError):
     def __init__(self, result: SyncResult) -> None:
         super().__init__(result.error or "sync failed")
         self.result = result
-
-
-def iso(moment: datetime | None) -> str | None:
-    """ISO-8601 in UTC, or None."""
-    return None if moment is None else moment.astimezone(timezone.utc).isoformat()
 
 
 def log_result(result: SyncResult) -> None:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+
+def utc_iso(moment: datetime | None) -> str | None:
+    """ISO-8601 in UTC, or None: how every time leaves the service."""
+    return None if moment is None else moment.astimezone(timezone.utc).isoformat()
+
 
 SUCCESS = "success"
 PARTIAL = "partial"

@@ -37,11 +37,3 @@ class RunHistory:
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(self.table).where(self.table.c.id == run_id)).one()
         return int(row.pages), PageCounts(**{name: int(getattr(row, name)) for name in COUNTERS})
-
-    def recent(self, limit: int = 20) -> list[dict[str, object]]:
-        """The latest runs for this target, newest first."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(self.table).where(
-                self.table.c.target_table == self.tables.target.name)
-                .order_by(self.table.c.id.desc()).limit(limit)).mappings().all()
-        return [dict(row) for row in rows]

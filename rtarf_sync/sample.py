@@ -12,6 +12,8 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator
 
+from rtarf_sync.documents import engine_time as iso
+
 Event = dict[str, Any]
 BulkPoster = Callable[[str], dict[str, Any]]
 
@@ -33,11 +35,6 @@ CITIES = (("TH", "Bangkok"), ("TH", "Chiang Mai"), ("SG", "Singapore"), ("US", "
 PROTOCOLS = (("tcp", "https", 443), ("tcp", "ssh", 22), ("udp", "dns", 53), ("tcp", "smb", 445),
              ("tcp", "rdp", 3389), ("tcp", "http", 80))
 BASE_TIME = datetime(2025, 11, 14, 0, 0, tzinfo=timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    """Format a UTC instant the way Elasticsearch stores it: millisecond ISO-8601 with Z."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _ip(rng: random.Random, internal: bool) -> str:

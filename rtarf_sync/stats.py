@@ -10,7 +10,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from rtarf_sync.result import FAILED, SKIPPED, SyncResult
+from rtarf_sync.result import FAILED, SKIPPED, SyncResult, utc_iso
 
 
 def success_rate(total: int, failed: int) -> str:
@@ -18,10 +18,6 @@ def success_rate(total: int, failed: int) -> str:
     if total <= 0:
         return "0.0%"
     return f"{(total - failed) * 100.0 / total:.1f}%"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(timezone.utc).isoformat()
 
 
 class SyncStats:
@@ -79,9 +75,9 @@ class SyncStats:
                 "overlapping_runs": self._overlapping,
                 "success_rate": success_rate(self._total, self._failed),
                 "events_processed": self._events_processed,
-                "last_sync_time": _iso(self._last_time),
+                "last_sync_time": utc_iso(self._last_time),
                 "last_sync_status": self._last_status,
                 "last_result": dict(self._last_result) if self._last_result else None,
-                "last_skip_time": _iso(self._last_skip_time),
+                "last_skip_time": utc_iso(self._last_skip_time),
                 "last_skip_reason": self._last_skip_reason,
             }

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator, TypeVar
 
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.clients import Json, SearchApi, build_api
-from rtarf_sync.documents import EventRow, Rejected, to_row
+from rtarf_sync.documents import EventRow, Rejected, engine_time as iso, to_row
 from rtarf_sync.errors import PitUnsupported, RtarfSyncError, RunInterrupted, TransientError, redact
 from rtarf_sync.lease import Fence, Holder, Lease
 from rtarf_sync.prefetch import Prefetch
@@ -38,11 +39,6 @@ T = TypeVar("T")
 PROGRESS_SECONDS = 10.0
 
 
-def iso(moment: datetime) -> str:
-    """UTC ISO-8601 with milliseconds and Z, the form both engines parse."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _delta(before: PageCounts, after: PageCounts) -> PageCounts:
     return PageCounts(**{name: getattr(after, name) - getattr(before, name) for name in COUNTERS})
 
@@ -56,6 +52,7 @@ class SyncService:
         self.tables = build_tables(settings.table)
         self.retry = RetryPolicy(settings.max_retries, min(0.5, settings.retry_max_seconds),
                                  settings.retry_max_seconds)
+        self.lease = Lease(self.tables.lease, settings.table, settings.lease_ttl_seconds)
         self._api, self._engine = api, engine
         self._stop = threading.Event()
         self._tables_ready = False
@@ -80,6 +77,16 @@ class SyncService:
             if self._api is None:
                 self._api = build_api(self.settings)
             return self._api
+
+    @cached_property
+    def sink(self) -> PostgresSink:
+        """Where pages are written."""
+        return PostgresSink(self.engine, self.tables, self.lease, self.settings.es_index)
+
+    @cached_property
+    def history(self) -> RunHistory:
+        """The run history rows of this target."""
+        return RunHistory(self.engine, self.tables, self.settings.es_index)
 
     def secrets(self) -> list[str | None]:
         """Every secret value, for scrubbing messages."""
@@ -166,11 +173,9 @@ class SyncService:
 
     def _acquire(self, result: SyncResult) -> Fence | None:
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        lease = Lease(self.tables.lease, self.settings.table, self.settings.lease_ttl_seconds)
-
         def attempt() -> Fence | Holder:
             with self.engine.begin() as connection:
-                return lease.acquire(connection, owner)
+                return self.lease.acquire(connection, owner)
 
         got = self._db(attempt, "acquire lease")
         if isinstance(got, Holder):
@@ -179,8 +184,7 @@ class SyncService:
                             f"({got.owner}, until {got.expires_at.isoformat()})")
             log.info("Sync skipped: %s", result.error)
             return None
-        history = RunHistory(self.engine, self.tables, self.settings.es_index)
-        result.run_id = self._db(lambda: history.start(
+        result.run_id = self._db(lambda: self.history.start(
             result.trigger, owner, result.started_at or datetime.now(timezone.utc)), "record run start")
         return got
 
@@ -214,9 +218,7 @@ class SyncService:
             yield from scroll.pages()
 
     def _run_pages(self, result: SyncResult, fence: Fence) -> None:
-        lease = Lease(self.tables.lease, self.settings.table, self.settings.lease_ttl_seconds)
-        sink = PostgresSink(self.engine, self.tables, lease, self.settings.es_index)
-        history = RunHistory(self.engine, self.tables, self.settings.es_index)
+        sink, history = self.sink, self.history
         result.engine = self.api.kind
         log.info("Starting RTARF event sync from %s...", "OpenSearch" if result.engine == "opensearch"
                  else "Elasticsearch")
@@ -283,13 +285,11 @@ class SyncService:
     def _close_run(self, result: SyncResult, fence: Fence | None) -> None:
         if fence is not None:
             try:
-                history = RunHistory(self.engine, self.tables, self.settings.es_index)
-                self._db(lambda: history.finish(result), "record run end")
-                lease = Lease(self.tables.lease, self.settings.table, self.settings.lease_ttl_seconds)
+                self._db(lambda: self.history.finish(result), "record run end")
 
                 def release() -> None:
                     with self.engine.begin() as connection:
-                        lease.release(connection, fence)
+                        self.lease.release(connection, fence)
 
                 self._db(release, "release lease")
             except Exception as error:  # noqa: BLE001 - the lease expires on its own

@@ -2,6 +2,7 @@
 # Install what the tests, the demo and the benchmark need, and nothing twice:
 #   - the PostgreSQL server from Debian's packages, if no initdb is found
 #   - Java and Maven from Debian's packages, if missing (OpenSearch runs in a JVM)
+#   - curl, if missing (the tests run the README's curl examples)
 #   - a virtualenv in .venv with requirements-dev.txt
 # The OpenSearch jars are resolved by the test harness into ~/.cache/rtarf-sync.
 set -euo pipefail
@@ -15,6 +16,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)  # the README's curl examples are run as tests
 
 if ((${#need_apt[@]})); then
     if [[ $(id -u) -ne 0 ]]; then

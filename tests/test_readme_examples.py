@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,9 +42,6 @@ print(response.json()["message"])
 status = requests.get("http://localhost:8000/scheduler/status").json()
 print(status["total_syncs"], status["success_rate"])
 """
-
-needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-
 
 def readme_blocks(language: str) -> list[str]:
     """The fenced code blocks of README.md in `language`."""
@@ -96,7 +92,6 @@ def _run(command: str, port: int, shell: bool = True) -> str:
     return completed.stdout
 
 
-@needs_curl
 def test_the_original_curl_calls(server: GunicornProcess, table_name: str, db_engine: sa.Engine) -> None:
     synced = json.loads(_run(ORIGINAL_CURL[0], server.port))
     assert synced["message"] == "Manual sync completed"
@@ -112,7 +107,6 @@ def test_the_original_requests_calls(server: GunicornProcess, table_name: str, d
     assert count_rows(db_engine, table_name) == EVENTS
 
 
-@needs_curl
 def test_every_curl_line_of_the_readme(token_server: GunicornProcess, table_name: str,
                                        db_engine: sa.Engine) -> None:
     lines = readme_curl_lines()
