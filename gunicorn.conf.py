@@ -44,7 +44,7 @@ logconfig_dict = {
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     """Start the scheduler in this worker, and make SIGTERM interrupt a running sync at once."""
-    from rtarf_sync import extension
+    from rtarf_sync.service import extension
 
     scheduler = extension.scheduler_of(worker.wsgi)
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
@@ -64,7 +64,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
 
 def worker_exit(server, worker):  # type: ignore[no-untyped-def]
     """Stop the scheduler, letting a running sync finish or roll back its page first."""
-    from rtarf_sync import extension
+    from rtarf_sync.service import extension
 
     app = getattr(worker, "wsgi", None)
     if app is not None and extension.EXTENSION_KEY in getattr(app, "extensions", {}):

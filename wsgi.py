@@ -17,7 +17,7 @@ except ConfigError as error:
 app = create_app(settings, start_scheduler=os.environ.get("WERKZEUG_RUN_MAIN") == "true")
 
 if __name__ == "__main__":
-    from rtarf_sync.extension import start
+    from rtarf_sync.service.extension import start
 
     start(app)
     host, _, port = settings.bind.rpartition(":")

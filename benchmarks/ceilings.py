@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from benchmarks.dataset import row_pages
 from config import Settings
-from rtarf_sync.reader import PitReader
-from rtarf_sync.sync import SyncService
-from rtarf_sync.tables import build_tables
+from rtarf_sync.engine.reader import PitReader
+from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.tables import build_tables
 
 _COLUMNS = "es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term"
 

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 
 from benchmarks.dataset import row_pages
 from config import Settings
-from rtarf_sync.lease import Fence, Lease
-from rtarf_sync.runs import RunHistory
-from rtarf_sync.sink import PostgresSink
-from rtarf_sync.tables import build_tables, create_tables
+from rtarf_sync.engine.lease import Fence, Lease
+from rtarf_sync.engine.runs import RunHistory
+from rtarf_sync.engine.sink import PostgresSink
+from rtarf_sync.engine.tables import build_tables, create_tables
 
 
 def sink_only(settings: Settings, rows_file: Path, index: str, table: str) -> dict[str, Any]:

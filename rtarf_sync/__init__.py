@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from config import Settings
-    from rtarf_sync.scheduler import RtarfEventScheduler
+    from rtarf_sync.service.scheduler import RtarfEventScheduler
 
 __all__ = ["RtarfEventScheduler", "create_app"]
 
@@ -27,11 +27,11 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     """Build the app from validated settings; start the interval job only if asked and enabled."""
     from flask import Flask
 
-    from rtarf_sync import extension
+    from rtarf_sync.service import extension
     from rtarf_sync.api import auth, errors, health
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.logs import configure_logging
-    from rtarf_sync.scheduler import RtarfEventScheduler
+    from rtarf_sync.service.scheduler import RtarfEventScheduler
 
     redactor = configure_logging(settings)
     app = Flask(__name__)
@@ -50,6 +50,6 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
 def __getattr__(name: str) -> Any:
     """`from rtarf_sync import RtarfEventScheduler` without importing APScheduler up front."""
     if name == "RtarfEventScheduler":
-        from rtarf_sync.scheduler import RtarfEventScheduler
+        from rtarf_sync.service.scheduler import RtarfEventScheduler
         return RtarfEventScheduler
     raise AttributeError(f"module 'rtarf_sync' has no attribute {name!r}")

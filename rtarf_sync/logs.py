@@ -91,7 +91,7 @@ class ExpectedFailureFilter(logging.Filter):
     """Drops the traceback APScheduler attaches to a failed run: the run's error line already says it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from rtarf_sync.jobs import SyncRunFailed  # imported late: logs must not pull in APScheduler
+        from rtarf_sync.service.jobs import SyncRunFailed  # imported late: logs must not pull in APScheduler
 
         if record.exc_info and isinstance(record.exc_info[1], SyncRunFailed):
             record.exc_info, record.exc_text = None, None

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make the project importable
 
 import sqlalchemy as sa  # noqa: E402
 
-from rtarf_sync.progress import ProgressLine  # noqa: E402
+from rtarf_sync.cli.progress import ProgressLine  # noqa: E402
 from rtarf_sync.sample import load_events  # noqa: E402
 from tests.harness import OpenSearchNode, PostgresCluster  # noqa: E402
 from tests.harness.http import EngineHttp  # noqa: E402

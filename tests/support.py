@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from config import Settings, load_settings
-from rtarf_sync.result import SUCCESS, SyncResult
+from rtarf_sync.engine.result import SUCCESS, SyncResult
 from tests.harness.process import free_port
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def runs_of(db_engine: sa.Engine, table: str) -> list[dict[str, Any]]:
 
 def prepare_tables(settings: Settings) -> None:
     """Create the target and state tables the way the service does."""
-    from rtarf_sync.sync import SyncService
+    from rtarf_sync.engine.sync import SyncService
 
     service = SyncService(settings)
     try:

@@ -9,8 +9,8 @@ from flask import Flask
 
 from rtarf_sync import create_app
 from rtarf_sync.api.auth import token_matches
-from rtarf_sync.extension import scheduler_of
-from rtarf_sync.scheduler import RtarfEventScheduler
+from rtarf_sync.service.extension import scheduler_of
+from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.support import GatedJob, offline_settings, wait_for
 
 TOKEN = "s3cret-Token_for.tests~42"

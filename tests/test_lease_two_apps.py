@@ -17,7 +17,7 @@ from flask import Flask
 
 from config import Settings
 from rtarf_sync import create_app
-from rtarf_sync.extension import scheduler_of
+from rtarf_sync.service.extension import scheduler_of
 from tests.harness.http import EngineHttp
 from tests.support import (count_rows, lease_holder, load_sample, prepare_tables, runs_of, target_locked,
                            waiting_service_backends, wait_for)

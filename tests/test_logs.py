@@ -7,8 +7,8 @@ import re
 import pytest
 
 from rtarf_sync.logs import configure_logging
-from rtarf_sync.result import SyncResult
-from rtarf_sync.scheduler import RtarfEventScheduler
+from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.support import GatedJob, offline_settings, wait_for
 
 LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \| (?P<logger>[\w.]+) \| (?P<level>[A-Z]+) \| (?P<message>.*)$")

@@ -14,7 +14,7 @@ import pytest
 
 from config import load_settings
 from rtarf_sync import create_app
-from rtarf_sync.cli import build_parser
+from rtarf_sync.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

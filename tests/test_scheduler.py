@@ -14,8 +14,8 @@ from typing import Iterator
 import pytest
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 
-from rtarf_sync.result import FAILED, SKIPPED, SUCCESS, SyncResult
-from rtarf_sync.scheduler import JOB_ID, RtarfEventScheduler, SyncBusy, SyncRunFailed
+from rtarf_sync.engine.result import FAILED, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.service.scheduler import JOB_ID, RtarfEventScheduler, SyncBusy, SyncRunFailed
 from tests.support import GatedJob, offline_settings, wait_for
 
 

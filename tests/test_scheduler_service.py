@@ -11,8 +11,8 @@ from flask import Flask
 
 from config import Settings
 from rtarf_sync import create_app
-from rtarf_sync.extension import scheduler_of
-from rtarf_sync.scheduler import RtarfEventScheduler
+from rtarf_sync.service.extension import scheduler_of
+from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.harness.http import EngineHttp
 from tests.support import (count_rows, lease_holder, load_sample, prepare_tables, runs_of, target_locked,
                            waiting_service_backends, wait_for)

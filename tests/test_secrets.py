@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from config import load_settings
 from rtarf_sync import create_app
-from rtarf_sync.extension import scheduler_of
+from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.logs import Redactor, RedactingFilter, configure_logging
 from tests.gunicorn_process import GunicornProcess
 from tests.harness.http import EngineHttp

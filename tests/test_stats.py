@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from rtarf_sync.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
-from rtarf_sync.stats import SyncStats, success_rate
+from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.service.stats import SyncStats, success_rate
 
 
 @pytest.mark.parametrize(("total", "failed", "expected"), [

@@ -9,13 +9,13 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.documents import EventRow
-from rtarf_sync.lease import Fence, Lease
-from rtarf_sync.runs import RunHistory
+from rtarf_sync.engine.documents import EventRow
+from rtarf_sync.engine.lease import Fence, Lease
+from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.sample import bulk_payload, make_event
-from rtarf_sync.sink import PostgresSink
-from rtarf_sync.sync import SyncService
-from rtarf_sync.tables import build_tables, create_tables
+from rtarf_sync.engine.sink import PostgresSink
+from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.tables import build_tables, create_tables
 from tests.harness.http import EngineHttp
 from tests.oracle import engine_docs, index_docs, scalar, table_docs
 

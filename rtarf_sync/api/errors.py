@@ -21,8 +21,8 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from rtarf_sync.logs import Redactor
-from rtarf_sync.result import SKIPPED, SyncResult
-from rtarf_sync.scheduler import SyncBusy
+from rtarf_sync.engine.result import SKIPPED, SyncResult
+from rtarf_sync.service.scheduler import SyncBusy
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from rtarf_sync.api.errors import error_response
-from rtarf_sync.extension import scheduler_of
+from rtarf_sync.service.extension import scheduler_of
 
 bp = Blueprint("health", __name__)
 

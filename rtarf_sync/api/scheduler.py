@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from rtarf_sync.api.errors import RunNotCompleted
-from rtarf_sync.extension import scheduler_of
-from rtarf_sync.result import FAILED
+from rtarf_sync.service.extension import scheduler_of
+from rtarf_sync.engine.result import FAILED
 
 bp = Blueprint("scheduler", __name__, url_prefix="/scheduler")
 

@@ -20,8 +20,8 @@ import sys
 from typing import Callable, Sequence
 
 from config import ConfigError
-from rtarf_sync import commands
-from rtarf_sync.commands import EXIT_CONFIG, EXIT_FAILED, PROG, CommandFailed
+from rtarf_sync.cli import commands
+from rtarf_sync.cli.commands import EXIT_CONFIG, EXIT_FAILED, PROG, CommandFailed
 
 Command = Callable[[argparse.Namespace], int]
 

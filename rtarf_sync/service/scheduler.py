@@ -28,16 +28,16 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from config import Settings, load_settings
-from rtarf_sync.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, iso, log_result
-from rtarf_sync.result import FAILED, SKIPPED, SyncResult
-from rtarf_sync.stats import SyncStats
+from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, iso, log_result
+from rtarf_sync.engine.result import FAILED, SKIPPED, SyncResult
+from rtarf_sync.service.stats import SyncStats
 
 if TYPE_CHECKING:
-    from rtarf_sync.sync import SyncService
+    from rtarf_sync.engine.sync import SyncService
 
 __all__ = ["JOB_ID", "RtarfEventScheduler", "SyncBusy", "SyncRunFailed"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("rtarf_sync.scheduler")  # the name log filters know
 
 JOB_ID = "rtarf_event_sync"
 JOB_EVENTS = EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
@@ -102,7 +102,7 @@ class RtarfEventScheduler:
         """The SyncService, built on first use so importing or constructing touches no network."""
         with self._service_lock:
             if self._service is None:
-                from rtarf_sync.sync import SyncService  # the sync core is only needed once a run starts
+                from rtarf_sync.engine.sync import SyncService  # the sync core is only needed once a run starts
                 self._service = SyncService(self.settings)
             return self._service
 

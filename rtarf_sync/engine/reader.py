@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
-from rtarf_sync.clients import Json, SearchApi
-from rtarf_sync.errors import SourceError, TransientError
-from rtarf_sync.retry import RetryPolicy, with_retry
+from rtarf_sync.engine.clients import Json, SearchApi
+from rtarf_sync.engine.errors import SourceError, TransientError
+from rtarf_sync.engine.retry import RetryPolicy, with_retry
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("rtarf_sync.reader")  # the name log filters know
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import logging
 
 from flask import Flask, current_app
 
-from rtarf_sync.scheduler import RtarfEventScheduler
+from rtarf_sync.service.scheduler import RtarfEventScheduler
 
 logger = logging.getLogger("rtarf_sync.scheduler")
 

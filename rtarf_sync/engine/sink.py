@@ -23,12 +23,12 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from rtarf_sync.documents import EventRow, Rejected, copy_text, newest_per_key
-from rtarf_sync.errors import TransientError
-from rtarf_sync.lease import Fence, Lease
-from rtarf_sync.tables import Tables
+from rtarf_sync.engine.documents import EventRow, Rejected, copy_text, newest_per_key
+from rtarf_sync.engine.errors import TransientError
+from rtarf_sync.engine.lease import Fence, Lease
+from rtarf_sync.engine.tables import Tables
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("rtarf_sync.sink")  # the name log filters know
 STAGE = "rtarf_stage"
 _COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_primary_term")
 _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "

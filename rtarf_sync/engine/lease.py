@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from rtarf_sync.errors import LeaseLost
+from rtarf_sync.engine.errors import LeaseLost
 
 
 @dataclass(frozen=True)

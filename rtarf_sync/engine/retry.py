@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from rtarf_sync.errors import RunAborted, TransientError
+from rtarf_sync.engine.errors import RunAborted, TransientError
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
+log = logging.getLogger("rtarf_sync.retry")  # the name log filters know
 
 
 @dataclass(frozen=True)

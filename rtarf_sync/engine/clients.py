@@ -15,8 +15,8 @@ import elasticsearch
 import opensearchpy
 
 from config import Settings
-from rtarf_sync.fastjson import ElasticsearchJson, OpenSearchJson
-from rtarf_sync.errors import ContextExpired, PitUnsupported, SourceError, TransientError
+from rtarf_sync.engine.fastjson import ElasticsearchJson, OpenSearchJson
+from rtarf_sync.engine.errors import ContextExpired, PitUnsupported, SourceError, TransientError
 
 T = TypeVar("T")
 Json = dict[str, Any]

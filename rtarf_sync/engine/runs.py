@@ -6,9 +6,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from rtarf_sync.result import SyncResult
-from rtarf_sync.sink import COUNTERS, PageCounts
-from rtarf_sync.tables import Tables
+from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.engine.sink import COUNTERS, PageCounts
+from rtarf_sync.engine.tables import Tables
 
 
 class RunHistory:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from rtarf_sync.fastjson import dumps_utf8
+from rtarf_sync.engine.fastjson import dumps_utf8
 
 _DIGITS = re.compile(r"^-?[0-9]{1,16}$")
 # A JSON \u0000 escape: an odd number of backslashes before u0000 (an even number is a

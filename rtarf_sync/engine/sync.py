@@ -22,19 +22,19 @@ from typing import Callable, Iterator, TypeVar
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.clients import Json, SearchApi, build_api
-from rtarf_sync.documents import EventRow, Rejected, engine_time as iso, to_row
-from rtarf_sync.errors import PitUnsupported, RtarfSyncError, RunInterrupted, TransientError, redact
-from rtarf_sync.lease import Fence, Holder, Lease
-from rtarf_sync.prefetch import Prefetch
-from rtarf_sync.reader import PitReader, ReadPlan, ScrollReader
-from rtarf_sync.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
-from rtarf_sync.retry import RetryPolicy, with_retry
-from rtarf_sync.runs import RunHistory
-from rtarf_sync.sink import COUNTERS, PageCounts, PostgresSink, is_transient
-from rtarf_sync.tables import build_tables, create_tables
+from rtarf_sync.engine.clients import Json, SearchApi, build_api
+from rtarf_sync.engine.documents import EventRow, Rejected, engine_time as iso, to_row
+from rtarf_sync.engine.errors import PitUnsupported, RtarfSyncError, RunInterrupted, TransientError, redact
+from rtarf_sync.engine.lease import Fence, Holder, Lease
+from rtarf_sync.engine.prefetch import Prefetch
+from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader
+from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.retry import RetryPolicy, with_retry
+from rtarf_sync.engine.runs import RunHistory
+from rtarf_sync.engine.sink import COUNTERS, PageCounts, PostgresSink, is_transient
+from rtarf_sync.engine.tables import build_tables, create_tables
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
 PROGRESS_SECONDS = 10.0
 

@@ -1,0 +1,1 @@
+"""The command line, `python -m rtarf_sync COMMAND`, and its progress output."""
