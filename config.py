@@ -7,6 +7,8 @@ single line naming the variable and the bad value (secrets are masked).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, TypeVar
@@ -25,6 +27,10 @@ _ENGINES = ("auto", "elasticsearch", "opensearch")
 _READ_MODES = ("auto", "pit", "scroll")
 _KEEP_ALIVE = re.compile(r"^[1-9][0-9]*[smh]$")
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+_URL_USERINFO = re.compile(r"(://)[^/@]*@")
+_DELETE_MODES = ("soft", "hard", "off")
+WEBHOOK_EVENTS = ("sync.succeeded", "sync.partial", "sync.failed", "sync.recovered", "verify.drift")
+_DEFAULT_WEBHOOK_EVENTS = ("sync.failed", "sync.partial", "sync.recovered", "verify.drift")
 
 
 class ConfigError(ValueError):
@@ -58,6 +64,41 @@ class Secret:
 def mask_url(url: str) -> str:
     """Return `url` with any password replaced by asterisks."""
     return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+def mask_userinfo(url: str) -> str:
+    """Return `url` with any user name and password replaced by asterisks."""
+    return _URL_USERINFO.sub(r"\1***@", url)
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    """How `full` and `range` runs read and reconcile deletes."""
+
+    delete_mode: str = "soft"
+    delete_vanished_indices: bool = False
+    delete_max_fraction: float = 0.2
+    slices: int = 1
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """The scheduled verification job `rtarf_verify`."""
+
+    interval_seconds: int = 3600
+    lookback_hours: int = 168
+    repair: bool = True
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Signed webhook notifications (Standard Webhooks)."""
+
+    urls: tuple[Secret, ...] = ()
+    secret: Secret | None = None
+    events: tuple[str, ...] = _DEFAULT_WEBHOOK_EVENTS
+    timeout_seconds: float = 10.0
+    max_attempts: int = 8
 
 
 @dataclass(frozen=True)
@@ -94,6 +135,11 @@ class Settings:
     log_level: str = "INFO"
     bind: str = "0.0.0.0:8000"
     graceful_timeout_seconds: int = 30
+    run_history_days: int = 30
+    trigger_debounce_seconds: float = 1.0
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def database_url_masked(self) -> str:
@@ -232,6 +278,75 @@ def _bind(environ: Mapping[str, str]) -> str:
     return f"0.0.0.0:{port}"
 
 
+def _reconcile(environ: Mapping[str, str]) -> ReconcileSettings:
+    return ReconcileSettings(
+        delete_mode=_choice(environ, "RTARF_DELETE_MODE", "soft", _DELETE_MODES),
+        delete_vanished_indices=_boolean(environ, "RTARF_DELETE_VANISHED_INDICES", False),
+        delete_max_fraction=_number(environ, "RTARF_DELETE_MAX_FRACTION", 0.2, 0.0, 1.0),
+        slices=_integer(environ, "RTARF_SYNC_SLICES", 1, 1, 16),
+    )
+
+
+def _verify(environ: Mapping[str, str]) -> VerifySettings:
+    return VerifySettings(
+        interval_seconds=_integer(environ, "RTARF_VERIFY_INTERVAL_SECONDS", 3600, 0, 7 * 86400),
+        lookback_hours=_integer(environ, "RTARF_VERIFY_LOOKBACK_HOURS", 168, 1, 24 * 3660),
+        repair=_boolean(environ, "RTARF_VERIFY_REPAIR", True),
+    )
+
+
+def _webhook_urls(environ: Mapping[str, str]) -> tuple[Secret, ...]:
+    name = "RTARF_WEBHOOK_URLS"
+    value = _raw(environ, name)
+    if value is None:
+        return ()
+    urls = [part.strip() for part in value.split(",")]
+    for url in urls:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", url):
+            raise _fail(name, mask_userinfo(value), "comma-separated http:// or https:// URLs")
+    return tuple(Secret(url) for url in urls)
+
+
+def _webhook_secret(environ: Mapping[str, str]) -> Secret | None:
+    name = "RTARF_WEBHOOK_SECRET"
+    value = _raw(environ, name)
+    if value is None:
+        return None
+    body = value[len("whsec_"):] if value.startswith("whsec_") else None
+    try:
+        valid = body is not None and len(base64.b64decode(body, validate=True)) >= 16
+    except (binascii.Error, ValueError):
+        valid = False
+    if not valid:
+        raise ConfigError(f"{name} is invalid: expected whsec_ followed by base64 of at least 16 bytes "
+                          "(value not shown)")
+    return Secret(value)
+
+
+def _webhook_events(environ: Mapping[str, str]) -> tuple[str, ...]:
+    name = "RTARF_WEBHOOK_EVENTS"
+    value = _raw(environ, name)
+    if value is None:
+        return _DEFAULT_WEBHOOK_EVENTS
+    if value == "*":
+        return WEBHOOK_EVENTS
+    events = tuple(part.strip() for part in value.split(","))
+    if not events or any(event not in WEBHOOK_EVENTS for event in events):
+        raise _fail(name, value, "* or a comma-separated list of " + ", ".join(WEBHOOK_EVENTS))
+    return events
+
+
+def _webhooks(environ: Mapping[str, str]) -> WebhookSettings:
+    urls, secret = _webhook_urls(environ), _webhook_secret(environ)
+    if urls and secret is None:
+        raise ConfigError("RTARF_WEBHOOK_SECRET is required when RTARF_WEBHOOK_URLS is set")
+    return WebhookSettings(
+        urls=urls, secret=secret, events=_webhook_events(environ),
+        timeout_seconds=_number(environ, "RTARF_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 300),
+        max_attempts=_integer(environ, "RTARF_WEBHOOK_MAX_ATTEMPTS", 8, 1, 100),
+    )
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every RTARF_ variable; raise ConfigError on the first bad one."""
     username = _raw(environ, "RTARF_ES_USERNAME")
@@ -270,4 +385,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_level=_choice(environ, "RTARF_LOG_LEVEL", "INFO", _LOG_LEVELS, str.upper),
         bind=_bind(environ),
         graceful_timeout_seconds=_integer(environ, "RTARF_GRACEFUL_TIMEOUT_SECONDS", 30, 1, 3600),
+        run_history_days=_integer(environ, "RTARF_RUN_HISTORY_DAYS", 30, 1, 3650),
+        trigger_debounce_seconds=_number(environ, "RTARF_TRIGGER_DEBOUNCE_SECONDS", 1.0, 0.0, 60),
+        reconcile=_reconcile(environ),
+        verify=_verify(environ),
+        webhooks=_webhooks(environ),
     )

@@ -14,7 +14,7 @@ import sys
 import threading
 import traceback
 from typing import Iterable
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy.engine import make_url
 
@@ -31,8 +31,11 @@ _CHATTY_LOGGERS = ("opensearchpy.trace", "opensearch", "elastic_transport.transp
 
 def secret_values(settings: Settings) -> set[str]:
     """Every secret string in `settings`, with the URL-encoded and decoded forms of the database password."""
-    values = {secret.reveal() for secret in (settings.es_password, settings.es_api_key, settings.api_token)
-              if secret is not None}
+    values = {secret.reveal() for secret in (settings.es_password, settings.es_api_key, settings.api_token,
+                                             settings.webhooks.secret) if secret is not None}
+    for url in settings.webhooks.urls:
+        userinfo = urlsplit(url.reveal()).netloc.rpartition("@")[0]
+        values.update(part for part in userinfo.split(":") if len(part) >= 3)
     database_url = settings.database_url.reveal()
     values.add(database_url)
     password = make_url(database_url).password

@@ -22,12 +22,14 @@ class SyncResult:
     """Counts and outcome of one run; `to_dict()` is what the API and CLI print."""
 
     status: str = SUCCESS
+    mode: str = "incremental"
     total_processed: int = 0
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
     failed: int = 0
     known_bad: int = 0
+    deleted: int = 0
     pages: int = 0
     duration_seconds: float = 0.0
     cursor: str | None = None

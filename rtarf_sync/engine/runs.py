@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Mapping
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.engine.result import SyncResult, utc_iso
 from rtarf_sync.engine.sink import COUNTERS, PageCounts
 from rtarf_sync.engine.tables import Tables
+
+
+RUN_FIELDS = ("run_id", "trigger", "mode", "status", "owner", "started_at", "finished_at", "duration_seconds",
+              "pages", "total_processed", "inserted", "updated", "unchanged", "failed", "known_bad", "deleted",
+              "cursor", "error")
+
+
+def run_object(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A runs-table row as the API, the CLI and webhooks show a run (DESIGN.md, "run object")."""
+    started, finished = row["started_at"], row["finished_at"]
+    duration = round((finished - started).total_seconds(), 3) if started and finished else None
+    run = {"run_id": int(row["id"]), "trigger": row["trigger"], "mode": row["mode"], "status": row["status"],
+           "owner": row["owner"], "started_at": utc_iso(started), "finished_at": utc_iso(finished),
+           "duration_seconds": duration}
+    run.update({name: int(row[name]) for name in ("pages", "total_processed", *COUNTERS, "deleted")})
+    run.update(cursor=utc_iso(row["cursor_value"]), error=row["error"],
+               range_from=utc_iso(row["range_from"]), range_to=utc_iso(row["range_to"]))
+    return run
 
 
 class RunHistory:
@@ -17,12 +36,14 @@ class RunHistory:
     def __init__(self, engine: sa.Engine, tables: Tables, source_index: str) -> None:
         self.engine, self.table, self.tables, self.source_index = engine, tables.runs, tables, source_index
 
-    def start(self, trigger: str, owner: str, started_at: datetime) -> int:
+    def start(self, trigger: str, owner: str, started_at: datetime, mode: str = "incremental",
+              range_from: datetime | None = None, range_to: datetime | None = None) -> int:
         """Record a run as running; return its id."""
         with self.engine.begin() as connection:
             return int(connection.execute(sa.insert(self.table).values(
                 target_table=self.tables.target.name, source_index=self.source_index, trigger=trigger,
-                owner=owner, status="running", started_at=started_at).returning(self.table.c.id)).scalar_one())
+                owner=owner, status="running", started_at=started_at, mode=mode, range_from=range_from,
+                range_to=range_to).returning(self.table.c.id)).scalar_one())
 
     def finish(self, result: SyncResult) -> None:
         """Record how a run ended."""
@@ -30,7 +51,15 @@ class RunHistory:
             return
         with self.engine.begin() as connection:
             connection.execute(sa.update(self.table).where(self.table.c.id == result.run_id).values(
-                status=result.status, finished_at=result.finished_at, error=result.error))
+                status=result.status, finished_at=result.finished_at, error=result.error,
+                deleted=result.deleted))
+
+    def get(self, run_id: int) -> dict[str, Any] | None:
+        """One run of this target as a run object, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(self.table).where(
+                self.table.c.id == run_id, self.table.c.target_table == self.tables.target.name)).mappings().first()
+        return run_object(row) if row is not None else None
 
     def committed(self, run_id: int) -> tuple[int, PageCounts]:
         """Pages committed so far by a run and their summed counts, as PostgreSQL has them."""

@@ -36,6 +36,7 @@ _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id te
               "ON COMMIT DELETE ROWS")
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "53300"}
 COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
+Stored = tuple[int | None, int | None]  # (primary_term, seq_no) as stored; None for a soft-deleted row
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,14 @@ class PostgresSink:
             self._copy(connection, target, new)
         return len(new), self._upsert_newer(connection, newer)
 
-    def _stored_versions(self, connection: sa.Connection,
-                         rows: list[EventRow]) -> dict[tuple[str, str], tuple[int | None, int | None]]:
+    def _stored_versions(self, connection: sa.Connection, rows: list[EventRow]) -> dict[tuple[str, str], Stored]:
         # Straight through the driver, keys as one JSON text: binding a thousand keys and
         # building result rows through SQLAlchemy cost five times the CPU of the query itself.
+        # A soft-deleted row reads as versionless: whatever version comes back is written,
+        # also after its index was deleted and re-created with versions counting from 0 again.
         target = connection.dialect.identifier_preparer.format_table(self.tables.target)
-        statement = (f"SELECT t.es_index, t.es_id, t.es_primary_term, t.es_seq_no FROM {target} t "
+        statement = ("SELECT t.es_index, t.es_id, CASE WHEN t.deleted_at IS NULL THEN t.es_primary_term END, "
+                     f"CASE WHEN t.deleted_at IS NULL THEN t.es_seq_no END FROM {target} t "
                      "JOIN (SELECT e->>0 AS es_index, e->>1 AS es_id FROM json_array_elements(%s::json) e) k "
                      "USING (es_index, es_id)")
         keys = orjson.dumps([row.key for row in rows]).decode()
@@ -168,6 +171,7 @@ class PostgresSink:
         target, excluded = self.tables.target, statement.excluded
         newer = sa.or_(
             target.c.es_seq_no.is_(None),
+            target.c.deleted_at.is_not(None),
             sa.tuple_(target.c.es_primary_term, target.c.es_seq_no)
             < sa.tuple_(excluded.es_primary_term, excluded.es_seq_no),
         )
@@ -175,7 +179,7 @@ class PostgresSink:
             index_elements=[target.c.es_index, target.c.es_id],
             set_={"event_timestamp": excluded.event_timestamp, "source": excluded.source,
                   "es_seq_no": excluded.es_seq_no, "es_primary_term": excluded.es_primary_term,
-                  "last_synced_at": sa.func.now()},
+                  "last_synced_at": sa.func.now(), "deleted_at": None},
             where=newer,
         ).returning(sa.literal_column("(xmax = 0)").label("inserted"))
 
@@ -257,7 +261,7 @@ def _driver_errors(statement: str) -> Iterator[None]:
         raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
 
 
-def _is_newer(row: EventRow, stored: tuple[int | None, int | None]) -> bool:
+def _is_newer(row: EventRow, stored: Stored) -> bool:
     term, seq_no = stored
     return term is None or seq_no is None or row.version > (term, seq_no)
 

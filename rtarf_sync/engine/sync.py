@@ -33,6 +33,7 @@ from rtarf_sync.engine.retry import RetryPolicy, with_retry
 from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.engine.sink import COUNTERS, PageCounts, PostgresSink, is_transient
 from rtarf_sync.engine.tables import build_tables, create_tables
+from rtarf_sync.logs import secret_values
 
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
@@ -90,11 +91,7 @@ class SyncService:
 
     def secrets(self) -> list[str | None]:
         """Every secret value, for scrubbing messages."""
-        s = self.settings
-        url = sa.engine.make_url(s.database_url.reveal())
-        return [url.password and str(url.password), s.database_url.reveal(),
-                s.es_password and s.es_password.reveal(), s.es_api_key and s.es_api_key.reveal(),
-                s.api_token and s.api_token.reveal()]
+        return sorted(secret_values(self.settings), key=len, reverse=True)
 
     def _db(self, call: Callable[[], T], what: str) -> T:
         """Run a database step, retrying lost connections, deadlocks and serialization failures."""
@@ -185,7 +182,8 @@ class SyncService:
             log.info("Sync skipped: %s", result.error)
             return None
         result.run_id = self._db(lambda: self.history.start(
-            result.trigger, owner, result.started_at or datetime.now(timezone.utc)), "record run start")
+            result.trigger, owner, result.started_at or datetime.now(timezone.utc), result.mode),
+            "record run start")
         return got
 
     def _plan(self, sink: PostgresSink) -> ReadPlan:

@@ -2,7 +2,8 @@
 
 The target table's name is configurable (`RTARF_TABLE`); the state tables
 have fixed names and key their rows by target table, so several targets can
-share one database.
+share one database. These definitions describe the newest schema for the
+queries; the tables themselves are made and upgraded by `migrations/`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ CURSOR_TABLE = "rtarf_sync_cursor"
 LEASE_TABLE = "rtarf_sync_lease"
 RUNS_TABLE = "rtarf_sync_runs"
 DEAD_LETTER_TABLE = "rtarf_sync_dead_letters"
-# Serialises table creation across processes that start at the same moment.
-_CREATE_LOCK_KEY = 0x52544152
+VERIFICATIONS_TABLE = "rtarf_sync_verifications"
 
 
 def _ts(name: str, **kwargs: object) -> sa.Column[object]:
@@ -34,6 +34,7 @@ class Tables:
     lease: sa.Table
     runs: sa.Table
     dead_letters: sa.Table
+    verifications: sa.Table
 
 
 def _target(metadata: sa.MetaData, name: str) -> sa.Table:
@@ -47,6 +48,7 @@ def _target(metadata: sa.MetaData, name: str) -> sa.Table:
         sa.Column("es_primary_term", sa.BigInteger),
         _ts("first_synced_at", nullable=False, server_default=sa.func.now()),
         _ts("last_synced_at", nullable=False, server_default=sa.func.now()),
+        _ts("deleted_at"),
         sa.Index(f"{name[:50]}_event_ts_idx", "event_timestamp"),
     )
 
@@ -81,6 +83,10 @@ def _state(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table, sa.Tabl
           for name in ("pages", "total_processed", "inserted", "updated", "unchanged", "failed", "known_bad")),
         _ts("cursor_value"),
         sa.Column("error", sa.Text),
+        sa.Column("mode", sa.Text, nullable=False, server_default="incremental"),
+        sa.Column("deleted", sa.BigInteger, nullable=False, server_default="0"),
+        _ts("range_from"),
+        _ts("range_to"),
         sa.Index("rtarf_sync_runs_target_idx", "target_table", "started_at"),
     )
     dead = sa.Table(
@@ -95,10 +101,29 @@ def _state(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table, sa.Tabl
         _ts("failed_at", nullable=False, server_default=sa.func.now()),
         sa.Column("raw_document", sa.Text, nullable=False),
         sa.Column("run_id", sa.BigInteger),
+        _ts("resolved_at"),
         sa.UniqueConstraint("target_table", "es_index", "es_id", "es_seq_no", "es_primary_term",
                             name="rtarf_sync_dead_letters_version_key"),
     )
     return cursor, lease, runs, dead
+
+
+def _verifications(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        VERIFICATIONS_TABLE, metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("target_table", sa.Text, nullable=False),
+        sa.Column("source_index", sa.Text, nullable=False),
+        _ts("checked_at", nullable=False, server_default=sa.func.now()),
+        _ts("range_from", nullable=False),
+        _ts("range_to", nullable=False),
+        sa.Column("bucket", sa.Text, nullable=False),
+        sa.Column("source_total", sa.BigInteger, nullable=False),
+        sa.Column("target_total", sa.BigInteger, nullable=False),
+        sa.Column("buckets_differing", sa.Integer, nullable=False),
+        sa.Column("in_step", sa.Boolean, nullable=False),
+        sa.Column("result", JSONB, nullable=False),
+    )
 
 
 def build_tables(target_name: str) -> Tables:
@@ -106,11 +131,11 @@ def build_tables(target_name: str) -> Tables:
     metadata = sa.MetaData()
     target = _target(metadata, target_name)
     cursor, lease, runs, dead = _state(metadata)
-    return Tables(metadata, target, cursor, lease, runs, dead)
+    return Tables(metadata, target, cursor, lease, runs, dead, _verifications(metadata))
 
 
 def create_tables(engine: sa.Engine, tables: Tables) -> None:
-    """Create missing tables; safe when several processes do it at once."""
-    with engine.begin() as connection:
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK_KEY)))
-        tables.metadata.create_all(connection, checkfirst=True)
+    """Create or upgrade every table through the versioned migrations; safe when processes race."""
+    from rtarf_sync.engine import migrations
+
+    migrations.upgrade(engine, tables.target.name)
