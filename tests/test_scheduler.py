@@ -290,3 +290,20 @@ def test_skipped_results_of_the_job_are_counted_apart(schedulers: list[RtarfEven
     status = scheduler.get_status()
     assert (status["total_syncs"], status["failed_syncs"], status["last_sync_status"]) == (0, 0, None)
     assert status["last_skip_reason"].startswith("another sync holds the lease")
+
+
+def test_result_listeners_see_manual_and_scheduled_runs_and_cannot_break_them(
+        schedulers: list[RtarfEventScheduler]) -> None:
+    scheduler = build(schedulers, RTARF_SYNC_INTERVAL_SECONDS=3600)
+    seen: list[str] = []
+
+    def broken(result: SyncResult) -> None:
+        raise RuntimeError("listener bug")
+
+    scheduler.add_result_listener(broken)
+    scheduler.add_result_listener(lambda result: seen.append(result.trigger))
+    assert scheduler.sync_now().status == SUCCESS
+    scheduler.start()
+    wait_for(lambda: len(seen) == 2, what="the scheduled run reaching the listener")
+    assert seen == ["manual", "scheduled"]
+    assert scheduler.get_status()["total_syncs"] == 2

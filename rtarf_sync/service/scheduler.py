@@ -45,6 +45,7 @@ MIN_INTERVAL, MAX_INTERVAL = 1, 86400
 HAND_OVER_SECONDS = 5.0
 
 SyncJob = Callable[[], SyncResult]
+ResultListener = Callable[[SyncResult], None]
 
 
 class RtarfEventScheduler:
@@ -60,6 +61,7 @@ class RtarfEventScheduler:
             settings = replace(settings, sync_interval_seconds=int(interval_seconds))
         self.settings = settings
         self.stats = SyncStats()
+        self._result_listeners: list[ResultListener] = []
         self._service = service
         self._job = job
         self._run_lock = threading.Lock()  # one run at a time in this process, scheduled or manual
@@ -154,8 +156,21 @@ class RtarfEventScheduler:
     def sync_now(self, trigger: str = "manual") -> SyncResult:
         """Run one sync in the calling thread and count it; raise SyncBusy if one is running."""
         result = self._execute(trigger)
-        self.stats.record(result)
+        self.record(result)
         return result
+
+    def add_result_listener(self, listener: ResultListener) -> None:
+        """Call `listener(result)` after every run this scheduler counts (metrics, webhooks); it must be quick."""
+        self._result_listeners.append(listener)
+
+    def record(self, result: SyncResult) -> None:
+        """Count one finished run and tell the result listeners; a failing listener is logged, never raised."""
+        self.stats.record(result)
+        for listener in list(self._result_listeners):
+            try:
+                listener(result)
+            except Exception:  # noqa: BLE001 - a listener must never break the run's bookkeeping
+                logger.exception("A result listener failed")
 
     def _on_job_event(self, event: JobEvent) -> None:
         """Listener: fold one job event into the stats; never lets an exception escape."""
@@ -163,9 +178,9 @@ class RtarfEventScheduler:
             if event.job_id != JOB_ID:
                 return
             if event.code == EVENT_JOB_EXECUTED:
-                self.stats.record(event.retval)  # type: ignore[attr-defined]
+                self.record(event.retval)  # type: ignore[attr-defined]
             elif event.code == EVENT_JOB_ERROR:
-                self.stats.record(failed_result(event.exception))  # type: ignore[attr-defined]
+                self.record(failed_result(event.exception))  # type: ignore[attr-defined]
             elif event.code == EVENT_JOB_MISSED:
                 self.stats.record_missed()
                 logger.warning("A scheduled sync was missed: it could not start within %ss of its time",
