@@ -295,15 +295,15 @@ def test_skipped_results_of_the_job_are_counted_apart(schedulers: list[RtarfEven
 def test_result_listeners_see_manual_and_scheduled_runs_and_cannot_break_them(
         schedulers: list[RtarfEventScheduler]) -> None:
     scheduler = build(schedulers, RTARF_SYNC_INTERVAL_SECONDS=3600)
-    seen: list[str] = []
+    seen: list[SyncResult] = []
 
     def broken(result: SyncResult) -> None:
         raise RuntimeError("listener bug")
 
     scheduler.add_result_listener(broken)
-    scheduler.add_result_listener(lambda result: seen.append(result.trigger))
-    assert scheduler.sync_now().status == SUCCESS
-    scheduler.start()
+    scheduler.add_result_listener(seen.append)
+    manual = scheduler.sync_now()
+    assert manual.status == SUCCESS and seen == [manual]
+    scheduler.start()  # its first run starts at once, on the scheduler's thread
     wait_for(lambda: len(seen) == 2, what="the scheduled run reaching the listener")
-    assert seen == ["manual", "scheduled"]
     assert scheduler.get_status()["total_syncs"] == 2
