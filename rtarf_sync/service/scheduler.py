@@ -110,21 +110,25 @@ class RtarfEventScheduler:
 
     # -- running one sync --------------------------------------------------------------
 
-    def _execute(self, trigger: str) -> SyncResult:
-        """Run one sync under the process lock; raise SyncBusy if one is already running."""
+    def _execute(self, trigger: str, **run: Any) -> SyncResult:
+        """Run one sync under the process lock; raise SyncBusy if one is already running.
+
+        `run` holds SyncService.run's mode, start, end and force, when not the defaults.
+        """
         if self._stopping or not self._run_lock.acquire(blocking=False):
             raise SyncBusy(self._busy_reason())
         try:
-            self._current = {"trigger": trigger, "started_at": iso(datetime.now(timezone.utc))}
-            return self._call(trigger)
+            self._current = {"trigger": trigger, "mode": run.get("mode", "incremental"),
+                             "started_at": iso(datetime.now(timezone.utc))}
+            return self._call(trigger, **run)
         finally:
             self._current = None
             self._run_lock.release()
 
-    def _call(self, trigger: str) -> SyncResult:
+    def _call(self, trigger: str, **run: Any) -> SyncResult:
         try:
             if self._job is None:
-                return self.service.run(trigger=trigger)  # logs its own start and outcome
+                return self.service.run(trigger=trigger, **run)  # logs its own start and outcome
             result = self._job()
         except Exception as error:  # SyncService.run never raises for a failed run; a bug or a custom job might
             logger.exception("Sync raised an unexpected error")
@@ -153,9 +157,16 @@ class RtarfEventScheduler:
             raise SyncRunFailed(result)
         return result
 
-    def sync_now(self, trigger: str = "manual") -> SyncResult:
-        """Run one sync in the calling thread and count it; raise SyncBusy if one is running."""
-        result = self._execute(trigger)
+    def sync_now(self, trigger: str = "manual", mode: str = "incremental", start: datetime | None = None,
+                 end: datetime | None = None, force: bool = False) -> SyncResult:
+        """Run one sync in the calling thread and count it; raise SyncBusy if one is running.
+
+        mode, start, end and force are SyncService.run's (full and range runs, the delete valve).
+        """
+        run: dict[str, Any] = {}
+        if (mode, start, end, force) != ("incremental", None, None, False):
+            run = {"mode": mode, "start": start, "end": end, "force": force}
+        result = self._execute(trigger, **run)
         self.record(result)
         return result
 
