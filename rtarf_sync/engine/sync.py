@@ -207,7 +207,7 @@ class SyncService:
         slices = s.reconcile.slices if scope.reconciles else 1
         # Pages of parallel slices come out of cursor order: the cursor moves once, at the end.
         per_page = scope.moves_cursor and slices == 1
-        deletes = self._reconciliation(scope, result) if scope.reconciles else None
+        deletes = self._reconciliation(scope, result, fence) if scope.reconciles else None
         plan = scope.read_plan(s, self._db(sink.load_cursor, "load cursor"))
         highest: datetime | None = None
         try:
@@ -227,19 +227,20 @@ class SyncService:
             if scope.moves_cursor and not per_page and highest is not None:
                 self._db(lambda: sink.move_cursor(highest, fence, result.run_id or 0), "move cursor")
             if deletes is not None:
-                result.deleted = deletes.finish(self.lease, fence, s.reconcile.delete_mode, force)
+                result.deleted = self._db(lambda: deletes.finish(s.reconcile.delete_mode, force),
+                                          "reconcile deletes")
         finally:
             if deletes is not None:
                 deletes.close()
         stored = self._db(sink.load_cursor, "load cursor")
         result.cursor = iso(stored) if stored is not None else None
 
-    def _reconciliation(self, scope: RunScope, result: SyncResult) -> Reconciliation | None:
+    def _reconciliation(self, scope: RunScope, result: SyncResult, fence: Fence) -> Reconciliation | None:
         """The run's delete reconciliation, its key table ready; None when RTARF_DELETE_MODE=off."""
         if self.settings.reconcile.delete_mode == "off":
             return None
         deletes = Reconciliation(self.engine, self.tables, self.api, self.settings, scope,
-                                 result.run_id or 0, self.retry)
+                                 result.run_id or 0, self.retry, self.lease, fence)
         self._db(deletes.open, "create the run's key table")
         return deletes
 
