@@ -6,7 +6,6 @@ read by the independent oracle (plain REST and plain SQL).
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
