@@ -6,6 +6,7 @@ read by the independent oracle (plain REST and plain SQL).
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
@@ -215,3 +216,30 @@ def test_one_and_four_slices_bring_the_same_rows(engine: EngineHttp, index_name:
         tables.append(table_docs(db_engine, table))
     assert tables[0] == tables[1] == {key: doc for key, doc in engine_docs(engine, index_name).items()
                                       if key[1] != "no-stamp"}
+
+
+def test_cli_sync_runs_full_and_range(elasticsearch: EngineHttp, index_name: str, table_name: str,
+                                      db_engine: sa.Engine, make_settings: Callable[..., Settings],
+                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from rtarf_sync.cli.main import main
+
+    elasticsearch.create_index(index_name)
+    index_docs(elasticsearch, index_name, events("e", 6))
+    elasticsearch.refresh(index_name)
+    make_settings(elasticsearch, index_name)  # the same variables, checked
+    for name, value in {"RTARF_DATABASE_URL": str(db_engine.url.render_as_string(hide_password=False)),
+                        "RTARF_TABLE": table_name, "RTARF_ES_URL": elasticsearch.url, "RTARF_ES_INDEX": index_name,
+                        "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_SYNC_SETTLE_SECONDS": "0"}.items():
+        monkeypatch.setenv(name, value)
+    start, end = engine_time(BASE), engine_time(BASE + timedelta(hours=3))
+    assert main(["sync", "--progress-every", "0", "--from", start, "--to", end]) == 0
+    ranged = json.loads(capsys.readouterr().out)
+    assert (ranged["mode"], ranged["inserted"], ranged["cursor"]) == ("range", 3, None)
+    delete_docs(elasticsearch, index_name, "e00", "e01")  # 2 of the 6 rows a full run answers for
+    assert main(["sync", "--progress-every", "0", "--full"]) == 1
+    refused = json.loads(capsys.readouterr().out)
+    assert (refused["inserted"], refused["deleted"]) == (3, 0) and "2 of 6 live rows" in refused["error"]
+    assert main(["sync", "--progress-every", "0", "--full", "--force"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert (full["mode"], full["inserted"], full["unchanged"], full["deleted"]) == ("full", 0, 4, 2)
+    assert_in_step(db_engine, table_name, elasticsearch, index_name)
