@@ -64,7 +64,7 @@ class SlicedPages(Generic[T]):
     def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy, pit_id: str, slices: int,
                  convert: Callable[[list[Json]], T]) -> None:
         self.api, self.pit_id = api, pit_id
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=2 * slices)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=slices)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._produce, args=(plan, retry, (i, slices), convert),
                                           name=f"rtarf-slice-{i}", daemon=True) for i in range(slices)]
