@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.esserver import dates
+from tests.esserver.aggregations import Aggregation, parse_aggregations
 from tests.esserver.errors import EsError, illegal_argument, parsing_error
 from tests.esserver.sorting import SortField, parse_sort
 
 MAX_RESULT_WINDOW = 10_000
 _SUPPORTED = {"query", "size", "from", "sort", "search_after", "pit", "seq_no_primary_term",
-              "track_total_hits", "_source", "version"}
+              "track_total_hits", "_source", "version", "aggs", "aggregations"}
 # Accepted and ignored: they change nothing the service under test looks at.
 _IGNORED = {"timeout", "terminate_after", "stats", "track_scores", "explain", "profile", "fields",
             "docvalue_fields", "stored_fields", "highlight", "min_score", "indices_boost", "runtime_mappings"}
@@ -77,6 +78,7 @@ class SearchRequest:
     version: bool = False
     scroll: float | None = None
     cache_key: str = ""
+    aggs: list[Aggregation] | None = None
 
 
 def _strings(value: Any) -> list[str]:
@@ -119,8 +121,6 @@ def _read_pit(request: SearchRequest, pit: Any) -> None:
 
 def _apply_body(request: SearchRequest, body: dict[str, Any]) -> None:
     for key, value in body.items():
-        if key in ("aggs", "aggregations"):
-            raise parsing_error("aggregations are not supported by this test server")
         if key not in _SUPPORTED and key not in _IGNORED:
             raise parsing_error(f"Unknown key for a {_token(value)} in [{key}].")
     request.query = body.get("query")
@@ -136,6 +136,11 @@ def _apply_body(request: SearchRequest, body: dict[str, Any]) -> None:
         _read_source(request, body["_source"])
     if body.get("pit") is not None:
         _read_pit(request, body["pit"])
+    if "aggs" in body and "aggregations" in body:
+        raise parsing_error("Found two aggregation type definitions in [aggs] and [aggregations]")
+    spec = body.get("aggs", body.get("aggregations"))
+    if spec is not None:
+        request.aggs = parse_aggregations(spec)
 
 
 def _apply_params(request: SearchRequest, params: dict[str, str]) -> None:
