@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
-from rtarf_sync.api.errors import RunNotCompleted
+from rtarf_sync.api.errors import RunNotCompleted, error_response
+from rtarf_sync.api.run_request import BadRunRequest, parse_run_request
 from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.engine.result import FAILED
 
@@ -24,10 +25,14 @@ def jobs() -> Response:
 
 
 @bp.post("/sync-now")
-def sync_now() -> Response:
-    """Run one sync now and answer when it is done; 409 if one is already running."""
+def sync_now() -> Response | tuple[Response, int]:
+    """Run one sync now (optional body: mode, from, to, force) and answer when it is done; 409 if busy."""
+    try:
+        run = parse_run_request(_json_body())
+    except BadRunRequest as bad:
+        return error_response(400, "Bad Request", str(bad), field=bad.field)
     scheduler = scheduler_of()
-    result = scheduler.sync_now()  # SyncBusy becomes 409 in api.errors
+    result = scheduler.sync_now(**run.as_kwargs())  # SyncBusy becomes 409 in api.errors
     if result.status == FAILED:
         # Probe reachability so the answer says whether the engine or the database is down.
         raise RunNotCompleted(result, scheduler.get_status(), scheduler.check_ready())
@@ -35,6 +40,16 @@ def sync_now() -> Response:
         raise RunNotCompleted(result, scheduler.get_status())
     return jsonify({"message": "Manual sync completed", "result": result.to_dict(),
                     "scheduler_status": scheduler.get_status()})
+
+
+def _json_body() -> object:
+    """The request's JSON, None without a body; a body that is not JSON is a bad body."""
+    if not request.get_data(cache=True).strip():
+        return None
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        raise BadRunRequest("body", "the body is not valid JSON")
+    return body
 
 
 @bp.post("/start")

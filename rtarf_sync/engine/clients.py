@@ -37,6 +37,7 @@ class SearchApi(Protocol):
     def scroll(self, scroll_id: str, keep_alive: str) -> Json: ...
     def clear_scroll(self, scroll_id: str) -> None: ...
     def bulk(self, ndjson: str) -> Json: ...
+    def existing_indices(self, names: list[str]) -> set[str]: ...
     def close(self) -> None: ...
 
 
@@ -148,6 +149,12 @@ class ElasticsearchApi:
     def bulk(self, ndjson: str) -> Json:
         return self._call("bulk", lambda: self.client.bulk(operations=ndjson))
 
+    def existing_indices(self, names: list[str]) -> set[str]:
+        """Which of these concrete indices exist (through their mappings; missing ones are skipped)."""
+        answer = self._call("get mappings", lambda: self.client.indices.get_mapping(
+            index=",".join(names), ignore_unavailable=True, allow_no_indices=True))
+        return set(answer) & set(names)
+
     def close(self) -> None:
         self.client.close()
 
@@ -208,6 +215,12 @@ class OpenSearchApi:
 
     def bulk(self, ndjson: str) -> Json:
         return self._call("bulk", lambda: self.client.bulk(body=ndjson))
+
+    def existing_indices(self, names: list[str]) -> set[str]:
+        """Which of these concrete indices exist (through their mappings; missing ones are skipped)."""
+        answer = self._call("get mappings", lambda: self.client.indices.get_mapping(
+            index=",".join(names), params={"ignore_unavailable": "true", "allow_no_indices": "true"}))
+        return set(answer) & set(names)
 
     def close(self) -> None:
         self.client.close()

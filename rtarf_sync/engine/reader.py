@@ -57,21 +57,27 @@ class PitReader:
 
     mode = "pit"
 
-    def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy) -> None:
+    def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy, *, pit_id: str | None = None,
+                 slice_of: tuple[int, int] | None = None) -> None:
         self.api, self.plan, self.retry = api, plan, retry
-        self.pit_id: str | None = None
+        # A slice reads a point in time its caller opened and closes; alone it owns its own.
+        self.pit_id: str | None = pit_id
+        self.owns_pit = pit_id is None
+        self.slice_of = slice_of
         # Elasticsearch has _shard_doc; OpenSearch 2.x does not, so it sorts on (_index, _id).
         self.tiebreakers: list[Any] = ([{"_shard_doc": "asc"}] if api.kind == "elasticsearch"
                                        else [{"_index": "asc"}, {"_id": "asc"}])
 
     def __enter__(self) -> "PitReader":
+        if not self.owns_pit:
+            return self
         self.pit_id = with_retry(lambda: self.api.open_pit(self.plan.index, self.plan.keep_alive),
                                  self.retry, "open point in time")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        if self.pit_id is not None:
+        if self.pit_id is not None and self.owns_pit:
             _quietly(lambda: self.api.close_pit(self.pit_id or ""), "close point in time")
             self.pit_id = None
 
@@ -82,6 +88,8 @@ class PitReader:
                       "seq_no_primary_term": True, "track_total_hits": False}
         if after is not None:
             body["search_after"] = after
+        if self.slice_of is not None:
+            body["slice"] = {"id": self.slice_of[0], "max": self.slice_of[1]}
         return body
 
     def _page(self, after: list[Any] | None) -> Json:

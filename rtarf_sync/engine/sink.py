@@ -16,7 +16,7 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import orjson
 import psycopg
@@ -50,6 +50,11 @@ class PageCounts:
     known_bad: int = 0
 
 
+class _PageOptions(NamedTuple):
+    advance_cursor: bool
+    seen: str | None
+
+
 def is_transient(error: sa.exc.DBAPIError) -> bool:
     """Lost connections, deadlocks and serialization failures pass; bad data does not."""
     if error.connection_invalidated or isinstance(error, sa.exc.OperationalError):
@@ -75,11 +80,18 @@ class PostgresSink:
         self.stage = sa.table(STAGE, *(sa.column(name) for name in _COLUMNS))
 
     def write_page(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence,
-                   run_id: int, page_no: int) -> PageCounts:
-        """Commit one page, or nothing; bad rows found by PostgreSQL are set aside too."""
+                   run_id: int, page_no: int, *, advance_cursor: bool = True,
+                   seen: str | None = None) -> PageCounts:
+        """Commit one page, or nothing; bad rows found by PostgreSQL are set aside too.
+
+        `advance_cursor=False` leaves the stored cursor alone (range runs, sliced reads);
+        `seen` names a table that records the page's keys in the same transaction
+        (runs that reconcile deletes).
+        """
         unique, duplicates = newest_per_key(list(rows))
+        options = _PageOptions(advance_cursor, seen)
         try:
-            return self._commit(unique, duplicates, list(rejects), fence, run_id, page_no, careful=False)
+            return self._commit(unique, duplicates, list(rejects), fence, run_id, page_no, options, careful=False)
         except sa.exc.DBAPIError as error:
             if is_transient(error):
                 raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
@@ -88,19 +100,19 @@ class PostgresSink:
             # Some row was refused by PostgreSQL: redo the page row by row to find it.
             log.warning("page %d: PostgreSQL refused a row (%s); writing the page row by row",
                         page_no, _first_line(error))
-            return self._retry_careful(unique, duplicates, list(rejects), fence, run_id, page_no)
+            return self._retry_careful(unique, duplicates, list(rejects), fence, run_id, page_no, options)
 
     def _retry_careful(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected],
-                       fence: Fence, run_id: int, page_no: int) -> PageCounts:
+                       fence: Fence, run_id: int, page_no: int, options: _PageOptions) -> PageCounts:
         try:
-            return self._commit(rows, duplicates, rejects, fence, run_id, page_no, careful=True)
+            return self._commit(rows, duplicates, rejects, fence, run_id, page_no, options, careful=True)
         except sa.exc.DBAPIError as error:
             if is_transient(error):
                 raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
             raise
 
     def _commit(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected], fence: Fence,
-                run_id: int, page_no: int, careful: bool) -> PageCounts:
+                run_id: int, page_no: int, options: _PageOptions, careful: bool) -> PageCounts:
         with self.engine.begin() as connection:
             # The page, its cursor and its counts commit or vanish together, so a commit
             # need not wait for the disk: a page lost in a server crash is read again by
@@ -114,11 +126,33 @@ class PostgresSink:
             else:
                 inserted, updated = self._upsert(connection, rows)
             new_bad = self._dead_letter(connection, rejects, run_id)
-            cursor = max((row.event_timestamp for row in rows), default=None)
+            if options.seen is not None:
+                self._remember(connection, options.seen, rows, rejects)
+            cursor = max((row.event_timestamp for row in rows), default=None) if options.advance_cursor else None
             counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates,
                                 new_bad, len(rejects) - new_bad)
             self._advance(connection, cursor, counts, run_id, page_no)
         return counts
+
+    @staticmethod
+    def _remember(connection: sa.Connection, seen: str, rows: list[EventRow], rejects: list[Rejected]) -> None:
+        """Record the keys a reconciling run has read (a document set aside still exists)."""
+        keys = [(row.es_index, row.es_id) for row in rows] + [(r.es_index, r.es_id) for r in rejects]
+        if not keys:
+            return
+        statement = f"COPY {seen} (es_index, es_id) FROM STDIN"
+        with _driver_errors(statement), _driver(connection).cursor() as cursor, cursor.copy(statement) as copy:
+            for key in keys:
+                copy.write_row(key)
+
+    def move_cursor(self, cursor: datetime, fence: Fence, run_id: int) -> None:
+        """Move the stored cursor forward to `cursor` (never back), fenced by the lease."""
+        runs = self.tables.runs
+        with self.engine.begin() as connection:
+            self.lease.fence(connection, fence)
+            self._store_cursor(connection, cursor)
+            connection.execute(sa.update(runs).where(runs.c.id == run_id).values(
+                cursor_value=sa.func.greatest(runs.c.cursor_value, cursor)))
 
     def _upsert(self, connection: sa.Connection, rows: list[EventRow]) -> tuple[int, int]:
         """Write a page: new documents by COPY straight into the target, newer versions by upsert."""

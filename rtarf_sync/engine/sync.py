@@ -1,8 +1,10 @@
 """The sync service: copy new and changed events from the engine into PostgreSQL.
 
-`SyncService.run()` takes the lease, reads the window [stored cursor - overlap,
-now - settle] page by page from a point in time (or scroll), and commits each
-page in one transaction with the cursor. It never raises for a failed run: it
+`SyncService.run()` takes the lease, reads the window of its mode (plan.py:
+incremental from the stored cursor - overlap, full, or a range) page by page
+from a point in time (sliced for full and range runs, slices.py) or a scroll,
+and commits each page in one transaction with the cursor. Full and range runs
+then reconcile deletes (reconcile.py). It never raises for a failed run: it
 returns a SyncResult whose status says what happened. It imports neither Flask
 nor APScheduler.
 """
@@ -16,28 +18,33 @@ import threading
 import time
 import uuid
 from functools import cached_property
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator, TypeVar
+from datetime import datetime, timezone
+from typing import Callable, TypeVar
 
 import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.clients import Json, SearchApi, build_api
 from rtarf_sync.engine.documents import EventRow, Rejected, engine_time as iso, to_row
-from rtarf_sync.engine.errors import PitUnsupported, RtarfSyncError, RunInterrupted, TransientError, redact
+from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, TransientError, redact
 from rtarf_sync.engine.lease import Fence, Holder, Lease
-from rtarf_sync.engine.prefetch import Prefetch
-from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader
+from rtarf_sync.engine.plan import INCREMENTAL, RunScope
+from rtarf_sync.engine.reconcile import Reconciliation
 from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.engine.sink import COUNTERS, PageCounts, PostgresSink, is_transient
+from rtarf_sync.engine.slices import read_pages
 from rtarf_sync.engine.tables import build_tables, create_tables
 from rtarf_sync.logs import secret_values
 
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
 PROGRESS_SECONDS = 10.0
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    return max((moment for moment in moments if moment is not None), default=None)
 
 
 def _delta(before: PageCounts, after: PageCounts) -> PageCounts:
@@ -140,16 +147,22 @@ class SyncService:
 
     # -- one run ---------------------------------------------------------------------------
 
-    def run(self, trigger: str = "manual") -> SyncResult:
-        """Run one sync and report what it did; never raises for a failed run."""
-        result = SyncResult(trigger=trigger, started_at=datetime.now(timezone.utc))
+    def run(self, trigger: str = "manual", mode: str = INCREMENTAL, start: datetime | None = None,
+            end: datetime | None = None, force: bool = False) -> SyncResult:
+        """Run one sync and report what it did; never raises for a failed run.
+
+        `mode` is incremental, full or range; a range reads [start, end) (aware datetimes);
+        `force` lets a reconciliation delete past the safety valve. Bad arguments raise ValueError.
+        """
+        scope = RunScope.build(self.settings, mode, start, end)
+        result = SyncResult(trigger=trigger, mode=mode, started_at=datetime.now(timezone.utc))
         started = time.monotonic()
         fence: Fence | None = None
         try:
             self.ensure_tables()
-            fence = self._acquire(result)
+            fence = self._acquire(result, scope)
             if fence is not None:
-                self._run_pages(result, fence)
+                self._run_pages(result, fence, scope, force)
                 result.status = PARTIAL if result.failed else SUCCESS
         except RtarfSyncError as error:
             self._fail(result, str(error))
@@ -168,7 +181,7 @@ class SyncService:
         result.status = FAILED
         result.error = redact(message, self.secrets())
 
-    def _acquire(self, result: SyncResult) -> Fence | None:
+    def _acquire(self, result: SyncResult, scope: RunScope) -> Fence | None:
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         def attempt() -> Fence | Holder:
             with self.engine.begin() as connection:
@@ -182,68 +195,53 @@ class SyncService:
             log.info("Sync skipped: %s", result.error)
             return None
         result.run_id = self._db(lambda: self.history.start(
-            result.trigger, owner, result.started_at or datetime.now(timezone.utc), result.mode),
-            "record run start")
+            result.trigger, owner, result.started_at or datetime.now(timezone.utc), result.mode,
+            scope.start, scope.end), "record run start")
         return got
 
-    def _plan(self, sink: PostgresSink) -> ReadPlan:
-        s = self.settings
-        stored = self._db(sink.load_cursor, "load cursor")
-        window: Json = {"lte": iso(datetime.now(timezone.utc) - timedelta(seconds=s.settle_seconds))}
-        if stored is not None:
-            window["gte"] = iso(stored - timedelta(seconds=s.overlap_seconds))
-        # Documents without the cursor field are read too, so they are set aside visibly
-        # instead of being skipped in silence.
-        query = {"bool": {"should": [{"range": {s.cursor_field: window}},
-                                     {"bool": {"must_not": [{"exists": {"field": s.cursor_field}}]}}],
-                          "minimum_should_match": 1}}
-        return ReadPlan(s.es_index, query, s.cursor_field, s.batch_size, s.pit_keep_alive)
-
-    def _pages(self, plan: ReadPlan, result: SyncResult) -> Iterator[list[Json]]:
-        mode = self.settings.read_mode
-        if mode in ("auto", "pit"):
-            try:
-                with PitReader(self.api, plan, self.retry) as reader:
-                    result.read_mode = reader.mode
-                    yield from reader.pages()
-                return
-            except PitUnsupported:
-                if mode == "pit":
-                    raise
-                log.warning("the engine has no point in time; reading with scroll")
-        with ScrollReader(self.api, plan, self.retry) as scroll:
-            result.read_mode = scroll.mode
-            yield from scroll.pages()
-
-    def _run_pages(self, result: SyncResult, fence: Fence) -> None:
-        sink, history = self.sink, self.history
+    def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool) -> None:
+        sink, history, s = self.sink, self.history, self.settings
         result.engine = self.api.kind
-        log.info("Starting RTARF event sync from %s...", "OpenSearch" if result.engine == "opensearch"
-                 else "Elasticsearch")
-        # The reader thread also turns hits into rows, while this thread waits for PostgreSQL.
-        pages = Prefetch(self._rows(self._plan(sink), result), depth=2)
-        reported = time.monotonic()
+        log.info("Starting RTARF event sync (%s) from %s...", scope.mode,
+                 "OpenSearch" if result.engine == "opensearch" else "Elasticsearch")
+        slices = s.reconcile.slices if scope.reconciles else 1
+        # Pages of parallel slices come out of cursor order: the cursor moves once, at the end.
+        per_page = scope.moves_cursor and slices == 1
+        deletes = self._reconciliation(scope, result) if scope.reconciles else None
+        plan = scope.read_plan(s, self._db(sink.load_cursor, "load cursor"))
+        highest: datetime | None = None
         try:
-            for page_no, (rows, rejects) in enumerate(pages, start=1):
-                if self._stop.is_set():
-                    raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
-                counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no)
-                result.add(**vars(counts))
-                log.debug("page %d committed: %s", page_no, counts)
-                reported = self._report_progress(result, reported)
+            pages = read_pages(self.api, plan, self.retry, s.read_mode, slices, self._split, result)
+            try:
+                reported = time.monotonic()
+                for page_no, (rows, rejects) in enumerate(pages, start=1):
+                    if self._stop.is_set():
+                        raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
+                    counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no,
+                                               per_page, deletes.seen if deletes else None)
+                    result.add(**vars(counts))
+                    highest = _latest(highest, *(row.event_timestamp for row in rows))
+                    reported = self._report_progress(result, reported)
+            finally:
+                pages.close()
+            if scope.moves_cursor and not per_page and highest is not None:
+                self._db(lambda: sink.move_cursor(highest, fence, result.run_id or 0), "move cursor")
+            if deletes is not None:
+                result.deleted = deletes.finish(self.lease, fence, s.reconcile.delete_mode, force)
         finally:
-            pages.close()
+            if deletes is not None:
+                deletes.close()
         stored = self._db(sink.load_cursor, "load cursor")
         result.cursor = iso(stored) if stored is not None else None
 
-    def _rows(self, plan: ReadPlan, result: SyncResult) -> Iterator[tuple[list[EventRow], list[Rejected]]]:
-        """Pages as rows and rejects; closing this closes the reader's context."""
-        pages = self._pages(plan, result)
-        try:
-            for hits in pages:
-                yield self._split(hits)
-        finally:
-            pages.close()
+    def _reconciliation(self, scope: RunScope, result: SyncResult) -> Reconciliation | None:
+        """The run's delete reconciliation, its key table ready; None when RTARF_DELETE_MODE=off."""
+        if self.settings.reconcile.delete_mode == "off":
+            return None
+        deletes = Reconciliation(self.engine, self.tables, self.api, self.settings, scope,
+                                 result.run_id or 0, self.retry)
+        self._db(deletes.open, "create the run's key table")
+        return deletes
 
     @staticmethod
     def _report_progress(result: SyncResult, last: float) -> float:
@@ -264,7 +262,8 @@ class SyncService:
         return rows, rejects
 
     def _commit_page(self, sink: PostgresSink, history: RunHistory, rows: list[EventRow],
-                     rejects: list[Rejected], fence: Fence, result: SyncResult, page_no: int) -> PageCounts:
+                     rejects: list[Rejected], fence: Fence, result: SyncResult, page_no: int,
+                     advance_cursor: bool, seen: str | None) -> PageCounts:
         before = PageCounts(**{name: getattr(result, name) for name in COUNTERS})
         attempts = 0
 
@@ -276,7 +275,8 @@ class SyncService:
                 pages, totals = self._db(lambda: history.committed(result.run_id or 0), "check page")
                 if pages >= page_no:
                     return _delta(before, totals)
-            return sink.write_page(rows, rejects, fence, result.run_id or 0, page_no)
+            return sink.write_page(rows, rejects, fence, result.run_id or 0, page_no,
+                                   advance_cursor=advance_cursor, seen=seen)
 
         return with_retry(attempt, self.retry, f"write page {page_no}")
 

@@ -113,29 +113,33 @@ class RtarfEventScheduler:
     # -- running one sync --------------------------------------------------------------
 
     @contextmanager
-    def exclusive(self, trigger: str) -> Iterator[None]:
+    def exclusive(self, trigger: str, **current: Any) -> Iterator[None]:
         """Hold the process lock, as a sync does, for work that must not overlap one (verify, repair).
 
-        Raises SyncBusy at once if a sync or other such work is in progress, or on shutdown.
+        Raises SyncBusy at once if a sync or other such work is in progress, or on shutdown;
+        `current` adds to what the status shows of the work in progress.
         """
         if self._stopping or not self._run_lock.acquire(blocking=False):
             raise SyncBusy(self._busy_reason())
         try:
-            self._current = {"trigger": trigger, "started_at": iso(datetime.now(timezone.utc))}
+            self._current = {"trigger": trigger, **current, "started_at": iso(datetime.now(timezone.utc))}
             yield
         finally:
             self._current = None
             self._run_lock.release()
 
-    def _execute(self, trigger: str) -> SyncResult:
-        """Run one sync under the process lock; raise SyncBusy if one is already running."""
-        with self.exclusive(trigger):
-            return self._call(trigger)
+    def _execute(self, trigger: str, **run: Any) -> SyncResult:
+        """Run one sync under the process lock; raise SyncBusy if one is already running.
 
-    def _call(self, trigger: str) -> SyncResult:
+        `run` holds SyncService.run's mode, start, end and force, when not the defaults.
+        """
+        with self.exclusive(trigger, mode=run.get("mode", "incremental")):
+            return self._call(trigger, **run)
+
+    def _call(self, trigger: str, **run: Any) -> SyncResult:
         try:
             if self._job is None:
-                return self.service.run(trigger=trigger)  # logs its own start and outcome
+                return self.service.run(trigger=trigger, **run)  # logs its own start and outcome
             result = self._job()
         except Exception as error:  # SyncService.run never raises for a failed run; a bug or a custom job might
             logger.exception("Sync raised an unexpected error")
@@ -164,9 +168,16 @@ class RtarfEventScheduler:
             raise SyncRunFailed(result)
         return result
 
-    def sync_now(self, trigger: str = "manual") -> SyncResult:
-        """Run one sync in the calling thread and count it; raise SyncBusy if one is running."""
-        result = self._execute(trigger)
+    def sync_now(self, trigger: str = "manual", mode: str = "incremental", start: datetime | None = None,
+                 end: datetime | None = None, force: bool = False) -> SyncResult:
+        """Run one sync in the calling thread and count it; raise SyncBusy if one is running.
+
+        mode, start, end and force are SyncService.run's (full and range runs, the delete valve).
+        """
+        run: dict[str, Any] = {}
+        if (mode, start, end, force) != ("incremental", None, None, False):
+            run = {"mode": mode, "start": start, "end": end, "force": force}
+        result = self._execute(trigger, **run)
         self.record(result)
         return result
 

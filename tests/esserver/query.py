@@ -88,6 +88,9 @@ class QueryCompiler:
             raise query_shard_failure(f"failed to create query: {exc}", self.index) from None
 
     def _equals(self, field: str, values: list[Any], case_insensitive: bool = False) -> Predicate:
+        if field == "_index":
+            # The metadata field: every document of this index has its name (aliases are not matched).
+            return _always if self.index in {str(v) for v in values} else _never
         info = self.mapping.lookup(field)
         if info is None:
             return _never

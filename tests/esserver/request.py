@@ -8,12 +8,12 @@ from typing import Any
 
 from tests.esserver import dates
 from tests.esserver.aggregations import Aggregation, parse_aggregations
-from tests.esserver.errors import EsError, illegal_argument, parsing_error
+from tests.esserver.errors import EsError, illegal_argument, parsing_error, validation_failed
 from tests.esserver.sorting import SortField, parse_sort
 
 MAX_RESULT_WINDOW = 10_000
 _SUPPORTED = {"query", "size", "from", "sort", "search_after", "pit", "seq_no_primary_term",
-              "track_total_hits", "_source", "version", "aggs", "aggregations"}
+              "track_total_hits", "_source", "version", "slice", "aggs", "aggregations"}
 # Accepted and ignored: they change nothing the service under test looks at.
 _IGNORED = {"timeout", "terminate_after", "stats", "track_scores", "explain", "profile", "fields",
             "docvalue_fields", "stored_fields", "highlight", "min_score", "indices_boost", "runtime_mappings"}
@@ -77,6 +77,7 @@ class SearchRequest:
     seq_no_primary_term: bool = False
     version: bool = False
     scroll: float | None = None
+    slice: tuple[int, int] | None = None  # (id, max)
     cache_key: str = ""
     aggs: list[Aggregation] | None = None
 
@@ -141,6 +142,29 @@ def _apply_body(request: SearchRequest, body: dict[str, Any]) -> None:
     spec = body.get("aggs", body.get("aggregations"))
     if spec is not None:
         request.aggs = parse_aggregations(spec)
+    if body.get("slice") is not None:
+        request.slice = _read_slice(body["slice"])
+
+
+def _read_slice(spec: Any) -> tuple[int, int]:
+    """`{"id": i, "max": n}`, checked as ES's SliceBuilder checks it."""
+    if not isinstance(spec, dict):
+        raise parsing_error("[slice] must be an object")
+    unknown = set(spec) - {"id", "max", "field"}
+    if unknown:
+        raise parsing_error(f"[slice] unknown field [{sorted(unknown)[0]}]")
+    if spec.get("field") not in (None, "_id", "_doc", "_shard_doc"):
+        raise illegal_argument("this test server slices on [_id] only")
+    slice_id, slice_max = spec.get("id"), spec.get("max")
+    if not isinstance(slice_id, int) or not isinstance(slice_max, int):
+        raise illegal_argument("[slice] needs integer [id] and [max]")
+    if slice_max <= 1:
+        raise illegal_argument("max must be greater than 1")
+    if slice_id < 0:
+        raise illegal_argument("id must be greater than or equal to 0")
+    if slice_id >= slice_max:
+        raise illegal_argument("max must be greater than id")
+    return slice_id, slice_max
 
 
 def _apply_params(request: SearchRequest, params: dict[str, str]) -> None:
@@ -178,6 +202,8 @@ def _validate(request: SearchRequest) -> None:
             f"but was [{request.offset + request.size}]. See the scroll api for a more efficient way to "
             "request large data sets. This limit can be set by changing the [index.max_result_window] "
             "index level setting.")
+    if request.slice is not None and request.pit_id is None and request.scroll is None:
+        raise validation_failed("[slice] can only be used with [scroll] or [point-in-time] requests")
     if request.search_after is not None and request.offset:
         raise illegal_argument("[from] parameter must be set to 0 when [search_after] is used")
 
@@ -191,6 +217,6 @@ def parse_search_request(params: dict[str, str], body: Any) -> SearchRequest:
     _apply_params(request, params)
     _validate(request)
     # Hits depend only on the query and the sort, so those key a PIT's cache.
-    raw = [(body or {}).get("query"), (body or {}).get("sort"), params.get("sort")]
+    raw = [(body or {}).get("query"), (body or {}).get("sort"), params.get("sort"), (body or {}).get("slice")]
     request.cache_key = json.dumps(raw, sort_keys=True, default=str)
     return request

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +62,17 @@ def _predicates(views: list[IndexView], query: Any) -> list[Predicate]:
     return [compile_query(query, view.mapping, view.name, now) for view in views]
 
 
-def _collect(views: list[IndexView], predicates: list[Predicate], plan: SortPlan) -> list[Hit]:
+def in_slice(doc_id: str, slice_of: tuple[int, int] | None) -> bool:
+    """Whether a document belongs to slice (id, max): a stable hash of its _id, as ES slices scrolls."""
+    return slice_of is None or zlib.crc32(doc_id.encode()) % slice_of[1] == slice_of[0]
+
+
+def _collect(views: list[IndexView], predicates: list[Predicate], plan: SortPlan,
+             slice_of: tuple[int, int] | None = None) -> list[Hit]:
     hits = []
     for view, matches in zip(views, predicates, strict=True):
         for doc in view.docs.values():
-            if matches(doc):
+            if in_slice(doc.id, slice_of) and matches(doc):
                 values = plan.values(view.name, doc)
                 hits.append(Hit(view.name, doc, values, plan.key(values)))
     # Ties keep index order then write order, like shard order then doc id.
@@ -136,7 +143,7 @@ def _matching(store: Store, contexts: Contexts, expression: str | None, params: 
         plan = SortPlan(_pit_sort(request) if pit else request.sort, views)
         predicates = _predicates(views, request.query)
         cached = pit.cache.get(request.cache_key) if pit else None
-    hits = cached if cached is not None else _collect(views, predicates, plan)
+    hits = cached if cached is not None else _collect(views, predicates, plan, request.slice)
     if pit and cached is None:
         with store.lock:
             pit.remember(request.cache_key, hits)

@@ -1,0 +1,110 @@
+"""What a run reads: its mode, its window, and the rows of the target it answers for.
+
+    incremental  stored cursor - overlap .. now - settle     cursor moves (forward only)
+    full         everything up to now - settle, and          cursor moves (forward only)
+                 documents without the cursor field
+    range        start <= cursor field < end                 cursor never moves
+
+`full` and `range` read their whole scope from one point in time, so afterwards
+a live row in that scope which was not read is a candidate deletion
+(reconcile.py decides). The scope's rows are selected by `event_timestamp`, the
+same value the read filters on, so the two sides cover the same events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from config import Settings
+from rtarf_sync.engine.clients import Json
+from rtarf_sync.engine.documents import engine_time as iso
+from rtarf_sync.engine.reader import ReadPlan
+
+INCREMENTAL, FULL, RANGE = "incremental", "full", "range"
+MODES = (INCREMENTAL, FULL, RANGE)
+
+
+def check_run(mode: str, start: datetime | None, end: datetime | None) -> None:
+    """Refuse run arguments that make no sense; the message names the argument."""
+    if mode not in MODES:
+        raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+    if mode != RANGE:
+        if start is not None or end is not None:
+            raise ValueError(f"{'start' if start is not None else 'end'}: only a range run takes a range")
+        return
+    for name, value in (("start", start), ("end", end)):
+        if value is None:
+            raise ValueError(f"{name}: a range run needs both start and end")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{name}: {value.isoformat()} has no time zone")
+    assert start is not None and end is not None
+    if start >= end:
+        raise ValueError(f"start: {start.isoformat()} is not before end {end.isoformat()}")
+
+
+def _millis(moment: datetime) -> datetime:
+    """Engines keep milliseconds: both sides of a range compare at that precision."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """One run's mode and bounds: `upper` for incremental and full, [start, end) for range."""
+
+    mode: str
+    upper: datetime
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @classmethod
+    def build(cls, settings: Settings, mode: str, start: datetime | None, end: datetime | None,
+              now: datetime | None = None) -> "RunScope":
+        """The scope of a run asked for now; raise ValueError for bad arguments."""
+        check_run(mode, start, end)
+        now = now or datetime.now(timezone.utc)
+        upper = _millis(now - timedelta(seconds=settings.settle_seconds))
+        if mode == RANGE:
+            assert start is not None and end is not None
+            return cls(mode, upper, _millis(start), _millis(end))
+        return cls(mode, upper)
+
+    @property
+    def reconciles(self) -> bool:
+        """Full and range runs read a whole scope, so they can tell what is gone."""
+        return self.mode in (FULL, RANGE)
+
+    @property
+    def moves_cursor(self) -> bool:
+        """A range run re-reads history: it never moves the stored cursor."""
+        return self.mode != RANGE
+
+    def query(self, cursor_field: str, stored: datetime | None, overlap_seconds: int) -> Json:
+        """The engine filter of this run."""
+        if self.mode == RANGE:
+            assert self.start is not None and self.end is not None
+            return {"range": {cursor_field: {"gte": iso(self.start), "lt": iso(self.end)}}}
+        window: Json = {"lte": iso(self.upper)}
+        if self.mode == INCREMENTAL and stored is not None:
+            window["gte"] = iso(stored - timedelta(seconds=overlap_seconds))
+        # Documents without the cursor field are read too, so they are set aside visibly
+        # (or kept, once they convert) instead of being skipped in silence.
+        return {"bool": {"should": [{"range": {cursor_field: window}},
+                                    {"bool": {"must_not": [{"exists": {"field": cursor_field}}]}}],
+                         "minimum_should_match": 1}}
+
+    def rows(self, target: sa.Table) -> sa.ColumnElement[bool]:
+        """The target rows this run answers for: the same events its query reads."""
+        stamp = target.c.event_timestamp
+        if self.mode == RANGE:
+            return sa.and_(stamp >= self.start, stamp < self.end)
+        return sa.or_(stamp <= self.upper, stamp.is_(None))
+
+    def read_plan(self, settings: Settings, stored: datetime | None) -> ReadPlan:
+        """The reader's plan for this scope."""
+        query = self.query(settings.cursor_field, stored, settings.overlap_seconds)
+        return ReadPlan(settings.es_index, query, settings.cursor_field, settings.batch_size,
+                        settings.pit_keep_alive)

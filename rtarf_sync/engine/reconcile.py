@@ -1,0 +1,198 @@
+"""Reconciling deletes after a `full` or `range` run has read its whole scope.
+
+    1. While the run reads, every page records its keys (rows and dead letters alike:
+       a document set aside still exists) in an unlogged table of the run,
+       `rtarf_sync_seen_<run id>`, in the page's own transaction.
+    2. Candidates: live rows in the run's scope that were not read
+       (`rtarf_sync_gone_<run id>`, built by one anti-join in PostgreSQL).
+    3. Rows of indices that no longer exist are dropped from the candidates
+       (retention is not deletion) unless RTARF_DELETE_VANISHED_INDICES=true.
+    4. The rest are looked up by id over the index setting, 1,000 at a time; any
+       document the engine still has is dropped from the candidates. What is left,
+       the engine has confirmed gone.
+    5. Safety valve: more than RTARF_DELETE_MAX_FRACTION of the scope's live rows
+       means nothing is deleted and the run fails (DeletesRefused), unless forced.
+    6. One fenced transaction marks (`soft`) or removes (`hard`) those rows.
+
+Python holds at most one batch of keys at a time, whatever the table's size: the
+keys live in PostgreSQL, and both work tables are dropped when the run ends
+(or by the next reconciling run, if a crash left them behind).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator, TypeVar
+
+import sqlalchemy as sa
+
+from config import Settings
+from rtarf_sync.engine.clients import SearchApi
+from rtarf_sync.engine.errors import RunAborted
+from rtarf_sync.engine.lease import Fence, Lease
+from rtarf_sync.engine.plan import RunScope
+from rtarf_sync.engine.reader import check_complete
+from rtarf_sync.engine.retry import RetryPolicy, with_retry
+from rtarf_sync.engine.tables import Tables
+
+log = logging.getLogger("rtarf_sync.reconcile")
+T = TypeVar("T")
+LOOKUP_BATCH = 1000
+INDEX_BATCH = 100  # index names per existence check, to keep the URL short
+_WORK_TABLES = ("rtarf_sync_seen_", "rtarf_sync_gone_")
+
+
+class DeletesRefused(RunAborted):
+    """The reconciliation would delete more than the safety valve allows; nothing was deleted."""
+
+
+def _batches(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class Reconciliation:
+    """The delete reconciliation of one run: its work tables, candidates, lookups and valve."""
+
+    def __init__(self, engine: sa.Engine, tables: Tables, api: SearchApi, settings: Settings,
+                 scope: RunScope, run_id: int, retry: RetryPolicy) -> None:
+        self.engine, self.tables, self.api, self.settings = engine, tables, api, settings
+        self.scope, self.run_id, self.retry = scope, run_id, retry
+        self.seen = f"rtarf_sync_seen_{int(run_id)}"
+        self.gone = f"rtarf_sync_gone_{int(run_id)}"
+
+    # -- work tables -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Drop work tables left by crashed runs, then create this run's key table."""
+        with self.engine.begin() as connection:
+            self._drop_orphans(connection)
+            connection.exec_driver_sql(f"CREATE UNLOGGED TABLE IF NOT EXISTS {self.seen} "
+                                       "(es_index text NOT NULL, es_id text NOT NULL)")
+
+    def _drop_orphans(self, connection: sa.Connection) -> None:
+        runs = self.tables.runs
+        names = connection.execute(sa.text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND (tablename LIKE 'rtarf\\_sync\\_seen\\_%' OR tablename LIKE 'rtarf\\_sync\\_gone\\_%')")).scalars()
+        for name in list(names):
+            run_id = name.rsplit("_", 1)[-1]
+            if not run_id.isdigit() or int(run_id) == self.run_id:
+                continue
+            status = connection.execute(sa.select(runs.c.status).where(runs.c.id == int(run_id))).scalar()
+            if status != "running":  # a running run elsewhere (another target) still needs its table
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+    def close(self) -> None:
+        """Drop this run's work tables; quietly, they are only a cache of keys."""
+        try:
+            with self.engine.begin() as connection:
+                for name in (self.seen, self.gone):
+                    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        except sa.exc.DBAPIError as error:
+            log.warning("could not drop the work tables of run %s: %s", self.run_id,
+                        str(error.orig or error).strip().splitlines()[0])
+
+    # -- deciding ------------------------------------------------------------------------------
+
+    def finish(self, lease: Lease, fence: Fence, mode: str, force: bool) -> int:
+        """Decide and apply the deletions; return how many rows were marked or removed."""
+        live = self._candidates()
+        self._drop_vanished()
+        self._drop_found()
+        with self.engine.connect() as connection:
+            confirmed = int(connection.exec_driver_sql(f"SELECT count(*) FROM {self.gone}").scalar_one())
+        limit = self.settings.reconcile.delete_max_fraction
+        if confirmed and confirmed > limit * live and not force:
+            raise DeletesRefused(
+                f"reconciliation would delete {confirmed} of {live} live rows in scope "
+                f"({confirmed / live:.1%}), more than RTARF_DELETE_MAX_FRACTION={limit:g}; nothing was "
+                "deleted: check RTARF_ES_INDEX, then repeat with force to delete them")
+        return self._apply(lease, fence, mode) if confirmed else 0
+
+    def _candidates(self) -> int:
+        """Build the table of live rows in scope that were not read; return the scope's live rows."""
+        target = self.tables.target
+        seen = sa.table(self.seen, sa.column("es_index"), sa.column("es_id"))
+        in_scope = sa.and_(target.c.deleted_at.is_(None), self.scope.rows(target))
+        unread = sa.select(target.c.es_index, target.c.es_id).where(in_scope, ~sa.exists().where(
+            seen.c.es_index == target.c.es_index, seen.c.es_id == target.c.es_id))
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql(f"ANALYZE {self.seen}")  # the planner should know it is large
+            connection.exec_driver_sql(f"CREATE UNLOGGED TABLE {self.gone} "
+                                       "(es_index text NOT NULL, es_id text NOT NULL, PRIMARY KEY (es_index, es_id))")
+            gone = sa.table(self.gone, sa.column("es_index"), sa.column("es_id"))
+            connection.execute(sa.insert(gone).from_select(["es_index", "es_id"], unread))
+            return int(connection.execute(sa.select(sa.func.count()).select_from(target).where(in_scope))
+                       .scalar_one())
+
+    def _indices(self) -> list[str]:
+        with self.engine.connect() as connection:
+            return list(connection.exec_driver_sql(
+                f"SELECT DISTINCT es_index FROM {self.gone} ORDER BY 1").scalars())
+
+    def _drop_vanished(self) -> None:
+        """Keep rows of deleted indices unless the operator asked to reconcile them too."""
+        names = self._indices()
+        existing: set[str] = set()
+        for batch in _batches(names, INDEX_BATCH):
+            existing |= self._call(lambda: self.api.existing_indices(batch), "check indices")
+        vanished = [name for name in names if name not in existing]
+        if not vanished:
+            return
+        if self.settings.reconcile.delete_vanished_indices:
+            log.info("rows of %d deleted index(es) are reconciled as deleted: %s", len(vanished),
+                     ", ".join(vanished[:5]))
+            return
+        log.info("rows of %d deleted index(es) are left alone (RTARF_DELETE_VANISHED_INDICES=false): %s",
+                 len(vanished), ", ".join(vanished[:5]))
+        with self.engine.begin() as connection:
+            connection.execute(sa.text(f"DELETE FROM {self.gone} WHERE es_index = ANY(:names)"),
+                               {"names": vanished})
+
+    def _drop_found(self) -> None:
+        """Drop every candidate the engine still has, by an ids lookup over the index setting."""
+        for index in self._indices():
+            after = ""
+            while True:
+                with self.engine.connect() as connection:
+                    ids = list(connection.execute(sa.text(
+                        f"SELECT es_id FROM {self.gone} WHERE es_index = :index AND es_id > :after "
+                        "ORDER BY es_id LIMIT :limit"),
+                        {"index": index, "after": after, "limit": LOOKUP_BATCH}).scalars())
+                if not ids:
+                    break
+                found = self._call(lambda: self._lookup(index, ids), "look up ids")
+                if found:
+                    with self.engine.begin() as connection:
+                        connection.execute(sa.text(
+                            f"DELETE FROM {self.gone} WHERE es_index = :index AND es_id = ANY(:ids)"),
+                            {"index": index, "ids": sorted(found)})
+                after = ids[-1]
+
+    def _lookup(self, index: str, ids: list[str]) -> set[str]:
+        """The ids among `ids` that the index setting still has in `index`."""
+        body = {"size": len(ids), "_source": False, "track_total_hits": False,
+                "query": {"bool": {"filter": [{"ids": {"values": ids}}, {"term": {"_index": index}}]}}}
+        answer = self.api.search(body, index=self.settings.es_index)
+        check_complete(answer, "look up ids")
+        return {hit["_id"] for hit in answer["hits"]["hits"] if hit.get("_index") == index}
+
+    def _call(self, call: Callable[[], T], what: str) -> T:
+        return with_retry(call, self.retry, what)
+
+    # -- applying ------------------------------------------------------------------------------
+
+    def _apply(self, lease: Lease, fence: Fence, mode: str) -> int:
+        """Mark (soft) or remove (hard) the confirmed rows, fenced by the lease; return how many."""
+        match = "t.es_index = g.es_index AND t.es_id = g.es_id"
+        with self.engine.begin() as connection:
+            lease.fence(connection, fence)
+            target = connection.dialect.identifier_preparer.format_table(self.tables.target)
+            if mode == "hard":
+                statement = f"DELETE FROM {target} t USING {self.gone} g WHERE {match}"
+            else:
+                # last_synced_at moves too: a reader following it sees the deletion.
+                statement = (f"UPDATE {target} t SET deleted_at = now(), last_synced_at = now() "
+                             f"FROM {self.gone} g WHERE {match} AND t.deleted_at IS NULL")
+            return int(connection.exec_driver_sql(statement).rowcount or 0)

@@ -1,0 +1,127 @@
+"""Where a run's pages come from: one point in time, several slices of one, or a scroll.
+
+    read_pages(...)  ->  Prefetch(one stream)            slices == 1, or no point in time
+                     ->  SlicedPages(n readers, 1 PIT)    slices > 1 (full and range runs)
+
+Either way the caller iterates converted pages and calls `close()`. A sliced read
+opens one point in time, reads it with `n` threads, each asking for its own
+`slice` (`{"id": i, "max": n}`), and hands the pages over through one bounded
+queue, so memory stays at a few pages per slice. Slices share nothing but the
+queue; the point in time is closed after every thread has ended, errors included.
+Pages arrive out of cursor order, which is why a sliced run moves the stored
+cursor only once its whole read is done (sync.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from rtarf_sync.engine.clients import Json, SearchApi
+from rtarf_sync.engine.errors import PitUnsupported
+from rtarf_sync.engine.prefetch import Prefetch
+from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader, _quietly
+from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.engine.retry import RetryPolicy, with_retry
+
+log = logging.getLogger("rtarf_sync.reader")  # the name log filters know
+T = TypeVar("T")
+_DONE = object()
+
+
+def single_stream(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str,
+                  result: SyncResult) -> Iterator[list[Json]]:
+    """Pages of one point in time, or of a scroll where the engine has none."""
+    if read_mode in ("auto", "pit"):
+        try:
+            with PitReader(api, plan, retry) as reader:
+                result.read_mode = reader.mode
+                yield from reader.pages()
+            return
+        except PitUnsupported:
+            if read_mode == "pit":
+                raise
+            log.warning("the engine has no point in time; reading with scroll")
+    with ScrollReader(api, plan, retry) as scroll:
+        result.read_mode = scroll.mode
+        yield from scroll.pages()
+
+
+def _converted(pages: Iterator[list[Json]], convert: Callable[[list[Json]], T]) -> Iterator[T]:
+    """Converted pages; closing this closes the reader's context."""
+    try:
+        for hits in pages:
+            yield convert(hits)
+    finally:
+        pages.close()  # type: ignore[attr-defined]
+
+
+class SlicedPages(Generic[T]):
+    """Read `slices` slices of one point in time in parallel; iterate their pages as they come."""
+
+    def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy, pit_id: str, slices: int,
+                 convert: Callable[[list[Json]], T]) -> None:
+        self.api, self.pit_id = api, pit_id
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=2 * slices)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._produce, args=(plan, retry, (i, slices), convert),
+                                          name=f"rtarf-slice-{i}", daemon=True) for i in range(slices)]
+        for thread in self._threads:
+            thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, plan: ReadPlan, retry: RetryPolicy, slice_of: tuple[int, int],
+                 convert: Callable[[list[Json]], T]) -> None:
+        try:
+            with PitReader(self.api, plan, retry, pit_id=self.pit_id, slice_of=slice_of) as reader:
+                for hits in reader.pages():
+                    if not self._put(convert(hits)):
+                        return
+            self._put(_DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, who raises it
+            self._put(error)
+
+    def __iter__(self) -> Iterator[T]:
+        done = 0
+        while done < len(self._threads):
+            item = self._queue.get()
+            if item is _DONE:
+                done += 1
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        """Stop every slice, wait for the threads, close the point in time."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        _quietly(lambda: self.api.close_pit(self.pit_id), "close point in time")
+
+
+def read_pages(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str, slices: int,
+               convert: Callable[[list[Json]], T], result: SyncResult) -> Any:
+    """Converted pages of a run, read ahead on other threads; the caller must `close()` it."""
+    if slices > 1 and read_mode in ("auto", "pit"):
+        try:
+            pit_id = with_retry(lambda: api.open_pit(plan.index, plan.keep_alive), retry, "open point in time")
+        except PitUnsupported:
+            if read_mode == "pit":
+                raise
+            log.warning("the engine has no point in time; reading with one scroll instead of %d slices", slices)
+        else:
+            result.read_mode = PitReader.mode
+            return SlicedPages(api, plan, retry, pit_id, slices, convert)
+    # The reader thread also turns hits into rows, while the caller waits for PostgreSQL.
+    return Prefetch(_converted(single_stream(api, plan, retry, read_mode, result), convert), depth=2)
