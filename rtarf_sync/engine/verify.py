@@ -215,6 +215,7 @@ class Verifier:
 
     def default_window(self, now: datetime | None = None, **explicit: Any) -> Window:
         """plan_window with the stored cursor; `explicit` takes start, end and bucket."""
+        self.service.ensure_tables()
         cursor = self.service.sink.load_cursor()
         return plan_window(self.settings, now=now or datetime.now(timezone.utc), cursor=cursor, **explicit)
 
