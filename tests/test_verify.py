@@ -262,9 +262,6 @@ def test_cli_verify_exits_by_the_outcome_and_cursor_commands_show_set_and_reset(
            "RTARF_ES_URL": elasticsearch.url, "RTARF_SOURCE_ENGINE": "elasticsearch"}
     window = ["--from", iso(BASE), "--to", iso(BASE + timedelta(days=2)), "--bucket", "1d"]
 
-    in_step = run_cli("verify", *window, env=env)
-    assert in_step.returncode == 0, in_step.stderr
-    assert json.loads(in_step.stdout)["source_total"] == 30
     index_docs(elasticsearch, index_name, {"late": event(BASE + timedelta(hours=2, minutes=5), 99)})
     elasticsearch.refresh(index_name)
     drift = run_cli("verify", *window, env=env)

@@ -7,8 +7,8 @@ every time the service shows. Errors of these routes map to HTTP here:
     SyncBusy (api.errors)   -> 409 a sync or verification runs in this process
     LeaseHeld               -> 409 a run of another process holds the lease
     CursorRefused           -> 409 the cursor could skip events (send "force": true)
-    RtarfSyncError          -> 502 the engine refused or could not be reached
-    SQLAlchemyError         -> 503 PostgreSQL could not be used
+    RtarfSyncError or       -> 503 when PostgreSQL is unreachable, 502 when the engine is,
+    SQLAlchemyError            500 otherwise (both ends are probed, as for a failed sync-now)
 """
 
 from __future__ import annotations
@@ -102,10 +102,6 @@ def set_cursor() -> Response:
         return jsonify(CursorControl(scheduler.service).set(wanted, force=force))
 
 
-def _secrets() -> list[str | None]:
-    return scheduler_of().service.secrets()
-
-
 @bp.errorhandler(LeaseHeld)
 def _lease_held(error: LeaseHeld) -> tuple[Response, int]:
     return error_response(409, "Conflict", f"A sync is already running: {error}")
@@ -117,11 +113,15 @@ def _cursor_refused(error: CursorRefused) -> tuple[Response, int]:
 
 
 @bp.errorhandler(RtarfSyncError)
-def _engine_failed(error: RtarfSyncError) -> tuple[Response, int]:
-    return error_response(502, "Bad Gateway", redact(f"The search engine failed: {error}", _secrets())[:500])
-
-
 @bp.errorhandler(sa.exc.SQLAlchemyError)
-def _database_failed(error: sa.exc.SQLAlchemyError) -> tuple[Response, int]:
+def _failed(error: Exception) -> tuple[Response, int]:
+    """Which end failed decides the status, as for a failed sync-now: probe both (api.errors.run_http_status)."""
+    scheduler = scheduler_of()
     first = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-    return error_response(503, "Service Unavailable", redact(f"PostgreSQL failed: {first}", _secrets())[:500])
+    message = redact(first, scheduler.service.secrets())[:500]
+    checks = scheduler.check_ready()
+    if checks.get("database"):
+        return error_response(503, "Service Unavailable", f"PostgreSQL cannot be used: {message}", checks=checks)
+    if checks.get("engine"):
+        return error_response(502, "Bad Gateway", f"The search engine cannot be used: {message}", checks=checks)
+    return error_response(500, "Internal Server Error", f"Failed: {message}", checks=checks)
