@@ -5,8 +5,7 @@
     {"mode": "range", "from": ISO, "to": ISO}            [from, to) by the cursor field
 
 A bad body raises BadRunRequest naming the field; the route answers 400 and
-runs nothing. Times need a time zone (`Z` or `+07:00`): a range read in the
-wrong zone would reconcile the wrong hours without anyone noticing.
+runs nothing. Times need a time zone (`Z` or `+07:00`), see plan.parse_bound.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rtarf_sync.engine.plan import INCREMENTAL, MODES, RANGE
+from rtarf_sync.engine.plan import INCREMENTAL, MODES, RANGE, parse_bound
 
 FIELDS = ("mode", "from", "to", "force")
 
@@ -47,12 +46,9 @@ def parse_time(field: str, value: Any) -> datetime:
     if not isinstance(value, str):
         raise BadRunRequest(field, f"{field} must be an ISO-8601 string, got {type(value).__name__}")
     try:
-        moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError:
-        raise BadRunRequest(field, f"{field} is not an ISO-8601 time: {value!r}") from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise BadRunRequest(field, f"{field} has no time zone: {value!r} (add Z for UTC, or +07:00)")
-    return moment
+        return parse_bound(value)
+    except ValueError as error:
+        raise BadRunRequest(field, f"{field}: {error}") from None
 
 
 def parse_run_request(body: Any) -> RunRequest:

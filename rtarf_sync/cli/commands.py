@@ -132,9 +132,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     try:
         if args.progress_every > 0:
             with RunWatcher(lambda: running_run(service.engine, service.tables, owner), args.progress_every):
-                result = service.run(trigger="cli")
+                result = service.run(trigger="cli", **getattr(args, "run", {}))
         else:
-            result = service.run(trigger="cli")
+            result = service.run(trigger="cli", **getattr(args, "run", {}))
         hints = _diagnose(service) if result.status == FAILED else []
     finally:
         service.close()

@@ -1,7 +1,7 @@
 """Command line: `python -m rtarf_sync COMMAND`, the service's jobs without the HTTP server.
 
     init-db      create the target table and the state tables
-    sync         run one sync and print its result as JSON
+    sync         run one sync and print its result as JSON (--full, --from/--to, --force)
     status       the state in PostgreSQL (rows, cursor, lease, recent runs), or a service's status (--url)
     check        say whether the search engine and PostgreSQL can be reached
     load-sample  index sample RTARF events into the search engine
@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import datetime
 from typing import Callable, Sequence
 
 from config import ConfigError
 from rtarf_sync.cli import commands, verification
 from rtarf_sync.cli.commands import EXIT_CONFIG, EXIT_FAILED, PROG, CommandFailed
+from rtarf_sync.engine.plan import parse_bound
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -34,10 +36,14 @@ Settings come from the RTARF_ environment variables (see README.md), the same as
 exit status: 0 done, 1 failed, 2 bad configuration or usage, 3 sync skipped (another run holds the lease)"""
 
 _SYNC_HELP = """\
-Run one sync now, the same run the scheduler makes: read the events that are new or changed
+Run one sync now, by default the same run the scheduler makes: read the events that are new or changed
 since the stored cursor (minus RTARF_SYNC_OVERLAP_SECONDS, up to now minus RTARF_SYNC_SETTLE_SECONDS)
 from RTARF_ES_URL / RTARF_ES_INDEX and upsert them into RTARF_TABLE in PostgreSQL, one transaction
 per page. The first run copies the whole history. Creates the tables when missing.
+
+--full reads every document (up to now minus the settle lag) and --from/--to a range of the cursor
+field [from, to); both then reconcile deletes (RTARF_DELETE_MODE) over what they read, and a range
+run never moves the stored cursor. --force lets the deletes go past RTARF_DELETE_MAX_FRACTION.
 
 Prints the result as JSON on stdout (status, total_processed, inserted, updated, unchanged,
 failed, duration_seconds, cursor, error ...); the service's log lines and progress go to stderr.
@@ -85,6 +91,35 @@ def _add_load_sample(sub: argparse._SubParsersAction) -> None:
                       help="milliseconds between consecutive events' timestamps (default 1000)")
 
 
+def _instant(text: str) -> datetime:
+    try:
+        return parse_bound(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_run_modes(sync: argparse.ArgumentParser) -> None:
+    modes = sync.add_mutually_exclusive_group()
+    modes.add_argument("--full", action="store_true",
+                       help="read every document up to now minus the settle lag and reconcile deletes")
+    modes.add_argument("--from", dest="start", type=_instant, metavar="ISO",
+                       help="a range run from this time (inclusive, with a time zone); needs --to")
+    sync.add_argument("--to", dest="end", type=_instant, metavar="ISO",
+                      help="end of the range run (exclusive); needs --from")
+    sync.add_argument("--force", action="store_true",
+                      help="let the delete reconciliation go past RTARF_DELETE_MAX_FRACTION")
+
+
+def run_arguments(args: argparse.Namespace) -> dict[str, object]:
+    """SyncService.run's mode, start, end and force from `sync`'s flags; ValueError names a bad one."""
+    if (args.start is None) != (args.end is None):
+        raise ValueError("--from and --to go together: a range run needs both")
+    if args.start is not None and args.start >= args.end:
+        raise ValueError(f"--from {args.start.isoformat()} is not before --to {args.end.isoformat()}")
+    mode = "full" if args.full else "range" if args.start is not None else "incremental"
+    return {"mode": mode, "start": args.start, "end": args.end, "force": args.force}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subcommand per job."""
     parser = argparse.ArgumentParser(prog=PROG, description=_DESCRIPTION,
@@ -97,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = _add(sub, "sync", commands.cmd_sync, "run one sync now and print its result as JSON", _SYNC_HELP)
     sync.add_argument("--progress-every", type=float, default=2.0, metavar="SECONDS",
                       help="report committed pages on stderr this often during the run (0: never; default 2)")
+    _add_run_modes(sync)
     status = _add(sub, "status", commands.cmd_status, "show the sync state and recent runs", _STATUS_HELP)
     status.add_argument("--url", help="a running service, e.g. http://localhost:8000")
     status.add_argument("--limit", type=_positive, default=10, help="recent runs to list (default 10)")
@@ -116,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments, run one command, and return its exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is commands.cmd_sync:
+        try:
+            args.run = run_arguments(args)
+        except ValueError as error:
+            parser.error(str(error))
     try:
         return int(args.command(args))
     except ConfigError as error:

@@ -45,6 +45,21 @@ def check_run(mode: str, start: datetime | None, end: datetime | None) -> None:
         raise ValueError(f"start: {start.isoformat()} is not before end {end.isoformat()}")
 
 
+def parse_bound(text: str) -> datetime:
+    """An ISO-8601 instant with a time zone (`Z` or `+07:00`); ValueError says what is wrong.
+
+    A time without a zone is refused: read in the wrong zone, a range would reconcile the
+    wrong hours without anyone noticing.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO-8601 time") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{text!r} has no time zone (add Z for UTC, or an offset such as +07:00)")
+    return moment
+
+
 def _millis(moment: datetime) -> datetime:
     """Engines keep milliseconds: both sides of a range compare at that precision."""
     moment = moment.astimezone(timezone.utc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -52,8 +53,13 @@ def port_answers(port: int) -> bool:
 
 
 def free_port_in(low: int, high: int) -> int:
-    """Return a free TCP port on 127.0.0.1 between `low` and `high` inclusive."""
-    for port in range(low, high + 1):
+    """Return a free TCP port on 127.0.0.1 between `low` and `high` inclusive.
+
+    The search starts at a random port of the range: test runs starting side by side
+    would otherwise all pick the lowest free port, and collide when their nodes bind it.
+    """
+    first = random.randint(low, high)
+    for port in [*range(first, high + 1), *range(low, first)]:
         if port_answers(port):
             continue  # a dual-stack listener may not block an IPv4 bind, but it answers
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
