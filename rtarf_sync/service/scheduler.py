@@ -183,7 +183,7 @@ class RtarfEventScheduler:
 
     def add_companion_job(self, func: Callable[[], Any], job_id: str, name: str, seconds: int) -> None:
         """Add another interval job on this scheduler's one worker (so it never runs beside a scheduled
-        sync) that starts and pauses with the sync job; its first run is one interval after start."""
+        sync) that starts and pauses with the sync job; its first run is at most one interval after start."""
         self._scheduler.add_job(func, "interval", id=job_id, name=name, seconds=seconds, max_instances=1,
                                 coalesce=True, misfire_grace_time=self.settings.misfire_grace_seconds,
                                 next_run_time=None, replace_existing=True)
@@ -251,7 +251,7 @@ class RtarfEventScheduler:
             if not self._handed_over.wait(HAND_OVER_SECONDS):
                 logger.warning("The first run was not taken up within %ss", HAND_OVER_SECONDS)
             for job_id in self._companions:
-                self._scheduler.resume_job(job_id)  # first run one interval from now
+                self._scheduler.resume_job(job_id)  # next run on its own interval, not at once
             logger.info("RTARF Event Scheduler started (interval: %ss)", self.interval_seconds)
             return True
 
