@@ -9,4 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-exec .venv/bin/python -m benchmarks.bench "$@"
+.venv/bin/python -m benchmarks.bench "$@"
+# Verification and self-repair (benchmarks/README.md): the same N, and --record when asked.
+verify_args=(--events "$(printf '%s\n' "$@" | sed -n '/^--events$/{n;p;q}')")
+[[ ${verify_args[1]} ]] || verify_args=()
+[[ " $* " == *" --record "* ]] && verify_args+=(--record)
+exec .venv/bin/python -m benchmarks.verification "${verify_args[@]}"

@@ -171,7 +171,7 @@ def test_jobs_shows_the_apscheduler_job(make_app: AppFactory) -> None:
     client = make_app(RTARF_SYNC_INTERVAL_SECONDS=120, RTARF_SYNC_MISFIRE_GRACE_SECONDS=30).test_client()
     client.post("/scheduler/start")
     jobs = client.get("/scheduler/jobs").get_json()["jobs"]
-    assert [job["id"] for job in jobs] == ["rtarf_event_sync"]
+    assert [job["id"] for job in jobs] == ["rtarf_event_sync", "rtarf_verify"]
     job = jobs[0]
     assert job["trigger"] == "interval[0:02:00]"
     assert (job["max_instances"], job["coalesce"], job["misfire_grace_time"]) == (1, True, 30)

@@ -35,6 +35,8 @@ COMMANDS = {  # each command's --help must explain it: a phrase its help text ha
     "check": "RTARF_DATABASE_URL",
     "load-sample": "--count",
     "serve": "gunicorn -c gunicorn.conf.py wsgi:app",
+    "verify": "exit status: 0 in step",
+    "cursor": "refused unless --force",
 }
 
 

@@ -1,8 +1,8 @@
-"""Bearer-token check for every mutating request when RTARF_API_TOKEN is set.
+"""Bearer-token check for every mutating request (POST, PUT, DELETE, ...) when RTARF_API_TOKEN is set.
 
 It is one `before_request` hook on the whole app rather than a decorator per
-route, so a POST route added later cannot forget it; GET, HEAD and OPTIONS
-stay open for monitoring.
+route, so a POST or PUT route added later (PUT /scheduler/cursor) cannot
+forget it; only GET, HEAD and OPTIONS stay open for monitoring.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def token_matches(header: str | None, expected: bytes) -> bool:
 def init_app(app: Flask, token: Secret | None) -> None:
     """Require the bearer token on every non-GET request of `app`, or warn that the API is open."""
     if token is None:
-        logger.warning("RTARF_API_TOKEN is not set: POST /scheduler/* can be called without a token")
+        logger.warning("RTARF_API_TOKEN is not set: POST and PUT /scheduler/* can be called without a token")
         return
     expected = token.reveal().encode("ascii")
 

@@ -5,6 +5,8 @@
     status       the state in PostgreSQL (rows, cursor, lease, recent runs), or a service's status (--url)
     check        say whether the search engine and PostgreSQL can be reached
     load-sample  index sample RTARF events into the search engine
+    verify       compare per-bucket counts of the engine and PostgreSQL (--repair re-reads drift)
+    cursor       show, set or reset the stored cursor
     serve        run the HTTP service under gunicorn
 
 Settings come from the same RTARF_ environment variables as the service.
@@ -21,7 +23,7 @@ from datetime import datetime
 from typing import Callable, Sequence
 
 from config import ConfigError
-from rtarf_sync.cli import commands
+from rtarf_sync.cli import commands, verification
 from rtarf_sync.cli.commands import EXIT_CONFIG, EXIT_FAILED, PROG, CommandFailed
 from rtarf_sync.engine.plan import parse_bound
 
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
          "Probe RTARF_ES_URL (GET /) and RTARF_DATABASE_URL (SELECT 1), as GET /readyz does.\n"
          "Prints one line for each and what to do about an unreachable one; exit status 1 if any is.")
     _add_load_sample(sub)
+    verification.add_parsers(sub)
     _add(sub, "serve", commands.cmd_serve, "run the HTTP service under gunicorn (port from RTARF_BIND or PORT)",
          "Validate the settings, then replace this process with\n"
          "  python -m gunicorn -c gunicorn.conf.py wsgi:app\n"

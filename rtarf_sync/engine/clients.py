@@ -33,6 +33,7 @@ class SearchApi(Protocol):
     def open_pit(self, index: str, keep_alive: str) -> str: ...
     def close_pit(self, pit_id: str) -> None: ...
     def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json: ...
+    def aggregate(self, index: str, query: Json, aggs: Json) -> Json: ...
     def scroll(self, scroll_id: str, keep_alive: str) -> Json: ...
     def clear_scroll(self, scroll_id: str) -> None: ...
     def bulk(self, ndjson: str) -> Json: ...
@@ -134,6 +135,11 @@ class ElasticsearchApi:
     def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
         return self._call("search", lambda: self.client.search(index=index, scroll=scroll, **body))
 
+    def aggregate(self, index: str, query: Json, aggs: Json) -> Json:
+        """Aggregations only (no hits, no total): the whole answer, so shard failures can be checked."""
+        return self._call("aggregate", lambda: self.client.search(
+            index=index, size=0, track_total_hits=False, query=query, aggs=aggs))
+
     def scroll(self, scroll_id: str, keep_alive: str) -> Json:
         return self._call("scroll", lambda: self.client.scroll(scroll_id=scroll_id, scroll=keep_alive))
 
@@ -194,6 +200,11 @@ class OpenSearchApi:
     def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
         params = {"scroll": scroll} if scroll else None
         return self._call("search", lambda: self.client.search(body=body, index=index, params=params))
+
+    def aggregate(self, index: str, query: Json, aggs: Json) -> Json:
+        """Aggregations only (no hits, no total): the whole answer, so shard failures can be checked."""
+        body = {"size": 0, "track_total_hits": False, "query": query, "aggs": aggs}
+        return self._call("aggregate", lambda: self.client.search(body=body, index=index))
 
     def scroll(self, scroll_id: str, keep_alive: str) -> Json:
         return self._call("scroll", lambda: self.client.scroll(

@@ -8,13 +8,22 @@ paused or stale owner can never commit after another took over.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from rtarf_sync.engine.errors import LeaseLost
+from rtarf_sync.engine.errors import LeaseLost, RtarfSyncError
+
+
+class LeaseHeld(RtarfSyncError):
+    """Another owner holds the lease: the work that needs it was not done (try again later)."""
 
 
 @dataclass(frozen=True)
@@ -94,3 +103,27 @@ class Lease:
             .where(lease.c.name == fence.name, lease.c.owner == fence.owner, lease.c.epoch == fence.epoch)
             .values(expires_at=sa.func.now() - sa.text("interval '1 microsecond'"))
         )
+
+
+def owner_id(purpose: str = "") -> str:
+    """A lease owner id unique to this process and call: host, pid, a random part, and what for."""
+    suffix = f":{purpose}" if purpose else ""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}{suffix}"
+
+
+@contextmanager
+def holding(engine: sa.Engine, lease: Lease, purpose: str) -> Iterator[Fence]:
+    """Hold the lease for short work that is not a run (a verification, a cursor change).
+
+    Raises LeaseHeld when another owner holds it; the lease is released on the way out.
+    """
+    with engine.begin() as connection:
+        got = lease.acquire(connection, owner_id(purpose))
+    if isinstance(got, Holder):
+        raise LeaseHeld(f"another sync holds the lease on {lease.name} ({got.owner}, until "
+                        f"{got.expires_at.isoformat()})")
+    try:
+        yield got
+    finally:
+        with engine.begin() as connection:
+            lease.release(connection, got)

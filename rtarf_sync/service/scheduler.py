@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from apscheduler.events import (EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES,
                                 EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent)
@@ -71,6 +72,7 @@ class RtarfEventScheduler:
         self._handed_over = threading.Event()  # set when APScheduler has taken up a due run
         self._stopping = False
         self._closed = False
+        self._companions: list[str] = []  # other interval jobs that start and pause with the sync job
         self._scheduler = self._build_scheduler()
 
     def _build_scheduler(self) -> BackgroundScheduler:
@@ -110,20 +112,29 @@ class RtarfEventScheduler:
 
     # -- running one sync --------------------------------------------------------------
 
+    @contextmanager
+    def exclusive(self, trigger: str, **current: Any) -> Iterator[None]:
+        """Hold the process lock, as a sync does, for work that must not overlap one (verify, repair).
+
+        Raises SyncBusy at once if a sync or other such work is in progress, or on shutdown;
+        `current` adds to what the status shows of the work in progress.
+        """
+        if self._stopping or not self._run_lock.acquire(blocking=False):
+            raise SyncBusy(self._busy_reason())
+        try:
+            self._current = {"trigger": trigger, **current, "started_at": iso(datetime.now(timezone.utc))}
+            yield
+        finally:
+            self._current = None
+            self._run_lock.release()
+
     def _execute(self, trigger: str, **run: Any) -> SyncResult:
         """Run one sync under the process lock; raise SyncBusy if one is already running.
 
         `run` holds SyncService.run's mode, start, end and force, when not the defaults.
         """
-        if self._stopping or not self._run_lock.acquire(blocking=False):
-            raise SyncBusy(self._busy_reason())
-        try:
-            self._current = {"trigger": trigger, "mode": run.get("mode", "incremental"),
-                             "started_at": iso(datetime.now(timezone.utc))}
+        with self.exclusive(trigger, mode=run.get("mode", "incremental")):
             return self._call(trigger, **run)
-        finally:
-            self._current = None
-            self._run_lock.release()
 
     def _call(self, trigger: str, **run: Any) -> SyncResult:
         try:
@@ -169,6 +180,17 @@ class RtarfEventScheduler:
         result = self._execute(trigger, **run)
         self.record(result)
         return result
+
+    def add_companion_job(self, func: Callable[[], Any], job_id: str, name: str, seconds: int) -> None:
+        """Add another interval job on this scheduler's one worker (so it never runs beside a scheduled
+        sync) that starts and pauses with the sync job; its first run is at most one interval after start."""
+        self._scheduler.add_job(func, "interval", id=job_id, name=name, seconds=seconds, max_instances=1,
+                                coalesce=True, misfire_grace_time=self.settings.misfire_grace_seconds,
+                                next_run_time=None, replace_existing=True)
+        if job_id not in self._companions:
+            self._companions.append(job_id)
+        if self.state() == "running":
+            self._scheduler.resume_job(job_id)
 
     def add_result_listener(self, listener: ResultListener) -> None:
         """Call `listener(result)` after every run this scheduler counts (metrics, webhooks); it must be quick."""
@@ -228,6 +250,8 @@ class RtarfEventScheduler:
             self._scheduler.modify_job(JOB_ID, next_run_time=datetime.now(timezone.utc))
             if not self._handed_over.wait(HAND_OVER_SECONDS):
                 logger.warning("The first run was not taken up within %ss", HAND_OVER_SECONDS)
+            for job_id in self._companions:
+                self._scheduler.resume_job(job_id)  # next run on its own interval, not at once
             logger.info("RTARF Event Scheduler started (interval: %ss)", self.interval_seconds)
             return True
 
@@ -238,6 +262,8 @@ class RtarfEventScheduler:
             if job is None or job.next_run_time is None:
                 return False
             self._scheduler.pause_job(JOB_ID)
+            for job_id in self._companions:
+                self._scheduler.pause_job(job_id)
             logger.info("RTARF Event Scheduler stopped")
             return True
 
@@ -258,7 +284,8 @@ class RtarfEventScheduler:
             self._closed = True
             self.request_stop()
             if self._scheduler.running:
-                self._scheduler.pause_job(JOB_ID)
+                for job_id in (JOB_ID, *self._companions):
+                    self._scheduler.pause_job(job_id)
             finished = self._run_lock.acquire(timeout=timeout)
             if finished:
                 self._run_lock.release()

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.esserver import dates
+from tests.esserver.aggregations import Aggregation, parse_aggregations
 from tests.esserver.errors import EsError, illegal_argument, parsing_error, validation_failed
 from tests.esserver.sorting import SortField, parse_sort
 
 MAX_RESULT_WINDOW = 10_000
 _SUPPORTED = {"query", "size", "from", "sort", "search_after", "pit", "seq_no_primary_term",
-              "track_total_hits", "_source", "version", "slice"}
+              "track_total_hits", "_source", "version", "slice", "aggs", "aggregations"}
 # Accepted and ignored: they change nothing the service under test looks at.
 _IGNORED = {"timeout", "terminate_after", "stats", "track_scores", "explain", "profile", "fields",
             "docvalue_fields", "stored_fields", "highlight", "min_score", "indices_boost", "runtime_mappings"}
@@ -78,6 +79,7 @@ class SearchRequest:
     scroll: float | None = None
     slice: tuple[int, int] | None = None  # (id, max)
     cache_key: str = ""
+    aggs: list[Aggregation] | None = None
 
 
 def _strings(value: Any) -> list[str]:
@@ -120,8 +122,6 @@ def _read_pit(request: SearchRequest, pit: Any) -> None:
 
 def _apply_body(request: SearchRequest, body: dict[str, Any]) -> None:
     for key, value in body.items():
-        if key in ("aggs", "aggregations"):
-            raise parsing_error("aggregations are not supported by this test server")
         if key not in _SUPPORTED and key not in _IGNORED:
             raise parsing_error(f"Unknown key for a {_token(value)} in [{key}].")
     request.query = body.get("query")
@@ -137,6 +137,11 @@ def _apply_body(request: SearchRequest, body: dict[str, Any]) -> None:
         _read_source(request, body["_source"])
     if body.get("pit") is not None:
         _read_pit(request, body["pit"])
+    if "aggs" in body and "aggregations" in body:
+        raise parsing_error("Found two aggregation type definitions in [aggs] and [aggregations]")
+    spec = body.get("aggs", body.get("aggregations"))
+    if spec is not None:
+        request.aggs = parse_aggregations(spec)
     if body.get("slice") is not None:
         request.slice = _read_slice(body["slice"])
 

@@ -13,6 +13,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from tests.esserver.aggregations import run_aggregations
 from tests.esserver.contexts import Contexts, PointInTime
 from tests.esserver.errors import parsing_error, validation_failed
 from tests.esserver.fields import filter_source
@@ -163,7 +164,11 @@ def search(store: Store, contexts: Contexts, expression: str | None, params: dic
     if request.scroll is not None:
         scroll = contexts.open_scroll(ScrollState(request, plan, hits, len(views)), request.scroll, len(page))
         ids = {"_scroll_id": scroll.id}
-    return _response(started, len(views), _hits_section(page, len(hits), request, plan), **ids)
+    answer = _response(started, len(views), _hits_section(page, len(hits), request, plan), **ids)
+    if request.aggs is not None:
+        mappings = {view.name: view.mapping for view in views}
+        answer["aggregations"] = run_aggregations(request.aggs, ((mappings[hit.index], hit.doc) for hit in hits))
+    return answer
 
 
 def scroll_next(contexts: Contexts, params: dict[str, str], body: Any, path_id: str | None) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""Verification and self-repair inside the service: the `rtarf_verify` job and what the routes call.
+
+Every verification (scheduled or asked for over HTTP) holds the scheduler's
+process lock for its whole length, repairs included, so it never runs beside
+a sync of this process (a sync-now meanwhile answers 409, a scheduled sync is
+counted as skipped); across processes the sync lease does the same. Repair
+runs are counted through `scheduler.record()`, so stats, metrics and webhooks
+see them like any other run. The scheduled job is a companion of the sync
+job: it starts and pauses with it (POST /scheduler/start and /stop).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Callable
+
+from flask import Flask, current_app
+
+from rtarf_sync.engine.lease import LeaseHeld
+from rtarf_sync.engine.repair import verify_and_repair
+from rtarf_sync.service.jobs import SyncBusy
+from rtarf_sync.service.scheduler import RtarfEventScheduler
+
+logger = logging.getLogger("rtarf_sync.verify")
+
+JOB_ID = "rtarf_verify"
+EXTENSION_KEY = "rtarf_verification"
+VerificationListener = Callable[[dict[str, Any]], None]
+
+
+class Verifications:
+    """Runs verifications for one scheduler's target and tells listeners each answer."""
+
+    def __init__(self, scheduler: RtarfEventScheduler) -> None:
+        self.scheduler = scheduler
+        self._listeners: list[VerificationListener] = []
+
+    def add_listener(self, listener: VerificationListener) -> None:
+        """Call `listener(answer)` after every verification (webhooks for verify.drift, metrics); keep it quick."""
+        self._listeners.append(listener)
+
+    def verify(self, *, start: datetime | None = None, end: datetime | None = None, bucket: str | None = None,
+               repair: bool = False, trigger: str = "manual") -> dict[str, Any]:
+        """Verify now under the process lock (SyncBusy if a sync runs here, LeaseHeld if one runs elsewhere)."""
+        scheduler = self.scheduler
+        with scheduler.exclusive("verify"):
+            answer = verify_and_repair(scheduler.service, start=start, end=end, bucket=bucket, repair_drift=repair,
+                                       trigger=trigger, record=scheduler.record,
+                                       stopping=lambda: scheduler.stopping)
+        for listener in list(self._listeners):
+            try:
+                listener(answer)
+            except Exception:  # noqa: BLE001 - a listener must never break a verification
+                logger.exception("A verification listener failed")
+        return answer
+
+    def scheduled(self) -> None:
+        """The `rtarf_verify` job: verify the default window, repairing if RTARF_VERIFY_REPAIR; never raises."""
+        scheduler = self.scheduler
+        try:
+            scheduler.service.ensure_tables()
+            if scheduler.service.sink.load_cursor() is None:
+                logger.info("Scheduled verification skipped: nothing has been synced yet")
+                return
+            self.verify(repair=scheduler.settings.verify.repair, trigger="scheduled")
+        except (SyncBusy, LeaseHeld) as busy:
+            logger.info("Scheduled verification skipped: %s", busy)
+        except Exception:  # noqa: BLE001 - the next interval tries again; the log says why this one failed
+            logger.exception("Scheduled verification failed")
+
+
+def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Verifications:
+    """Keep a Verifications in `app.extensions`; add the `rtarf_verify` job unless RTARF_VERIFY_INTERVAL_SECONDS=0."""
+    verifications = Verifications(scheduler)
+    app.extensions[EXTENSION_KEY] = verifications
+    seconds = scheduler.settings.verify.interval_seconds
+    if seconds > 0:
+        scheduler.add_companion_job(verifications.scheduled, JOB_ID, "RTARF verification and self-repair", seconds)
+    return verifications
+
+
+def verifications_of(app: Flask | None = None) -> Verifications:
+    """The Verifications of `app`, or of the app serving the current request."""
+    target = app if app is not None else current_app
+    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
