@@ -28,8 +28,10 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     from flask import Flask
 
     from rtarf_sync.service import extension
-    from rtarf_sync.api import auth, errors, health
+    from rtarf_sync.api import auth, dead_letters, errors, health, runs
+    from rtarf_sync.api import metrics as metrics_routes
     from rtarf_sync.api import scheduler as scheduler_routes
+    from rtarf_sync.service import metrics
     from rtarf_sync.logs import configure_logging
     from rtarf_sync.service.scheduler import RtarfEventScheduler
 
@@ -38,10 +40,14 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     app.config["RTARF_SETTINGS"] = settings
     extension.init_app(app, scheduler or RtarfEventScheduler(settings=settings))
+    metrics.init_app(app, extension.scheduler_of(app))
     auth.init_app(app, settings.api_token)
     errors.init_app(app, redactor)
     app.register_blueprint(scheduler_routes.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics_routes.bp)
+    app.register_blueprint(runs.bp)
+    app.register_blueprint(dead_letters.bp)
     if start_scheduler:
         extension.start(app)
     return app

@@ -8,7 +8,7 @@ type. The clients' own retries are off: `retry.with_retry` owns retrying.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 import elastic_transport
 import elasticsearch
@@ -36,7 +36,14 @@ class SearchApi(Protocol):
     def scroll(self, scroll_id: str, keep_alive: str) -> Json: ...
     def clear_scroll(self, scroll_id: str) -> None: ...
     def bulk(self, ndjson: str) -> Json: ...
+    def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]: ...
     def close(self) -> None: ...
+
+
+def ids_body(ids: Sequence[str]) -> Json:
+    """A search for documents by `_id`, with the versions the sink's guard needs."""
+    return {"query": {"ids": {"values": list(ids)}}, "size": len(ids), "seq_no_primary_term": True,
+            "track_total_hits": False}
 
 
 def _error_type(body: Any) -> str:
@@ -142,6 +149,12 @@ class ElasticsearchApi:
     def bulk(self, ndjson: str) -> Json:
         return self._call("bulk", lambda: self.client.bulk(operations=ndjson))
 
+    def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]:
+        """The current version of each document of `index` with one of `ids`; a missing index has none."""
+        answer = self._call("search by id", lambda: self.client.search(
+            index=index, ignore_unavailable=True, **ids_body(ids)))
+        return list(answer["hits"]["hits"])
+
     def close(self) -> None:
         self.client.close()
 
@@ -197,6 +210,12 @@ class OpenSearchApi:
 
     def bulk(self, ndjson: str) -> Json:
         return self._call("bulk", lambda: self.client.bulk(body=ndjson))
+
+    def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]:
+        """The current version of each document of `index` with one of `ids`; a missing index has none."""
+        answer = self._call("search by id", lambda: self.client.search(
+            body=ids_body(ids), index=index, params={"ignore_unavailable": "true"}))
+        return list(answer["hits"]["hits"])
 
     def close(self) -> None:
         self.client.close()

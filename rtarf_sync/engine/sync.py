@@ -38,6 +38,7 @@ from rtarf_sync.logs import secret_values
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
 PROGRESS_SECONDS = 10.0
+PageObserver = Callable[[str, float], None]  # (stage "read" or "write", seconds)
 
 
 def _delta(before: PageCounts, after: PageCounts) -> PageCounts:
@@ -58,6 +59,19 @@ class SyncService:
         self._stop = threading.Event()
         self._tables_ready = False
         self._build_lock = threading.Lock()
+        self._page_observers: list[PageObserver] = []
+
+    def add_page_observer(self, observer: PageObserver) -> None:
+        """Call `observer(stage, seconds)` after each page is read and written (metrics); it must be quick."""
+        self._page_observers.append(observer)
+
+    def _observe(self, stage: str, began: float) -> None:
+        seconds = time.perf_counter() - began
+        for observer in self._page_observers:
+            try:
+                observer(stage, seconds)
+            except Exception:  # noqa: BLE001 - an observer must never break a run
+                log.exception("a page observer failed")
 
     # -- resources -------------------------------------------------------------------------
 
@@ -227,7 +241,9 @@ class SyncService:
             for page_no, (rows, rejects) in enumerate(pages, start=1):
                 if self._stop.is_set():
                     raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
+                began = time.perf_counter()
                 counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no)
+                self._observe("write", began)
                 result.add(**vars(counts))
                 log.debug("page %d committed: %s", page_no, counts)
                 reported = self._report_progress(result, reported)
@@ -240,7 +256,12 @@ class SyncService:
         """Pages as rows and rejects; closing this closes the reader's context."""
         pages = self._pages(plan, result)
         try:
-            for hits in pages:
+            while True:
+                began = time.perf_counter()
+                hits = next(pages, None)
+                if hits is None:
+                    break
+                self._observe("read", began)
                 yield self._split(hits)
         finally:
             pages.close()

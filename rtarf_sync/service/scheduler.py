@@ -30,6 +30,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from config import Settings, load_settings
 from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, iso, log_result
 from rtarf_sync.engine.result import FAILED, SKIPPED, SyncResult
+from rtarf_sync.engine.snapshot import StoredState, read_stored_state
+from rtarf_sync.service.pruning import HistoryPruner
+from rtarf_sync.service.state_cache import StateCache
 from rtarf_sync.service.stats import SyncStats
 
 if TYPE_CHECKING:
@@ -72,6 +75,8 @@ class RtarfEventScheduler:
         self._stopping = False
         self._closed = False
         self._scheduler = self._build_scheduler()
+        self.stored_state = StateCache(self._read_stored_state)
+        self.add_result_listener(HistoryPruner(lambda: self.service, settings.run_history_days))
 
     def _build_scheduler(self) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(timezone=timezone.utc,
@@ -121,6 +126,22 @@ class RtarfEventScheduler:
             self._current = None
             self._run_lock.release()
 
+    def run_exclusive(self, trigger: str, work: Callable[[], SyncResult]) -> SyncResult:
+        """Run `work` (a replay, a repair...) under the process lock and count its result like a sync's.
+
+        Raises SyncBusy if a run is already in progress in this process.
+        """
+        if self._stopping or not self._run_lock.acquire(blocking=False):
+            raise SyncBusy(self._busy_reason())
+        try:
+            self._current = {"trigger": trigger, "started_at": iso(datetime.now(timezone.utc))}
+            result = work()
+        finally:
+            self._current = None
+            self._run_lock.release()
+        self.record(result)
+        return result
+
     def _call(self, trigger: str) -> SyncResult:
         try:
             if self._job is None:
@@ -166,6 +187,7 @@ class RtarfEventScheduler:
     def record(self, result: SyncResult) -> None:
         """Count one finished run and tell the result listeners; a failing listener is logged, never raised."""
         self.stats.record(result)
+        self.stored_state.invalidate()
         for listener in list(self._result_listeners):
             try:
                 listener(result)
@@ -262,6 +284,25 @@ class RtarfEventScheduler:
 
     # -- reading the state -------------------------------------------------------------
 
+    @property
+    def in_progress(self) -> bool:
+        """True while a run holds this process's run lock."""
+        return self._current is not None
+
+    def _read_stored_state(self) -> StoredState:
+        service = self.service
+        return read_stored_state(service.engine, service.tables, self.settings.es_index)
+
+    def stored_fields(self) -> dict[str, Any]:
+        """`lag_seconds` and `dead_letters_unresolved` from PostgreSQL (cached); null when unreadable."""
+        stored = self.stored_state.get()
+        if stored is None:
+            return {"lag_seconds": None, "dead_letters_unresolved": None}
+        lag = None
+        if stored.cursor is not None:
+            lag = round((datetime.now(timezone.utc) - stored.cursor).total_seconds(), 3)
+        return {"lag_seconds": lag, "dead_letters_unresolved": stored.dead_letters_unresolved}
+
     def state(self) -> str:
         """"running" (job active), "paused" (scheduler up, job paused) or "stopped"."""
         if self._closed or not self._scheduler.running:
@@ -284,6 +325,7 @@ class RtarfEventScheduler:
             "pid": os.getpid(),  # tells gunicorn workers apart
         }
         status.update(self.stats.snapshot())
+        status.update(self.stored_fields())
         return status
 
     def get_jobs(self) -> list[dict[str, Any]]:
