@@ -61,6 +61,8 @@ def test_list_and_detail_show_the_documented_fields(app: Flask) -> None:
     assert [i["id"] for i in body["dead_letters"] + rest["dead_letters"]] == sorted(
         (i["id"] for i in body["dead_letters"] + rest["dead_letters"]), reverse=True)
     assert client.get("/scheduler/dead-letters?reason=not+a+date").get_json()["dead_letters"] == []
+    assert client.get("/scheduler/dead-letters?resolved=true").get_json()["dead_letters"] == []
+    assert client.get("/scheduler/dead-letters?resolved=maybe").get_json()["parameter"] == "resolved"
     assert "raw_document" not in json.dumps(body)
 
     # The detail carries the document, so with a token set it needs the token.
@@ -104,6 +106,8 @@ def test_replay_writes_fixed_documents_and_keeps_the_rest(
     resolved = {r.es_id for r in rows(db_engine, "SELECT es_id FROM rtarf_sync_dead_letters "
                                                  "WHERE target_table = :t AND resolved_at IS NOT NULL", t=table_name)}
     assert resolved == {"no-ts-0", "no-ts-1", "no-ts-3"}
+    unresolved = client.get("/scheduler/dead-letters?resolved=false").get_json()["dead_letters"]
+    assert [item["es_id"] for item in unresolved] == ["no-ts-2"]
 
     run = client.get(f"/scheduler/runs/{body['run_id']}").get_json()
     assert (run["trigger"], run["mode"], run["status"]) == ("replay", "replay", "success")

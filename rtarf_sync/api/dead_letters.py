@@ -12,7 +12,8 @@ from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import NotFound
 
 from rtarf_sync.api.errors import RunNotCompleted
-from rtarf_sync.api.params import BadParameter, handle_bad_parameters, int_param, json_object, text_param
+from rtarf_sync.api.params import (BadParameter, choice_param, handle_bad_parameters, int_param, json_object,
+                                   text_param)
 from rtarf_sync.engine.dead_letters import DeadLetters
 from rtarf_sync.engine.history import MAX_LIMIT
 from rtarf_sync.engine.replay import TRIGGER, DeadLetterReplay, ReplayOutcome
@@ -37,7 +38,8 @@ def dead_letters() -> Response:
     """Dead letters newest first, without their documents: {"dead_letters", "unresolved", "next_before"}."""
     limit = int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
     before = int_param("before", None, 1, MAX_ID)
-    page = _letters().page(limit, before, text_param("reason"))
+    resolved = choice_param("resolved", ("true", "false"))
+    page = _letters().page(limit, before, text_param("reason"), None if resolved is None else resolved == "true")
     return jsonify({"dead_letters": page.items, "unresolved": page.unresolved, "next_before": page.next_before})
 
 

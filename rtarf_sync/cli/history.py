@@ -86,7 +86,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     """List, show or replay dead letters."""
     if args.action == "list":
         page = _with_service(lambda service: DeadLetters(service.engine, service.tables).page(
-            args.limit, args.before, args.reason))
+            args.limit, args.before, args.reason, False if args.unresolved else None))
         print(json.dumps({"dead_letters": page.items, "unresolved": page.unresolved,
                           "next_before": page.next_before}, indent=2) if args.json
               else format_dead_letters(page.items, page.unresolved))

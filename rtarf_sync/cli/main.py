@@ -114,6 +114,7 @@ def _add_records(sub: argparse._SubParsersAction) -> None:
     dead.add_argument("--limit", type=_limit, default=50, help="list: how many (default 50, at most 200)")
     dead.add_argument("--before", type=_positive, help="list: only ids below this one (paging)")
     dead.add_argument("--reason", help="list: only reasons containing this text")
+    dead.add_argument("--unresolved", action="store_true", help="list: only the unresolved ones")
     dead.add_argument("--json", action="store_true", help="list: print JSON instead of a table")
 
 

@@ -47,7 +47,8 @@ class DeadLetters:
     def _listed(self) -> list[sa.ColumnElement[Any]]:
         return [column for column in self.table.c if column.name != "raw_document"]
 
-    def page(self, limit: int, before: int | None = None, reason: str | None = None) -> DeadLetterPage:
+    def page(self, limit: int, before: int | None = None, reason: str | None = None,
+             resolved: bool | None = None) -> DeadLetterPage:
         """Dead letters newest first (keyset paging on id); `reason` matches a part of the reason, any case."""
         dead = self.table
         query = sa.select(*self._listed()).where(self._mine()).order_by(dead.c.id.desc()).limit(limit + 1)
@@ -55,6 +56,8 @@ class DeadLetters:
             query = query.where(dead.c.id < before)
         if reason:
             query = query.where(dead.c.reason.icontains(reason, autoescape=True))
+        if resolved is not None:
+            query = query.where(dead.c.resolved_at.is_not(None) if resolved else dead.c.resolved_at.is_(None))
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
             unresolved = self.count_unresolved(connection)

@@ -56,7 +56,7 @@ class ReplayOutcome:
         """The API's answer: the three DESIGN counts first, then the details."""
         return {"replayed": self.replayed, "still_failing": self.still_failing, "gone": self.gone,
                 "already_resolved": self.already_resolved, "not_found": self.not_found,
-                "run_id": self.result.run_id, "status": self.result.status, "error": self.result.error}
+                "run_id": self.result.run_id, "status": self.result.status}
 
 
 @dataclass
