@@ -12,8 +12,8 @@ from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import NotFound
 
 from rtarf_sync.api.errors import RunNotCompleted
-from rtarf_sync.api.params import (BadParameter, choice_param, handle_bad_parameters, int_param, json_object,
-                                   text_param)
+from rtarf_sync.api.params import (MAX_ID, BadParameter, choice_param, handle_bad_parameters, int_param,
+                                   json_object, path_id, text_param)
 from rtarf_sync.engine.dead_letters import DeadLetters
 from rtarf_sync.engine.history import MAX_LIMIT
 from rtarf_sync.engine.replay import TRIGGER, DeadLetterReplay, ReplayOutcome
@@ -24,7 +24,6 @@ bp = Blueprint("dead_letters", __name__, url_prefix="/scheduler")
 handle_bad_parameters(bp)
 DEFAULT_LIMIT = 50
 MAX_IDS = 10_000
-MAX_ID = 2**63 - 1
 
 
 def _letters() -> DeadLetters:
@@ -43,12 +42,13 @@ def dead_letters() -> Response:
     return jsonify({"dead_letters": page.items, "unresolved": page.unresolved, "next_before": page.next_before})
 
 
-@bp.get("/dead-letters/<int:dead_letter_id>")
-def dead_letter(dead_letter_id: int) -> Response:
+@bp.get("/dead-letters/<id>")
+def dead_letter(id: str) -> Response:  # noqa: A002 - the route's documented name
     """One dead letter with raw_document (token required when one is set), or 404."""
-    found = _letters().get(dead_letter_id) if dead_letter_id <= MAX_ID else None
+    number = path_id(id, "dead letter")
+    found = _letters().get(number)
     if found is None:
-        raise NotFound(description=f"no dead letter {dead_letter_id} for table {scheduler_of().settings.table}")
+        raise NotFound(description=f"no dead letter {number} for table {scheduler_of().settings.table}")
     return jsonify(found)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from flask import Blueprint, Response, request
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, NotFound
 
 from rtarf_sync.api.errors import error_response
+
+
+MAX_ID = 2**63 - 1  # ids are bigint: a larger one cannot exist
 
 
 class BadParameter(BadRequest):
@@ -58,6 +61,13 @@ def text_param(name: str, max_length: int = 200) -> str | None:
     if len(text) > max_length:
         raise BadParameter(name, f"must be at most {max_length} characters")
     return text or None
+
+
+def path_id(text: str, what: str) -> int:
+    """A numeric id from the URL path; anything else is a 404 like an unknown id."""
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
+        raise NotFound(description=f"no {what} {text[:50]!r}")
+    return int(text)
 
 
 def json_object() -> dict[str, Any]:

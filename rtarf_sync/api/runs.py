@@ -5,14 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import NotFound
 
-from rtarf_sync.api.params import choice_param, handle_bad_parameters, int_param
+from rtarf_sync.api.params import MAX_ID, choice_param, handle_bad_parameters, int_param, path_id
 from rtarf_sync.engine.history import MAX_LIMIT, RUN_MODES, RUN_STATUSES, RUN_TRIGGERS, RunFilter, list_runs
 from rtarf_sync.service.extension import scheduler_of
 
 bp = Blueprint("runs", __name__, url_prefix="/scheduler")
 handle_bad_parameters(bp)
 DEFAULT_LIMIT = 20
-MAX_ID = 2**63 - 1  # bigint: a larger id cannot exist
 
 
 @bp.get("/runs")
@@ -28,12 +27,13 @@ def runs() -> Response:
     return jsonify({"runs": page.runs, "next_before": page.next_before})
 
 
-@bp.get("/runs/<int:run_id>")
-def run(run_id: int) -> Response:
+@bp.get("/runs/<run_id>")
+def run(run_id: str) -> Response:
     """One run object, or 404."""
+    number = path_id(run_id, "run")
     service = scheduler_of().service
     service.ensure_tables()
-    found = service.history.get(run_id) if run_id <= MAX_ID else None
+    found = service.history.get(number)
     if found is None:
         raise NotFound(description=f"no run {run_id} for table {service.settings.table}")
     return jsonify(found)
