@@ -21,6 +21,7 @@ from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.service.pruning import PRUNE_EVERY_SECONDS, HistoryPruner
 from tests.harness.process import free_port
 from tests.oracle import scalar
+from tests.support import offline_settings
 
 # (trigger, mode, status) of the recorded runs, oldest first.
 HISTORY = [("scheduled", "incremental", "success"), ("manual", "full", "failed"), ("cli", "range", "partial"),
@@ -137,3 +138,18 @@ def test_the_scheduler_prunes_after_a_counted_run(app: Flask, db_engine: sa.Engi
                                  "AND started_at < now() - interval '30 days'", t=table_name) == 0
     finally:
         scheduler_of(fresh).shutdown(timeout=10)
+
+
+def test_record_routes_answer_503_at_once_while_postgresql_is_down() -> None:
+    settings = offline_settings()  # nothing listens on its database port
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        for path in ("/scheduler/runs", "/scheduler/runs/1", "/scheduler/dead-letters"):
+            response = client.get(path)
+            assert response.status_code == 503, path
+            assert response.get_json()["message"].startswith("PostgreSQL cannot be read: "), path
+        status = client.get("/scheduler/status").get_json()
+        assert (status["lag_seconds"], status["dead_letters_unresolved"]) == (None, None)
+    finally:
+        scheduler_of(app).shutdown(timeout=10)

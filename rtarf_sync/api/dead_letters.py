@@ -12,8 +12,8 @@ from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import NotFound
 
 from rtarf_sync.api.errors import RunNotCompleted
-from rtarf_sync.api.params import (MAX_ID, BadParameter, choice_param, handle_bad_parameters, int_param,
-                                   json_object, path_id, text_param)
+from rtarf_sync.api.params import (MAX_ID, BadParameter, choice_param, handle_route_errors, int_param,
+                                   json_object, path_id, text_param, with_tables)
 from rtarf_sync.engine.dead_letters import DeadLetters
 from rtarf_sync.engine.history import MAX_LIMIT
 from rtarf_sync.engine.replay import TRIGGER, DeadLetterReplay, ReplayOutcome
@@ -21,14 +21,13 @@ from rtarf_sync.engine.result import FAILED, SyncResult
 from rtarf_sync.service.extension import scheduler_of
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/scheduler")
-handle_bad_parameters(bp)
+handle_route_errors(bp)
 DEFAULT_LIMIT = 50
 MAX_IDS = 10_000
 
 
 def _letters() -> DeadLetters:
     service = scheduler_of().service
-    service.ensure_tables()
     return DeadLetters(service.engine, service.tables)
 
 
@@ -38,7 +37,8 @@ def dead_letters() -> Response:
     limit = int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
     before = int_param("before", None, 1, MAX_ID)
     resolved = choice_param("resolved", ("true", "false"))
-    page = _letters().page(limit, before, text_param("reason"), None if resolved is None else resolved == "true")
+    reason = text_param("reason")
+    page = with_tables(lambda: _letters().page(limit, before, reason, None if resolved is None else resolved == "true"))
     return jsonify({"dead_letters": page.items, "unresolved": page.unresolved, "next_before": page.next_before})
 
 
@@ -46,7 +46,7 @@ def dead_letters() -> Response:
 def dead_letter(id: str) -> Response:  # noqa: A002 - the route's documented name
     """One dead letter with raw_document (token required when one is set), or 404."""
     number = path_id(id, "dead letter")
-    found = _letters().get(number)
+    found = with_tables(lambda: _letters().get(number))
     if found is None:
         raise NotFound(description=f"no dead letter {number} for table {scheduler_of().settings.table}")
     return jsonify(found)

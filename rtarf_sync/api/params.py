@@ -1,13 +1,23 @@
-"""Reading query parameters: a bad value answers 400 with the parameter's name in the body."""
+"""What the record routes (runs, dead letters) share: reading query values and ids, and failing well.
+
+A bad value answers 400 with the parameter's name in the body; PostgreSQL
+unreachable answers 503 at once, as /readyz does, instead of an anonymous 500
+after the sync's retries: monitoring must not hang on a GET.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from rtarf_sync.api.errors import error_response
+from rtarf_sync.service.extension import scheduler_of
+
+T = TypeVar("T")
+_UNDEFINED_TABLE = "42P01"
 
 
 MAX_ID = 2**63 - 1  # ids are bigint: a larger one cannot exist
@@ -25,9 +35,27 @@ def _bad_parameter(error: BadParameter) -> tuple[Response, int]:
     return error_response(400, "Bad Request", error.description or "bad parameter", parameter=error.parameter)
 
 
-def handle_bad_parameters(bp: Blueprint) -> None:
-    """Answer BadParameter raised by the routes of `bp` with 400 naming the parameter."""
+def _database_down(error: Exception) -> tuple[Response, int]:
+    first = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return error_response(503, "Service Unavailable",
+                          f"PostgreSQL cannot be read: {first[0][:300] if first else type(error).__name__}")
+
+
+def handle_route_errors(bp: Blueprint) -> None:
+    """On the routes of `bp`: BadParameter answers 400 naming the parameter, PostgreSQL down 503."""
     bp.register_error_handler(BadParameter, _bad_parameter)
+    bp.register_error_handler(sa.exc.OperationalError, _database_down)  # lost or refused connections
+
+
+def with_tables(read: Callable[[], T]) -> T:
+    """Run a read; before the first run made the tables, make them (as a run would) and read again."""
+    try:
+        return read()
+    except sa.exc.ProgrammingError as error:
+        if getattr(error.orig, "sqlstate", None) != _UNDEFINED_TABLE:
+            raise
+    scheduler_of().service.ensure_tables()
+    return read()
 
 
 def int_param(name: str, default: int | None, low: int, high: int | None = None) -> int | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import NotFound
 
-from rtarf_sync.api.params import MAX_ID, choice_param, handle_bad_parameters, int_param, path_id
+from rtarf_sync.api.params import MAX_ID, choice_param, handle_route_errors, int_param, path_id, with_tables
 from rtarf_sync.engine.history import MAX_LIMIT, RUN_MODES, RUN_STATUSES, RUN_TRIGGERS, RunFilter, list_runs
 from rtarf_sync.service.extension import scheduler_of
 
 bp = Blueprint("runs", __name__, url_prefix="/scheduler")
-handle_bad_parameters(bp)
+handle_route_errors(bp)
 DEFAULT_LIMIT = 20
 
 
@@ -22,8 +22,7 @@ def runs() -> Response:
     where = RunFilter(status=choice_param("status", RUN_STATUSES), trigger=choice_param("trigger", RUN_TRIGGERS),
                       mode=choice_param("mode", RUN_MODES))
     service = scheduler_of().service
-    service.ensure_tables()
-    page = list_runs(service.engine, service.tables, limit, before, where)
+    page = with_tables(lambda: list_runs(service.engine, service.tables, limit, before, where))
     return jsonify({"runs": page.runs, "next_before": page.next_before})
 
 
@@ -32,8 +31,7 @@ def run(run_id: str) -> Response:
     """One run object, or 404."""
     number = path_id(run_id, "run")
     service = scheduler_of().service
-    service.ensure_tables()
-    found = service.history.get(number)
+    found = with_tables(lambda: service.history.get(number))
     if found is None:
         raise NotFound(description=f"no run {run_id} for table {service.settings.table}")
     return jsonify(found)

@@ -32,7 +32,7 @@ from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, faile
 from rtarf_sync.engine.result import FAILED, SKIPPED, SyncResult
 from rtarf_sync.engine.snapshot import StoredState, read_stored_state
 from rtarf_sync.service.pruning import HistoryPruner
-from rtarf_sync.service.state_cache import StateCache
+from rtarf_sync.service.state_cache import StateCache, status_fields
 from rtarf_sync.service.stats import SyncStats
 
 if TYPE_CHECKING:
@@ -293,16 +293,6 @@ class RtarfEventScheduler:
         service = self.service
         return read_stored_state(service.engine, service.tables, self.settings.es_index)
 
-    def stored_fields(self) -> dict[str, Any]:
-        """`lag_seconds` and `dead_letters_unresolved` from PostgreSQL (cached); null when unreadable."""
-        stored = self.stored_state.get()
-        if stored is None:
-            return {"lag_seconds": None, "dead_letters_unresolved": None}
-        lag = None
-        if stored.cursor is not None:
-            lag = round((datetime.now(timezone.utc) - stored.cursor).total_seconds(), 3)
-        return {"lag_seconds": lag, "dead_letters_unresolved": stored.dead_letters_unresolved}
-
     def state(self) -> str:
         """"running" (job active), "paused" (scheduler up, job paused) or "stopped"."""
         if self._closed or not self._scheduler.running:
@@ -325,7 +315,7 @@ class RtarfEventScheduler:
             "pid": os.getpid(),  # tells gunicorn workers apart
         }
         status.update(self.stats.snapshot())
-        status.update(self.stored_fields())
+        status.update(status_fields(self.stored_state.get()))  # from PostgreSQL, cached
         return status
 
     def get_jobs(self) -> list[dict[str, Any]]:

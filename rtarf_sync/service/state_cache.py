@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 from rtarf_sync.engine.snapshot import StoredState
 
@@ -30,9 +31,11 @@ class StateCache:
         self._read_at: float | None = None
         self._lock = threading.Lock()
         self._failing = False
+        self._generation = 0  # bumped by invalidate(), so a read begun before it is not kept as fresh
 
     def invalidate(self) -> None:
         """Forget the cached value: a run just changed what PostgreSQL holds."""
+        self._generation += 1
         self._read_at = None
 
     def _fresh(self) -> bool:
@@ -55,6 +58,7 @@ class StateCache:
             self._lock.release()
 
     def _refresh(self) -> None:
+        generation = self._generation
         try:
             self._value = self.read()
             if self._failing:
@@ -66,4 +70,14 @@ class StateCache:
                 logger.warning("Cannot read the sync state from PostgreSQL: %s",
                                str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__)
             self._failing = True
-        self._read_at = self.clock()
+        self._read_at = self.clock() if generation == self._generation else None
+
+
+def status_fields(stored: StoredState | None, now: datetime | None = None) -> dict[str, Any]:
+    """`lag_seconds` (now minus the stored cursor) and `dead_letters_unresolved`; null when unreadable."""
+    if stored is None:
+        return {"lag_seconds": None, "dead_letters_unresolved": None}
+    lag = None
+    if stored.cursor is not None:
+        lag = round(((now or datetime.now(timezone.utc)) - stored.cursor).total_seconds(), 3)
+    return {"lag_seconds": lag, "dead_letters_unresolved": stored.dead_letters_unresolved}
