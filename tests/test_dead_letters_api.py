@@ -148,3 +148,22 @@ def test_cli_lists_shows_and_replays(app: Flask, engine: EngineHttp, index_name:
     newest = json.loads(capsys.readouterr().out)["runs"][0]
     assert (newest["trigger"], newest["run_id"]) == ("replay", replayed["run_id"])
     assert main(["dead-letters", "show", "999999999"]) == 1
+
+
+def test_find_ids_gives_current_versions_and_nothing_for_a_missing_index(
+        engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings]) -> None:
+    from rtarf_sync.engine.clients import build_api
+
+    engine.create_index(index_name)
+    index_docs(engine, index_name, {"a": make_event(1), "b": make_event(2)})
+    index_docs(engine, index_name, {"a": make_event(3)})  # a second version of "a"
+    engine.refresh(index_name)
+    api = build_api(make_settings(engine, index_name))
+    try:
+        hits = {hit["_id"]: hit for hit in api.find_ids(index_name, ["a", "b", "c"])}
+        assert set(hits) == {"a", "b"}
+        assert hits["a"]["_seq_no"] > hits["b"]["_seq_no"] and hits["a"]["_primary_term"] == 1
+        assert hits["a"]["_source"] == make_event(3)
+        assert api.find_ids(f"{index_name}-gone", ["a"]) == []
+    finally:
+        api.close()
