@@ -27,12 +27,12 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     """Build the app from validated settings; start the interval job only if asked and enabled."""
     from flask import Flask
 
-    from rtarf_sync.service import extension
-    from rtarf_sync.api import auth, errors, health
+    from rtarf_sync.api import auth, dead_letters, errors, health, runs
+    from rtarf_sync.api import metrics as metrics_routes
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.api import verification as verification_routes
     from rtarf_sync.logs import configure_logging
-    from rtarf_sync.service import verification
+    from rtarf_sync.service import extension, metrics, verification
     from rtarf_sync.service.scheduler import RtarfEventScheduler
 
     redactor = configure_logging(settings)
@@ -41,11 +41,15 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     app.config["RTARF_SETTINGS"] = settings
     extension.init_app(app, scheduler or RtarfEventScheduler(settings=settings))
     verification.init_app(app, extension.scheduler_of(app))
+    metrics.init_app(app, extension.scheduler_of(app))
     auth.init_app(app, settings.api_token)
     errors.init_app(app, redactor)
     app.register_blueprint(scheduler_routes.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(verification_routes.bp)
+    app.register_blueprint(metrics_routes.bp)
+    app.register_blueprint(runs.bp)
+    app.register_blueprint(dead_letters.bp)
     if start_scheduler:
         extension.start(app)
     return app

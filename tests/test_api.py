@@ -224,6 +224,7 @@ def test_metrics_are_prometheus_text(make_app: AppFactory) -> None:
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
     lines = response.get_data(as_text=True).splitlines()
-    assert "rtarf_sync_runs_total 1" in lines
-    assert "rtarf_sync_events_processed_total 150" in lines
-    assert "# TYPE rtarf_sync_runs_failed_total counter" in lines
+    assert 'rtarf_sync_runs_total{mode="incremental",status="success",trigger="manual"} 1.0' in lines
+    assert 'rtarf_sync_events_total{outcome="updated"} 140.0' in lines
+    assert "# TYPE rtarf_sync_runs_total counter" in lines
+    assert "rtarf_sync_runs_failed_total" not in response.get_data(as_text=True)  # the old hand-written series

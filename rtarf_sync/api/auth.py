@@ -2,7 +2,8 @@
 
 It is one `before_request` hook on the whole app rather than a decorator per
 route, so a POST or PUT route added later (PUT /scheduler/cursor) cannot
-forget it; only GET, HEAD and OPTIONS stay open for monitoring.
+forget it; GET, HEAD and OPTIONS stay open for monitoring, except the reads
+listed in GUARDED_READS, which return event data (a dead letter's raw document).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from config import Secret
 logger = logging.getLogger(__name__)
 
 OPEN_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+GUARDED_READS = frozenset({"dead_letters.dead_letter"})  # endpoints that need the token for GET too
 _CHALLENGE = WWWAuthenticate("bearer", {"realm": "rtarf-sync"})
 
 
@@ -45,7 +47,7 @@ def init_app(app: Flask, token: Secret | None) -> None:
 
     @app.before_request
     def require_token() -> None:
-        if request.method in OPEN_METHODS:
+        if request.method in OPEN_METHODS and request.endpoint not in GUARDED_READS:
             return None
         if not token_matches(request.headers.get("Authorization"), expected):
             raise Unauthorized(description="a valid 'Authorization: Bearer <token>' header is required",

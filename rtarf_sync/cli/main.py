@@ -3,6 +3,8 @@
     init-db      create the target table and the state tables
     sync         run one sync and print its result as JSON (--full, --from/--to, --force)
     status       the state in PostgreSQL (rows, cursor, lease, recent runs), or a service's status (--url)
+    runs         the run history, newest first (a table, or --json)
+    dead-letters list, show or replay the documents set aside
     check        say whether the search engine and PostgreSQL can be reached
     load-sample  index sample RTARF events into the search engine
     verify       compare per-bucket counts of the engine and PostgreSQL (--repair re-reads drift)
@@ -23,8 +25,9 @@ from datetime import datetime
 from typing import Callable, Sequence
 
 from config import ConfigError
-from rtarf_sync.cli import commands, verification
+from rtarf_sync.cli import commands, history, verification
 from rtarf_sync.cli.commands import EXIT_CONFIG, EXIT_FAILED, PROG, CommandFailed
+from rtarf_sync.engine.history import MAX_LIMIT, RUN_MODES, RUN_STATUSES, RUN_TRIGGERS
 from rtarf_sync.engine.plan import parse_bound
 
 Command = Callable[[argparse.Namespace], int]
@@ -66,6 +69,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _limit(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text} is over the maximum of {MAX_LIMIT}")
     return value
 
 
@@ -118,6 +128,29 @@ def run_arguments(args: argparse.Namespace) -> dict[str, object]:
         raise ValueError(f"--from {args.start.isoformat()} is not before --to {args.end.isoformat()}")
     mode = "full" if args.full else "range" if args.start is not None else "incremental"
     return {"mode": mode, "start": args.start, "end": args.end, "force": args.force}
+def _add_records(sub: argparse._SubParsersAction) -> None:
+    runs = _add(sub, "runs", history.cmd_runs, "list the run history, newest first",
+                "The runs recorded in PostgreSQL for RTARF_TABLE, newest first, as a table (or --json,\n"
+                "the same objects as GET /scheduler/runs). Runs older than RTARF_RUN_HISTORY_DAYS are pruned.")
+    runs.add_argument("--limit", type=_limit, default=20, help="runs to list (default 20, at most 200)")
+    runs.add_argument("--status", choices=RUN_STATUSES, help="only runs that ended so")
+    runs.add_argument("--trigger", choices=RUN_TRIGGERS, help="only runs started so")
+    runs.add_argument("--mode", choices=RUN_MODES, help="only runs of this mode")
+    runs.add_argument("--before", type=_positive, help="only runs older than this run id (paging)")
+    runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    dead = _add(sub, "dead-letters", history.cmd_dead_letters, "list, show or replay the documents set aside",
+                "list              dead letters newest first (without their documents)\n"
+                "show ID           one dead letter with its raw document, as JSON\n"
+                "replay [ID ...]   fetch each document again from the engine and write those that now\n"
+                "                  convert (all unresolved ones without IDs); prints replayed,\n"
+                "                  still_failing, gone. Takes the lease like a sync (exit 3 if held).")
+    dead.add_argument("action", choices=("list", "show", "replay"))
+    dead.add_argument("ids", nargs="*", type=_positive, metavar="ID")
+    dead.add_argument("--limit", type=_limit, default=50, help="list: how many (default 50, at most 200)")
+    dead.add_argument("--before", type=_positive, help="list: only ids below this one (paging)")
+    dead.add_argument("--reason", help="list: only reasons containing this text")
+    dead.add_argument("--unresolved", action="store_true", help="list: only the unresolved ones")
+    dead.add_argument("--json", action="store_true", help="list: print JSON instead of a table")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=_positive, default=10, help="recent runs to list (default 10)")
     status.add_argument("--json", action="store_true", help="print the PostgreSQL state as JSON")
     status.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --url (default 10)")
+    _add_records(sub)
     _add(sub, "check", commands.cmd_check, "check that the search engine and PostgreSQL can be reached",
          "Probe RTARF_ES_URL (GET /) and RTARF_DATABASE_URL (SELECT 1), as GET /readyz does.\n"
          "Prints one line for each and what to do about an unreachable one; exit status 1 if any is.")

@@ -8,7 +8,7 @@ type. The clients' own retries are off: `retry.with_retry` owns retrying.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 import elastic_transport
 import elasticsearch
@@ -38,7 +38,14 @@ class SearchApi(Protocol):
     def clear_scroll(self, scroll_id: str) -> None: ...
     def bulk(self, ndjson: str) -> Json: ...
     def existing_indices(self, names: list[str]) -> set[str]: ...
+    def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]: ...
     def close(self) -> None: ...
+
+
+def ids_body(ids: Sequence[str]) -> Json:
+    """A search for documents by `_id`, with the versions the sink's guard needs."""
+    return {"query": {"ids": {"values": list(ids)}}, "size": len(ids), "seq_no_primary_term": True,
+            "track_total_hits": False}
 
 
 def _error_type(body: Any) -> str:
@@ -154,6 +161,11 @@ class ElasticsearchApi:
         answer = self._call("get mappings", lambda: self.client.indices.get_mapping(
             index=",".join(names), ignore_unavailable=True, allow_no_indices=True))
         return set(answer) & set(names)
+    def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]:
+        """The current version of each document of `index` with one of `ids`; a missing index has none."""
+        answer = self._call("search by id", lambda: self.client.search(
+            index=index, ignore_unavailable=True, **ids_body(ids)))
+        return list(answer["hits"]["hits"])
 
     def close(self) -> None:
         self.client.close()
@@ -221,6 +233,11 @@ class OpenSearchApi:
         answer = self._call("get mappings", lambda: self.client.indices.get_mapping(
             index=",".join(names), params={"ignore_unavailable": "true", "allow_no_indices": "true"}))
         return set(answer) & set(names)
+    def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]:
+        """The current version of each document of `index` with one of `ids`; a missing index has none."""
+        answer = self._call("search by id", lambda: self.client.search(
+            body=ids_body(ids), index=index, params={"ignore_unavailable": "true"}))
+        return list(answer["hits"]["hits"])
 
     def close(self) -> None:
         self.client.close()

@@ -271,6 +271,15 @@ class PostgresSink:
                   "updated_at": sa.func.now()},
         ))
 
+    def upsert(self, connection: sa.Connection, rows: Sequence[EventRow]) -> tuple[int, int]:
+        """Write rows version-guarded inside the caller's transaction, cursor untouched: (inserted, updated).
+
+        For writes outside the cursor's order (dead-letter replay): the caller holds the lease and
+        fences its transaction, as `write_page` does.
+        """
+        unique, _ = newest_per_key(list(rows))
+        return self._upsert(connection, unique)
+
     def load_cursor(self) -> datetime | None:
         """The stored cursor of (source index setting, target table), or None before the first page."""
         table = self.tables.cursor

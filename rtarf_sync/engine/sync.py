@@ -36,11 +36,13 @@ from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.engine.sink import COUNTERS, PageCounts, PostgresSink, is_transient
 from rtarf_sync.engine.slices import read_pages
 from rtarf_sync.engine.tables import build_tables, create_tables
+from rtarf_sync.engine.timing import TimedSearch
 from rtarf_sync.logs import secret_values
 
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
 PROGRESS_SECONDS = 10.0
+PageObserver = Callable[[str, float], None]  # (stage "read" or "write", seconds)
 
 
 def _latest(*moments: datetime | None) -> datetime | None:
@@ -65,6 +67,19 @@ class SyncService:
         self._stop = threading.Event()
         self._tables_ready = False
         self._build_lock = threading.Lock()
+        self._page_observers: list[PageObserver] = []
+
+    def add_page_observer(self, observer: PageObserver) -> None:
+        """Call `observer(stage, seconds)` after each page is read and written (metrics); it must be quick."""
+        self._page_observers.append(observer)
+
+    def _observe(self, stage: str, began: float) -> None:
+        seconds = time.perf_counter() - began
+        for observer in self._page_observers:
+            try:
+                observer(stage, seconds)
+            except Exception:  # noqa: BLE001 - an observer must never break a run
+                log.exception("a page observer failed")
 
     # -- resources -------------------------------------------------------------------------
 
@@ -227,14 +242,17 @@ class SyncService:
         plan = scope.read_plan(s, self._db(sink.load_cursor, "load cursor"))
         per_page = scope.moves_cursor and slices == 1
         highest: datetime | None = None
-        pages = read_pages(self.api, plan, self.retry, s.read_mode, slices, self._split, result)
+        api = TimedSearch(self.api, self._observe) if self._page_observers else self.api
+        pages = read_pages(api, plan, self.retry, s.read_mode, slices, self._split, result)
         try:
             reported = time.monotonic()
             for page_no, (rows, rejects) in enumerate(pages, start=1):
                 if self._stop.is_set():
                     raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
+                began = time.perf_counter()
                 counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no,
                                            per_page, deletes.seen if deletes else None)
+                self._observe("write", began)
                 result.add(**vars(counts))
                 highest = _latest(highest, *(row.event_timestamp for row in rows))
                 reported = self._report_progress(result, reported)

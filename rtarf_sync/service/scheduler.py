@@ -31,6 +31,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from config import Settings, load_settings
 from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, iso, log_result
 from rtarf_sync.engine.result import FAILED, SKIPPED, SyncResult
+from rtarf_sync.engine.snapshot import StoredState, read_stored_state
+from rtarf_sync.service.pruning import HistoryPruner
+from rtarf_sync.service.state_cache import StateCache, status_fields
 from rtarf_sync.service.stats import SyncStats
 
 if TYPE_CHECKING:
@@ -74,6 +77,8 @@ class RtarfEventScheduler:
         self._closed = False
         self._companions: list[str] = []  # other interval jobs that start and pause with the sync job
         self._scheduler = self._build_scheduler()
+        self.stored_state = StateCache(self._read_stored_state)
+        self.add_result_listener(HistoryPruner(lambda: self.service, settings.run_history_days))
 
     def _build_scheduler(self) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(timezone=timezone.utc,
@@ -127,6 +132,16 @@ class RtarfEventScheduler:
         finally:
             self._current = None
             self._run_lock.release()
+
+    def run_exclusive(self, trigger: str, work: Callable[[], SyncResult]) -> SyncResult:
+        """Run `work` (a replay, a repair...) under the process lock and count its result like a sync's.
+
+        Raises SyncBusy if a run is already in progress in this process.
+        """
+        with self.exclusive(trigger):
+            result = work()
+        self.record(result)
+        return result
 
     def _execute(self, trigger: str, **run: Any) -> SyncResult:
         """Run one sync under the process lock; raise SyncBusy if one is already running.
@@ -199,6 +214,7 @@ class RtarfEventScheduler:
     def record(self, result: SyncResult) -> None:
         """Count one finished run and tell the result listeners; a failing listener is logged, never raised."""
         self.stats.record(result)
+        self.stored_state.invalidate()
         for listener in list(self._result_listeners):
             try:
                 listener(result)
@@ -300,6 +316,15 @@ class RtarfEventScheduler:
 
     # -- reading the state -------------------------------------------------------------
 
+    @property
+    def in_progress(self) -> bool:
+        """True while a run holds this process's run lock."""
+        return self._current is not None
+
+    def _read_stored_state(self) -> StoredState:
+        service = self.service
+        return read_stored_state(service.engine, service.tables, self.settings.es_index)
+
     def state(self) -> str:
         """"running" (job active), "paused" (scheduler up, job paused) or "stopped"."""
         if self._closed or not self._scheduler.running:
@@ -322,6 +347,7 @@ class RtarfEventScheduler:
             "pid": os.getpid(),  # tells gunicorn workers apart
         }
         status.update(self.stats.snapshot())
+        status.update(status_fields(self.stored_state.get()))  # from PostgreSQL, cached
         return status
 
     def get_jobs(self) -> list[dict[str, Any]]:

@@ -1,0 +1,227 @@
+"""Dead-letter replay: fetch each set-aside document's current version and write the ones that now convert.
+
+    unresolved dead letters ──ids lookup per index──> current versions
+        document gone            -> resolved, counted `gone`
+        still fails to convert   -> stays unresolved, counted `still_failing` (known_bad in the run)
+        converts                 -> version-guarded upsert, resolved in the same transaction, `replayed`
+
+A replay is a run of its own (trigger and mode "replay") under the lease, like a
+sync: every write transaction is fenced, so it never races a sync of another
+process. It never moves the stored cursor (a replayed document may be far
+newer or older than it), and the sink's version guard keeps a newer row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from rtarf_sync.engine.dead_letters import DeadLetters
+from rtarf_sync.engine.documents import EventRow, to_row
+from rtarf_sync.engine.errors import RtarfSyncError, redact
+from rtarf_sync.engine.lease import Fence, Holder
+from rtarf_sync.engine.result import FAILED, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.retry import with_retry
+from rtarf_sync.engine.sink import is_data_error
+
+if TYPE_CHECKING:
+    from rtarf_sync.engine.sync import SyncService
+
+log = logging.getLogger("rtarf_sync.replay")
+TRIGGER = MODE = "replay"
+CHUNK = 500  # ids per lookup and per write transaction
+
+
+@dataclass
+class ReplayOutcome:
+    """What a replay did to the dead letters it was given, and its run."""
+
+    result: SyncResult
+    replayed: int = 0
+    still_failing: int = 0
+    gone: int = 0
+    already_resolved: int = 0
+    not_found: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's answer: the three DESIGN counts first, then the details."""
+        return {"replayed": self.replayed, "still_failing": self.still_failing, "gone": self.gone,
+                "already_resolved": self.already_resolved, "not_found": self.not_found,
+                "run_id": self.result.run_id, "status": self.result.status}
+
+
+@dataclass
+class _Chunk:
+    """Dead letters of one index, with what the engine answered for them."""
+
+    rows: list[EventRow] = field(default_factory=list)
+    written_ids: list[int] = field(default_factory=list)  # resolved when their row is written
+    ids_of: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # es_id -> letters
+    gone_ids: list[int] = field(default_factory=list)
+    failing: int = 0
+
+
+def _chunks(letters: list[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    by_index: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for letter in letters:
+        by_index[letter["es_index"]].append(letter)
+    for index, group in by_index.items():
+        for start in range(0, len(group), CHUNK):
+            yield index, group[start:start + CHUNK]
+
+
+class DeadLetterReplay:
+    """Replays dead letters of one SyncService's target."""
+
+    def __init__(self, service: SyncService) -> None:
+        self.service = service
+        self.letters = DeadLetters(service.engine, service.tables)
+
+    def run(self, ids: Sequence[int] | None = None) -> ReplayOutcome:
+        """Replay these dead letters (all unresolved ones when None); never raises for a failed replay."""
+        outcome = ReplayOutcome(SyncResult(trigger=TRIGGER, mode=MODE, started_at=datetime.now(timezone.utc)))
+        result, started, fence = outcome.result, time.monotonic(), None
+        try:
+            self.service.ensure_tables()
+            pending = self._select(ids, outcome)
+            fence = self._acquire(result)
+            if fence is not None:
+                for index, letters in _chunks(pending):
+                    self._replay_chunk(index, letters, fence, outcome)
+                result.status = SUCCESS
+        except RtarfSyncError as error:
+            self._fail(result, str(error))
+        except sa.exc.DBAPIError as error:
+            self._fail(result, f"PostgreSQL: {str(error.orig or error).strip().splitlines()[0]}")
+        except Exception as error:  # noqa: BLE001 - like a run, a replay reports its failure
+            log.exception("dead-letter replay failed unexpectedly")
+            self._fail(result, f"{type(error).__name__}: {error}")
+        finally:
+            result.finished_at = datetime.now(timezone.utc)
+            result.duration_seconds = time.monotonic() - started
+            self._close(result, fence)
+        return outcome
+
+    def _fail(self, result: SyncResult, message: str) -> None:
+        result.status = FAILED
+        result.error = redact(message, self.service.secrets())
+
+    def _select(self, ids: Sequence[int] | None, outcome: ReplayOutcome) -> list[dict[str, Any]]:
+        rows = self.letters.rows(ids)
+        if ids is not None:
+            known = {row["id"] for row in rows}
+            outcome.not_found = sorted(set(ids) - known)
+        outcome.already_resolved = sum(1 for row in rows if row["resolved_at"] is not None)
+        return [row for row in rows if row["resolved_at"] is None]
+
+    def _acquire(self, result: SyncResult) -> Fence | None:
+        service = self.service
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        with service.engine.begin() as connection:
+            got = service.lease.acquire(connection, owner)
+        if isinstance(got, Holder):
+            result.status = SKIPPED
+            result.error = (f"another sync holds the lease on {service.settings.table} "
+                            f"({got.owner}, until {got.expires_at.isoformat()})")
+            return None
+        result.run_id = service.history.start(TRIGGER, owner, result.started_at or datetime.now(timezone.utc),
+                                              MODE)
+        return got
+
+    def _lookup(self, index: str, letters: list[dict[str, Any]]) -> _Chunk:
+        """Ask the engine for the current version of each document and sort the letters by outcome."""
+        service, settings = self.service, self.service.settings
+        doc_ids = sorted({letter["es_id"] for letter in letters})
+        hits = with_retry(lambda: service.api.find_ids(index, doc_ids), service.retry, f"search {index} by id")
+        current = {hit["_id"]: hit for hit in hits if hit.get("_index", index) == index}
+        chunk = _Chunk()
+        converted: dict[str, EventRow | None] = {}
+        for doc_id, hit in current.items():
+            row = to_row(hit, settings.cursor_field, settings.max_document_bytes)
+            converted[doc_id] = row if isinstance(row, EventRow) else None
+        for letter in letters:
+            if letter["es_id"] not in current:
+                chunk.gone_ids.append(letter["id"])
+            elif converted[letter["es_id"]] is None:
+                chunk.failing += 1
+            else:
+                chunk.written_ids.append(letter["id"])
+                chunk.ids_of[letter["es_id"]].append(letter["id"])
+        chunk.rows = [row for row in converted.values() if row is not None]
+        return chunk
+
+    def _replay_chunk(self, index: str, letters: list[dict[str, Any]], fence: Fence,
+                      outcome: ReplayOutcome) -> None:
+        chunk = self._lookup(index, letters)
+        try:
+            inserted, updated = self._write(chunk.rows, chunk.written_ids + chunk.gone_ids, fence)
+        except sa.exc.DBAPIError as error:
+            if not is_data_error(error):
+                raise
+            inserted, updated, refused = self._write_each(chunk, fence)
+            chunk.failing += refused
+        written = len(chunk.rows)
+        outcome.replayed += len(chunk.written_ids)
+        outcome.gone += len(chunk.gone_ids)
+        outcome.still_failing += chunk.failing
+        outcome.result.add(inserted, updated, written - inserted - updated, 0, chunk.failing)
+        self._count(outcome.result)
+
+    def _write(self, rows: list[EventRow], resolved: list[int], fence: Fence) -> tuple[int, int]:
+        """One fenced transaction: upsert the rows and resolve their dead letters together."""
+        service = self.service
+        with service.engine.begin() as connection:
+            service.lease.fence(connection, fence)
+            counts = service.sink.upsert(connection, rows)
+            self.letters.resolve(connection, resolved)
+        return counts
+
+    def _write_each(self, chunk: _Chunk, fence: Fence) -> tuple[int, int, int]:
+        """PostgreSQL refused a row of the chunk: write document by document; refused ones stay unresolved."""
+        inserted = updated = refused = 0
+        ids_of = chunk.ids_of
+        kept: list[int] = []
+        kept_rows: list[EventRow] = []
+        for row in chunk.rows:
+            try:
+                one_inserted, one_updated = self._write([row], ids_of[row.es_id], fence)
+            except sa.exc.DBAPIError as error:
+                if not is_data_error(error):
+                    raise
+                refused += len(ids_of[row.es_id])
+                continue
+            inserted, updated = inserted + one_inserted, updated + one_updated
+            kept.extend(ids_of[row.es_id])
+            kept_rows.append(row)
+        self._write([], chunk.gone_ids, fence)
+        chunk.written_ids, chunk.rows = kept, kept_rows
+        return inserted, updated, refused
+
+    def _count(self, result: SyncResult) -> None:
+        """Keep the run's history row in step with its counts (a replay has no page transaction of its own)."""
+        runs = self.service.tables.runs
+        with self.service.engine.begin() as connection:
+            connection.execute(sa.update(runs).where(runs.c.id == result.run_id).values(
+                pages=result.pages, total_processed=result.total_processed, inserted=result.inserted,
+                updated=result.updated, unchanged=result.unchanged, known_bad=result.known_bad))
+
+    def _close(self, result: SyncResult, fence: Fence | None) -> None:
+        if fence is None:
+            return
+        service = self.service
+        try:
+            service.history.finish(result)
+            with service.engine.begin() as connection:
+                service.lease.release(connection, fence)
+        except Exception as error:  # noqa: BLE001 - the lease expires on its own
+            log.warning("could not record the end of replay run %s: %s", result.run_id,
+                        redact(str(error).splitlines()[0], service.secrets()))
