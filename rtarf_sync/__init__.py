@@ -28,7 +28,7 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     from flask import Flask
 
     from rtarf_sync.service import extension
-    from rtarf_sync.api import auth, errors, health
+    from rtarf_sync.api import auth, errors, health, page
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.logs import configure_logging
     from rtarf_sync.service.scheduler import RtarfEventScheduler
@@ -42,6 +42,7 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     errors.init_app(app, redactor)
     app.register_blueprint(scheduler_routes.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(page.bp)
     if start_scheduler:
         extension.start(app)
     return app
