@@ -49,7 +49,7 @@ class GunicornProcess:
             raise AssertionError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
         try:
             return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a loaded machine
             return False
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:

@@ -150,7 +150,7 @@ def jobs_panel(jobs: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     rows = [[str(job["id"]), str(job.get("name", "")), str(job.get("trigger", "")),
              "paused" if job.get("next_run_time") is None else fmt.clock_and_relative(job["next_run_time"], now)]
             for job in jobs]
-    return _panel("Scheduled jobs", f"{len(jobs)} jobs", columns=["id", "name", "trigger", "next run"], rows=rows)
+    return _panel("Scheduled jobs", f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s"), columns=["id", "name", "trigger", "next run"], rows=rows)
 
 
 def _stale_success(overview: dict[str, Any] | None, status: dict[str, Any], now: datetime) -> str | None:
