@@ -266,9 +266,23 @@ def test_a_second_sync_while_one_runs_says_a_sync_is_already_running(
     assert answers and answers[0].status_code == 200
 
 
-def test_screenshots_in_light_dark_and_phone_width(page: WebDriver, tmp_path: Path) -> None:
+def _more_history(server: GunicornProcess, opensearch: EngineHttp, index: str) -> None:
+    """A few more real runs of different sizes, so the README's chart shows a history."""
+    first = EVENTS + 5
+    for size in (120, 40, 300, 80, 500, 60, 220, 30, 400, 150, 90, 260):
+        start = datetime.now(timezone.utc) - timedelta(minutes=1, milliseconds=first * 100)  # lands in the last minute
+        load_events(opensearch.bulk, index, size, first=first, start=start, spacing_ms=100)
+        opensearch.refresh(index)
+        first += size
+        assert server.post("/scheduler/sync-now", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_screenshots_in_light_dark_and_phone_width(page: WebDriver, server: GunicornProcess,
+                                                   opensearch: EngineHttp, index: str, tmp_path: Path) -> None:
     folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
+    if SCREENSHOTS:
+        _more_history(server, opensearch, index)
     refreshed(page)
     shots = {"status-page.png": ("light", 1280), "status-page-dark.png": ("dark", 1280),
              "status-page-phone.png": ("light", 390)}

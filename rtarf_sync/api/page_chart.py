@@ -60,8 +60,10 @@ def build_chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
     finished = [(rate, seconds) for rate, seconds, run in zip(rates, durations, ordered)
                 if run.get("duration_seconds") is not None]
     if ordered:
-        summary = (f"{len(ordered)} runs, {failed} failed; median {fmt.rate(median(r for r, _ in finished) if finished else 0)}"
-                   f" events/s and {fmt.duration(median(s for _, s in finished) if finished else 0)} per run")
+        typical_rate = median(rate for rate, _ in finished) if finished else 0.0
+        typical_seconds = median(seconds for _, seconds in finished) if finished else 0.0
+        summary = (f"{fmt.plural(len(ordered), 'run')}, {failed} failed; median {fmt.rate(typical_rate)} "
+                   f"events/s and {fmt.duration(typical_seconds)} per run")
     else:
         summary = "No runs recorded yet."
     return {"width": WIDTH, "height": HEIGHT, "rate_top": RATE_TOP, "rate_height": RATE_HEIGHT,

@@ -66,3 +66,8 @@ def count(value: int | float | None) -> str:
 def rate(value: float) -> str:
     """Events per second, rounded to what a person reads."""
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def plural(number: int, word: str, words: str | None = None) -> str:
+    """"1 run", "2 runs": the number with thousands separators and the right form of the word."""
+    return f"{number:,} {word if number == 1 else (words or word + 's')}"

@@ -39,7 +39,8 @@ def _state_card(status: dict[str, Any], now: datetime) -> dict[str, Any]:
     state = status.get("state") or ("running" if status.get("is_running") else "stopped")
     current = status.get("current_run")
     if current:
-        detail = f"a {current['trigger']} sync is in progress since {fmt.clock_and_relative(current['started_at'], now)}"
+        since = fmt.clock_and_relative(current["started_at"], now)
+        detail = f"a {current['trigger']} sync is in progress since {since}"
     elif state == "running":
         detail = f"next run {fmt.clock_and_relative(status.get('next_run_time'), now)}"
     else:
@@ -67,7 +68,8 @@ def _last_run_card(run: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
 
 def _lag_card(overview: dict[str, Any] | None) -> dict[str, Any]:
     if overview is None:
-        return {"key": "lag", "label": "Lag", "value": "unknown", "level": NONE, "detail": "PostgreSQL could not be read"}
+        return {"key": "lag", "label": "Lag", "value": "unknown", "level": NONE,
+                "detail": "PostgreSQL could not be read"}
     lag = overview.get("lag_seconds")
     if lag is None:
         return {"key": "lag", "label": "Lag", "value": "no cursor yet", "level": NONE,
@@ -80,8 +82,8 @@ def _lag_card(overview: dict[str, Any] | None) -> dict[str, Any]:
 def _rate_card(status: dict[str, Any], overview: dict[str, Any] | None) -> dict[str, Any]:
     runs = [run for run in (overview or {}).get("runs", []) if run["status"] != "running"]
     good = sum(1 for run in runs if run["status"] != "failed")
-    recent = f"; {good} of the last {len(runs)} recorded runs did not fail" if runs else ""
-    detail = (f"since this process started: {status.get('total_syncs', 0)} runs, "
+    recent = f"; {good} of the last {fmt.plural(len(runs), 'recorded run')} did not fail" if runs else ""
+    detail = (f"since this process started: {fmt.plural(status.get('total_syncs', 0), 'run')}, "
               f"{status.get('failed_syncs', 0)} failed{recent}")
     failed = status.get("failed_syncs", 0) or len(runs) - good
     return {"key": "success_rate", "label": "Success rate", "value": status.get("success_rate", "0.0%"),
@@ -104,8 +106,9 @@ def verification_panel(overview: dict[str, Any] | None, verify_route: bool, now:
         return _panel(title, "in step", OK, details=[totals, window])
     rows = [[fmt.clock(bucket.get("from")), fmt.clock(bucket.get("to")), fmt.count(bucket.get("source")),
              fmt.count(bucket.get("target"))] for bucket in check["differing"]]
-    return _panel(title, f"{check['buckets_differing']} buckets differ", WARN, details=[totals, window],
-                  columns=["from", "to", "engine", "PostgreSQL"], rows=rows)
+    summary = fmt.plural(check["buckets_differing"], "bucket differs", "buckets differ")
+    return _panel(title, summary, WARN, details=[totals, window], columns=["from", "to", "engine", "PostgreSQL"],
+                  rows=rows)
 
 
 def dead_letter_panel(overview: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
@@ -141,7 +144,7 @@ def webhook_panel(webhooks: dict[str, Any] | None, now: datetime) -> dict[str, A
              str(item.get("url", "")), str(item.get("status", "")), fmt.count(item.get("attempts")),
              str(item.get("last_error") or "")] for item in deliveries[:5]]
     return _panel(title, f"latest {len(deliveries)}: {counts}", WARN if bad else OK,
-                  details=[f"{len(endpoints)} endpoints, {disabled} disabled"],
+                  details=[f"{fmt.plural(len(endpoints), 'endpoint')}, {disabled} disabled"],
                   columns=["created", "event", "url", "status", "attempts", "last error"], rows=rows)
 
 
@@ -150,7 +153,8 @@ def jobs_panel(jobs: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     rows = [[str(job["id"]), str(job.get("name", "")), str(job.get("trigger", "")),
              "paused" if job.get("next_run_time") is None else fmt.clock_and_relative(job["next_run_time"], now)]
             for job in jobs]
-    return _panel("Scheduled jobs", f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s"), columns=["id", "name", "trigger", "next run"], rows=rows)
+    return _panel("Scheduled jobs", fmt.plural(len(jobs), "job"), columns=["id", "name", "trigger", "next run"],
+                  rows=rows)
 
 
 def _stale_success(overview: dict[str, Any] | None, status: dict[str, Any], now: datetime) -> str | None:
