@@ -41,3 +41,34 @@ def screenshot(driver: webdriver.Chrome, path: str, width: int) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(width, int(height) + 140)  # the window's frame takes a little of its height
     driver.save_screenshot(path)
+
+
+_CONTRAST = """
+const luminance = (color) => {
+  const [r, g, b] = color.match(/[\\d.]+/g).slice(0, 3).map(Number).map((value) => {
+    value /= 255;
+    return value <= 0.03928 ? value / 12.92 : Math.pow((value + 0.055) / 1.055, 2.4);
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const background = (element) => {
+  for (; element; element = element.parentElement) {
+    const color = getComputedStyle(element).backgroundColor;
+    if (color && color !== "rgba(0, 0, 0, 0)" && color !== "transparent") return color;
+  }
+  return "rgb(255, 255, 255)";
+};
+const low = [];
+for (const element of document.querySelectorAll(arguments[0])) {
+  if (!element.getClientRects().length || !element.textContent.trim()) continue;
+  const [one, two] = [luminance(getComputedStyle(element).color), luminance(background(element))];
+  const ratio = (Math.max(one, two) + 0.05) / (Math.min(one, two) + 0.05);
+  if (ratio < arguments[1]) low.push([element.id || element.className || element.tagName, ratio.toFixed(2)]);
+}
+return low;
+"""
+
+
+def low_contrast(driver: webdriver.Chrome, selector: str, minimum: float = 4.5) -> list[list[str]]:
+    """Visible text under `selector` whose colour against its background is below `minimum` (WCAG AA)."""
+    return driver.execute_script(_CONTRAST, selector, minimum)  # type: ignore[no-any-return]

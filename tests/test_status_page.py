@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from rtarf_sync.sample import load_events, make_event
-from tests.browser import color_scheme, screenshot, start_browser
+from tests.browser import color_scheme, low_contrast, screenshot, start_browser
 from tests.gunicorn_process import GunicornProcess
 from tests.harness.http import EngineHttp
 from tests.oracle import index_docs
@@ -40,6 +40,8 @@ IMG = '"><img src=x onerror="window.__xss = 2">'
 HOSTILE = {SCRIPT: IMG, IMG: SCRIPT}
 # STATUS_PAGE_SCREENSHOTS=docs (make screenshot) keeps the PNGs; otherwise they go to a temporary folder.
 SCREENSHOTS = os.environ.get("STATUS_PAGE_SCREENSHOTS")
+TEXT = ("h1, h2, .target, .headline, .card dt, .card .value, .card .detail, button:not(:disabled), .message, "
+        ".chart-label, figcaption, .panel .summary, .panel .details li, th, td, footer")
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +279,7 @@ def _more_history(server: GunicornProcess, opensearch: EngineHttp, index: str) -
         assert server.post("/scheduler/sync-now", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
-def test_screenshots_in_light_dark_and_phone_width(page: WebDriver, server: GunicornProcess,
+def test_screenshots_in_light_dark_and_phone_width_all_readable(page: WebDriver, server: GunicornProcess,
                                                    opensearch: EngineHttp, index: str, tmp_path: Path) -> None:
     folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
@@ -294,6 +296,7 @@ def test_screenshots_in_light_dark_and_phone_width(page: WebDriver, server: Guni
             overflow = page.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 0, f"{name}: the page is {overflow}px wider than the window"
+            assert low_contrast(page, TEXT) == [], f"{name}: text below a contrast of 4.5:1"
     finally:
         color_scheme(page, "light")
         page.set_window_size(1280, 1000)
