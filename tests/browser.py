@@ -22,11 +22,17 @@ def start_browser(width: int = 1280, height: int = 1000) -> webdriver.Chrome:
                      "--disable-extensions", "--no-first-run", f"--window-size={width},{height}",
                      "--force-prefers-reduced-motion"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, CSP violations
     service = Service(shutil.which("chromedriver") or CHROMEDRIVER)
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(60)
     driver.set_script_timeout(30)
     return driver
+
+
+def console_errors(driver: webdriver.Chrome) -> list[str]:
+    """Severe console messages since the last call: script errors, failed loads, blocked content."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def color_scheme(driver: webdriver.Chrome, scheme: str) -> None:

@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from rtarf_sync.sample import load_events, make_event
-from tests.browser import color_scheme, low_contrast, screenshot, start_browser
+from tests.browser import color_scheme, console_errors, low_contrast, screenshot, start_browser
 from tests.gunicorn_process import GunicornProcess
 from tests.harness.http import EngineHttp
 from tests.oracle import index_docs
@@ -178,6 +178,7 @@ def test_the_page_answers_at_a_glance_after_a_sync(page: WebDriver, server: Guni
 
 def test_hostile_ids_and_reasons_show_as_typed_and_never_run(page: WebDriver) -> None:
     def check() -> None:
+        assert console_errors(page) == []  # nothing failed to load, nothing was blocked, no script error
         assert page.execute_script("return window.__xss") is None
         assert page.find_elements(By.CSS_SELECTOR, "main img, main script") == []
         cells = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]

@@ -95,7 +95,13 @@
     $("offline-banner").hidden = false;
   }
 
+  let timer = null;
+  let refreshing = false;
+
   async function refresh() {
+    if (refreshing) return;  // one request at a time; the running one schedules the next
+    refreshing = true;
+    clearTimeout(timer);
     try {
       const response = await fetch(body.dataset.overviewUrl, {cache: "no-store"});
       if (!response.ok) throw new Error("HTTP " + response.status);
@@ -105,7 +111,8 @@
     } catch (error) {
       offline(error.message);
     } finally {
-      setTimeout(refresh, refreshMs);
+      refreshing = false;
+      timer = setTimeout(refresh, refreshMs);
     }
   }
 
@@ -159,6 +166,7 @@
       say(name + " could not reach the service: " + error.message, "bad");
     } finally {
       for (const other of document.querySelectorAll("[data-action]")) other.removeAttribute("aria-busy");
+      refresh();  // show what the action changed without waiting for the next period
     }
   }
 
@@ -187,5 +195,5 @@
   });
   $("forget-token").addEventListener("click", () => forgetToken(true));
   $("forget-token").hidden = !sessionStorage.getItem(TOKEN_KEY);
-  setTimeout(refresh, refreshMs);
+  timer = setTimeout(refresh, refreshMs);
 })();
