@@ -160,3 +160,29 @@ def test_a_page_without_tables_yet_shows_no_runs_rather_than_an_error(
         make_settings: Callable[..., Settings], db_engine: sa.Engine, table_name: str) -> None:
     overview = read_overview(db_engine, build_tables(f"{table_name}_none"), "rtarf-events-x", now=NOW)
     assert (overview["runs"], overview["lag_seconds"], overview["dead_letters"]["unresolved"]) == ([], None, 0)
+
+
+def test_panels_fill_in_when_the_routes_they_read_exist_and_a_database_outage_is_a_headline() -> None:
+    from flask import Blueprint, jsonify
+
+    from tests.support import offline_settings
+
+    settings = offline_settings()
+    before = create_app(settings).test_client().get("/scheduler/overview").get_json()["view"]
+    assert before["panels"]["webhooks"]["summary"] == "not available" and before["actions"]["verify"] is False
+
+    later = Blueprint("later_routes", __name__, url_prefix="/scheduler")  # what another feature adds
+    later.add_url_rule("/webhooks", "webhooks", lambda: jsonify({
+        "endpoints": [{"url": "https://***@hooks.example/in", "events": ["sync.failed"], "disabled": False}],
+        "deliveries": [{"id": 1, "event_type": "sync.failed", "url": "https://***@hooks.example/in",
+                        "status": "delivered", "attempts": 1, "created_at": NOW.isoformat()}]}))
+    later.add_url_rule("/verify", "verify", lambda: jsonify({}), methods=["POST"])
+    app = create_app(settings)
+    app.register_blueprint(later)
+    client = app.test_client()
+    view = client.get("/scheduler/overview").get_json()["view"]
+    assert view["panels"]["webhooks"]["summary"] == "latest 1: 1 delivered"
+    assert view["actions"]["verify"] is True
+    assert view["headline"]["text"].startswith("Attention: PostgreSQL could not be read: OperationalError")
+    body = client.get("/").get_data(as_text=True)
+    assert "latest 1: 1 delivered" in body and "not available in this version" not in body
