@@ -1,4 +1,4 @@
-.PHONY: test demo bench install
+.PHONY: test demo bench install screenshot
 
 ## Install dependencies (PostgreSQL server, Java, Maven if missing; .venv)
 install:
@@ -15,3 +15,7 @@ demo:
 ## Measure events per second end to end (N=200000 by default)
 bench:
 	scripts/bench.sh
+
+## Write screenshots of the status page (light, dark, phone width) into docs/, from a real run
+screenshot:
+	scripts/screenshot.sh

@@ -27,7 +27,7 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     """Build the app from validated settings; start the interval job only if asked and enabled."""
     from flask import Flask
 
-    from rtarf_sync.api import auth, dead_letters, errors, health, runs
+    from rtarf_sync.api import auth, dead_letters, errors, health, page, runs
     from rtarf_sync.api import metrics as metrics_routes
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.api import verification as verification_routes
@@ -50,6 +50,7 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     app.register_blueprint(metrics_routes.bp)
     app.register_blueprint(runs.bp)
     app.register_blueprint(dead_letters.bp)
+    app.register_blueprint(page.bp)
     if start_scheduler:
         extension.start(app)
     return app

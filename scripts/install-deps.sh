@@ -3,6 +3,7 @@
 #   - the PostgreSQL server from Debian's packages, if no initdb is found
 #   - Java and Maven from Debian's packages, if missing (OpenSearch runs in a JVM)
 #   - curl, if missing (the tests run the README's curl examples)
+#   - chromium and chromium-driver, if missing (the status page is tested in a headless browser)
 #   - a virtualenv in .venv with requirements-dev.txt
 # The OpenSearch jars are resolved by the test harness into ~/.cache/rtarf-sync.
 set -euo pipefail
@@ -17,6 +18,8 @@ fi
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)  # the README's curl examples are run as tests
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the status page's browser tests
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 
 if ((${#need_apt[@]})); then
     if [[ $(id -u) -ne 0 ]]; then

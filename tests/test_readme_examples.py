@@ -116,6 +116,9 @@ def test_every_curl_line_of_the_readme(token_server: GunicornProcess, table_name
         if line.endswith("/metrics"):
             assert "rtarf_sync_runs_total" in output
             continue
+        if line.endswith("localhost:8000/"):  # the status page, for people
+            assert "<h1>RTARF Event Sync</h1>" in output
+            continue
         body = json.loads(output)
         if "-X POST" in line and "Authorization" not in line:
             assert body["error"] == "Unauthorized", line

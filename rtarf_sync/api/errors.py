@@ -8,8 +8,9 @@
                                            500 for any other failed run
     any other exception                 -> 500, details only in the log
 
-Every JSON body also passes through the Redactor on its way out, so a secret
-that slipped into an error text never leaves the process.
+Every JSON, text and HTML body (the status page) also passes through the
+Redactor on its way out, so a secret that slipped into an error text never
+leaves the process.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def init_app(app: Flask, redactor: Redactor) -> None:
 
     @app.after_request
     def redact_body(response: Response) -> Response:
-        if response.is_json or response.mimetype == "text/plain":
+        if response.is_json or response.mimetype in ("text/plain", "text/html"):
             text = response.get_data(as_text=True)
             cleaned = redactor(text)
             if cleaned != text:
