@@ -28,7 +28,8 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     from flask import Flask
 
     from rtarf_sync.service import extension
-    from rtarf_sync.api import auth, errors, health
+    from rtarf_sync import notify
+    from rtarf_sync.api import auth, errors, health, trigger, webhooks
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.logs import configure_logging
     from rtarf_sync.service.scheduler import RtarfEventScheduler
@@ -38,10 +39,14 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     app.config["RTARF_SETTINGS"] = settings
     extension.init_app(app, scheduler or RtarfEventScheduler(settings=settings))
+    notify.init_app(app, extension.scheduler_of(app))
+    trigger.init_app(app)
     auth.init_app(app, settings.api_token)
     errors.init_app(app, redactor)
     app.register_blueprint(scheduler_routes.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(trigger.bp)
+    app.register_blueprint(webhooks.bp)
     if start_scheduler:
         extension.start(app)
     return app

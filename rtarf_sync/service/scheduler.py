@@ -62,6 +62,7 @@ class RtarfEventScheduler:
         self.settings = settings
         self.stats = SyncStats()
         self._result_listeners: list[ResultListener] = []
+        self._status_providers: list[Callable[[], dict[str, Any]]] = []
         self._service = service
         self._job = job
         self._run_lock = threading.Lock()  # one run at a time in this process, scheduled or manual
@@ -162,6 +163,10 @@ class RtarfEventScheduler:
     def add_result_listener(self, listener: ResultListener) -> None:
         """Call `listener(result)` after every run this scheduler counts (metrics, webhooks); it must be quick."""
         self._result_listeners.append(listener)
+
+    def add_status_provider(self, provider: Callable[[], dict[str, Any]]) -> None:
+        """Merge `provider()` into every `get_status()` (e.g. the trigger's state); it must be quick."""
+        self._status_providers.append(provider)
 
     def record(self, result: SyncResult) -> None:
         """Count one finished run and tell the result listeners; a failing listener is logged, never raised."""
@@ -284,6 +289,11 @@ class RtarfEventScheduler:
             "pid": os.getpid(),  # tells gunicorn workers apart
         }
         status.update(self.stats.snapshot())
+        for provider in list(self._status_providers):
+            try:
+                status.update(provider())
+            except Exception:  # noqa: BLE001 - status must answer even if an add-on cannot
+                logger.exception("A status provider failed")
         return status
 
     def get_jobs(self) -> list[dict[str, Any]]:
