@@ -61,7 +61,7 @@ class SyncTrigger:
         self._retry = retry_seconds
         self._debounce = scheduler.settings.trigger_debounce_seconds
         self._settle = float(scheduler.settings.settle_seconds)
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.RLock())
         self._first: float | None = None  # earliest trigger not yet covered by a run
         self._last: float | None = None  # latest trigger not yet covered
         self._thread: threading.Thread | None = None
@@ -150,20 +150,31 @@ class SyncTrigger:
             self._pause(self._retry)
             return
         started = self._clock()
+        with self._cond:
+            # Taken up now: a trigger from here on asks for a follow-up (unless this run covers it).
+            taken = (self._first, self._last)
+            self._covered_until(started - self._settle)
         try:
             result = self._scheduler.sync_now("trigger")
         except SyncBusy:  # a scheduled or manual run in this process: it may cover us; look again soon
-            self._pause(self._retry)
-            return
-        if result.status == SKIPPED:  # another process took the lease in between
+            result = None
+        if result is None or result.status == SKIPPED:  # SKIPPED: another process took the lease in between
+            self._restore(*taken)
             self._pause(self._retry)
             return
         with self._cond:
             self._runs += 1
-        self._covered_until(started - self._settle)
+
+    def _restore(self, first: float | None, last: float | None) -> None:
+        """Put back triggers a run did not take up after all."""
+        with self._cond:
+            if first is None or last is None:
+                return
+            self._first = first if self._first is None else min(first, self._first)
+            self._last = last if self._last is None else max(last, self._last)
 
     def _covered_until(self, moment: float) -> None:
-        """Forget triggers received at or before `moment`; later ones stay pending."""
+        """Forget triggers received at or before `moment`; later ones stay pending (RLock: re-entrant)."""
         with self._cond:
             if self._last is None or self._last <= moment:
                 self._first = self._last = None
