@@ -1,4 +1,4 @@
-.PHONY: test demo bench install
+.PHONY: test demo bench freshness install
 
 ## Install dependencies (PostgreSQL server, Java, Maven if missing; .venv)
 install:
@@ -15,3 +15,8 @@ demo:
 ## Measure events per second end to end (N=200000 by default)
 bench:
 	scripts/bench.sh
+
+## Measure freshness: indexed event to PostgreSQL row, with the trigger and with a 5 s interval
+freshness:
+	scripts/install-deps.sh
+	.venv/bin/python -m benchmarks.freshness $(if $(SECONDS),--seconds $(SECONDS))
