@@ -30,7 +30,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import requests
 import sqlalchemy as sa
 
 from rtarf_sync.sample import bulk_payload, make_event

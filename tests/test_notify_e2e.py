@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-import requests
 import sqlalchemy as sa
 
 from rtarf_sync.sample import load_events
 from tests.gunicorn_process import ROOT, GunicornProcess
 from tests.harness.http import EngineHttp
 from tests.harness.process import free_port, spawn
-from tests.support import count_rows, lease_holder, load_sample, runs_of, target_locked, waiting_service_backends, wait_for
+from tests.support import (count_rows, lease_holder, load_sample, runs_of, target_locked, waiting_service_backends,
+                           wait_for)
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e

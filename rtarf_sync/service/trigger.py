@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rtarf_sync.trigger")
 
 RETRY_SECONDS = 0.5  # how often a waiting worker looks at the lease again
+IDLE_CHECK_SECONDS = 5.0
 
 
 class TriggerRefused(RuntimeError):
@@ -123,7 +124,7 @@ class SyncTrigger:
         with self._cond:
             while not self._stopped():
                 if self._first is None:
-                    self._cond.wait()
+                    self._cond.wait(IDLE_CHECK_SECONDS)  # wakes on a trigger; the timeout notices a shutdown
                     continue
                 remaining = self._due() - self._clock()
                 if remaining <= 0:
