@@ -171,3 +171,36 @@ def test_a_hanging_receiver_is_cut_at_the_timeout_and_never_delays_a_sync(
         assert client.post("/scheduler/sync-now").status_code == 200  # the next sync runs at once
     finally:
         release.set()
+
+
+def test_an_endless_answer_is_read_only_up_to_the_cap(make_app: AppFactory) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stopped = threading.Event()
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-length", str(10**12))
+            self.end_headers()
+            try:
+                while True:  # until the service hangs up
+                    self.wfile.write(b"x" * 1024)
+            except OSError:
+                stopped.set()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = make_app(f"http://127.0.0.1:{server.server_port}/hook", RTARF_WEBHOOK_EVENTS="*").test_client()
+        client.post("/scheduler/sync-now")
+        delivered = wait_for(lambda: [d for d in deliveries(client) if d["status"] == "delivered"], what="delivered")
+        assert delivered[0]["attempts"] == 1
+        assert stopped.wait(30)  # the service closed the connection instead of reading on
+    finally:
+        server.shutdown()
+        server.server_close()
