@@ -1,4 +1,4 @@
-.PHONY: test demo bench install screenshot
+.PHONY: test demo bench freshness install screenshot
 
 ## Install dependencies (PostgreSQL server, Java, Maven if missing; .venv)
 install:
@@ -19,3 +19,7 @@ bench:
 ## Write screenshots of the status page (light, dark, phone width) into docs/, from a real run
 screenshot:
 	scripts/screenshot.sh
+## Measure freshness: indexed event to PostgreSQL row, with the trigger and with a 5 s interval
+freshness:
+	scripts/install-deps.sh
+	.venv/bin/python -m benchmarks.freshness $(if $(SECONDS),--seconds $(SECONDS))

@@ -99,6 +99,7 @@ class WebhookSettings:
     events: tuple[str, ...] = _DEFAULT_WEBHOOK_EVENTS
     timeout_seconds: float = 10.0
     max_attempts: int = 8
+    retry_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -344,6 +345,7 @@ def _webhooks(environ: Mapping[str, str]) -> WebhookSettings:
         urls=urls, secret=secret, events=_webhook_events(environ),
         timeout_seconds=_number(environ, "RTARF_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 300),
         max_attempts=_integer(environ, "RTARF_WEBHOOK_MAX_ATTEMPTS", 8, 1, 100),
+        retry_seconds=_number(environ, "RTARF_WEBHOOK_RETRY_SECONDS", 5.0, 0.01, 3600),
     )
 
 

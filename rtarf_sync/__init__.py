@@ -27,7 +27,8 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     """Build the app from validated settings; start the interval job only if asked and enabled."""
     from flask import Flask
 
-    from rtarf_sync.api import auth, dead_letters, errors, health, page, runs
+    from rtarf_sync import notify
+    from rtarf_sync.api import auth, dead_letters, errors, health, page, runs, trigger, webhooks
     from rtarf_sync.api import metrics as metrics_routes
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.api import verification as verification_routes
@@ -40,8 +41,18 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     app.config["RTARF_SETTINGS"] = settings
     extension.init_app(app, scheduler or RtarfEventScheduler(settings=settings))
-    verification.init_app(app, extension.scheduler_of(app))
-    metrics.init_app(app, extension.scheduler_of(app))
+    sync_scheduler = extension.scheduler_of(app)
+    notifier = notify.init_app(app, sync_scheduler)
+    verifications = verification.init_app(app, sync_scheduler)
+    counters = metrics.init_app(app, sync_scheduler)
+    notifier.add_delivery_listener(counters.webhook_delivered)
+
+    def announce_drift(answer: dict[str, Any]) -> None:
+        if not answer["in_step"]:
+            notifier.publish("verify.drift", {"verify": answer})
+
+    verifications.add_listener(announce_drift)
+    trigger.init_app(app)
     auth.init_app(app, settings.api_token)
     errors.init_app(app, redactor)
     app.register_blueprint(scheduler_routes.bp)
@@ -51,6 +62,8 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     app.register_blueprint(runs.bp)
     app.register_blueprint(dead_letters.bp)
     app.register_blueprint(page.bp)
+    app.register_blueprint(trigger.bp)
+    app.register_blueprint(webhooks.bp)
     if start_scheduler:
         extension.start(app)
     return app

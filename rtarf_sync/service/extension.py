@@ -31,6 +31,9 @@ def start(app: Flask) -> bool:
     Call it in the process that serves requests: a gunicorn worker after the
     fork, or the dev server's child under the reloader. Calling it again is harmless.
     """
+    from rtarf_sync import notify
+
+    notify.start(app)  # webhooks are delivered whether or not the interval job runs
     scheduler = scheduler_of(app)
     if not scheduler.settings.sync_enabled:
         logger.info("Interval sync is disabled (RTARF_SYNC_ENABLED=false); "
@@ -45,7 +48,11 @@ def start(app: Flask) -> bool:
 
 def shutdown(app: Flask, timeout: float | None = None) -> bool:
     """Stop the scheduler of `app` for good, waiting up to `timeout` seconds for a running sync."""
+    from rtarf_sync import notify
+
     scheduler = scheduler_of(app)
     if timeout is None:
         timeout = scheduler.settings.graceful_timeout_seconds * 0.8
-    return scheduler.shutdown(timeout)
+    finished = scheduler.shutdown(timeout)
+    notify.shutdown(app)  # after the last run, so its notification is stored
+    return finished

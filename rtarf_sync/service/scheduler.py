@@ -66,6 +66,7 @@ class RtarfEventScheduler:
         self.settings = settings
         self.stats = SyncStats()
         self._result_listeners: list[ResultListener] = []
+        self._status_providers: list[Callable[[], dict[str, Any]]] = []
         self._service = service
         self._job = job
         self._run_lock = threading.Lock()  # one run at a time in this process, scheduled or manual
@@ -211,6 +212,10 @@ class RtarfEventScheduler:
         """Call `listener(result)` after every run this scheduler counts (metrics, webhooks); it must be quick."""
         self._result_listeners.append(listener)
 
+    def add_status_provider(self, provider: Callable[[], dict[str, Any]]) -> None:
+        """Merge `provider()` into every `get_status()` (e.g. the trigger's state); it must be quick."""
+        self._status_providers.append(provider)
+
     def record(self, result: SyncResult) -> None:
         """Count one finished run and tell the result listeners; a failing listener is logged, never raised."""
         self.stats.record(result)
@@ -348,6 +353,11 @@ class RtarfEventScheduler:
         }
         status.update(self.stats.snapshot())
         status.update(status_fields(self.stored_state.get()))  # from PostgreSQL, cached
+        for provider in list(self._status_providers):
+            try:
+                status.update(provider())
+            except Exception:  # noqa: BLE001 - status must answer even if an add-on cannot
+                logger.exception("A status provider failed")
         return status
 
     def get_jobs(self) -> list[dict[str, Any]]:

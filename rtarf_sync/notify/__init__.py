@@ -1,0 +1,57 @@
+"""Signed webhooks (Standard Webhooks) with a durable PostgreSQL outbox.
+
+    notify.init_app(app, scheduler)   # in create_app: builds the Notifier, subscribes it to results
+    notify.start(app)                 # after the fork: starts the delivery thread
+    notifier_of(app).publish("verify.drift", {"verify": result})
+    Outbox(settings, engine_factory).enqueue("verify.drift", {"verify": result})   # synchronous store
+
+Modules: `events` (types and bodies), `endpoints` (masked URLs and keys),
+`outbox` (the tables), `delivery` (one signed attempt), `notifier` (the thread).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rtarf_sync.notify.notifier import Notifier
+from rtarf_sync.notify.outbox import Outbox
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from rtarf_sync.service.scheduler import RtarfEventScheduler
+
+__all__ = ["EXTENSION_KEY", "Notifier", "Outbox", "init_app", "notifier_of", "shutdown", "start"]
+
+EXTENSION_KEY = "rtarf_notifier"
+
+
+def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Notifier:
+    """Build the notifier on the scheduler's database engine and subscribe it to every counted run."""
+    notifier = Notifier(scheduler.settings, lambda: scheduler.service.engine,
+                        lambda run_id: scheduler.service.history.get(run_id),
+                        prepare=lambda: scheduler.service.ensure_tables())
+    scheduler.add_result_listener(notifier.on_result)
+    app.extensions[EXTENSION_KEY] = notifier
+    return notifier
+
+
+def notifier_of(app: Flask | None = None) -> Notifier:
+    """The notifier of `app`, or of the app serving the current request."""
+    from flask import current_app
+
+    target = app if app is not None else current_app
+    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+
+
+def start(app: Flask) -> bool:
+    """Start delivering in this process (a gunicorn worker after the fork); harmless to repeat."""
+    notifier = app.extensions.get(EXTENSION_KEY)
+    return notifier.start() if notifier is not None else False
+
+
+def shutdown(app: Flask, timeout: float = 5.0) -> None:
+    """Stop delivering; anything still queued in memory is stored first."""
+    notifier = app.extensions.get(EXTENSION_KEY)
+    if notifier is not None:
+        notifier.close(timeout)
