@@ -40,8 +40,9 @@ def test_other_error_statuses_abort(status: int) -> None:
     assert f"HTTP {status} illegal_argument_exception bad" in str(error)
 
 
-def test_rejected_execution_is_transient_whatever_the_status() -> None:
-    body = {"error": {"root_cause": [{"type": "es_rejected_execution_exception", "reason": "queue full"}],
+@pytest.mark.parametrize("kind", ["es_rejected_execution_exception", "rejected_execution_exception"])
+def test_rejected_execution_is_transient_whatever_the_status(kind: str) -> None:
+    body = {"error": {"root_cause": [{"type": kind, "reason": "queue full"}],
                       "type": "search_phase_execution_exception", "reason": "all shards failed"}}
     assert isinstance(classify(400, body, "search"), TransientError)
 
@@ -144,6 +145,31 @@ def test_a_terminated_backend_is_transient(db_engine: sa.Engine) -> None:
     finally:
         victim.invalidate()
         victim.close()
+    assert is_transient(caught.value)
+
+
+def test_a_refused_database_connection_is_transient() -> None:
+    engine = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf",
+                              connect_args={"connect_timeout": 2})
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as caught:
+            engine.connect()
+    finally:
+        engine.dispose()
+    assert is_transient(caught.value)
+
+
+@pytest.mark.parametrize(("setting", "sqlstate"), [("lock_timeout", "55P03"), ("statement_timeout", "57014")])
+def test_lock_and_statement_timeouts_are_transient(setting: str, sqlstate: str, db_engine: sa.Engine,
+                                                   table_name: str) -> None:
+    _table(db_engine, table_name)
+    with db_engine.connect() as holder, db_engine.connect() as waiter:
+        holder.execute(sa.text(f'LOCK TABLE "{table_name}" IN ACCESS EXCLUSIVE MODE'))
+        waiter.execute(sa.text(f"SET {setting} = '100ms'"))
+        with pytest.raises(sa.exc.DBAPIError) as caught:
+            waiter.execute(sa.text(f'SELECT * FROM "{table_name}"'))
+        holder.rollback()
+    assert caught.value.orig.sqlstate == sqlstate  # type: ignore[union-attr]
     assert is_transient(caught.value)
 
 

@@ -22,6 +22,8 @@ T = TypeVar("T")
 Json = dict[str, Any]
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _EXPIRED_TYPES = ("search_context_missing_exception", "search_context_expired_exception")
+# A full thread pool or indexing-pressure limit: Elasticsearch names it with its es_ prefix, OpenSearch without.
+_REJECTED_TYPES = ("es_rejected_execution_exception", "rejected_execution_exception")
 
 
 class SearchApi(Protocol):
@@ -68,7 +70,7 @@ def classify(status: int | None, body: Any, what: str) -> Exception:
     text = f"{what}: HTTP {status} {kind or ''} {reason}".strip()
     if kind in _EXPIRED_TYPES or "search_context_missing" in str(body):
         return ContextExpired(text)
-    if status in _TRANSIENT_STATUS or kind == "es_rejected_execution_exception":
+    if status in _TRANSIENT_STATUS or kind in _REJECTED_TYPES:
         return TransientError(text)
     return SourceError(text)
 
