@@ -20,6 +20,7 @@ from rtarf_sync.engine.sync import SyncService
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
 from tests.oracle import engine_docs, scalar, table_docs
+from tests.support import prepare_tables, wait_for
 
 
 @pytest.fixture
@@ -109,19 +110,19 @@ def test_retries_exhausted_fail_the_run_and_the_next_run_completes(
     assert _pits_balanced(es_server)
 
 
-def test_an_expired_point_in_time_fails_the_run_and_loses_nothing(
+def test_an_expired_point_in_time_is_reopened_and_nothing_is_lost(
         loaded: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
         make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
     es_server.faults.only_paths("_search")
-    es_server.faults.delay_next(2, 0.3)
+    es_server.faults.expire_pits_at_search(2)  # the second page meets an unknown context
     service = SyncService(make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=30))
-    expire = threading.Timer(0.45, es_server.faults.expire_pits)
-    expire.start()
-    result = service.run()
-    expire.join()
-    assert result.status == "failed" and "search_context_missing" in (result.error or "")
-    assert service.run().status == "success"
+    outcome = [service.run()]
+    result = outcome[0]
+    assert result.status == "success", result.error  # type: ignore[attr-defined]
+    assert (result.inserted, result.unchanged) == (120, 0)  # type: ignore[attr-defined]
+    assert "reopened it and resumed after sort values" in result.warnings[0]  # type: ignore[attr-defined]
     assert table_docs(db_engine, table_name) == engine_docs(loaded, index_name)
+    assert _pits_balanced(es_server)
 
 
 def test_lost_postgresql_connections_are_retried(loaded: EngineHttp, es_server: EsProtocolServer,
@@ -186,12 +187,20 @@ def test_a_stale_owner_cannot_commit_after_another_took_over(
     settings = make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=40, RTARF_LEASE_TTL_SECONDS=5)
     es_server.faults.only_paths("_search")
     es_server.faults.delay_next(1, 0)
-    es_server.faults.delay_next(1, 6.5)  # the stale owner stalls longer than its lease
+    es_server.faults.delay_next(1, 3)  # the stale owner stalls on page 2
+    prepare_tables(settings)  # so that polling the runs table never races their creation
     stale = SyncService(settings)
     outcome: dict[str, object] = {}
     worker = threading.Thread(target=lambda: outcome.update(result=stale.run()))
     worker.start()
-    time.sleep(5.6)
+    wait_for(lambda: scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t",
+                            t=table_name) == 1, what="the stale owner's first page")
+    # The owner now stalls on page 2. Like a paused or partitioned process, it lost its lease
+    # meanwhile: another owner took it (a new epoch) and let it lapse. Done in one statement, so
+    # the stalled owner's renewal thread cannot renew in between.
+    with db_engine.begin() as connection:
+        connection.execute(sa.text("UPDATE rtarf_sync_lease SET epoch = epoch + 1, owner = 'an-owner-since-gone', "
+                                   "expires_at = now() - interval '1 second' WHERE name = :t"), {"t": table_name})
     taker = SyncService(settings).run()
     worker.join(30)
     stale_result = outcome["result"]
@@ -199,4 +208,4 @@ def test_a_stale_owner_cannot_commit_after_another_took_over(
     assert stale_result.status == "failed" and "taken over" in (stale_result.error or "")  # type: ignore[attr-defined]
     assert table_docs(db_engine, table_name) == engine_docs(loaded, index_name)
     epochs = scalar(db_engine, "SELECT epoch FROM rtarf_sync_lease WHERE name = :t", t=table_name)
-    assert epochs == 2
+    assert epochs == 3

@@ -28,8 +28,10 @@ from rtarf_sync.engine.errors import PitUnsupported, RtarfSyncError, RunInterrup
 from rtarf_sync.engine.lease import Fence, Holder, Lease
 from rtarf_sync.engine.prefetch import Prefetch
 from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader
+from rtarf_sync.engine.renewal import LeaseKeeper
 from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
+from rtarf_sync.engine.run_start import begin_run, release_now
 from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.engine.sink import COUNTERS, PageCounts, PostgresSink, is_transient
 from rtarf_sync.engine.tables import build_tables, create_tables
@@ -149,7 +151,8 @@ class SyncService:
             self.ensure_tables()
             fence = self._acquire(result)
             if fence is not None:
-                self._run_pages(result, fence)
+                with LeaseKeeper(self.engine, self.lease, fence) as keeper:
+                    self._run_pages(result, fence, keeper)
                 result.status = PARTIAL if result.failed else SUCCESS
         except RtarfSyncError as error:
             self._fail(result, str(error))
@@ -181,9 +184,11 @@ class SyncService:
                             f"({got.owner}, until {got.expires_at.isoformat()})")
             log.info("Sync skipped: %s", result.error)
             return None
-        result.run_id = self._db(lambda: self.history.start(
-            result.trigger, owner, result.started_at or datetime.now(timezone.utc), result.mode),
-            "record run start")
+        try:
+            result.run_id = begin_run(self.history, self._db, result, owner)
+        except BaseException:
+            release_now(self.engine, self.lease, got, self._db)  # not left blocking others for a TTL
+            raise
         return got
 
     def _plan(self, sink: PostgresSink) -> ReadPlan:
@@ -203,7 +208,7 @@ class SyncService:
         mode = self.settings.read_mode
         if mode in ("auto", "pit"):
             try:
-                with PitReader(self.api, plan, self.retry) as reader:
+                with PitReader(self.api, plan, self.retry, on_reopen=result.warnings.append) as reader:
                     result.read_mode = reader.mode
                     yield from reader.pages()
                 return
@@ -215,7 +220,7 @@ class SyncService:
             result.read_mode = scroll.mode
             yield from scroll.pages()
 
-    def _run_pages(self, result: SyncResult, fence: Fence) -> None:
+    def _run_pages(self, result: SyncResult, fence: Fence, keeper: LeaseKeeper | None = None) -> None:
         sink, history = self.sink, self.history
         result.engine = self.api.kind
         log.info("Starting RTARF event sync from %s...", "OpenSearch" if result.engine == "opensearch"
@@ -227,6 +232,8 @@ class SyncService:
             for page_no, (rows, rejects) in enumerate(pages, start=1):
                 if self._stop.is_set():
                     raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
+                if keeper is not None:
+                    keeper.check()
                 counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no)
                 result.add(**vars(counts))
                 log.debug("page %d committed: %s", page_no, counts)
