@@ -81,7 +81,7 @@ class Seen:
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     fault: str | None
 
 
@@ -184,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         body = self._body()
         path = self.path.partition("?")[0]
-        fault = proxy.decide(self.command, path, {k: v for k, v in self.headers.items()})
+        fault = proxy.decide(self.command, path, {k.lower(): v for k, v in self.headers.items()})
         if fault is not None and fault.kind == "delay":
             proxy.stopping.wait(fault.seconds)  # then forwarded as usual: a slow engine, not a dead one
         if fault is not None and fault.kind == "stall":
