@@ -100,7 +100,11 @@ def opensearch() -> Iterator[EngineHttp]:
         say(f"OpenSearch: using RTARF_TEST_OPENSEARCH_URL={url}")
         yield EngineHttp(url, "opensearch")
         return
-    node = OpenSearchNode().start()
+    # Expired search contexts are reaped every second instead of every minute, and a new point in
+    # time is not kept for 30 s while it is created, so a test can see one really expire after a
+    # keep-alive of a few seconds.
+    node = OpenSearchNode(settings={"search.keep_alive_interval": "1s",
+                                    "point_in_time.init.keep_alive": "2s"}).start()
     try:
         yield EngineHttp(node.url, "opensearch")
     finally:

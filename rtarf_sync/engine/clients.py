@@ -7,6 +7,8 @@ type. The clients' own retries are off: `retry.with_retry` owns retrying.
 
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
@@ -20,8 +22,11 @@ from rtarf_sync.engine.errors import ContextExpired, PitUnsupported, SourceError
 
 T = TypeVar("T")
 Json = dict[str, Any]
+log = logging.getLogger("rtarf_sync.clients")  # the name log filters know
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _EXPIRED_TYPES = ("search_context_missing_exception", "search_context_expired_exception")
+# A full thread pool or indexing-pressure limit: Elasticsearch names it with its es_ prefix, OpenSearch without.
+_REJECTED_TYPES = ("es_rejected_execution_exception", "rejected_execution_exception")
 
 
 class SearchApi(Protocol):
@@ -77,15 +82,33 @@ def classify(status: int | None, body: Any, what: str) -> Exception:
     text = f"{what}: HTTP {status} {kind or ''} {reason}".strip()
     if kind in _EXPIRED_TYPES or "search_context_missing" in str(body):
         return ContextExpired(text)
-    if status in _TRANSIENT_STATUS or kind == "es_rejected_execution_exception":
+    if status in _TRANSIENT_STATUS or kind in _REJECTED_TYPES:
         return TransientError(text)
     return SourceError(text)
+
+
+def tls_refused(what: str, error: BaseException) -> SourceError:
+    """A TLS handshake the client refused: retrying cannot fix a certificate, so abort at once, saying why."""
+    causes: list[BaseException] = [error, *getattr(error, "errors", ())]
+    while causes[-1].__cause__ is not None or causes[-1].__context__ is not None:
+        causes.append(causes[-1].__cause__ or causes[-1].__context__)  # type: ignore[arg-type]
+        if len(causes) > 10:
+            break
+    text = " ".join(str(cause) for cause in causes)
+    found = re.search(r"certificate verify failed: [^()'\"]*", text) or re.search(r"\[SSL[^\]]*\][^()'\"]*", text)
+    detail = found.group(0).strip() if found else text[:200]
+    return SourceError(f"{what}: TLS handshake with the engine failed ({detail}); check RTARF_ES_CA_CERTS "
+                       "(the CA that signed the engine's certificate) or the engine URL")
 
 
 def _connection_options(settings: Settings, timeout_key: str) -> Json:
     """Timeout and TLS options both clients take; their own retries stay off (retry.py retries)."""
     options: Json = {timeout_key: settings.es_request_timeout_seconds, "max_retries": 0,
                      "retry_on_timeout": False, "verify_certs": settings.es_verify_certs}
+    if not settings.es_verify_certs:
+        log.warning("RTARF_ES_VERIFY_CERTS=false: the engine's TLS certificate is not verified; anyone on the "
+                    "network path can read or change what the sync copies")
+        options["ssl_show_warn"] = False  # said once above, not on every request
     if settings.es_ca_certs:
         options["ca_certs"] = settings.es_ca_certs
     return options
@@ -122,6 +145,8 @@ class ElasticsearchApi:
             response = call()
         except elasticsearch.ApiError as error:
             raise classify(error.meta.status, error.body, what) from None
+        except elastic_transport.TlsError as error:
+            raise tls_refused(what, error) from None
         except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as error:
             raise TransientError(f"{what}: {type(error).__name__}: {error.message}") from None
         except elastic_transport.TransportError as error:
@@ -192,6 +217,8 @@ class OpenSearchApi:
                 # Sorting on _id warns about fielddata on every page; the sync knows.
                 warnings.simplefilter("ignore", opensearchpy.OpenSearchWarning)
                 return call()
+        except opensearchpy.SSLError as error:
+            raise tls_refused(what, error) from None
         except opensearchpy.ConnectionError as error:
             raise TransientError(f"{what}: {type(error).__name__}: {error.error}") from None
         except opensearchpy.TransportError as error:

@@ -2,7 +2,9 @@
 
 Each reader is an explicit cursor loop: it stops on an empty page, raises if
 the cursor repeats, fails a page whose answer has shard failures or timed out
-(instead of advancing past it), and always closes its context.
+(instead of advancing past it), and always closes its context. A point in time
+that expires mid-run (a stall longer than its keep-alive) is reopened and the
+loop resumes after the last page's sort values, a few times at most.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from types import TracebackType
 from typing import Any, Callable, Iterator
 
 from rtarf_sync.engine.clients import Json, SearchApi
-from rtarf_sync.engine.errors import SourceError, TransientError
+from rtarf_sync.engine.errors import ContextExpired, SourceError, TransientError
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 
 log = logging.getLogger("rtarf_sync.reader")  # the name log filters know
@@ -58,12 +60,17 @@ class PitReader:
     mode = "pit"
 
     def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy, *, pit_id: str | None = None,
-                 slice_of: tuple[int, int] | None = None) -> None:
+                 slice_of: tuple[int, int] | None = None, on_reopen: Callable[[str], None] | None = None,
+                 max_reopens: int = 3) -> None:
         self.api, self.plan, self.retry = api, plan, retry
         # A slice reads a point in time its caller opened and closes; alone it owns its own.
         self.pit_id: str | None = pit_id
         self.owns_pit = pit_id is None
         self.slice_of = slice_of
+        # Only a reader that owns its point in time may reopen it: slices share theirs, so an
+        # expired one fails the run, and the next run reads the scope again.
+        self.reopens, self.on_reopen = 0, on_reopen
+        self.max_reopens = max_reopens if self.owns_pit else 0
         # Elasticsearch has _shard_doc; OpenSearch 2.x does not, so it sorts on (_index, _id).
         self.tiebreakers: list[Any] = ([{"_shard_doc": "asc"}] if api.kind == "elasticsearch"
                                        else [{"_index": "asc"}, {"_id": "asc"}])
@@ -97,19 +104,48 @@ class PitReader:
         check_complete(answer, "search page")
         return answer
 
+    def _search(self, after: list[Any] | None, pages: int) -> Json:
+        """The page after `after`; an expired point in time is reopened and the page asked again."""
+        while True:
+            try:
+                return with_retry(lambda: self._page(after), self.retry, "search page")
+            except ContextExpired as expired:
+                if self.reopens >= self.max_reopens:
+                    raise ContextExpired(f"{expired} (after reopening the point in time {self.reopens} "
+                                         "times)") from None
+                self._reopen(after, pages, expired)
+
+    def _reopen(self, after: list[Any] | None, pages: int, expired: ContextExpired) -> None:
+        # Resuming after the last page's sort values in a fresh point in time reads every document
+        # not yet read; one made visible since is read too, like any document of the window, and
+        # the version guard keeps a document read twice from being counted or written twice.
+        self.reopens += 1
+        note = (f"the point in time expired after page {pages} ({expired}); reopened it and resumed "
+                f"after sort values {after!r} (reopen {self.reopens} of at most {self.max_reopens})")
+        log.warning(note)
+        if self.on_reopen is not None:
+            self.on_reopen(note)
+        stale, self.pit_id = self.pit_id, None
+        _quietly(lambda: self.api.close_pit(stale or ""), "close the expired point in time")
+        self.pit_id = with_retry(lambda: self.api.open_pit(self.plan.index, self.plan.keep_alive),
+                                 self.retry, "reopen point in time")
+
     def pages(self) -> Iterator[list[Json]]:
         """Yield pages of hits until the point in time is exhausted."""
         after: list[Any] | None = None
+        pages = 0
         while True:
-            answer = with_retry(lambda: self._page(after), self.retry, "search page")
+            answer = self._search(after, pages)
             self.pit_id = answer.get("pit_id", self.pit_id)
             hits: list[Json] = answer["hits"]["hits"]
             if not hits:
                 return
-            yield hits
             last = hits[-1].get("sort")
             if not last or last == after:
+                # Checked before the page is handed on: a repeated page is never written twice.
                 raise SourceError(f"paging cursor did not advance past {after!r}")
+            yield hits
+            pages += 1
             after = last
 
 

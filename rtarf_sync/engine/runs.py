@@ -45,6 +45,28 @@ class RunHistory:
                 owner=owner, status="running", started_at=started_at, mode=mode, range_from=range_from,
                 range_to=range_to).returning(self.table.c.id)).scalar_one())
 
+    def running_of(self, owner: str) -> int | None:
+        """The id of the run `owner` recorded as running, if that record landed (owners are unique per run)."""
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(self.table.c.id).where(
+                self.table.c.target_table == self.tables.target.name, self.table.c.owner == owner,
+                self.table.c.status == "running").order_by(self.table.c.id).limit(1)).scalar()
+
+    def close_abandoned(self, owner: str) -> list[int]:
+        """Mark failed the runs of this target still `running` under another owner; call only holding the lease.
+
+        Whoever holds the lease is the only one running, so such a row belongs to a process
+        that died (killed, lost its host) before it could record how its run ended.
+        """
+        with self.engine.begin() as connection:
+            closed = connection.execute(sa.update(self.table).where(
+                self.table.c.target_table == self.tables.target.name, self.table.c.status == "running",
+                self.table.c.owner != owner,
+            ).values(status="failed", finished_at=sa.func.now(),
+                     error="abandoned: its process stopped before recording the end of the run "
+                           "(closed by the next run)").returning(self.table.c.id)).scalars().all()
+        return sorted(int(run_id) for run_id in closed)
+
     def finish(self, result: SyncResult) -> None:
         """Record how a run ended."""
         if result.run_id is None:

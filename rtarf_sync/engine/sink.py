@@ -34,7 +34,12 @@ _COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_p
 _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
               "event_timestamp timestamptz, source text, es_seq_no bigint, es_primary_term bigint) "
               "ON COMMIT DELETE ROWS")
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "53300"}
+# Serialization failure, deadlock, commit outcome unknown, lock timeout, statement timeout or
+# cancel, server shutdown or restart, lost connection, too many connections, out of memory or
+# disk. Everything else answered with an SQLSTATE (bad data, bad SQL, authorization,
+# program limits) fails the same way again.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "40003", "55P03", "57014", "57P01", "57P02", "57P03",
+                        "08000", "08001", "08003", "08004", "08006", "53100", "53200", "53300"}
 COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
 Stored = tuple[int | None, int | None]  # (primary_term, seq_no) as stored; None for a soft-deleted row
 
@@ -57,9 +62,11 @@ class _PageOptions(NamedTuple):
 
 def is_transient(error: sa.exc.DBAPIError) -> bool:
     """Lost connections, deadlocks and serialization failures pass; bad data does not."""
-    if error.connection_invalidated or isinstance(error, sa.exc.OperationalError):
-        return True
-    return getattr(error.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate is None:
+        # No server answer to classify: connecting failed or the connection broke.
+        return isinstance(error, sa.exc.OperationalError) or error.connection_invalidated
+    return sqlstate in _TRANSIENT_SQLSTATES
 
 
 def is_data_error(error: sa.exc.DBAPIError) -> bool:

@@ -36,7 +36,7 @@ def single_stream(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode:
     """Pages of one point in time, or of a scroll where the engine has none."""
     if read_mode in ("auto", "pit"):
         try:
-            with PitReader(api, plan, retry) as reader:
+            with PitReader(api, plan, retry, on_reopen=result.warnings.append) as reader:
                 result.read_mode = reader.mode
                 yield from reader.pages()
             return

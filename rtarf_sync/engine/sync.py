@@ -30,8 +30,10 @@ from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, TransientEr
 from rtarf_sync.engine.lease import Fence, Holder, Lease
 from rtarf_sync.engine.plan import INCREMENTAL, RunScope
 from rtarf_sync.engine.reconcile import Reconciliation
+from rtarf_sync.engine.renewal import LeaseKeeper
 from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
+from rtarf_sync.engine.run_start import begin_run, release_now
 from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.engine.sink import COUNTERS, PageCounts, PostgresSink, is_transient
 from rtarf_sync.engine.slices import read_pages
@@ -177,7 +179,8 @@ class SyncService:
             self.ensure_tables()
             fence = self._acquire(result, scope)
             if fence is not None:
-                self._run_pages(result, fence, scope, force)
+                with LeaseKeeper(self.engine, self.lease, fence) as keeper:
+                    self._run_pages(result, fence, scope, force, keeper)
                 result.status = PARTIAL if result.failed else SUCCESS
         except RtarfSyncError as error:
             self._fail(result, str(error))
@@ -209,12 +212,15 @@ class SyncService:
                             f"({got.owner}, until {got.expires_at.isoformat()})")
             log.info("Sync skipped: %s", result.error)
             return None
-        result.run_id = self._db(lambda: self.history.start(
-            result.trigger, owner, result.started_at or datetime.now(timezone.utc), result.mode,
-            scope.start, scope.end), "record run start")
+        try:
+            result.run_id = begin_run(self.history, self._db, result, owner, scope.start, scope.end)
+        except BaseException:
+            release_now(self.engine, self.lease, got, self._db)  # not left blocking others for a TTL
+            raise
         return got
 
-    def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool) -> None:
+    def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool,
+                   keeper: LeaseKeeper) -> None:
         s = self.settings
         result.engine = self.api.kind
         log.info("Starting RTARF event sync (%s) from %s...", scope.mode,
@@ -223,7 +229,7 @@ class SyncService:
         deletes = self._reconciliation(scope, result, fence) if scope.reconciles else None
         try:
             # Pages of parallel slices come out of cursor order: the cursor moves once, at the end.
-            highest = self._copy_pages(result, fence, scope, slices, deletes)
+            highest = self._copy_pages(result, fence, scope, slices, deletes, keeper)
             if scope.moves_cursor and slices > 1 and highest is not None:
                 self._db(lambda: self.sink.move_cursor(highest, fence, result.run_id or 0), "move cursor")
             if deletes is not None:
@@ -236,7 +242,7 @@ class SyncService:
         result.cursor = iso(stored) if stored is not None else None
 
     def _copy_pages(self, result: SyncResult, fence: Fence, scope: RunScope, slices: int,
-                    deletes: Reconciliation | None) -> datetime | None:
+                    deletes: Reconciliation | None, keeper: LeaseKeeper) -> datetime | None:
         """Read the scope and commit it page by page; return the newest cursor value read."""
         sink, history, s = self.sink, self.history, self.settings
         plan = scope.read_plan(s, self._db(sink.load_cursor, "load cursor"))
@@ -249,6 +255,7 @@ class SyncService:
             for page_no, (rows, rejects) in enumerate(pages, start=1):
                 if self._stop.is_set():
                     raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
+                keeper.check()
                 began = time.perf_counter()
                 counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no,
                                            per_page, deletes.seen if deletes else None)

@@ -35,6 +35,8 @@ class Decision:
     drop: bool = False
     status: int | None = None
     shard_failure: bool = False
+    timed_out: bool = False
+    expire: bool = False
 
 
 def injected_error(status: int) -> EsError:
@@ -53,6 +55,8 @@ class Faults:
         self._delays: collections.deque[float] = collections.deque()
         self._drops = 0
         self._shard_failures = 0
+        self._timeouts = 0
+        self._expire_at: list[int] = []  # countdowns of searches until every point in time expires
         self._path_filter: str | None = None
 
     def fail_next(self, n: int, status: int = 429) -> None:
@@ -77,6 +81,16 @@ class Faults:
         with self._lock:
             self._shard_failures += n
 
+    def timed_out_next(self, n: int) -> None:
+        """Answer the next n searches with 200, `timed_out: true` and only part of their hits."""
+        with self._lock:
+            self._timeouts += n
+
+    def expire_pits_at_search(self, nth: int) -> None:
+        """Expire every open point in time just before the nth matching search from now is answered."""
+        with self._lock:
+            self._expire_at.append(nth)
+
     def expire_pits(self) -> int:
         """Make every open point in time unknown now; return how many there were."""
         return self._expire_pits()
@@ -93,6 +107,8 @@ class Faults:
             self._delays.clear()
             self._drops = 0
             self._shard_failures = 0
+            self._timeouts = 0
+            self._expire_at.clear()
             self._path_filter = None
 
     def take(self, path: str, is_search: bool) -> Decision:
@@ -101,6 +117,13 @@ class Faults:
             if self._path_filter is not None and self._path_filter not in path:
                 return Decision()
             delay = self._delays.popleft() if self._delays else 0.0
+            expire = False
+            if is_search and self._expire_at:
+                self._expire_at = [left - 1 for left in self._expire_at]
+                expire = 0 in self._expire_at
+                self._expire_at = [left for left in self._expire_at if left > 0]
+            if expire:
+                return Decision(delay, expire=True)
             if self._drops:
                 self._drops -= 1
                 return Decision(delay, drop=True)
@@ -109,4 +132,7 @@ class Faults:
             if is_search and self._shard_failures:
                 self._shard_failures -= 1
                 return Decision(delay, shard_failure=True)
+            if is_search and self._timeouts:
+                self._timeouts -= 1
+                return Decision(delay, timed_out=True)
             return Decision(delay)

@@ -74,7 +74,14 @@ class App:
         if decision.shard_failure:
             return 200, partial_failure(_quiet_json(request), "injected shard failure")
         assert endpoint is not None  # found, or routing_error was answered above
-        return _call(endpoint, self.backend, request, parts)
+        if decision.expire:
+            self.faults.expire_pits()
+        status, body = _call(endpoint, self.backend, request, parts)
+        if decision.timed_out and status == 200 and isinstance(body, dict):
+            # What a search that hit its timeout answers: success, the flag, and only the hits found so far.
+            hits = body.get("hits", {}).get("hits", [])
+            body = {**body, "timed_out": True, "hits": {**body["hits"], "hits": hits[: len(hits) // 2]}}
+        return status, body
 
 
 def _quiet_json(request: Request) -> Any:
