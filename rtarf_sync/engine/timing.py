@@ -1,4 +1,7 @@
-"""Page read timings: a SearchApi that reports how long each search or scroll request took."""
+"""Page read timings: a SearchApi that reports how long each page's search or scroll request took.
+
+The empty answer that ends a read is not a page, so it is not reported.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,12 @@ from typing import Any, Callable
 from rtarf_sync.engine.clients import Json, SearchApi
 
 
+def _has_hits(answer: Json) -> bool:
+    return bool((answer.get("hits") or {}).get("hits"))
+
+
 class TimedSearch:
-    """Delegates to `api`; each `search` and `scroll` reports ("read", start time) to `observe`."""
+    """Delegates to `api`; each `search` and `scroll` with hits reports ("read", start time) to `observe`."""
 
     def __init__(self, api: SearchApi, observe: Callable[[str, float], None]) -> None:
         self._api, self._observe = api, observe
@@ -19,14 +26,14 @@ class TimedSearch:
 
     def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
         began = time.perf_counter()
-        try:
-            return self._api.search(body, index=index, scroll=scroll)
-        finally:
+        answer = self._api.search(body, index=index, scroll=scroll)
+        if _has_hits(answer):
             self._observe("read", began)
+        return answer
 
     def scroll(self, scroll_id: str, keep_alive: str) -> Json:
         began = time.perf_counter()
-        try:
-            return self._api.scroll(scroll_id, keep_alive)
-        finally:
+        answer = self._api.scroll(scroll_id, keep_alive)
+        if _has_hits(answer):
             self._observe("read", began)
+        return answer
