@@ -74,7 +74,7 @@ def trigger_runs(db_engine: sa.Engine, table: str, finished: bool = True) -> lis
 def idle(server: GunicornProcess) -> bool:
     """True when the (single) worker has no trigger pending and no run in progress."""
     status = server.get("/scheduler/status").json()
-    return not status["trigger"]["pending"] and not status["sync_in_progress"]
+    return not (status["trigger"]["pending"] or status["trigger"]["running"] or status["sync_in_progress"])
 
 
 def test_trigger_coalesces_bursts_queues_one_follow_up_and_refuses_while_paused(

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from tests.gunicorn_process import GunicornProcess
 from tests.harness.http import EngineHttp
-from tests.support import count_rows, load_sample
+from tests.support import count_rows, load_sample, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -125,7 +125,9 @@ def test_every_curl_line_of_the_readme(token_server: GunicornProcess, table_name
         elif line.endswith("/nope"):
             assert body["error"] == "Not Found"
         elif line.endswith("/trigger"):
-            assert body["message"] == "Sync requested", body  # an earlier line started the interval job
+            # 202 once an earlier line started the interval job, 409 while it is paused or disabled.
+            assert body.get("message") == "Sync requested" or "trigger refused" in body["message"], body
+            wait_for(lambda: _trigger_idle(token_server), what="the triggered run to end before the next line")
         elif "-X POST" not in line and line.endswith("/sync-now"):
             assert body["error"] == "Method Not Allowed"
         elif line.endswith("/sync-now"):
@@ -133,6 +135,11 @@ def test_every_curl_line_of_the_readme(token_server: GunicornProcess, table_name
         else:
             assert "error" not in body, (line, body)
     assert count_rows(db_engine, table_name) == EVENTS
+
+
+def _trigger_idle(server: GunicornProcess) -> bool:
+    status = server.get("/scheduler/status").json()
+    return not (status["trigger"]["pending"] or status["trigger"]["running"] or status["sync_in_progress"])
 
 
 def test_the_readme_python_blocks(token_server: GunicornProcess, environment: dict[str, str], table_name: str,

@@ -23,7 +23,7 @@ def test_trigger_is_refused_while_the_interval_job_is_disabled_and_needs_the_tok
         assert refused.status_code == 409
         assert refused.get_json()["error"] == "Conflict" and "stopped" in refused.get_json()["message"]
         status = client.get("/scheduler/status").get_json()
-        assert status["trigger"] == {"pending": False, "due_at": None, "runs": 0}
+        assert status["trigger"] == {"pending": False, "running": False, "due_at": None, "runs": 0}
         assert status["total_syncs"] == 0  # nothing ran
     finally:
         scheduler_of(app).shutdown(timeout=5)

@@ -55,6 +55,7 @@ class Notifier:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._store_lock = threading.Lock()  # close() may store while the thread is still in an attempt
         self._listeners: list[DeliveryListener] = []
         self._unrecorded_failure = False  # a failed run the history table never saw (database down)
 
@@ -126,6 +127,10 @@ class Notifier:
 
     def _store_queued(self) -> bool:
         """Move queued notifications into the outbox, oldest first; False if the database refused."""
+        with self._store_lock:
+            return self._store_queued_locked()
+
+    def _store_queued_locked(self) -> bool:
         while self._queue:
             kind, item = self._queue[0]
             try:

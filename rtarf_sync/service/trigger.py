@@ -70,6 +70,7 @@ class SyncTrigger:
         self._last: float | None = None  # latest trigger not yet covered
         self._thread: threading.Thread | None = None
         self._runs = 0
+        self._running = False  # a triggered run is being started or is running
         self._closed = False
 
     def request(self) -> bool:
@@ -88,10 +89,11 @@ class SyncTrigger:
         return coalesced
 
     def state(self) -> dict[str, Any]:
-        """What GET /scheduler/status shows about triggers: pending, when due, runs started by triggers."""
+        """What GET /scheduler/status shows: a run pending, a triggered run running, when due, runs so far."""
         with self._cond:
             due = self._due() if self._first is not None else None
-            return {"pending": self._first is not None, "due_at": _iso(due), "runs": self._runs}
+            return {"pending": self._first is not None, "running": self._running, "due_at": _iso(due),
+                    "runs": self._runs}
 
     def close(self) -> None:
         """Stop the trigger thread (a run it started finishes under the scheduler's own shutdown)."""
@@ -159,10 +161,14 @@ class SyncTrigger:
             # Taken up now: a trigger from here on asks for a follow-up (unless this run covers it).
             taken = (self._first, self._last)
             self._covered_until(started - self._settle)
+            self._running = True
         try:
             result = self._scheduler.sync_now("trigger")
         except SyncBusy:  # a scheduled or manual run in this process: it may cover us; look again soon
             result = None
+        finally:
+            with self._cond:
+                self._running = False
         if result is None or result.status == SKIPPED:  # SKIPPED: another process took the lease in between
             self._restore(*taken)
             self._pause(self._retry)
