@@ -167,8 +167,12 @@ def test_slices_of_one_point_in_time_partition_it(engine: EngineHttp, api: Searc
     every = [doc_id for ids in slices for doc_id in ids]
     assert len(every) == len(set(every)) == 90
     assert all(ids for ids in slices)
-    with pytest.raises(Exception, match=r"x_content_parse_exception .*\[slice\] failed to parse field \[max\]"):
-        api.search({"size": 1, "slice": {"id": 0, "max": 1}, "pit": {"id": api.open_pit(index_name, "1m")}})
+    pit_id = api.open_pit(index_name, "1m")
+    try:
+        with pytest.raises(Exception, match=r"x_content_parse_exception .*\[slice\] failed to parse field \[max\]"):
+            api.search({"size": 1, "slice": {"id": 0, "max": 1}, "pit": {"id": pit_id}})
+    finally:
+        api.close_pit(pit_id)
 
 
 def test_ids_lookup_restricted_to_one_index(engine: EngineHttp, api: SearchApi, index_name: str) -> None:

@@ -89,7 +89,7 @@ def test_full_run_soft_deletes_what_is_gone_and_a_recreated_document_comes_back(
     assert deleted_keys(db_engine, table_name) == {(index_name, "e10"), (index_name, "e11")}
     assert stored_cursor(db_engine, table_name) == cursor
     assert_in_step(db_engine, table_name, engine, index_name)
-    # Re-created (a new version counting from scratch in some engines): the row comes back.
+    # Re-created: the next run that reads it writes it again, clears deleted_at, counts it updated.
     index_docs(engine, index_name, {"e10": events("e", 12)["e10"]})
     engine.refresh(index_name)
     again = post({"mode": "full"})
