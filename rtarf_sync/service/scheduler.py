@@ -49,6 +49,7 @@ HAND_OVER_SECONDS = 5.0
 
 SyncJob = Callable[[], SyncResult]
 ResultListener = Callable[[SyncResult], None]
+PageObserver = Callable[[str, float], None]
 
 
 class RtarfEventScheduler:
@@ -65,6 +66,7 @@ class RtarfEventScheduler:
         self.settings = settings
         self.stats = SyncStats()
         self._result_listeners: list[ResultListener] = []
+        self._page_observers: list[PageObserver] = []  # handed to the SyncService when it is built
         self._service = service
         self._job = job
         self._run_lock = threading.Lock()  # one run at a time in this process, scheduled or manual
@@ -111,6 +113,10 @@ class RtarfEventScheduler:
             if self._service is None:
                 from rtarf_sync.engine.sync import SyncService  # the sync core is only needed once a run starts
                 self._service = SyncService(self.settings)
+            if self._page_observers:
+                for observer in self._page_observers:
+                    self._service.add_page_observer(observer)
+                self._page_observers = []
             return self._service
 
     # -- running one sync --------------------------------------------------------------
@@ -183,6 +189,14 @@ class RtarfEventScheduler:
     def add_result_listener(self, listener: ResultListener) -> None:
         """Call `listener(result)` after every run this scheduler counts (metrics, webhooks); it must be quick."""
         self._result_listeners.append(listener)
+
+    def add_page_observer(self, observer: PageObserver) -> None:
+        """Have the SyncService call `observer(stage, seconds)` for every page, without building it now."""
+        with self._service_lock:
+            if self._service is None:
+                self._page_observers.append(observer)
+                return
+        self._service.add_page_observer(observer)
 
     def record(self, result: SyncResult) -> None:
         """Count one finished run and tell the result listeners; a failing listener is logged, never raised."""
