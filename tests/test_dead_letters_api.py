@@ -167,3 +167,18 @@ def test_find_ids_gives_current_versions_and_nothing_for_a_missing_index(
         assert api.find_ids(f"{index_name}-gone", ["a"]) == []
     finally:
         api.close()
+
+
+def test_replay_waits_for_no_one_while_another_process_holds_the_lease(
+        app: Flask, table_name: str, db_engine: sa.Engine) -> None:
+    service = scheduler_of(app).service
+    with db_engine.begin() as connection:
+        held = service.lease.acquire(connection, "other-host:1:abcdef12")
+    assert held.owner == "other-host:1:abcdef12"
+    answer = app.test_client().post("/scheduler/dead-letters/replay", json={}, headers=AUTH)
+    assert answer.status_code == 409, answer.get_json()
+    assert "other-host:1:abcdef12" in answer.get_json()["message"]
+    assert scalar(db_engine, "SELECT count(*) FROM rtarf_sync_dead_letters WHERE target_table = :t "
+                             "AND resolved_at IS NULL", t=table_name) == 4
+    status = app.test_client().get("/scheduler/status").get_json()
+    assert status["skipped_syncs"] == 1  # counted like a skipped sync, for the metrics and webhooks too

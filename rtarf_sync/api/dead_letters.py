@@ -16,7 +16,6 @@ from rtarf_sync.api.params import (MAX_ID, BadParameter, choice_param, handle_ro
                                    json_object, path_id, text_param, with_tables)
 from rtarf_sync.engine.dead_letters import DeadLetters
 from rtarf_sync.engine.history import MAX_LIMIT
-from rtarf_sync.engine.replay import TRIGGER, DeadLetterReplay, ReplayOutcome
 from rtarf_sync.engine.result import FAILED, SyncResult
 from rtarf_sync.service.extension import scheduler_of
 
@@ -68,6 +67,8 @@ def _replay_ids(body: dict[str, Any]) -> list[int] | None:
 @bp.post("/dead-letters/replay")
 def replay() -> Response:
     """Fetch each dead letter's document again and write those that now convert: {replayed, still_failing, gone}."""
+    from rtarf_sync.engine.replay import TRIGGER, DeadLetterReplay, ReplayOutcome  # the sync core, on first use
+
     ids = _replay_ids(json_object())
     scheduler = scheduler_of()
     outcomes: list[ReplayOutcome] = []

@@ -11,7 +11,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.runs import run_object
 from rtarf_sync.engine.tables import Tables
 
 RUN_STATUSES = ("running", "success", "partial", "failed")
@@ -40,6 +39,8 @@ class RunPage:
 def list_runs(engine: sa.Engine, tables: Tables, limit: int = 20, before: int | None = None,
               where: RunFilter = RunFilter()) -> RunPage:
     """Runs of this target, newest first, at most `limit` (1 to MAX_LIMIT)."""
+    from rtarf_sync.engine.runs import run_object  # with the sink: the app imports this module at start-up
+
     runs = tables.runs
     query = (sa.select(runs).where(runs.c.target_table == tables.target.name)
              .order_by(runs.c.id.desc()).limit(limit + 1))

@@ -159,7 +159,7 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler) -> SyncMetrics:
     """Build the metrics of `app` and hook them to its scheduler and sync service."""
     metrics = SyncMetrics(scheduler)
     scheduler.add_result_listener(metrics.observe_run)
-    scheduler.service.add_page_observer(metrics.observe_page)
+    scheduler.add_page_observer(metrics.observe_page)
     app.extensions[EXTENSION_KEY] = metrics
     return metrics
 

@@ -11,7 +11,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
-from rtarf_sync.engine.history import prune_runs
 from rtarf_sync.engine.result import SyncResult
 
 if TYPE_CHECKING:
@@ -44,6 +43,8 @@ class HistoryPruner:
 
     def prune(self) -> int:
         """Delete runs older than the retention now; return how many went (0 on failure)."""
+        from rtarf_sync.engine.history import prune_runs  # the sync core loads with the first run, not at start-up
+
         service = self.service()
         try:
             removed = prune_runs(service.engine, service.tables, self.days)

@@ -50,6 +50,7 @@ HAND_OVER_SECONDS = 5.0
 
 SyncJob = Callable[[], SyncResult]
 ResultListener = Callable[[SyncResult], None]
+PageObserver = Callable[[str, float], None]
 
 
 class RtarfEventScheduler:
@@ -67,6 +68,7 @@ class RtarfEventScheduler:
         self.stats = SyncStats()
         self._result_listeners: list[ResultListener] = []
         self._status_providers: list[Callable[[], dict[str, Any]]] = []
+        self._page_observers: list[PageObserver] = []  # handed to the SyncService when it is built
         self._service = service
         self._job = job
         self._run_lock = threading.Lock()  # one run at a time in this process, scheduled or manual
@@ -114,6 +116,10 @@ class RtarfEventScheduler:
             if self._service is None:
                 from rtarf_sync.engine.sync import SyncService  # the sync core is only needed once a run starts
                 self._service = SyncService(self.settings)
+            if self._page_observers:
+                for observer in self._page_observers:
+                    self._service.add_page_observer(observer)
+                self._page_observers = []
             return self._service
 
     # -- running one sync --------------------------------------------------------------
@@ -215,6 +221,14 @@ class RtarfEventScheduler:
     def add_status_provider(self, provider: Callable[[], dict[str, Any]]) -> None:
         """Merge `provider()` into every `get_status()` (e.g. the trigger's state); it must be quick."""
         self._status_providers.append(provider)
+
+    def add_page_observer(self, observer: PageObserver) -> None:
+        """Have the SyncService call `observer(stage, seconds)` for every page, without building it now."""
+        with self._service_lock:
+            if self._service is None:
+                self._page_observers.append(observer)
+                return
+        self._service.add_page_observer(observer)
 
     def record(self, result: SyncResult) -> None:
         """Count one finished run and tell the result listeners; a failing listener is logged, never raised."""
