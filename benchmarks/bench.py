@@ -4,7 +4,8 @@ Starts a real OpenSearch node and a durable PostgreSQL cluster (default fsync
 and synchronous_commit), loads N sample events, and measures, each in a child
 process of its own: the sync at N/4 and at N events, the read and write
 ceilings, the naive baseline on a sample, an incremental run with nothing
-new, and a full re-read after 10% of the events changed. It prints the
+new, a full reconciliation with 1 and 4 slices, and a full re-read after 10%
+of the events changed. It prints the
 figures, the checks and the targets; `--record` also writes them into
 benchmarks/README.md. Raw figures go to benchmarks/results/ (not tracked).
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from benchmarks import reconcile
 from benchmarks.cpu import tree_cpu_seconds
 from benchmarks.dataset import Dataset, say
 from benchmarks.report import record, render, targets
@@ -159,6 +161,7 @@ def measure_all(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any],
     objects = bench.sql(f"SELECT count(*) FROM {full} WHERE jsonb_typeof(source) = 'object'")
     f["incremental"] = bench.measure("incremental runs with no new events", "sync", full, runs=2)
     f["incremental_expected"] = bench.window_count(f["ours"]["runs"][0]["cursor"])
+    f["reconcile"] = reconcile.measure(bench, full, read=f["read"])
     before = iso(BASE_TIME + timedelta(seconds=k))  # events 0..k-1 are stamped before this instant
     f["baseline"] = bench.measure(f"naive baseline on {k:,} events", "baseline", "ev_naive", before=before)
     naive_rows = bench.sql("SELECT count(*) FROM ev_naive")
@@ -168,7 +171,7 @@ def measure_all(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any],
     f["bytes"]["resync"] = data.source_bytes()
     bench.sql("DELETE FROM rtarf_sync_cursor WHERE target_table = %s", full)
     f["resync"] = bench.measure(f"full re-read after {f['changed']:,} changed", "sync", full)
-    return f, _checks(f, rows, objects, naive_rows)
+    return f, _checks(f, rows, objects, naive_rows) + reconcile.checks(f["reconcile"], n)[:1]
 
 
 def _checks(f: dict[str, Any], rows: int, objects: int, naive_rows: int) -> list[tuple[str, bool]]:

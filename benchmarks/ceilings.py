@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from benchmarks.dataset import row_pages
 from config import Settings
+from rtarf_sync.engine.plan import RunScope
 from rtarf_sync.engine.reader import PitReader
 from rtarf_sync.engine.sync import SyncService
 from rtarf_sync.engine.tables import build_tables
@@ -26,18 +27,11 @@ from rtarf_sync.engine.tables import build_tables
 _COLUMNS = "es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term"
 
 
-class _NoCursor:
-    """Stands in for the sink when asking the service for a first run's plan."""
-
-    def load_cursor(self) -> None:
-        return None
-
-
 def read_ceiling(settings: Settings) -> dict[str, Any]:
     """Page through every event the way a first sync run does, and write nothing."""
     service = SyncService(settings)
     # The service's own plan, so the query, sort and page size cannot drift from the sync's.
-    plan = service._plan(_NoCursor())  # type: ignore[arg-type]  # noqa: SLF001
+    plan = RunScope.build(settings, "incremental", None, None).read_plan(settings, None)  # a first run's
     events = pages = 0
     started = time.perf_counter()
     with PitReader(service.api, plan, service.retry) as reader:

@@ -51,7 +51,7 @@ def sync(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        result = service.run("bench")
+        result = service.run("bench", mode=spec.get("mode", "incremental"))
         if profiler is not None:
             profiler.disable()
         runs.append({**result.to_dict(), "seconds": time.perf_counter() - started})
@@ -64,7 +64,7 @@ def sync(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Dispatch one job."""
-    settings = load_settings(spec["env"])
+    settings = load_settings({**spec["env"], **spec.get("extra_env", {})})
     job = spec["job"]
     if job == "sync":
         return sync(settings, spec)

@@ -116,6 +116,14 @@ def _tries(figures: dict[str, Any]) -> str:
     return f"  best of {figures['repeat']} interleaved tries counts; every try in seconds: {spread}"
 
 
+def _reconcile_lines(figures: dict[str, Any]) -> list[str]:
+    if "reconcile" not in figures:  # a figures file recorded before full runs existed
+        return []
+    from benchmarks.reconcile import lines
+
+    return lines(figures["reconcile"], figures["events"])
+
+
 def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
     """The whole report as printed and recorded."""
     n, b = figures["events"], figures["bytes"]
@@ -150,6 +158,7 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
              f"    it re-reads the {figures['overlap_seconds']} s overlap window below the cursor: "
              f"{cold['total_processed']} events read ({expected} expected), inserted {cold['inserted']}, "
              f"updated {cold['updated']}, unchanged {cold['unchanged']}",
+             *_reconcile_lines(figures),
              f"  after {figures['changed']:,} of {n:,} events changed (re-indexed, new _seq_no), cursor reset, "
              f"full re-read: inserted {resync['inserted']:,}, updated {resync['updated']:,}, "
              f"unchanged {resync['unchanged']:,}",

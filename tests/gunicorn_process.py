@@ -49,8 +49,8 @@ class GunicornProcess:
             raise AssertionError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
         try:
             return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
+        except (requests.ConnectionError, requests.Timeout):
+            return False  # not up yet, or a busy machine: ask again until the deadline
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         """GET a path of the server."""

@@ -149,3 +149,37 @@ def test_scroll_reads_every_document_once(engine: EngineHttp, api: SearchApi, in
     ids = [hit["_id"] for page in pages for hit in page]
     assert [len(page) for page in pages] == [20, 20, 5]
     assert len(set(ids)) == 45
+
+
+def test_slices_of_one_point_in_time_partition_it(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    engine.create_index(index_name, shards=2)
+    engine.bulk(bulk_payload(index_name, (make_event(n) for n in range(90))))
+    engine.refresh(index_name)
+    plan = ReadPlan(index_name, MATCH_ALL, "@timestamp", 7, "1m")
+    pit_id = api.open_pit(index_name, "1m")
+    try:
+        slices = []
+        for number in range(3):
+            with PitReader(api, plan, RetryPolicy(0), pit_id=pit_id, slice_of=(number, 3)) as reader:
+                slices.append([hit["_id"] for page in reader.pages() for hit in page])
+    finally:
+        api.close_pit(pit_id)
+    every = [doc_id for ids in slices for doc_id in ids]
+    assert len(every) == len(set(every)) == 90
+    assert all(ids for ids in slices)
+    with pytest.raises(Exception, match=r"x_content_parse_exception .*\[slice\] failed to parse field \[max\]"):
+        api.search({"size": 1, "slice": {"id": 0, "max": 1}, "pit": {"id": api.open_pit(index_name, "1m")}})
+
+
+def test_ids_lookup_restricted_to_one_index(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    for suffix in ("a", "b"):
+        engine.create_index(f"{index_name}-{suffix}")
+        _index_docs(engine, f"{index_name}-{suffix}", {"same": {"@timestamp": "2025-11-14T10:00:00Z"},
+                                                       f"only-{suffix}": {"@timestamp": "2025-11-14T10:00:00Z"}})
+        engine.refresh(f"{index_name}-{suffix}")
+    query = {"bool": {"filter": [{"ids": {"values": ["same", "only-a", "only-b", "never"]}},
+                                 {"term": {"_index": f"{index_name}-a"}}]}}
+    answer = api.search({"size": 10, "_source": False, "query": query}, index=f"{index_name}-*")
+    assert sorted((hit["_index"], hit["_id"]) for hit in answer["hits"]["hits"]) == [
+        (f"{index_name}-a", "only-a"), (f"{index_name}-a", "same")]
+    assert api.existing_indices([f"{index_name}-a", f"{index_name}-gone"]) == {f"{index_name}-a"}

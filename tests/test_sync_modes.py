@@ -89,7 +89,7 @@ def test_full_run_soft_deletes_what_is_gone_and_a_recreated_document_comes_back(
     assert deleted_keys(db_engine, table_name) == {(index_name, "e10"), (index_name, "e11")}
     assert stored_cursor(db_engine, table_name) == cursor
     assert_in_step(db_engine, table_name, engine, index_name)
-    # Re-created (a new version counting from scratch in some engines): the row comes back.
+    # Re-created: the next run that reads it writes it again, clears deleted_at, counts it updated.
     index_docs(engine, index_name, {"e10": events("e", 12)["e10"]})
     engine.refresh(index_name)
     again = post({"mode": "full"})
@@ -216,3 +216,30 @@ def test_one_and_four_slices_bring_the_same_rows(engine: EngineHttp, index_name:
         tables.append(table_docs(db_engine, table))
     assert tables[0] == tables[1] == {key: doc for key, doc in engine_docs(engine, index_name).items()
                                       if key[1] != "no-stamp"}
+
+
+def test_cli_sync_runs_full_and_range(elasticsearch: EngineHttp, index_name: str, table_name: str,
+                                      db_engine: sa.Engine, make_settings: Callable[..., Settings],
+                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from rtarf_sync.cli.main import main
+
+    elasticsearch.create_index(index_name)
+    index_docs(elasticsearch, index_name, events("e", 6))
+    elasticsearch.refresh(index_name)
+    make_settings(elasticsearch, index_name)  # the same variables, checked
+    for name, value in {"RTARF_DATABASE_URL": str(db_engine.url.render_as_string(hide_password=False)),
+                        "RTARF_TABLE": table_name, "RTARF_ES_URL": elasticsearch.url, "RTARF_ES_INDEX": index_name,
+                        "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_SYNC_SETTLE_SECONDS": "0"}.items():
+        monkeypatch.setenv(name, value)
+    start, end = engine_time(BASE), engine_time(BASE + timedelta(hours=3))
+    assert main(["sync", "--progress-every", "0", "--from", start, "--to", end]) == 0
+    ranged = json.loads(capsys.readouterr().out)
+    assert (ranged["mode"], ranged["inserted"], ranged["cursor"]) == ("range", 3, None)
+    delete_docs(elasticsearch, index_name, "e00", "e01")  # 2 of the 6 rows a full run answers for
+    assert main(["sync", "--progress-every", "0", "--full"]) == 1
+    refused = json.loads(capsys.readouterr().out)
+    assert (refused["inserted"], refused["deleted"]) == (3, 0) and "2 of 6 live rows" in refused["error"]
+    assert main(["sync", "--progress-every", "0", "--full", "--force"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert (full["mode"], full["inserted"], full["unchanged"], full["deleted"]) == ("full", 0, 4, 2)
+    assert_in_step(db_engine, table_name, elasticsearch, index_name)

@@ -39,7 +39,7 @@ def check_complete(answer: Json, what: str) -> None:
         raise TransientError(f"{what}: the search timed out")
 
 
-def _quietly(release: Callable[[], None], what: str) -> None:
+def release_quietly(release: Callable[[], None], what: str) -> None:
     """Release a search context; a failure is logged, never raised over the run's own outcome."""
     try:
         release()
@@ -78,7 +78,7 @@ class PitReader:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         if self.pit_id is not None and self.owns_pit:
-            _quietly(lambda: self.api.close_pit(self.pit_id or ""), "close point in time")
+            release_quietly(lambda: self.api.close_pit(self.pit_id or ""), "close point in time")
             self.pit_id = None
 
     def _body(self, after: list[Any] | None) -> Json:
@@ -128,7 +128,7 @@ class ScrollReader:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         if self.scroll_id is not None:
-            _quietly(lambda: self.api.clear_scroll(self.scroll_id or ""), "clear scroll")
+            release_quietly(lambda: self.api.clear_scroll(self.scroll_id or ""), "clear scroll")
             self.scroll_id = None
 
     def _first(self) -> Json:

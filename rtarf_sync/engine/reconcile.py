@@ -55,9 +55,10 @@ class Reconciliation:
     """The delete reconciliation of one run: its work tables, candidates, lookups and valve."""
 
     def __init__(self, engine: sa.Engine, tables: Tables, api: SearchApi, settings: Settings,
-                 scope: RunScope, run_id: int, retry: RetryPolicy) -> None:
+                 scope: RunScope, run_id: int, retry: RetryPolicy, lease: Lease, fence: Fence) -> None:
         self.engine, self.tables, self.api, self.settings = engine, tables, api, settings
         self.scope, self.run_id, self.retry = scope, run_id, retry
+        self.lease, self.fence = lease, fence
         self.seen = f"rtarf_sync_seen_{int(run_id)}"
         self.gone = f"rtarf_sync_gone_{int(run_id)}"
 
@@ -79,8 +80,11 @@ class Reconciliation:
             run_id = name.rsplit("_", 1)[-1]
             if not run_id.isdigit() or int(run_id) == self.run_id:
                 continue
-            status = connection.execute(sa.select(runs.c.status).where(runs.c.id == int(run_id))).scalar()
-            if status != "running":  # a running run elsewhere (another target) still needs its table
+            run = connection.execute(sa.select(runs.c.status, runs.c.target_table)
+                                     .where(runs.c.id == int(run_id))).first()
+            # Under our lease no other run of this target is alive, whatever its row says (a killed
+            # process leaves "running"); a running run of another target still needs its table.
+            if run is None or run.status != "running" or run.target_table == self.tables.target.name:
                 connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
 
     def close(self) -> None:
@@ -95,7 +99,7 @@ class Reconciliation:
 
     # -- deciding ------------------------------------------------------------------------------
 
-    def finish(self, lease: Lease, fence: Fence, mode: str, force: bool) -> int:
+    def finish(self, mode: str, force: bool) -> int:
         """Decide and apply the deletions; return how many rows were marked or removed."""
         live = self._candidates()
         self._drop_vanished()
@@ -108,7 +112,7 @@ class Reconciliation:
                 f"reconciliation would delete {confirmed} of {live} live rows in scope "
                 f"({confirmed / live:.1%}), more than RTARF_DELETE_MAX_FRACTION={limit:g}; nothing was "
                 "deleted: check RTARF_ES_INDEX, then repeat with force to delete them")
-        return self._apply(lease, fence, mode) if confirmed else 0
+        return self._apply(mode) if confirmed else 0
 
     def _candidates(self) -> int:
         """Build the table of live rows in scope that were not read; return the scope's live rows."""
@@ -118,7 +122,9 @@ class Reconciliation:
         unread = sa.select(target.c.es_index, target.c.es_id).where(in_scope, ~sa.exists().where(
             seen.c.es_index == target.c.es_index, seen.c.es_id == target.c.es_id))
         with self.engine.begin() as connection:
+            self.lease.fence(connection, self.fence)
             connection.exec_driver_sql(f"ANALYZE {self.seen}")  # the planner should know it is large
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {self.gone}")  # a retried finish starts afresh
             connection.exec_driver_sql(f"CREATE UNLOGGED TABLE {self.gone} "
                                        "(es_index text NOT NULL, es_id text NOT NULL, PRIMARY KEY (es_index, es_id))")
             gone = sa.table(self.gone, sa.column("es_index"), sa.column("es_id"))
@@ -163,8 +169,9 @@ class Reconciliation:
                 if not ids:
                     break
                 found = self._call(lambda: self._lookup(index, ids), "look up ids")
-                if found:
-                    with self.engine.begin() as connection:
+                with self.engine.begin() as connection:
+                    self.lease.fence(connection, self.fence)  # the lookups of a large scope take a while
+                    if found:
                         connection.execute(sa.text(
                             f"DELETE FROM {self.gone} WHERE es_index = :index AND es_id = ANY(:ids)"),
                             {"index": index, "ids": sorted(found)})
@@ -183,11 +190,11 @@ class Reconciliation:
 
     # -- applying ------------------------------------------------------------------------------
 
-    def _apply(self, lease: Lease, fence: Fence, mode: str) -> int:
+    def _apply(self, mode: str) -> int:
         """Mark (soft) or remove (hard) the confirmed rows, fenced by the lease; return how many."""
         match = "t.es_index = g.es_index AND t.es_id = g.es_id"
         with self.engine.begin() as connection:
-            lease.fence(connection, fence)
+            self.lease.fence(connection, self.fence)
             target = connection.dialect.identifier_preparer.format_table(self.tables.target)
             if mode == "hard":
                 statement = f"DELETE FROM {target} t USING {self.gone} g WHERE {match}"

@@ -137,13 +137,14 @@ class PostgresSink:
     @staticmethod
     def _remember(connection: sa.Connection, seen: str, rows: list[EventRow], rejects: list[Rejected]) -> None:
         """Record the keys a reconciling run has read (a document set aside still exists)."""
-        keys = [(row.es_index, row.es_id) for row in rows] + [(r.es_index, r.es_id) for r in rejects]
-        if not keys:
+        if not rows and not rejects:
             return
         statement = f"COPY {seen} (es_index, es_id) FROM STDIN"
         with _driver_errors(statement), _driver(connection).cursor() as cursor, cursor.copy(statement) as copy:
-            for key in keys:
-                copy.write_row(key)
+            # A row's COPY line starts with its two key fields, already escaped: no per-key Python work.
+            copy.write(b"".join(b"\t".join(copy_line(row).split(b"\t", 2)[:2]) + b"\n" for row in rows))
+            for reject in rejects:
+                copy.write_row((reject.es_index, reject.es_id))
 
     def move_cursor(self, cursor: datetime, fence: Fence, run_id: int) -> None:
         """Move the stored cursor forward to `cursor` (never back), fenced by the lease."""

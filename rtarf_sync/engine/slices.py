@@ -22,7 +22,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 from rtarf_sync.engine.clients import Json, SearchApi
 from rtarf_sync.engine.errors import PitUnsupported
 from rtarf_sync.engine.prefetch import Prefetch
-from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader, _quietly
+from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader, release_quietly
 from rtarf_sync.engine.result import SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 
@@ -64,7 +64,7 @@ class SlicedPages(Generic[T]):
     def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy, pit_id: str, slices: int,
                  convert: Callable[[list[Json]], T]) -> None:
         self.api, self.pit_id = api, pit_id
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=2 * slices)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=slices)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._produce, args=(plan, retry, (i, slices), convert),
                                           name=f"rtarf-slice-{i}", daemon=True) for i in range(slices)]
@@ -107,7 +107,7 @@ class SlicedPages(Generic[T]):
         self._stop.set()
         for thread in self._threads:
             thread.join()
-        _quietly(lambda: self.api.close_pit(self.pit_id), "close point in time")
+        release_quietly(lambda: self.api.close_pit(self.pit_id), "close point in time")
 
 
 def read_pages(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str, slices: int,

@@ -200,46 +200,54 @@ class SyncService:
         return got
 
     def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool) -> None:
-        sink, history, s = self.sink, self.history, self.settings
+        s = self.settings
         result.engine = self.api.kind
         log.info("Starting RTARF event sync (%s) from %s...", scope.mode,
                  "OpenSearch" if result.engine == "opensearch" else "Elasticsearch")
         slices = s.reconcile.slices if scope.reconciles else 1
-        # Pages of parallel slices come out of cursor order: the cursor moves once, at the end.
-        per_page = scope.moves_cursor and slices == 1
-        deletes = self._reconciliation(scope, result) if scope.reconciles else None
-        plan = scope.read_plan(s, self._db(sink.load_cursor, "load cursor"))
-        highest: datetime | None = None
+        deletes = self._reconciliation(scope, result, fence) if scope.reconciles else None
         try:
-            pages = read_pages(self.api, plan, self.retry, s.read_mode, slices, self._split, result)
-            try:
-                reported = time.monotonic()
-                for page_no, (rows, rejects) in enumerate(pages, start=1):
-                    if self._stop.is_set():
-                        raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
-                    counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no,
-                                               per_page, deletes.seen if deletes else None)
-                    result.add(**vars(counts))
-                    highest = _latest(highest, *(row.event_timestamp for row in rows))
-                    reported = self._report_progress(result, reported)
-            finally:
-                pages.close()
-            if scope.moves_cursor and not per_page and highest is not None:
-                self._db(lambda: sink.move_cursor(highest, fence, result.run_id or 0), "move cursor")
+            # Pages of parallel slices come out of cursor order: the cursor moves once, at the end.
+            highest = self._copy_pages(result, fence, scope, slices, deletes)
+            if scope.moves_cursor and slices > 1 and highest is not None:
+                self._db(lambda: self.sink.move_cursor(highest, fence, result.run_id or 0), "move cursor")
             if deletes is not None:
-                result.deleted = deletes.finish(self.lease, fence, s.reconcile.delete_mode, force)
+                result.deleted = self._db(lambda: deletes.finish(s.reconcile.delete_mode, force),
+                                          "reconcile deletes")
         finally:
             if deletes is not None:
                 deletes.close()
-        stored = self._db(sink.load_cursor, "load cursor")
+        stored = self._db(self.sink.load_cursor, "load cursor")
         result.cursor = iso(stored) if stored is not None else None
 
-    def _reconciliation(self, scope: RunScope, result: SyncResult) -> Reconciliation | None:
+    def _copy_pages(self, result: SyncResult, fence: Fence, scope: RunScope, slices: int,
+                    deletes: Reconciliation | None) -> datetime | None:
+        """Read the scope and commit it page by page; return the newest cursor value read."""
+        sink, history, s = self.sink, self.history, self.settings
+        plan = scope.read_plan(s, self._db(sink.load_cursor, "load cursor"))
+        per_page = scope.moves_cursor and slices == 1
+        highest: datetime | None = None
+        pages = read_pages(self.api, plan, self.retry, s.read_mode, slices, self._split, result)
+        try:
+            reported = time.monotonic()
+            for page_no, (rows, rejects) in enumerate(pages, start=1):
+                if self._stop.is_set():
+                    raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
+                counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no,
+                                           per_page, deletes.seen if deletes else None)
+                result.add(**vars(counts))
+                highest = _latest(highest, *(row.event_timestamp for row in rows))
+                reported = self._report_progress(result, reported)
+        finally:
+            pages.close()
+        return highest
+
+    def _reconciliation(self, scope: RunScope, result: SyncResult, fence: Fence) -> Reconciliation | None:
         """The run's delete reconciliation, its key table ready; None when RTARF_DELETE_MODE=off."""
         if self.settings.reconcile.delete_mode == "off":
             return None
         deletes = Reconciliation(self.engine, self.tables, self.api, self.settings, scope,
-                                 result.run_id or 0, self.retry)
+                                 result.run_id or 0, self.retry, self.lease, fence)
         self._db(deletes.open, "create the run's key table")
         return deletes
 

@@ -156,15 +156,21 @@ def _read_slice(spec: Any) -> tuple[int, int]:
     if spec.get("field") not in (None, "_id", "_doc", "_shard_doc"):
         raise illegal_argument("this test server slices on [_id] only")
     slice_id, slice_max = spec.get("id"), spec.get("max")
-    if not isinstance(slice_id, int) or not isinstance(slice_max, int):
-        raise illegal_argument("[slice] needs integer [id] and [max]")
-    if slice_max <= 1:
-        raise illegal_argument("max must be greater than 1")
-    if slice_id < 0:
-        raise illegal_argument("id must be greater than or equal to 0")
+    # The engines check while parsing: the answer is a parse error naming the field,
+    # caused by the rule that was broken.
+    for name, value, broken in (("id", slice_id, "id must be greater than or equal to 0"),
+                                ("max", slice_max, "max must be greater than 1")):
+        if not isinstance(value, int) or value < (0 if name == "id" else 2):
+            raise _slice_field(name, broken)
     if slice_id >= slice_max:
         raise illegal_argument("max must be greater than id")
     return slice_id, slice_max
+
+
+def _slice_field(name: str, cause: str) -> EsError:
+    reason = f"[1:1] [slice] failed to parse field [{name}]"
+    return EsError(400, "x_content_parse_exception", reason,
+                   caused_by={"type": "illegal_argument_exception", "reason": cause})
 
 
 def _apply_params(request: SearchRequest, params: dict[str, str]) -> None:

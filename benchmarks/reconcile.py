@@ -1,0 +1,93 @@
+"""A full reconciliation of N unchanged events, read with 1 and with 4 slices, against the read ceiling.
+
+    python -m benchmarks.reconcile --events N      (standalone: its own engines and data)
+
+`make bench` runs the same measurement inside the main benchmark, on its table of
+N events after the incremental runs (`measure` and `lines`). A full run reads
+every event again, finds every version unchanged (no write), records the keys
+it read and reconciles deletes (none here); the target is the share of the read
+ceiling, measured in the same run, that it keeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.dataset import Dataset, say
+from benchmarks.report import rate
+
+if TYPE_CHECKING:
+    from benchmarks.bench import Bench
+
+TARGET_OF_CEILING = 0.60
+SLICES = (1, 4)
+
+
+def measure(bench: Bench, table: str, read: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Full runs over `table` (already in step) with 1 and 4 slices; the read ceiling unless given."""
+    figures: dict[str, Any] = {"read": read or bench.measure("read ceiling", "read", "ev_unused")}
+    for slices in SLICES:
+        figures[f"slices_{slices}"] = bench.measure(
+            f"full reconciliation, {slices} slice{'s' if slices > 1 else ''}", "sync", table, mode="full",
+            extra_env={"RTARF_SYNC_SLICES": str(slices)})
+    return figures
+
+
+def lines(figures: dict[str, Any], events: int) -> list[str]:
+    """The report's lines for the reconciliation, with its check."""
+    ceiling = rate(figures["read"])
+    out = [f"  full reconciliation of {events:,} unchanged events (read ceiling {ceiling:,.0f} events/s "
+           "in this run):"]
+    for slices in SLICES:
+        job = figures[f"slices_{slices}"]
+        run = job["runs"][0]
+        out.append(f"    {slices} slice{'s' if slices > 1 else ' '}: {job['seconds']:6.2f} s, {rate(job):9,.0f} events/s, "
+                   f"{rate(job) / ceiling:4.0%} of the read ceiling; unchanged {run['unchanged']:,}, "
+                   f"deleted {run['deleted']}, peak RSS {job['rss_peak_mb']:.1f} MB")
+    return out
+
+
+def checks(figures: dict[str, Any], events: int) -> list[tuple[str, bool]]:
+    """Every reconciliation read all events, changed none and deleted none."""
+    runs = [figures[f"slices_{slices}"]["runs"][0] for slices in SLICES]
+    best = max(rate(figures[f"slices_{slices}"]) for slices in SLICES) / rate(figures["read"])
+    return [(f"full reconciliations: unchanged {[r['unchanged'] for r in runs]} of {events:,}, "
+             f"deleted {[r['deleted'] for r in runs]}",
+             all(r["unchanged"] == events and r["deleted"] == 0 and r["inserted"] == r["updated"] == 0
+                 for r in runs)),
+            (f"full reconciliation at least {TARGET_OF_CEILING:.0%} of the read ceiling: best {best:.0%}",
+             best >= TARGET_OF_CEILING)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the engines, load N events, sync them once, then measure; print the report."""
+    from benchmarks.bench import INDEX, Bench
+    from tests.harness import OpenSearchNode, PostgresCluster
+
+    parser = argparse.ArgumentParser(prog="benchmarks.reconcile", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=int(os.environ.get("N") or 50_000))
+    parser.add_argument("--heap-mb", type=int, default=1024)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="rtarf-bench-") as tmp, \
+            PostgresCluster(durable=True) as pg, OpenSearchNode(heap_mb=args.heap_mb) as node:
+        bench = Bench(pg, node, Path(tmp), 1000)
+        data = Dataset(bench.http, INDEX, bench.workdir / "rows.tsv")
+        data.create()
+        data.load(args.events)
+        bench.measure(f"first sync of {args.events:,} events", "sync", "ev_reconcile")
+        bench.measure("warm-up read, not counted (JIT, caches)", "read", "ev_unused")
+        figures = measure(bench, "ev_reconcile")
+    print("\n".join(lines(figures, args.events)))
+    results = checks(figures, args.events)
+    print("\n".join(f"  {'OK  ' if ok else 'FAIL'}  {text}" for text, ok in results), flush=True)
+    say("figures are indicative: the machine is shared with other work")
+    return 0 if all(ok for _, ok in results[:1]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
