@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.dataset import Dataset, say
+from benchmarks.dataset import Dataset
 from config import load_settings
 from rtarf_sync.engine.repair import verify_and_repair
 from rtarf_sync.engine.sync import SyncService

@@ -83,7 +83,7 @@ def test_gunicorn_serves_the_routes_syncs_and_stops_on_sigterm(
     assert manual.status_code == 200
     assert manual.json()["message"] == "Manual sync completed"
     assert manual.json()["result"]["inserted"] == 0
-    assert server.get("/scheduler/jobs").json()["jobs"][0]["id"] == "rtarf_event_sync"
+    assert {job["id"] for job in server.get("/scheduler/jobs").json()["jobs"]} == {"rtarf_event_sync", "rtarf_verify"}
     assert server.get("/readyz").status_code == 200
     assert server.get("/healthz").json() == {"status": "ok"}
     missing = server.get("/nowhere")

@@ -243,7 +243,16 @@ def test_verify_and_cursor_changes_never_overlap_a_running_sync(
     assert answers["sync"].status_code == 200
     assert rows(db_engine, "SELECT count(*) FROM rtarf_sync_verifications WHERE target_table = :t", t=table_name) \
         == [(0,)]
-    verified = client.post("/scheduler/verify", json=window).get_json()
+    # And the other way round: while a verification runs, sync-now in the same process answers 409.
+    with db_engine.connect() as connection, connection.begin():
+        connection.execute(sa.text("LOCK TABLE rtarf_sync_verifications IN EXCLUSIVE MODE"))  # holds its store
+        verifying = threading.Thread(target=lambda: answers.update(verify=client.post("/scheduler/verify",
+                                                                                        json=window)))
+        verifying.start()
+        wait_for(lambda: waiting_service_backends(db_engine) == 1, what="the verification to wait")
+        assert client.post("/scheduler/sync-now").status_code == 409
+    verifying.join(30)
+    verified = answers["verify"].get_json()
     assert (verified["in_step"], verified["source_total"], verified["repaired"]) == (True, 31, [])
 
 
