@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from config import Settings, load_settings
 from tests.esserver import EsProtocolServer
 from tests.harness import OpenSearchNode, PostgresCluster
+from tests.harness.esprocess import EsServerProcess
 from tests.harness.http import EngineHttp
 from tests.harness.process import say, set_printer
 
@@ -113,11 +114,10 @@ def opensearch() -> Iterator[EngineHttp]:
 
 @pytest.fixture(scope="session")
 def es_server() -> Iterator[EsProtocolServer]:
-    """The in-repo Elasticsearch 8 protocol server."""
-    server = EsProtocolServer(host="127.0.0.1", port=0)
-    server.start()
+    """The in-repo Elasticsearch 8 protocol server, in a process of its own (faults over HTTP)."""
+    server = EsServerProcess().start()
     try:
-        yield server
+        yield server  # type: ignore[misc] - the same faults, request_log and url, over HTTP
     finally:
         server.stop()
 

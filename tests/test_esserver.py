@@ -16,6 +16,7 @@ import pytest
 import requests
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError
 
+from tests.support import wait_for
 from tests.esserver import EsProtocolServer
 
 LONG_MAX = 9223372036854775807
@@ -175,8 +176,7 @@ def test_refresh_interval_refreshes_without_being_asked() -> None:
         for index in ("events", "manual"):
             client.index(index=index, id="1", document={"n": 1})
         assert client.count(index="events")["count"] == 0
-        time.sleep(0.7)
-        assert client.count(index="events")["count"] == 1
+        wait_for(lambda: client.count(index="events")["count"] == 1, timeout=10, what="the automatic refresh")
         assert client.count(index="manual")["count"] == 0
 
 
@@ -184,8 +184,7 @@ def test_index_refresh_interval_setting_is_honoured(es: Elasticsearch) -> None:
     es.indices.create(index="events", settings={"index": {"refresh_interval": "500ms"}})
     es.index(index="events", id="1", document={"n": 1})
     assert es.count(index="events")["count"] == 0
-    time.sleep(0.7)
-    assert es.count(index="events")["count"] == 1
+    wait_for(lambda: es.count(index="events")["count"] == 1, timeout=10, what="the index's own refresh")
     settings = es.indices.get(index="events")["events"]["settings"]["index"]
     assert settings["refresh_interval"] == "500ms"
 
@@ -330,10 +329,12 @@ def test_pit_keep_alive_expires_and_searching_extends_it(es: Elasticsearch) -> N
     short = es.open_point_in_time(index="events", keep_alive="300ms")["id"]
     kept = es.open_point_in_time(index="events", keep_alive="300ms")["id"]
     es.search(pit={"id": kept, "keep_alive": "5s"})
+    # A lower bound, not a race: the short context is gone after 300 ms however slow the machine,
+    # and the kept one lives 5 s after its last use, which is far past this.
     time.sleep(0.5)
-    assert es.search(pit={"id": kept, "keep_alive": "5s"})["hits"]["total"]["value"] == 1
     with pytest.raises(NotFoundError):
         es.search(pit={"id": short, "keep_alive": "1m"})
+    assert es.search(pit={"id": kept, "keep_alive": "5s"})["hits"]["total"]["value"] == 1
 
 
 def test_scroll_pages_a_snapshot_then_clears(es: Elasticsearch) -> None:

@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -37,7 +37,7 @@ from rtarf_sync.sample import bulk_payload, make_event
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
 from tests.harness.process import free_port
-from tests.oracle import engine_docs, rows, scalar, table_docs
+from tests.oracle import engine_docs, scalar, table_docs
 from tests.support import lease_holder, prepare_tables, runs_of, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,16 +76,18 @@ def test_the_keeper_renews_and_stops_when_the_lease_is_taken(held: tuple[Lease, 
     assert scalar(db_engine, "SELECT owner FROM rtarf_sync_lease WHERE name = :n", n=table_name) == "thief"
 
 
-def test_the_keeper_gives_up_after_a_ttl_without_postgresql(held: tuple[Lease, Fence]) -> None:
+def test_the_keeper_gives_up_after_a_ttl_without_postgresql(held: tuple[Lease, Fence],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
     lease, fence = held
-    now = [0.0]
+    now = [0.0]  # the injected clock: no renewal succeeds, and time moves only when the test says
     gone = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf",
                             connect_args={"connect_timeout": 2})
     try:
-        with LeaseKeeper(gone, lease, fence, interval=0.05, clock=lambda: now[0]) as keeper:
-            wait_for(lambda: keeper.renewals == 0 and not keeper.lost and now.__setitem__(0, 1.0) is None,
-                     what="a first failed renewal")
-            assert keeper.lost is None, "one failed renewal inside the TTL is retried, not fatal"
+        with caplog.at_level(logging.WARNING, logger="rtarf_sync.lease"), \
+                LeaseKeeper(gone, lease, fence, interval=0.05, clock=lambda: now[0]) as keeper:
+            now[0] = 1.0
+            wait_for(lambda: "could not renew lease" in caplog.text, what="a first failed renewal")
+            assert keeper.lost is None, "a failed renewal inside the TTL is retried, not fatal"
             now[0] = TTL + 0.5  # the injected clock: a whole TTL without a renewal
             wait_for(lambda: keeper.lost, what="the keeper to give up")
     finally:

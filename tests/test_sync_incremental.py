@@ -18,7 +18,8 @@ from rtarf_sync.sample import bulk_payload, iso, make_event
 from rtarf_sync.engine.sync import SyncService
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
-from tests.oracle import engine_docs, index_docs, scalar, table_docs
+from tests.oracle import engine_docs, index_docs, rows, scalar, table_docs
+from tests.support import lease_holder, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,21 +119,19 @@ def test_sigkill_between_pages_leaves_postgres_consistent(
     es_server.faults.delay_next(1000, 0.15)
     child = subprocess.Popen([sys.executable, "-c", _CHILD.format(repo=str(REPO))],
                              env={**os.environ, **settings_env}, stdout=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        pages = scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t", t=table_name)
-        if pages and pages >= 3:
-            break
-        time.sleep(0.05)
+    wait_for(lambda: (scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t",
+                             t=table_name) or 0) >= 3, timeout=60, what="three committed pages")
     child.send_signal(signal.SIGKILL)
     child.wait(10)
     es_server.faults.reset()
     landed = scalar(db_engine, f'SELECT count(*) FROM "{table_name}"')
     assert 60 <= landed < 300 and landed % 20 == 0, "only whole pages are committed"
-    time.sleep(5.5)  # the killed owner's lease expires
+    wait_for(lambda: lease_holder(db_engine, table_name) is None, what="the killed owner's lease to expire")
     result = SyncService(make_settings(elasticsearch, index_name, RTARF_LEASE_TTL_SECONDS=5)).run()
     assert result.status == "success", result.error
     assert result.inserted == 300 - landed
     assert table_docs(db_engine, table_name) == engine_docs(elasticsearch, index_name)
-    assert scalar(db_engine, "SELECT status FROM rtarf_sync_runs WHERE target_table = :t ORDER BY id LIMIT 1",
-                  t=table_name) == "running", "the killed run never recorded an end"
+    killed = rows(db_engine, "SELECT status, error FROM rtarf_sync_runs WHERE target_table = :t ORDER BY id LIMIT 1",
+                  t=table_name)[0]
+    # The killed run never recorded its end; the next run closed it as abandoned.
+    assert killed.status == "failed" and killed.error.startswith("abandoned:")

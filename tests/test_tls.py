@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import logging
-from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest

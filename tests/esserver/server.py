@@ -26,6 +26,10 @@ from tests.esserver.faults import Faults, injected_error
 from tests.esserver.search import partial_failure
 from tests.esserver.store import Store
 
+CONTROL_PREFIX = "/_rtarf_test/"
+# The fault calls a test may make over HTTP when the server runs in a process of its own.
+CONTROL_CALLS = ("fail_next", "delay_next", "drop_next", "shard_failure_next", "timed_out_next", "expire_pits",
+                 "expire_pits_at_search", "only_paths", "reset")
 COMPAT_JSON = "application/vnd.elasticsearch+json;compatible-with=8"
 PLAIN_JSON = "application/json"
 
@@ -82,6 +86,18 @@ class App:
             hits = body.get("hits", {}).get("hits", [])
             body = {**body, "timed_out": True, "hits": {**body["hits"], "hits": hits[: len(hits) // 2]}}
         return status, body
+
+
+def control(app: App, method: str, path: str, payload: bytes) -> tuple[int, Any]:
+    """Answer the control channel: POST /_rtarf_test/faults/<call> {"args": [...]}, GET /_rtarf_test/request_log."""
+    name = path[len(CONTROL_PREFIX):]
+    if method == "GET" and name == "request_log":
+        return 200, {"log": [list(entry) for entry in list(app.request_log)]}
+    call = name.removeprefix("faults/")
+    if method == "POST" and name.startswith("faults/") and call in CONTROL_CALLS:
+        body = json.loads(payload or b"{}")
+        return 200, {"result": getattr(app.faults, call)(*body.get("args", []), **body.get("kwargs", {}))}
+    return 404, {"error": f"no control call {method} {path}"}
 
 
 def _quiet_json(request: Request) -> Any:
@@ -144,6 +160,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         path, _, query = self.path.partition("?")
         app = self.server.app
+        if path.startswith(CONTROL_PREFIX):
+            # The test's own channel: never logged, never faulted.
+            self._send(*control(app, self.command, path, self._read_payload()))
+            return
         app.log(self.command, path)
         request = Request(self.command, self.path, dict(parse_qsl(query, keep_blank_values=True)),
                           self._read_payload())
