@@ -78,3 +78,5 @@ def test_drift_found_by_a_verification_is_sent_signed_and_counted(app: Flask, op
     assert body["data"]["verify"]["differing"] == drift["differing"]
     assert body["data"]["table"] == app.config["RTARF_SETTINGS"].table
     wait_for(lambda: _deliveries(app, "verify.drift", "delivered") == 1.0, what="the delivery counted in /metrics")
+    panel = client.get("/scheduler/overview").get_json()["view"]["panels"]["webhooks"]
+    assert panel["summary"] == "latest 1: 1 delivered", panel  # the status page reads the real delivery log

@@ -45,14 +45,15 @@ def _route_exists(path: str, method: str) -> bool:
 
 
 def _route_json(path: str) -> dict[str, Any] | None:
-    """The JSON answer of one of this app's GET routes, or None when the route does not exist or fails."""
+    """The JSON answer of one of this app's GET routes; None when the route does not exist,
+    {"unavailable": why} when it failed."""
     if not _route_exists(path, "GET"):
         return None
     with current_app.test_request_context(path, method="GET"):
         response = current_app.full_dispatch_request()
     if response.status_code != 200 or not response.is_json:
         logger.warning("GET %s answered %s for the status page", path, response.status_code)
-        return None
+        return {"unavailable": f"GET {path} answered {response.status_code}"}
     return response.get_json()  # type: ignore[no-any-return]
 
 

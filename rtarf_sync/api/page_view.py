@@ -131,6 +131,8 @@ def webhook_panel(webhooks: dict[str, Any] | None, now: datetime) -> dict[str, A
     title = "Webhook deliveries"
     if webhooks is None:
         return _panel(title, NOT_AVAILABLE, available=False, details=["this version has no GET /scheduler/webhooks"])
+    if "unavailable" in webhooks:
+        return _panel(title, "unavailable", available=False, details=[webhooks["unavailable"]])
     endpoints, deliveries = webhooks.get("endpoints", []), webhooks.get("deliveries", [])
     if not endpoints and not deliveries:
         return _panel(title, "no webhook endpoints configured")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from rtarf_sync.api.params import handle_route_errors, with_tables
 from rtarf_sync.notify import notifier_of
-from rtarf_sync.service.extension import scheduler_of
 
 bp = Blueprint("webhooks", __name__, url_prefix="/scheduler")
+handle_route_errors(bp)  # PostgreSQL down answers 503, as the other record routes do
 
 LATEST = 50
 
@@ -16,5 +17,5 @@ LATEST = 50
 def webhooks() -> Response:
     """Configured endpoints (credentials masked, 410-disabled ones flagged) and the latest 50 messages."""
     notifier = notifier_of()
-    scheduler_of().service.ensure_tables()
-    return jsonify({"endpoints": notifier.endpoints(), "deliveries": notifier.outbox.deliveries(LATEST)})
+    return jsonify(with_tables(lambda: {"endpoints": notifier.endpoints(),
+                                        "deliveries": notifier.outbox.deliveries(LATEST)}))
