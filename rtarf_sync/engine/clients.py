@@ -43,6 +43,7 @@ class SearchApi(Protocol):
     def clear_scroll(self, scroll_id: str) -> None: ...
     def bulk(self, ndjson: str) -> Json: ...
     def existing_indices(self, names: list[str]) -> set[str]: ...
+    def refresh(self, index: str) -> None: ...
     def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]: ...
     def close(self) -> None: ...
 
@@ -181,6 +182,11 @@ class ElasticsearchApi:
     def bulk(self, ndjson: str) -> Json:
         return self._call("bulk", lambda: self.client.bulk(operations=ndjson))
 
+    def refresh(self, index: str) -> None:
+        """Make every acknowledged document of `index` searchable now."""
+        self._call("refresh", lambda: self.client.indices.refresh(
+            index=index, ignore_unavailable=True, allow_no_indices=True))
+
     def existing_indices(self, names: list[str]) -> set[str]:
         """Which of these concrete indices exist (through their mappings; missing ones are skipped)."""
         answer = self._call("get mappings", lambda: self.client.indices.get_mapping(
@@ -254,6 +260,11 @@ class OpenSearchApi:
 
     def bulk(self, ndjson: str) -> Json:
         return self._call("bulk", lambda: self.client.bulk(body=ndjson))
+
+    def refresh(self, index: str) -> None:
+        """Make every acknowledged document of `index` searchable now."""
+        self._call("refresh", lambda: self.client.indices.refresh(
+            index=index, params={"ignore_unavailable": "true", "allow_no_indices": "true"}))
 
     def existing_indices(self, names: list[str]) -> set[str]:
         """Which of these concrete indices exist (through their mappings; missing ones are skipped)."""

@@ -185,8 +185,7 @@ class SyncTrigger:
         A user without the refresh privilege still gets the run; settle and overlap then decide.
         """
         try:
-            self._scheduler.service.api.client.indices.refresh(  # type: ignore[attr-defined]
-                index=self._scheduler.settings.es_index, ignore_unavailable=True, allow_no_indices=True)
+            self._scheduler.service.api.refresh(self._scheduler.settings.es_index)
         except Exception as error:  # noqa: BLE001 - a refresh is an optimisation, never a reason not to run
             logger.debug("Refresh before a triggered run failed: %s", type(error).__name__)
 

@@ -207,8 +207,10 @@ def put_mapping(backend: Backend, request: Request, index: str) -> Reply:
 def refresh(backend: Backend, request: Request, index: str | None = None) -> Reply:
     """POST /[<index>/]_refresh: make every write so far searchable."""
     with backend.store.lock:
-        count = len(_indices(backend, request, index))
-        backend.store.refresh(index)
+        indices = _indices(backend, request, index)  # honours ignore_unavailable and allow_no_indices
+        for target in indices:
+            target.refresh()
+    count = len(indices)
     return 200, {"_shards": {"total": count * 2, "successful": count, "failed": 0}}
 
 
