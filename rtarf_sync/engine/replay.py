@@ -29,7 +29,7 @@ from rtarf_sync.engine.dead_letters import DeadLetters
 from rtarf_sync.engine.documents import EventRow, to_row
 from rtarf_sync.engine.errors import RtarfSyncError, redact
 from rtarf_sync.engine.lease import Fence, Holder
-from rtarf_sync.engine.result import FAILED, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.result import SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import with_retry
 from rtarf_sync.engine.sink import is_data_error
 
@@ -98,22 +98,15 @@ class DeadLetterReplay:
                 for index, letters in _chunks(pending):
                     self._replay_chunk(index, letters, fence, outcome)
                 result.status = SUCCESS
-        except RtarfSyncError as error:
-            self._fail(result, str(error))
-        except sa.exc.DBAPIError as error:
-            self._fail(result, f"PostgreSQL: {str(error.orig or error).strip().splitlines()[0]}")
         except Exception as error:  # noqa: BLE001 - like a run, a replay reports its failure
-            log.exception("dead-letter replay failed unexpectedly")
-            self._fail(result, f"{type(error).__name__}: {error}")
+            if not isinstance(error, (RtarfSyncError, sa.exc.DBAPIError)):
+                log.exception("dead-letter replay failed unexpectedly")
+            result.fail(error, self.service.secrets())
         finally:
             result.finished_at = datetime.now(timezone.utc)
             result.duration_seconds = time.monotonic() - started
             self._close(result, fence)
         return outcome
-
-    def _fail(self, result: SyncResult, message: str) -> None:
-        result.status = FAILED
-        result.error = redact(message, self.service.secrets())
 
     def _select(self, ids: Sequence[int] | None, outcome: ReplayOutcome) -> list[dict[str, Any]]:
         rows = self.letters.rows(ids)

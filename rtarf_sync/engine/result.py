@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from rtarf_sync.engine.errors import RtarfSyncError, redact
 
 def utc_iso(moment: datetime | None) -> str | None:
     """ISO-8601 in UTC, or None: how every time leaves the service."""
@@ -56,6 +60,21 @@ class SyncResult:
         self.known_bad += known_bad
         self.total_processed += inserted + updated + unchanged + failed + known_bad
         self.pages += 1
+
+    def fail(self, error: BaseException, secrets: Iterable[str | None]) -> None:
+        """Mark the run failed by `error`, with a message that names what failed and holds no secret.
+
+        Our own errors carry their message; a PostgreSQL error its first line; anything else (a
+        bug) its type and text, and the caller logs its traceback.
+        """
+        if isinstance(error, RtarfSyncError):
+            message = str(error)
+        elif isinstance(error, sa.exc.DBAPIError):
+            message = f"PostgreSQL: {str(error.orig or error).strip().splitlines()[0]}"
+        else:
+            message = f"{type(error).__name__}: {error}"
+        self.status = FAILED
+        self.error = redact(message, secrets)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view with ISO-8601 times."""

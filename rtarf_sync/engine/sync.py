@@ -182,22 +182,15 @@ class SyncService:
                 with LeaseKeeper(self.engine, self.lease, fence) as keeper:
                     self._run_pages(result, fence, scope, force, keeper)
                 result.status = PARTIAL if result.failed else SUCCESS
-        except RtarfSyncError as error:
-            self._fail(result, str(error))
-        except sa.exc.DBAPIError as error:
-            self._fail(result, f"PostgreSQL: {str(error.orig or error).strip().splitlines()[0]}")
         except Exception as error:  # noqa: BLE001 - a run reports every failure, never raises
-            log.exception("sync run failed unexpectedly")
-            self._fail(result, f"{type(error).__name__}: {error}")
+            if not isinstance(error, (RtarfSyncError, sa.exc.DBAPIError)):
+                log.exception("sync run failed unexpectedly")
+            result.fail(error, self.secrets())
         finally:
             result.finished_at = datetime.now(timezone.utc)
             result.duration_seconds = time.monotonic() - started
             self._close_run(result, fence)
         return result
-
-    def _fail(self, result: SyncResult, message: str) -> None:
-        result.status = FAILED
-        result.error = redact(message, self.secrets())
 
     def _acquire(self, result: SyncResult, scope: RunScope) -> Fence | None:
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
