@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from benchmarks.dataset import row_pages
 from config import Settings
 from rtarf_sync.engine.lease import Fence, Lease
+from rtarf_sync.engine.migrations import version_table
 from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.engine.sink import PostgresSink
 from rtarf_sync.engine.tables import build_tables, create_tables
@@ -29,6 +30,8 @@ def sink_only(settings: Settings, rows_file: Path, index: str, table: str) -> di
     tables = build_tables(table)
     with engine.begin() as connection:
         tables.target.drop(connection, checkfirst=True)
+        # Its migration version goes too, or the migrations would take the dropped table for current.
+        connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{version_table(table)}"')
     create_tables(engine, tables)
     lease = Lease(tables.lease, table, settings.lease_ttl_seconds)
     with engine.begin() as connection:
