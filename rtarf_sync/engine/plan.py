@@ -60,7 +60,7 @@ def parse_bound(text: str) -> datetime:
     return moment
 
 
-def _millis(moment: datetime) -> datetime:
+def millis(moment: datetime) -> datetime:
     """Engines keep milliseconds: both sides of a range compare at that precision."""
     moment = moment.astimezone(timezone.utc)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
@@ -81,10 +81,10 @@ class RunScope:
         """The scope of a run asked for now; raise ValueError for bad arguments."""
         check_run(mode, start, end)
         now = now or datetime.now(timezone.utc)
-        upper = _millis(now - timedelta(seconds=settings.settle_seconds))
+        upper = millis(now - timedelta(seconds=settings.settle_seconds))
         if mode == RANGE:
             assert start is not None and end is not None
-            return cls(mode, upper, _millis(start), _millis(end))
+            return cls(mode, upper, millis(start), millis(end))
         return cls(mode, upper)
 
     @property

@@ -17,6 +17,17 @@ T = TypeVar("T")
 _DONE = object()
 
 
+def put_until_stopped(target: "queue.Queue[object]", item: object, stop: threading.Event) -> bool:
+    """Put `item` on a bounded queue, giving up (False) once `stop` is set: a reader never blocks a close."""
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 class Prefetch(Generic[T]):
     """Iterate `source` in a background thread, at most `depth` items ahead."""
 
@@ -28,13 +39,7 @@ class Prefetch(Generic[T]):
         self._thread.start()
 
     def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(self._queue, item, self._stop)
 
     def _produce(self) -> None:
         try:

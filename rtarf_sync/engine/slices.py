@@ -21,7 +21,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from rtarf_sync.engine.clients import Json, SearchApi
 from rtarf_sync.engine.errors import PitUnsupported
-from rtarf_sync.engine.prefetch import Prefetch
+from rtarf_sync.engine.prefetch import Prefetch, put_until_stopped
 from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader, _quietly
 from rtarf_sync.engine.result import SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
@@ -72,13 +72,7 @@ class SlicedPages(Generic[T]):
             thread.start()
 
     def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(self._queue, item, self._stop)
 
     def _produce(self, plan: ReadPlan, retry: RetryPolicy, slice_of: tuple[int, int],
                  convert: Callable[[list[Json]], T]) -> None:

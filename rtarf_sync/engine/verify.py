@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.engine.clients import Json, SearchApi
 from rtarf_sync.engine.documents import engine_time
+from rtarf_sync.engine.plan import millis
 from rtarf_sync.engine.lease import holding
 from rtarf_sync.engine.reader import check_complete
 from rtarf_sync.engine.result import utc_iso
@@ -52,12 +53,6 @@ class WindowError(ValueError):
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(message)
         self.field = field_name
-
-
-def _millis(moment: datetime) -> datetime:
-    """Cut to whole milliseconds, the engines' precision, so both sides filter on the same bounds."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True)
@@ -98,7 +93,7 @@ def plan_window(settings: Settings, *, now: datetime, cursor: datetime | None, s
             end = min(end, cursor - timedelta(seconds=settings.overlap_seconds))
     if start is None:
         start = end - timedelta(hours=settings.verify.lookback_hours)
-    start, end = _millis(start), _millis(end)
+    start, end = millis(start), millis(end)
     if start >= end:
         raise WindowError("from", f"from ({utc_iso(start)}) must be before to ({utc_iso(end)})")
     window = Window(start, end, bucket)
