@@ -13,6 +13,7 @@ import pytest
 
 from config import Settings
 from rtarf_sync.engine.clients import SearchApi, build_api
+from rtarf_sync.engine.hits import Hit, as_dict
 from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader
 from rtarf_sync.engine.retry import RetryPolicy
 from rtarf_sync.sample import bulk_payload, make_event
@@ -42,7 +43,13 @@ def _read_all(api: SearchApi, index: str, size: int, query: dict[str, Any] | Non
               reader: type = PitReader) -> list[list[dict[str, Any]]]:
     plan = ReadPlan(index, query or MATCH_ALL, "@timestamp", size, "1m")
     with reader(api, plan, RetryPolicy(0)) as pages:
-        return list(pages.pages())
+        return [_typed(page) for page in pages.pages()]
+
+
+def _typed(page: list[Any]) -> list[dict[str, Any]]:
+    """A page as dicts, after checking the reader decoded it the fast way (raw `_source`)."""
+    assert all(isinstance(hit, Hit) for hit in page)
+    return [as_dict(hit) for hit in page]
 
 
 def test_every_document_exactly_once_and_in_order(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
@@ -82,7 +89,7 @@ def test_point_in_time_is_isolated_from_later_writes(engine: EngineHttp, api: Se
     plan = ReadPlan(index_name, MATCH_ALL, "@timestamp", 10, "1m")
     with PitReader(api, plan, RetryPolicy(0)) as reader:
         pages = reader.pages()
-        first = next(pages)
+        first = _typed(next(pages))
         engine.bulk(bulk_payload(index_name, (make_event(n) for n in range(30, 60))))
         engine.call("DELETE", f"/{index_name}/_doc/{first[0]['_id']}")
         engine.refresh(index_name)
@@ -161,7 +168,7 @@ def test_slices_of_one_point_in_time_partition_it(engine: EngineHttp, api: Searc
         slices = []
         for number in range(3):
             with PitReader(api, plan, RetryPolicy(0), pit_id=pit_id, slice_of=(number, 3)) as reader:
-                slices.append([hit["_id"] for page in reader.pages() for hit in page])
+                slices.append([hit["_id"] for page in reader.pages() for hit in _typed(page)])
     finally:
         api.close_pit(pit_id)
     every = [doc_id for ids in slices for doc_id in ids]

@@ -1,6 +1,6 @@
 """Every guard of the sync has a test here that fails when the guard is taken out.
 
-The version guard has two layers (the Python pre-filter that decides which
+The version guard has two layers (the pre-filter query that decides which
 rows go to the upsert, and the SQL `WHERE` of the upsert itself); each is
 tested on its own, with a primary term above 1. The never-commit-a-page-twice
 check is driven by a real lost commit answer: the page's COMMIT reaches
@@ -21,7 +21,7 @@ from rtarf_sync.engine.documents import EventRow, newest_per_key
 from rtarf_sync.engine.errors import LeaseLost
 from rtarf_sync.engine.lease import Fence, Lease
 from rtarf_sync.engine.runs import RunHistory
-from rtarf_sync.engine.sink import PostgresSink, _is_newer
+from rtarf_sync.engine.sink import PostgresSink
 from rtarf_sync.engine.sync import SyncService
 from rtarf_sync.engine.tables import build_tables, create_tables
 from rtarf_sync.sample import bulk_payload, make_event
@@ -56,16 +56,28 @@ def _stored(db: sa.Engine, table: str, doc_id: str) -> tuple[int, int, str]:
     return (row.es_primary_term, row.es_seq_no, row.note)
 
 
-# -- the version guard: the Python pre-filter --------------------------------------------------
+# -- the version guard: the pre-filter query --------------------------------------------------
 
-def test_pre_filter_lets_only_strictly_newer_versions_through() -> None:
-    stored = (2, 9)  # (primary_term, seq_no)
-    assert _is_newer(_row("a", 10, term=2), stored) is True
-    assert _is_newer(_row("a", 1, term=3), stored) is True, "a higher primary term wins over a higher seq_no"
-    assert _is_newer(_row("a", 9, term=2), stored) is False, "the same version is not newer"
-    assert _is_newer(_row("a", 50, term=1), stored) is False, "an older primary term loses whatever its seq_no"
-    assert _is_newer(_row("a", 8, term=2), stored) is False
-    assert _is_newer(_row("a", 0, term=1), (None, None)) is True, "a versionless (soft-deleted) row takes any"
+def test_pre_filter_lets_only_new_documents_and_strictly_newer_versions_through(
+        sink_parts: tuple[PostgresSink, Fence, RunHistory, int], db_engine: sa.Engine, table_name: str) -> None:
+    sink, fence, _, run_id = sink_parts
+    stored = [_row(name, 9, term=2) for name in ("seq", "term", "same", "older-term", "older-seq", "gone")]
+    sink.write_page(stored, [], fence, run_id, 1)
+    with db_engine.begin() as connection:
+        connection.execute(sa.text(f'UPDATE "{table_name}" SET deleted_at = now() WHERE es_id = \'gone\''))
+    incoming = [
+        _row("seq", 10, term=2),         # a higher seq_no in the same term: newer
+        _row("term", 1, term=3),         # a higher primary term wins over a higher seq_no
+        _row("same", 9, term=2),         # the same version is not newer
+        _row("older-term", 50, term=1),  # an older primary term loses whatever its seq_no
+        _row("older-seq", 8, term=2),
+        _row("gone", 0, term=1),         # a soft-deleted row is versionless: any version is taken
+        _row("fresh", 0, term=1),        # never stored: new
+    ]
+    with db_engine.begin() as connection:
+        new, newer = sink._changed(connection, incoming)
+    assert [row.es_id for row in new] == ["fresh"]
+    assert [row.es_id for row in newer] == ["seq", "term", "gone"]
 
 
 def test_a_higher_primary_term_with_a_lower_seq_no_is_written(

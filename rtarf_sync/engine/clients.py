@@ -17,7 +17,8 @@ import elasticsearch
 import opensearchpy
 
 from config import Settings
-from rtarf_sync.engine.fastjson import ElasticsearchJson, OpenSearchJson
+from rtarf_sync.engine.fastjson import ElasticsearchJson, OpenSearchJson, typed_answers
+from rtarf_sync.engine.hits import PAGE_DECODER, Answer
 from rtarf_sync.engine.errors import ContextExpired, PitUnsupported, SourceError, TransientError
 
 T = TypeVar("T")
@@ -38,6 +39,8 @@ class SearchApi(Protocol):
     def open_pit(self, index: str, keep_alive: str) -> str: ...
     def close_pit(self, pit_id: str) -> None: ...
     def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json: ...
+    def search_hits(self, body: Json, index: str | None = None, scroll: str | None = None) -> Answer: ...
+    def scroll_hits(self, scroll_id: str, keep_alive: str) -> Answer: ...
     def aggregate(self, index: str, query: Json, aggs: Json) -> Json: ...
     def scroll(self, scroll_id: str, keep_alive: str) -> Json: ...
     def clear_scroll(self, scroll_id: str) -> None: ...
@@ -125,7 +128,25 @@ def _open_pit(call: Callable[[], Json]) -> Json:
         raise
 
 
-class ElasticsearchApi:
+class _TypedPages:
+    """The reader's requests: answers decoded into typed pages, each `_source` kept raw (hits.py)."""
+
+    def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
+        raise NotImplementedError
+
+    def scroll(self, scroll_id: str, keep_alive: str) -> Json:
+        raise NotImplementedError
+
+    def search_hits(self, body: Json, index: str | None = None, scroll: str | None = None) -> Answer:
+        with typed_answers(PAGE_DECODER):
+            return self.search(body, index=index, scroll=scroll)
+
+    def scroll_hits(self, scroll_id: str, keep_alive: str) -> Answer:
+        with typed_answers(PAGE_DECODER):
+            return self.scroll(scroll_id, keep_alive)
+
+
+class ElasticsearchApi(_TypedPages):
     """SearchApi over the official elasticsearch 8.x client."""
 
     kind = "elasticsearch"
@@ -202,7 +223,7 @@ class ElasticsearchApi:
         self.client.close()
 
 
-class OpenSearchApi:
+class OpenSearchApi(_TypedPages):
     """SearchApi over opensearch-py."""
 
     kind = "opensearch"

@@ -1,4 +1,12 @@
-"""Turning search hits into target rows, or into reasons they cannot be stored."""
+"""Turning search hits into target rows, or into reasons they cannot be stored.
+
+Two paths give the same rows. The fast one (`raw_row`) takes a typed hit whose
+`_source` is the raw JSON the engine sent (hits.py): it decodes only the cursor
+field, checks the bytes for a NUL escape and their size, and stores the text as
+it is, so no per-event Python work grows with the document. The careful one
+(`to_row`) takes a hit decoded into dicts, for pages the typed decoder refuses,
+and re-encodes the `_source`. Both set a document aside for the same reasons.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from rtarf_sync.engine.fastjson import dumps_utf8
+import msgspec
+
+from rtarf_sync.engine.fastjson import dumps_utf8, loads
+from rtarf_sync.engine.hits import AnyHit, Hit, as_dict
 
 _DIGITS = re.compile(r"^-?[0-9]{1,16}$")
 # A JSON \u0000 escape: an odd number of backslashes before u0000 (an even number is a
@@ -45,12 +56,12 @@ def _escape(text: bytes) -> bytes:
 def copy_text(es_index: str, es_id: str, moment: datetime, source: bytes, seq_no: int, term: int) -> bytes:
     """A row as one line of COPY text format (es_index, es_id, event_timestamp, source, seq_no, term).
 
-    Built by hand, on the reader's thread, because per-value conversion in the driver cost
-    more than the rest of the page write. The JSON needs only its backslashes doubled:
-    compact JSON holds no raw tab, newline or carriage return.
+    Built by hand, and only for rows that are written, because per-value conversion in the
+    driver cost more than the rest of the page write. The JSON is escaped in full: an engine
+    returns a `_source` as it was indexed, whose whitespace may hold tabs and newlines.
     """
     return b"\t".join((_escape(es_index.encode()), _escape(es_id.encode()), moment.isoformat().encode(),
-                       source.replace(b"\\", b"\\\\"), b"%d" % seq_no, b"%d" % term)) + b"\n"
+                       _escape(source), b"%d" % seq_no, b"%d" % term)) + b"\n"
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,49 @@ class Rejected:
     primary_term: int
     reason: str
     raw: str
+
+
+class CursorField:
+    """Reads one dotted field (flat "a.b" or nested) from raw `_source` JSON, skipping the rest."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._decoder = msgspec.json.Decoder(_lookup_type(path, path.split(".")))
+
+    def value(self, data: bytes) -> Any:
+        """The field's value (as `field_value` gives it), decoding only what leads to it."""
+        try:
+            found = self._decoder.decode(data)
+        except msgspec.ValidationError:
+            # A part of the path holds something other than an object: the full document decides.
+            return field_value(loads(data), self.path)
+        value = found.flat
+        if value is not msgspec.UNSET:
+            return value
+        node = getattr(found, "nested", msgspec.UNSET)
+        while node is not msgspec.UNSET and hasattr(node, "nested"):
+            node = node.nested
+        value = node.flat if node is not msgspec.UNSET else msgspec.UNSET
+        return _MISSING if value is msgspec.UNSET else value
+
+
+def _lookup_type(flat: str, parts: list[str]) -> type:
+    """A msgspec record with the field `flat` and, for a dotted path, the nested object of its first part."""
+    fields: list[tuple[str, Any, Any]] = [("flat", object, msgspec.UNSET)]
+    rename = {"flat": flat}
+    if len(parts) > 1:
+        # Below the top, only the nested walk counts (as in field_value): the rest of the path, one part deep.
+        inner = _lookup_type(parts[1], []) if len(parts) == 2 else _nested_type(parts[1:])
+        fields.append(("nested", inner | msgspec.UnsetType, msgspec.UNSET))
+        rename["nested"] = parts[0]
+    return msgspec.defstruct("CursorLookup", fields, rename=rename, gc=False)
+
+
+def _nested_type(parts: list[str]) -> type:
+    """A record whose field `parts[0]` holds the record of the rest of the path."""
+    inner = _lookup_type(parts[1], []) if len(parts) == 2 else _nested_type(parts[1:])
+    return msgspec.defstruct("CursorStep", [("nested", inner | msgspec.UnsetType, msgspec.UNSET)],
+                             rename={"nested": parts[0]}, gc=False)
 
 
 def field_value(source: dict[str, Any], path: str) -> Any:
@@ -131,6 +185,45 @@ def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow |
     seq_no, term = _version(hit)
     index, doc_id = hit["_index"], hit["_id"]
     return EventRow(index, doc_id, moment, data, seq_no, term, copy_text(index, doc_id, moment, data, seq_no, term))
+
+
+# Numbers are the only JSON text that re-encoding can lengthen (1e15 becomes 1000000000000000.0,
+# under four times as long): a raw document under a quarter of the limit is under it re-encoded too.
+_SIZE_MARGIN = 4
+
+
+def raw_row(hit: Hit, cursor: CursorField, max_bytes: int) -> EventRow | Rejected:
+    """Convert one typed hit (raw `_source`), or say why it cannot be stored: the same verdicts as `to_row`."""
+    data = bytes(hit._source)  # noqa: SLF001 - engine field names
+    if not data.startswith(b"{"):
+        return reject(as_dict(hit), "document has no _source")
+    value = cursor.value(data)
+    if value is _MISSING or value is None:
+        return reject(as_dict(hit), f"missing cursor field {cursor.path}")
+    moment = parse_instant(value)
+    if moment is None:
+        return reject(as_dict(hit), f"cursor field {cursor.path} is not a date: {str(value)[:100]!r}")
+    if b"\\u0000" in data and _NUL_ESCAPE.search(data):
+        return reject(as_dict(hit), "document contains a NUL character (\\u0000), which PostgreSQL jsonb rejects")
+    if len(data) * _SIZE_MARGIN > max_bytes:
+        # Near the limit, measure as `to_row` does: the compact encoding of the decoded document.
+        size = len(dumps_utf8(loads(data)))
+        if size > max_bytes:
+            return reject(as_dict(hit), f"document is {size} bytes, over the limit of {max_bytes} "
+                                        "(RTARF_SYNC_MAX_DOCUMENT_BYTES)")
+    return EventRow(hit._index, hit._id, moment, data, hit._seq_no, hit._primary_term)  # noqa: SLF001
+
+
+def convert_page(hits: list[AnyHit], cursor: CursorField,
+                 max_bytes: int) -> tuple[list[EventRow], list[Rejected]]:
+    """Split a page into rows to write and documents to set aside, each hit by the path its shape takes."""
+    rows: list[EventRow] = []
+    rejects: list[Rejected] = []
+    for hit in hits:
+        converted = (raw_row(hit, cursor, max_bytes) if isinstance(hit, Hit)
+                     else to_row(hit, cursor.path, max_bytes))
+        (rows if isinstance(converted, EventRow) else rejects).append(converted)  # type: ignore[arg-type]
+    return rows, rejects
 
 
 def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:

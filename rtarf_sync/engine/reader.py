@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 from rtarf_sync.engine.clients import Json, SearchApi
 from rtarf_sync.engine.errors import ContextExpired, SourceError, TransientError
+from rtarf_sync.engine.hits import Answer, AnyHit, PageView, hit_sort, view
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 
 log = logging.getLogger("rtarf_sync.reader")  # the name log filters know
@@ -32,13 +33,14 @@ class ReadPlan:
     keep_alive: str
 
 
-def check_complete(answer: Json, what: str) -> None:
-    """Refuse an answer that is missing shards or timed out: its page may be incomplete."""
-    shards = answer.get("_shards") or {}
-    if int(shards.get("failed", 0) or 0) > 0:
-        raise TransientError(f"{what}: {shards.get('failed')} shard(s) failed")
-    if answer.get("timed_out"):
+def check_complete(answer: Answer, what: str) -> PageView:
+    """Refuse an answer that is missing shards or timed out (its page may be incomplete); else its view."""
+    page = view(answer)
+    if page.failed_shards > 0:
+        raise TransientError(f"{what}: {page.failed_shards} shard(s) failed")
+    if page.timed_out:
         raise TransientError(f"{what}: the search timed out")
+    return page
 
 
 def _quietly(release: Callable[[], None], what: str) -> None:
@@ -99,12 +101,10 @@ class PitReader:
             body["slice"] = {"id": self.slice_of[0], "max": self.slice_of[1]}
         return body
 
-    def _page(self, after: list[Any] | None) -> Json:
-        answer = self.api.search(self._body(after))
-        check_complete(answer, "search page")
-        return answer
+    def _page(self, after: list[Any] | None) -> PageView:
+        return check_complete(self.api.search_hits(self._body(after)), "search page")
 
-    def _search(self, after: list[Any] | None, pages: int) -> Json:
+    def _search(self, after: list[Any] | None, pages: int) -> PageView:
         """The page after `after`; an expired point in time is reopened and the page asked again."""
         while True:
             try:
@@ -130,17 +130,17 @@ class PitReader:
         self.pit_id = with_retry(lambda: self.api.open_pit(self.plan.index, self.plan.keep_alive),
                                  self.retry, "reopen point in time")
 
-    def pages(self) -> Iterator[list[Json]]:
+    def pages(self) -> Iterator[list[AnyHit]]:
         """Yield pages of hits until the point in time is exhausted."""
         after: list[Any] | None = None
         pages = 0
         while True:
             answer = self._search(after, pages)
-            self.pit_id = answer.get("pit_id", self.pit_id)
-            hits: list[Json] = answer["hits"]["hits"]
+            self.pit_id = answer.pit_id or self.pit_id
+            hits = answer.hits
             if not hits:
                 return
-            last = hits[-1].get("sort")
+            last = hit_sort(hits[-1])
             if not last or last == after:
                 # Checked before the page is handed on: a repeated page is never written twice.
                 raise SourceError(f"paging cursor did not advance past {after!r}")
@@ -167,24 +167,21 @@ class ScrollReader:
             _quietly(lambda: self.api.clear_scroll(self.scroll_id or ""), "clear scroll")
             self.scroll_id = None
 
-    def _first(self) -> Json:
+    def _first(self) -> PageView:
         body = {"size": self.plan.size, "query": self.plan.query, "seq_no_primary_term": True,
                 "sort": cursor_sort(self.plan.cursor_field, ["_doc"])}
-        answer = self.api.search(body, index=self.plan.index, scroll=self.plan.keep_alive)
-        check_complete(answer, "scroll start")
-        return answer
+        return check_complete(self.api.search_hits(body, index=self.plan.index, scroll=self.plan.keep_alive),
+                              "scroll start")
 
-    def pages(self) -> Iterator[list[Json]]:
+    def pages(self) -> Iterator[list[AnyHit]]:
         """Yield pages of hits until the scroll is exhausted."""
         # The first request is retried; a later scroll page cannot be asked twice
         # safely (it would skip a page), so a failure there aborts the run.
         answer = with_retry(self._first, self.retry, "scroll start")
         while True:
-            self.scroll_id = answer.get("_scroll_id", self.scroll_id)
-            hits: list[Json] = answer["hits"]["hits"]
-            if not hits:
+            self.scroll_id = answer.scroll_id or self.scroll_id
+            if not answer.hits:
                 return
-            yield hits
+            yield answer.hits
             assert self.scroll_id is not None
-            answer = self.api.scroll(self.scroll_id, self.plan.keep_alive)
-            check_complete(answer, "scroll page")
+            answer = check_complete(self.api.scroll_hits(self.scroll_id, self.plan.keep_alive), "scroll page")

@@ -1,8 +1,9 @@
 """Writing pages into PostgreSQL: one transaction per page.
 
-A page first looks up the versions already stored for its documents. New
-documents are copied straight into the target (the cheapest write PostgreSQL
-has); documents whose incoming version `(primary_term, seq_no)` is newer are
+A page first asks PostgreSQL which of its documents are new or carry a newer
+version than the stored one. New documents are copied straight into the
+target (the cheapest write PostgreSQL has); documents whose incoming version
+`(primary_term, seq_no)` is newer are
 copied into a temporary staging table and upserted with one
 `INSERT ... SELECT ... ON CONFLICT DO UPDATE` whose guard repeats the version
 test, so an older version never overwrites a newer one; the rest are unchanged
@@ -41,7 +42,6 @@ _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id te
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "40003", "55P03", "57014", "57P01", "57P02", "57P03",
                         "08000", "08001", "08003", "08004", "08006", "53100", "53200", "53300"}
 COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
-Stored = tuple[int | None, int | None]  # (primary_term, seq_no) as stored; None for a soft-deleted row
 
 
 @dataclass(frozen=True)
@@ -146,12 +146,11 @@ class PostgresSink:
         """Record the keys a reconciling run has read (a document set aside still exists)."""
         if not rows and not rejects:
             return
-        statement = f"COPY {seen} (es_index, es_id) FROM STDIN"
-        with _driver_errors(statement), _driver(connection).cursor() as cursor, cursor.copy(statement) as copy:
-            # A row's COPY line starts with its two key fields, already escaped: no per-key Python work.
-            copy.write(b"".join(b"\t".join(copy_line(row).split(b"\t", 2)[:2]) + b"\n" for row in rows))
-            for reject in rejects:
-                copy.write_row((reject.es_index, reject.es_id))
+        statement = (f"INSERT INTO {seen} (es_index, es_id) SELECT e->>0, e->>1 "
+                     "FROM json_array_elements(%s::json) e")
+        keys = [row.key for row in rows] + [(reject.es_index, reject.es_id) for reject in rejects]
+        with _driver_errors(statement), _driver(connection).cursor() as cursor:
+            cursor.execute(statement, (orjson.dumps(keys).decode(),))
 
     def move_cursor(self, cursor: datetime, fence: Fence, run_id: int) -> None:
         """Move the stored cursor forward to `cursor` (never back), fenced by the lease."""
@@ -166,29 +165,37 @@ class PostgresSink:
         """Write a page: new documents by COPY straight into the target, newer versions by upsert."""
         if not rows:
             return 0, 0
-        stored = self._stored_versions(connection, rows)
-        new = [row for row in rows if row.key not in stored]
-        newer = [row for row in rows if row.key in stored and _is_newer(row, stored[row.key])]
+        new, newer = self._changed(connection, rows)
         if new:
             # One writer per target at a time (the lease), so rows not found now are still absent.
             target = connection.dialect.identifier_preparer.format_table(self.tables.target)
             self._copy(connection, target, new)
         return len(new), self._upsert_newer(connection, newer)
 
-    def _stored_versions(self, connection: sa.Connection, rows: list[EventRow]) -> dict[tuple[str, str], Stored]:
-        # Straight through the driver, keys as one JSON text: binding a thousand keys and
-        # building result rows through SQLAlchemy cost five times the CPU of the query itself.
-        # A soft-deleted row reads as versionless: whatever version comes back is written,
-        # also after its index was deleted and re-created with versions counting from 0 again.
+    def _changed(self, connection: sa.Connection, rows: list[EventRow]) -> tuple[list[EventRow], list[EventRow]]:
+        """The rows of new documents, and those whose version is newer than the stored one.
+
+        PostgreSQL compares: every row's key and version go over as one JSON text, and only the
+        rows to write come back (their position, and whether the document is new), so an
+        unchanged document costs a key-and-version lookup and nothing more. Straight through the
+        driver: binding a thousand keys through SQLAlchemy cost five times the query itself.
+        A soft-deleted row counts as versionless: whatever version comes back is written, also
+        after its index was deleted and re-created with versions counting from 0 again.
+        """
         target = connection.dialect.identifier_preparer.format_table(self.tables.target)
-        statement = ("SELECT t.es_index, t.es_id, CASE WHEN t.deleted_at IS NULL THEN t.es_primary_term END, "
-                     f"CASE WHEN t.deleted_at IS NULL THEN t.es_seq_no END FROM {target} t "
-                     "JOIN (SELECT e->>0 AS es_index, e->>1 AS es_id FROM json_array_elements(%s::json) e) k "
-                     "USING (es_index, es_id)")
-        keys = orjson.dumps([row.key for row in rows]).decode()
+        statement = ("SELECT k.n, t.es_id IS NULL FROM (SELECT n, e->>0 AS es_index, e->>1 AS es_id, "
+                     "(e->>2)::bigint AS term, (e->>3)::bigint AS seq_no "
+                     "FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)) k "
+                     f"LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id "
+                     "WHERE t.es_id IS NULL OR t.deleted_at IS NOT NULL OR t.es_primary_term IS NULL "
+                     "OR t.es_seq_no IS NULL OR (t.es_primary_term, t.es_seq_no) < (k.term, k.seq_no) ORDER BY k.n")
+        keys = orjson.dumps([(row.es_index, row.es_id, row.primary_term, row.seq_no) for row in rows]).decode()
         with _driver_errors(statement), _driver(connection).cursor() as cursor:
             cursor.execute(statement, (keys,))
-            return {(index, doc_id): (term, seq_no) for index, doc_id, term, seq_no in cursor.fetchall()}
+            changed = cursor.fetchall()
+        new = [rows[n - 1] for n, is_new in changed if is_new]
+        newer = [rows[n - 1] for n, is_new in changed if not is_new]
+        return new, newer
 
     @staticmethod
     def _copy(connection: sa.Connection, table: str, rows: list[EventRow]) -> None:
@@ -310,11 +317,6 @@ def _driver_errors(statement: str) -> Iterator[None]:
         yield
     except psycopg.Error as error:
         raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
-
-
-def _is_newer(row: EventRow, stored: Stored) -> bool:
-    term, seq_no = stored
-    return term is None or seq_no is None or row.version > (term, seq_no)
 
 
 def _as_reject(row: EventRow, reason: str) -> Rejected:

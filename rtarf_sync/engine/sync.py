@@ -25,7 +25,8 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.clients import Json, SearchApi, build_api
-from rtarf_sync.engine.documents import EventRow, Rejected, engine_time as iso, to_row
+from rtarf_sync.engine.documents import CursorField, EventRow, Rejected, convert_page, engine_time as iso
+from rtarf_sync.engine.hits import AnyHit
 from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, TransientError, redact
 from rtarf_sync.engine.lease import Fence, Holder, Lease
 from rtarf_sync.engine.plan import INCREMENTAL, RunScope
@@ -279,13 +280,12 @@ class SyncService:
                  result.total_processed, result.pages, result.inserted, result.updated)
         return now
 
-    def _split(self, hits: list[Json]) -> tuple[list[EventRow], list[Rejected]]:
-        rows: list[EventRow] = []
-        rejects: list[Rejected] = []
-        for hit in hits:
-            converted = to_row(hit, self.settings.cursor_field, self.settings.max_document_bytes)
-            (rows if isinstance(converted, EventRow) else rejects).append(converted)  # type: ignore[arg-type]
-        return rows, rejects
+    def _split(self, hits: list[AnyHit]) -> tuple[list[EventRow], list[Rejected]]:
+        return convert_page(hits, self._cursor_field, self.settings.max_document_bytes)
+
+    @cached_property
+    def _cursor_field(self) -> CursorField:
+        return CursorField(self.settings.cursor_field)
 
     def _commit_page(self, sink: PostgresSink, history: RunHistory, rows: list[EventRow],
                      rejects: list[Rejected], fence: Fence, result: SyncResult, page_no: int,

@@ -9,14 +9,15 @@ import time
 from typing import Any, Callable
 
 from rtarf_sync.engine.clients import Json, SearchApi
+from rtarf_sync.engine.hits import Answer, view
 
 
-def _has_hits(answer: Json) -> bool:
-    return bool((answer.get("hits") or {}).get("hits"))
+def _has_hits(answer: Answer) -> bool:
+    return bool(view(answer).hits)
 
 
 class TimedSearch:
-    """Delegates to `api`; each `search` and `scroll` with hits reports ("read", start time) to `observe`."""
+    """Delegates to `api`; each search or scroll request with hits reports ("read", start time) to `observe`."""
 
     def __init__(self, api: SearchApi, observe: Callable[[str, float], None]) -> None:
         self._api, self._observe = api, observe
@@ -34,6 +35,20 @@ class TimedSearch:
     def scroll(self, scroll_id: str, keep_alive: str) -> Json:
         began = time.perf_counter()
         answer = self._api.scroll(scroll_id, keep_alive)
+        if _has_hits(answer):
+            self._observe("read", began)
+        return answer
+
+    def search_hits(self, body: Json, index: str | None = None, scroll: str | None = None) -> Answer:
+        began = time.perf_counter()
+        answer = self._api.search_hits(body, index=index, scroll=scroll)
+        if _has_hits(answer):
+            self._observe("read", began)
+        return answer
+
+    def scroll_hits(self, scroll_id: str, keep_alive: str) -> Answer:
+        began = time.perf_counter()
+        answer = self._api.scroll_hits(scroll_id, keep_alive)
         if _has_hits(answer):
             self._observe("read", began)
         return answer

@@ -1,0 +1,107 @@
+"""Search pages decoded into small typed records, each `_source` kept as the raw JSON the engine sent.
+
+Decoding a page of hits into dicts cost more Python time than everything else
+the sync does per event, and most of it was thrown away: paging needs each
+hit's key, version and sort values, and PostgreSQL parses the `_source` again
+anyway. msgspec decodes an answer into the records below and keeps every
+`_source` as a `Raw` slice of the answer, which is later stored as it is.
+
+An answer these records do not fit (an error body, or a page msgspec refuses,
+such as one holding a lone surrogate escape) is decoded into dicts as before;
+such a page takes the careful path, document by document (documents.py). Every
+reader accepts both shapes through `view`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Union
+
+import msgspec
+
+from rtarf_sync.engine.fastjson import loads
+
+Json = dict[str, Any]
+NO_SOURCE = msgspec.Raw(b"")
+
+
+class Shards(msgspec.Struct, gc=False):
+    failed: int = 0
+
+
+class Hit(msgspec.Struct, gc=False):
+    """One hit; `_source` is the document's JSON text exactly as the engine sent it."""
+
+    _index: str
+    _id: str
+    _seq_no: int = -1
+    _primary_term: int = -1
+    _source: msgspec.Raw = NO_SOURCE
+    sort: Union[list[Any], None] = None
+
+
+class HitList(msgspec.Struct, gc=False):
+    hits: list[Hit]
+
+
+class SearchPage(msgspec.Struct, gc=False):
+    """A search or scroll answer. `hits` is required, so an error body never passes for an empty page."""
+
+    hits: HitList
+    pit_id: Union[str, None] = None
+    _scroll_id: Union[str, None] = None
+    timed_out: bool = False
+    _shards: Shards = msgspec.field(default_factory=Shards)
+
+
+PAGE_DECODER = msgspec.json.Decoder(SearchPage)
+Answer = Union[SearchPage, Json]
+AnyHit = Union[Hit, Json]
+
+
+class PageView(NamedTuple):
+    """What paging needs of an answer, whichever way it was decoded."""
+
+    hits: list[AnyHit]
+    pit_id: str | None
+    scroll_id: str | None
+    failed_shards: int
+    timed_out: bool
+
+
+def view(answer: Answer) -> PageView:
+    """The paging fields of a typed page or of a dict answer."""
+    if isinstance(answer, SearchPage):
+        return PageView(answer.hits.hits, answer.pit_id, answer._scroll_id,  # noqa: SLF001 - engine field names
+                        answer._shards.failed, answer.timed_out)  # noqa: SLF001
+    shards = answer.get("_shards") or {}
+    return PageView((answer.get("hits") or {}).get("hits") or [], answer.get("pit_id"), answer.get("_scroll_id"),
+                    int(shards.get("failed", 0) or 0), bool(answer.get("timed_out")))
+
+
+def hit_sort(hit: AnyHit) -> list[Any] | None:
+    """The hit's sort values (what `search_after` continues from)."""
+    return hit.sort if isinstance(hit, Hit) else hit.get("sort")
+
+
+def hit_id(hit: AnyHit) -> str:
+    return hit._id if isinstance(hit, Hit) else str(hit["_id"])  # noqa: SLF001
+
+
+def source_of(hit: Hit) -> Any:
+    """The hit's `_source` decoded (None when it has none): for the rare document that needs all of it."""
+    data = bytes(hit._source)  # noqa: SLF001
+    return loads(data) if data else None
+
+
+def as_dict(hit: AnyHit) -> Json:
+    """A hit as the clients decode it into dicts (dead letters, tools and tests)."""
+    if not isinstance(hit, Hit):
+        return hit
+    answer: Json = {"_index": hit._index, "_id": hit._id,  # noqa: SLF001
+                    "_seq_no": hit._seq_no, "_primary_term": hit._primary_term}  # noqa: SLF001
+    if bytes(hit._source):  # noqa: SLF001
+        answer["_source"] = source_of(hit)
+    if hit.sort is not None:
+        answer["sort"] = hit.sort
+    return answer
+
