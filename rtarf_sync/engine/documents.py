@@ -11,9 +11,11 @@ and re-encodes the `_source`. Both set a document aside for the same reasons.
 from __future__ import annotations
 
 import json
+import operator
 import re
+import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 import msgspec
@@ -21,7 +23,6 @@ import msgspec
 from rtarf_sync.engine.fastjson import dumps_utf8, loads
 from rtarf_sync.engine.hits import AnyHit, Hit, as_dict
 
-_DIGITS = re.compile(r"^-?[0-9]{1,16}$")
 # A JSON \u0000 escape: an odd number of backslashes before u0000 (an even number is a
 # literal backslash followed by the text "u0000", which is fine).
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -37,7 +38,7 @@ class EventRow(NamedTuple):
     source: bytes  # the _source as compact UTF-8 JSON
     seq_no: int
     primary_term: int
-    copy_text: bytes = b""  # the row as a line of COPY text, built with the row when known
+    copy_row: bytes = b""  # the row in COPY's binary format, when built ahead (PageConverter)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -48,20 +49,29 @@ class EventRow(NamedTuple):
         return (self.primary_term, self.seq_no)
 
 
-def _escape(text: bytes) -> bytes:
-    """Escape a value for COPY's text format."""
-    return text.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+def copy_row(es_index: str, es_id: str, moment: datetime, source: bytes, seq_no: int, term: int) -> bytes:
+    """A row as one tuple of COPY's binary format (es_index, es_id, event_timestamp, source, seq_no, term).
 
-
-def copy_text(es_index: str, es_id: str, moment: datetime, source: bytes, seq_no: int, term: int) -> bytes:
-    """A row as one line of COPY text format (es_index, es_id, event_timestamp, source, seq_no, term).
-
-    Built by hand, and only for rows that are written, because per-value conversion in the
-    driver cost more than the rest of the page write. The JSON is escaped in full: an engine
-    returns a `_source` as it was indexed, whose whitespace may hold tabs and newlines.
+    Built by hand because per-value conversion in the driver cost more than the rest of the
+    page write, and binary because nothing needs escaping: a `_source` goes as the bytes the
+    engine sent (`jsonb` takes a version byte, 1, then the JSON text), a timestamp as
+    microseconds since 2000-01-01 UTC, a version as two 64-bit integers.
     """
-    return b"\t".join((_escape(es_index.encode()), _escape(es_id.encode()), moment.isoformat().encode(),
-                       _escape(source), b"%d" % seq_no, b"%d" % term)) + b"\n"
+    index, doc_id = es_index.encode(), es_id.encode()
+    return b"".join((_SIX_FIELDS, _LENGTH(len(index)), index, _LENGTH(len(doc_id)), doc_id,
+                     _STAMP_THEN_LENGTH(8, (moment - _PG_EPOCH) // _MICROSECOND, len(source) + 1),
+                     _JSONB_VERSION, source, _TWO_BIGINTS(8, seq_no, 8, term)))
+
+
+_SIX_FIELDS = struct.pack("!h", 6)
+_LENGTH = struct.Struct("!i").pack
+_STAMP_THEN_LENGTH = struct.Struct("!iqi").pack
+_TWO_BIGINTS = struct.Struct("!iqiq").pack
+_JSONB_VERSION = b"\x01"
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # signature, flags, no extension
+COPY_TRAILER = struct.pack("!h", -1)
 
 
 @dataclass(frozen=True)
@@ -136,12 +146,18 @@ def engine_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _is_millis(text: str) -> bool:
+    """Epoch milliseconds written as text: an optional minus and 1 to 16 ASCII digits."""
+    digits = text[1:] if text.startswith("-") else text
+    return 0 < len(digits) <= 16 and digits.isascii() and digits.isdigit()
+
+
 def parse_instant(value: Any) -> datetime | None:
     """Parse an engine date (ISO-8601 text or epoch milliseconds) to an aware UTC datetime."""
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     try:
-        if isinstance(value, str) and not _DIGITS.match(value):
+        if isinstance(value, str) and not _is_millis(value):
             moment = datetime.fromisoformat(value.strip())
             return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
@@ -183,8 +199,7 @@ def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow |
     if size > max_bytes:
         return reject(hit, f"document is {size} bytes, over the limit of {max_bytes} (RTARF_SYNC_MAX_DOCUMENT_BYTES)")
     seq_no, term = _version(hit)
-    index, doc_id = hit["_index"], hit["_id"]
-    return EventRow(index, doc_id, moment, data, seq_no, term, copy_text(index, doc_id, moment, data, seq_no, term))
+    return EventRow(hit["_index"], hit["_id"], moment, data, seq_no, term)
 
 
 # Numbers are the only JSON text that re-encoding can lengthen (1e15 becomes 1000000000000000.0,
@@ -192,7 +207,7 @@ def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow |
 _SIZE_MARGIN = 4
 
 
-def raw_row(hit: Hit, cursor: CursorField, max_bytes: int) -> EventRow | Rejected:
+def raw_row(hit: Hit, cursor: CursorField, max_bytes: int, prepare_copy: bool = False) -> EventRow | Rejected:
     """Convert one typed hit (raw `_source`), or say why it cannot be stored: the same verdicts as `to_row`."""
     data = bytes(hit._source)  # noqa: SLF001 - engine field names
     if not data.startswith(b"{"):
@@ -211,26 +226,54 @@ def raw_row(hit: Hit, cursor: CursorField, max_bytes: int) -> EventRow | Rejecte
         if size > max_bytes:
             return reject(as_dict(hit), f"document is {size} bytes, over the limit of {max_bytes} "
                                         "(RTARF_SYNC_MAX_DOCUMENT_BYTES)")
-    return EventRow(hit._index, hit._id, moment, data, hit._seq_no, hit._primary_term)  # noqa: SLF001
+    index, doc_id, seq_no, term = hit._index, hit._id, hit._seq_no, hit._primary_term  # noqa: SLF001
+    return EventRow(index, doc_id, moment, data, seq_no, term,
+                    copy_row(index, doc_id, moment, data, seq_no, term) if prepare_copy else b"")
 
 
-def convert_page(hits: list[AnyHit], cursor: CursorField,
-                 max_bytes: int) -> tuple[list[EventRow], list[Rejected]]:
-    """Split a page into rows to write and documents to set aside, each hit by the path its shape takes."""
+def convert_page(hits: list[AnyHit], cursor: CursorField, max_bytes: int,
+                 prepare_copy: bool = False) -> tuple[list[EventRow], list[Rejected]]:
+    """Split a page into rows to write and documents to set aside, each hit by the path its shape takes.
+
+    With `prepare_copy`, each row also carries its COPY tuple (otherwise the sink builds it if written).
+    """
     rows: list[EventRow] = []
     rejects: list[Rejected] = []
     for hit in hits:
-        converted = (raw_row(hit, cursor, max_bytes) if isinstance(hit, Hit)
+        converted = (raw_row(hit, cursor, max_bytes, prepare_copy) if isinstance(hit, Hit)
                      else to_row(hit, cursor.path, max_bytes))
         (rows if isinstance(converted, EventRow) else rejects).append(converted)  # type: ignore[arg-type]
     return rows, rejects
 
 
+class PageConverter:
+    """Converts a run's pages on the reader's thread, building COPY tuples only while pages bring writes.
+
+    The writer (the run's critical path: it waits for PostgreSQL) sets `prepare_copy` after each
+    page. While pages insert or update, building each row's COPY tuple on the reader's thread
+    keeps that work off the writer's; while they are unchanged (an overlap or a full re-read),
+    the tuples would be thrown away, so none are built. A row without one gets it from the sink
+    if it is written.
+    """
+
+    def __init__(self, cursor_field: str, max_bytes: int) -> None:
+        self.cursor, self.max_bytes = CursorField(cursor_field), max_bytes
+        self.prepare_copy = True
+
+    def __call__(self, hits: list[AnyHit]) -> tuple[list[EventRow], list[Rejected]]:
+        return convert_page(hits, self.cursor, self.max_bytes, self.prepare_copy)
+
+
 def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:
     """Keep the newest version of each document in a page; return them and how many were dropped."""
+    if len(set(map(_KEY, rows))) == len(rows):
+        return rows, 0  # the usual page: every document once
     newest: dict[tuple[str, str], EventRow] = {}
     for row in rows:
         kept = newest.get(row.key)
         if kept is None or row.version > kept.version:
             newest[row.key] = row
     return list(newest.values()), len(rows) - len(newest)
+
+
+_KEY = operator.itemgetter(0, 1)

@@ -36,7 +36,7 @@ class Hit(msgspec.Struct, gc=False):
     _seq_no: int = -1
     _primary_term: int = -1
     _source: msgspec.Raw = NO_SOURCE
-    sort: Union[list[Any], None] = None
+    sort: msgspec.Raw = NO_SOURCE  # decoded for the last hit of a page only (`hit_sort`)
 
 
 class HitList(msgspec.Struct, gc=False):
@@ -80,7 +80,9 @@ def view(answer: Answer) -> PageView:
 
 def hit_sort(hit: AnyHit) -> list[Any] | None:
     """The hit's sort values (what `search_after` continues from)."""
-    return hit.sort if isinstance(hit, Hit) else hit.get("sort")
+    if not isinstance(hit, Hit):
+        return hit.get("sort")
+    return msgspec.json.decode(hit.sort) if bytes(hit.sort) else None
 
 
 def hit_id(hit: AnyHit) -> str:
@@ -101,7 +103,7 @@ def as_dict(hit: AnyHit) -> Json:
                     "_seq_no": hit._seq_no, "_primary_term": hit._primary_term}  # noqa: SLF001
     if bytes(hit._source):  # noqa: SLF001
         answer["_source"] = source_of(hit)
-    if hit.sort is not None:
-        answer["sort"] = hit.sort
+    if bytes(hit.sort):
+        answer["sort"] = hit_sort(hit)
     return answer
 

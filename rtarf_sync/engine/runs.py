@@ -7,8 +7,9 @@ from typing import Any, Mapping
 
 import sqlalchemy as sa
 
+from rtarf_sync.engine.bookkeeping import COUNTERS
 from rtarf_sync.engine.result import SyncResult, utc_iso
-from rtarf_sync.engine.sink import COUNTERS, PageCounts
+from rtarf_sync.engine.sink import PageCounts
 from rtarf_sync.engine.tables import Tables
 
 

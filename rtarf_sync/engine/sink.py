@@ -14,6 +14,7 @@ advances the cursor and adds the page's counts to the run's history row.
 from __future__ import annotations
 
 import logging
+import operator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,8 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from rtarf_sync.engine.documents import EventRow, Rejected, copy_text, newest_per_key
+from rtarf_sync.engine.bookkeeping import PageBookkeeping
+from rtarf_sync.engine.documents import COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row, newest_per_key
 from rtarf_sync.engine.errors import TransientError
 from rtarf_sync.engine.lease import Fence, Lease
 from rtarf_sync.engine.tables import Tables
@@ -33,7 +35,7 @@ log = logging.getLogger("rtarf_sync.sink")  # the name log filters know
 STAGE = "rtarf_stage"
 _COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_primary_term")
 _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
-              "event_timestamp timestamptz, source text, es_seq_no bigint, es_primary_term bigint) "
+              "event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint) "
               "ON COMMIT DELETE ROWS")
 # Serialization failure, deadlock, commit outcome unknown, lock timeout, statement timeout or
 # cancel, server shutdown or restart, lost connection, too many connections, out of memory or
@@ -41,7 +43,8 @@ _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id te
 # program limits) fails the same way again.
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "40003", "55P03", "57014", "57P01", "57P02", "57P03",
                         "08000", "08001", "08003", "08004", "08006", "53100", "53200", "53300"}
-COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
+_COPY_SLICE = 100  # rows per COPY write
+_KEY_AND_VERSION = operator.itemgetter(0, 1, 5, 4)  # es_index, es_id, primary_term, seq_no
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class PostgresSink:
     def __init__(self, engine: sa.Engine, tables: Tables, lease: Lease, source_index: str) -> None:
         self.engine, self.tables, self.lease, self.source_index = engine, tables, lease, source_index
         self.stage = sa.table(STAGE, *(sa.column(name) for name in _COLUMNS))
+        self.bookkeeping = PageBookkeeping(tables, lease.ttl, source_index)
 
     def write_page(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence,
                    run_id: int, page_no: int, *, advance_cursor: bool = True,
@@ -121,11 +125,12 @@ class PostgresSink:
     def _commit(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected], fence: Fence,
                 run_id: int, page_no: int, options: _PageOptions, careful: bool) -> PageCounts:
         with self.engine.begin() as connection:
-            # The page, its cursor and its counts commit or vanish together, so a commit
-            # need not wait for the disk: a page lost in a server crash is read again by
-            # the next run, like a page lost in flight.
-            connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            self.lease.fence(connection, fence)
+            with _driver_errors("fence"), _driver(connection).cursor() as cursor:
+                # The page, its cursor and its counts commit or vanish together, so a commit
+                # need not wait for the disk: a page lost in a server crash is read again by
+                # the next run, like a page lost in flight.
+                cursor.execute("SET LOCAL synchronous_commit = off")
+                self.bookkeeping.fence(cursor, fence)
             if careful:
                 inserted, updated, refused = self._upsert_each(connection, rows)
                 rows = [row for row in rows if row.key not in {r[0].key for r in refused}]
@@ -175,33 +180,41 @@ class PostgresSink:
     def _changed(self, connection: sa.Connection, rows: list[EventRow]) -> tuple[list[EventRow], list[EventRow]]:
         """The rows of new documents, and those whose version is newer than the stored one.
 
-        PostgreSQL compares: every row's key and version go over as one JSON text, and only the
-        rows to write come back (their position, and whether the document is new), so an
-        unchanged document costs a key-and-version lookup and nothing more. Straight through the
+        PostgreSQL compares: every row's key and version go over as one JSON text, and one
+        letter per row comes back (new, newer or unchanged), so an unchanged document costs a
+        key-and-version lookup and nothing more. Straight through the
         driver: binding a thousand keys through SQLAlchemy cost five times the query itself.
         A soft-deleted row counts as versionless: whatever version comes back is written, also
         after its index was deleted and re-created with versions counting from 0 again.
         """
         target = connection.dialect.identifier_preparer.format_table(self.tables.target)
-        statement = ("SELECT k.n, t.es_id IS NULL FROM (SELECT n, e->>0 AS es_index, e->>1 AS es_id, "
+        # One letter per row, in page order: n(ew), w(rite: a newer version) or - (unchanged).
+        statement = ("SELECT string_agg(CASE WHEN t.es_id IS NULL THEN 'n' WHEN t.deleted_at IS NOT NULL "
+                     "OR t.es_primary_term IS NULL OR t.es_seq_no IS NULL "
+                     "OR (t.es_primary_term, t.es_seq_no) < (k.term, k.seq_no) THEN 'w' ELSE '-' END, '' "
+                     "ORDER BY k.n) FROM (SELECT n, e->>0 AS es_index, e->>1 AS es_id, "
                      "(e->>2)::bigint AS term, (e->>3)::bigint AS seq_no "
                      "FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)) k "
-                     f"LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id "
-                     "WHERE t.es_id IS NULL OR t.deleted_at IS NOT NULL OR t.es_primary_term IS NULL "
-                     "OR t.es_seq_no IS NULL OR (t.es_primary_term, t.es_seq_no) < (k.term, k.seq_no) ORDER BY k.n")
-        keys = orjson.dumps([(row.es_index, row.es_id, row.primary_term, row.seq_no) for row in rows]).decode()
+                     f"LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id")
+        keys = orjson.dumps(list(map(_KEY_AND_VERSION, rows))).decode()
         with _driver_errors(statement), _driver(connection).cursor() as cursor:
             cursor.execute(statement, (keys,))
-            changed = cursor.fetchall()
-        new = [rows[n - 1] for n, is_new in changed if is_new]
-        newer = [rows[n - 1] for n, is_new in changed if not is_new]
+            flags: str = cursor.fetchone()[0]  # type: ignore[index]
+        if flags.count("n") == len(rows):
+            return rows, []  # the usual first read: every document new
+        new = [row for row, flag in zip(rows, flags) if flag == "n"]
+        newer = [row for row, flag in zip(rows, flags) if flag == "w"]
         return new, newer
 
     @staticmethod
     def _copy(connection: sa.Connection, table: str, rows: list[EventRow]) -> None:
-        statement = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN"
+        statement = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
         with _driver_errors(statement), _driver(connection).cursor() as cursor, cursor.copy(statement) as copy:
-            copy.write(b"".join(map(copy_line, rows)))
+            copy.write(COPY_HEADER)
+            # In slices of about 100 KB: PostgreSQL parses and inserts one while the next is built.
+            for start in range(0, len(rows), _COPY_SLICE):
+                copy.write(b"".join(map(_copy_row, rows[start:start + _COPY_SLICE])))
+            copy.write(COPY_TRAILER)
 
     def _upsert_newer(self, connection: sa.Connection, rows: list[EventRow]) -> int:
         """Upsert rows through the staging table, guarded by version; return how many were written."""
@@ -209,9 +222,8 @@ class PostgresSink:
             return 0
         connection.exec_driver_sql(_STAGE_DDL)
         self._copy(connection, STAGE, rows)
-        columns = [sa.cast(self.stage.c[name], JSONB).label(name) if name == "source" else self.stage.c[name]
-                   for name in _COLUMNS]
-        select = sa.select(*columns).order_by(self.stage.c.es_index, self.stage.c.es_id)
+        select = sa.select(*(self.stage.c[name] for name in _COLUMNS)).order_by(self.stage.c.es_index,
+                                                                                 self.stage.c.es_id)
         written = self._on_conflict(insert(self.tables.target).from_select(list(_COLUMNS), select)).cte("written")
         # Count in PostgreSQL: the RETURNING rows need not travel to Python.
         return int(connection.execute(sa.select(sa.func.count()).select_from(written)).scalar_one())
@@ -266,14 +278,8 @@ class PostgresSink:
 
     def _advance(self, connection: sa.Connection, cursor: datetime | None, counts: PageCounts,
                  run_id: int, page_no: int) -> None:
-        runs = self.tables.runs
-        changes = {name: runs.c[name] + getattr(counts, name) for name in COUNTERS}
-        total = sum(getattr(counts, name) for name in COUNTERS)
-        changes.update(pages=page_no, total_processed=runs.c.total_processed + total)
-        if cursor is not None:
-            self._store_cursor(connection, cursor)
-            changes["cursor_value"] = sa.func.greatest(runs.c.cursor_value, cursor)
-        connection.execute(sa.update(runs).where(runs.c.id == run_id).values(**changes))
+        with _driver_errors("record the page"), _driver(connection).cursor() as driver_cursor:
+            self.bookkeeping.advance(driver_cursor, vars(counts), run_id, page_no, cursor)
 
     def _store_cursor(self, connection: sa.Connection, cursor: datetime) -> None:
         table = self.tables.cursor
@@ -323,6 +329,6 @@ def _as_reject(row: EventRow, reason: str) -> Rejected:
     return Rejected(row.es_index, row.es_id, row.seq_no, row.primary_term, reason, row.source.decode())
 
 
-def copy_line(row: EventRow) -> bytes:
-    """The row's line of COPY text."""
-    return row.copy_text or copy_text(*row[:6])
+def _copy_row(row: EventRow) -> bytes:
+    """The row's tuple of binary COPY data."""
+    return row.copy_row or copy_row(*row[:6])

@@ -24,9 +24,9 @@ from typing import Callable, TypeVar
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.clients import Json, SearchApi, build_api
-from rtarf_sync.engine.documents import CursorField, EventRow, Rejected, convert_page, engine_time as iso
-from rtarf_sync.engine.hits import AnyHit
+from rtarf_sync.engine.bookkeeping import COUNTERS
+from rtarf_sync.engine.clients import SearchApi, build_api
+from rtarf_sync.engine.documents import EventRow, PageConverter, Rejected, engine_time as iso
 from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, TransientError, redact
 from rtarf_sync.engine.lease import Fence, Holder, Lease
 from rtarf_sync.engine.plan import INCREMENTAL, RunScope
@@ -36,7 +36,7 @@ from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResu
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 from rtarf_sync.engine.run_start import begin_run, release_now
 from rtarf_sync.engine.runs import RunHistory
-from rtarf_sync.engine.sink import COUNTERS, PageCounts, PostgresSink, is_transient
+from rtarf_sync.engine.sink import PageCounts, PostgresSink, is_transient
 from rtarf_sync.engine.slices import read_pages
 from rtarf_sync.engine.tables import build_tables, create_tables
 from rtarf_sync.engine.timing import TimedSearch
@@ -243,7 +243,8 @@ class SyncService:
         per_page = scope.moves_cursor and slices == 1
         highest: datetime | None = None
         api = TimedSearch(self.api, self._observe) if self._page_observers else self.api
-        pages = read_pages(api, plan, self.retry, s.read_mode, slices, self._split, result)
+        convert = PageConverter(s.cursor_field, s.max_document_bytes)
+        pages = read_pages(api, plan, self.retry, s.read_mode, slices, convert, result)
         try:
             reported = time.monotonic()
             for page_no, (rows, rejects) in enumerate(pages, start=1):
@@ -255,6 +256,7 @@ class SyncService:
                                            per_page, deletes.seen if deletes else None)
                 self._observe("write", began)
                 result.add(**vars(counts))
+                convert.prepare_copy = counts.inserted + counts.updated > 0
                 highest = _latest(highest, *(row.event_timestamp for row in rows))
                 reported = self._report_progress(result, reported)
         finally:
@@ -279,13 +281,6 @@ class SyncService:
         log.info("Sync in progress: %d events processed in %d pages (%d inserted, %d updated)",
                  result.total_processed, result.pages, result.inserted, result.updated)
         return now
-
-    def _split(self, hits: list[AnyHit]) -> tuple[list[EventRow], list[Rejected]]:
-        return convert_page(hits, self._cursor_field, self.settings.max_document_bytes)
-
-    @cached_property
-    def _cursor_field(self) -> CursorField:
-        return CursorField(self.settings.cursor_field)
 
     def _commit_page(self, sink: PostgresSink, history: RunHistory, rows: list[EventRow],
                      rejects: list[Rejected], fence: Fence, result: SyncResult, page_no: int,

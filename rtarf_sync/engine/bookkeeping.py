@@ -1,0 +1,59 @@
+"""A page's bookkeeping statements as plain SQL run through the driver.
+
+Every page transaction renews the lease (the fence), adds the page's counts to
+the run's history row and moves the stored cursor. They are the same few
+statements on every page, and building and executing them through SQLAlchemy
+cost more Python time than the server spent running them, so their text is
+rendered once here and executed on the page's own psycopg cursor, inside the
+page's transaction. The cursor and the run's counts go in one round trip.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+
+import psycopg
+from sqlalchemy.dialects import postgresql
+
+from rtarf_sync.engine.errors import LeaseLost
+from rtarf_sync.engine.lease import Fence
+from rtarf_sync.engine.tables import Tables
+
+COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
+_QUOTE = postgresql.dialect().identifier_preparer
+
+
+class PageBookkeeping:
+    """The fence, the counts and the cursor of one target's pages."""
+
+    def __init__(self, tables: Tables, lease_ttl_seconds: float, source_index: str) -> None:
+        lease, runs, cursor = (_QUOTE.format_table(table) for table in (tables.lease, tables.runs, tables.cursor))
+        self.target, self.source_index, self.ttl = tables.target.name, source_index, float(lease_ttl_seconds)
+        self._fence = (f"UPDATE {lease} SET expires_at = now() + make_interval(secs => %s) "
+                       "WHERE name = %s AND owner = %s AND epoch = %s")
+        added = ", ".join(f"{name} = {name} + %s" for name in COUNTERS)
+        self._counts = f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s WHERE id = %s"
+        self._counts_and_cursor = (
+            f"WITH stored AS (INSERT INTO {cursor} (target_table, source_index, cursor_value) VALUES (%s, %s, %s) "
+            "ON CONFLICT (target_table, source_index) DO UPDATE SET "
+            f"cursor_value = greatest({cursor}.cursor_value, excluded.cursor_value), updated_at = now()) "
+            f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s, "
+            "cursor_value = greatest(cursor_value, %s) WHERE id = %s")
+
+    def fence(self, cursor: psycopg.Cursor[Any], fence: Fence) -> None:
+        """Renew the lease inside the page's transaction, or raise LeaseLost (the page then rolls back)."""
+        cursor.execute(self._fence, (self.ttl, fence.name, fence.owner, fence.epoch))
+        if cursor.rowcount != 1:
+            raise LeaseLost(f"lease {fence.name} epoch {fence.epoch} was taken over by another owner")
+
+    def advance(self, cursor: psycopg.Cursor[Any], counts: Mapping[str, int], run_id: int, page_no: int,
+                moment: datetime | None) -> None:
+        """Add the page's counts to the run's row and, given a cursor value, move the stored cursor forward."""
+        added = [counts[name] for name in COUNTERS]
+        total = sum(added)
+        if moment is None:
+            cursor.execute(self._counts, (*added, page_no, total, run_id))
+        else:
+            cursor.execute(self._counts_and_cursor, (self.target, self.source_index, moment,
+                                                     *added, page_no, total, moment, run_id))
