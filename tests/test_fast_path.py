@@ -11,6 +11,10 @@ compares numbers by value), everything else exactly.
 
 A page holding a lone surrogate escape is refused by the typed decoder as a whole, so
 that page is decoded into dicts by both; the same page without it takes the typed decoder.
+
+A page may also reach the writer unconverted (deferred, while pages bring no writes): then
+PostgreSQL is asked first and only the documents it lacks are converted; the counts, rows,
+dead letters, cursor and recorded keys are those of the same page converted up front.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from rtarf_sync.engine.documents import CursorField, EventRow, Rejected, convert_page, newest_per_key, to_row
+from rtarf_sync.engine.documents import (CursorField, Deferred, EventRow, PageConverter, Rejected, convert_page,
+                                        newest_per_key, to_row)
 from rtarf_sync.engine.fastjson import loads, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Hit, view
 from rtarf_sync.engine.lease import Fence, Lease
@@ -148,3 +153,57 @@ def test_fast_and_careful_paths_store_the_same_rows_and_counts(
     assert reasons["null-source"] == "document has no _source"
     if with_surrogate:
         assert reasons["surrogate"] == "document contains invalid Unicode (a lone surrogate)"
+
+
+def _seen_table(db: sa.Engine, name: str) -> str:
+    with db.begin() as connection:
+        connection.exec_driver_sql(f'CREATE TABLE "{name}" (es_index text, es_id text)')
+    return f'"{name}"'
+
+
+def test_a_deferred_page_converts_only_what_postgresql_lacks_and_counts_like_a_converted_one(
+        db_engine: sa.Engine, table_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Read twice: once converted on the reader's thread, once deferred (looked up first)."""
+    raw = _page(with_surrogate=False)
+    with typed_answers(PAGE_DECODER):
+        hits = view(loads(raw)).hits
+    converter = PageConverter("@timestamp", LIMIT)
+    converted_table, deferred_table = f"{table_name}_e", f"{table_name}_d"
+    eager = _sink(db_engine, converted_table)
+    deferred = _sink(db_engine, deferred_table)
+    seen = {name: _seen_table(db_engine, f"{name}_seen") for name in (converted_table, deferred_table)}
+    converted_calls: list[int] = []
+
+    def convert_hits(changed: list[Hit]) -> tuple[list[EventRow], list[Rejected]]:
+        converted_calls.append(len(changed))
+        return converter.convert_hits(changed)
+
+    for page_no in (2, 3):  # the page, then the same page again
+        page_rows, rejects = convert_page(hits, CursorField("@timestamp"), LIMIT, prepare_copy=True)
+        sink, fence, run_id = eager
+        expected = sink.write_page(page_rows, rejects, fence, run_id, page_no, seen=seen[converted_table])
+        sink, fence, run_id = deferred
+        counts, newest = sink.write_hits(hits, convert_hits, fence, run_id, page_no, seen=seen[deferred_table])
+        assert counts == expected
+        assert newest == sink.load_cursor() == eager[0].load_cursor()
+    # 14 hits, 12 documents. The first time every document but the stored one is converted; the
+    # second time only those PostgreSQL still lacks at their version: the four set aside.
+    assert converted_calls == [11, 4]
+    assert expected == PageCounts(inserted=0, updated=0, unchanged=10, failed=0, known_bad=4)  # 8 + 2 older
+    assert _differences(db_engine, converted_table, deferred_table) == []
+    assert _dead_letters(db_engine, converted_table) == _dead_letters(db_engine, deferred_table)
+    keys = [sorted(tuple(row) for row in rows(db_engine, f"SELECT es_index, es_id FROM {seen[name]}"))
+            for name in (converted_table, deferred_table)]
+    assert keys[0] == keys[1] and len(keys[0]) == 2 * 12  # every document of the page, each time
+    assert "row by row" not in caplog.text
+
+
+def test_the_converter_defers_typed_pages_only_after_a_page_without_writes() -> None:
+    with typed_answers(PAGE_DECODER):
+        typed = view(loads(_page(with_surrogate=False))).hits
+    dicts = loads(_page(with_surrogate=True))["hits"]["hits"]
+    converter = PageConverter("@timestamp", LIMIT)
+    assert isinstance(converter(typed), tuple) and not isinstance(converter(typed), Deferred)
+    converter.eager = False
+    assert isinstance(converter(typed), Deferred)
+    assert not isinstance(converter(dicts), Deferred), "a page decoded into dicts is always converted"

@@ -246,22 +246,36 @@ def convert_page(hits: list[AnyHit], cursor: CursorField, max_bytes: int,
     return rows, rejects
 
 
-class PageConverter:
-    """Converts a run's pages on the reader's thread, building COPY tuples only while pages bring writes.
+class Deferred(NamedTuple):
+    """A page handed over unconverted: the writer converts only the documents PostgreSQL lacks."""
 
-    The writer (the run's critical path: it waits for PostgreSQL) sets `prepare_copy` after each
-    page. While pages insert or update, building each row's COPY tuple on the reader's thread
-    keeps that work off the writer's; while they are unchanged (an overlap or a full re-read),
-    the tuples would be thrown away, so none are built. A row without one gets it from the sink
-    if it is written.
+    hits: list[Hit]
+
+
+class PageConverter:
+    """Converts a run's pages on the reader's thread while pages bring writes, and defers them while not.
+
+    The writer (the run's critical path: it waits for PostgreSQL) sets `eager` after each page.
+    While pages insert or update, each page is converted here, COPY tuples included, which keeps
+    that work off the writer's thread. While pages are unchanged (an overlap, a full re-read or
+    a reconciliation), a page goes over as its hits (`Deferred`): the writer asks PostgreSQL
+    which documents are new or newer first and converts only those (`convert_hits`), so an
+    unchanged document costs its key-and-version lookup and nothing more. Pages decoded into
+    dicts (the careful path) are always converted here.
     """
 
     def __init__(self, cursor_field: str, max_bytes: int) -> None:
         self.cursor, self.max_bytes = CursorField(cursor_field), max_bytes
-        self.prepare_copy = True
+        self.eager = True
 
-    def __call__(self, hits: list[AnyHit]) -> tuple[list[EventRow], list[Rejected]]:
-        return convert_page(hits, self.cursor, self.max_bytes, self.prepare_copy)
+    def __call__(self, hits: list[AnyHit]) -> tuple[list[EventRow], list[Rejected]] | Deferred:
+        if not self.eager and hits and all(isinstance(hit, Hit) for hit in hits):
+            return Deferred(hits)  # type: ignore[arg-type]
+        return convert_page(hits, self.cursor, self.max_bytes, prepare_copy=True)
+
+    def convert_hits(self, hits: list[Hit]) -> tuple[list[EventRow], list[Rejected]]:
+        """Convert the hits of a deferred page that PostgreSQL said to write (on the writer's thread)."""
+        return convert_page(hits, self.cursor, self.max_bytes)  # type: ignore[arg-type]
 
 
 def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:

@@ -18,7 +18,7 @@ import operator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import orjson
 import psycopg
@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from rtarf_sync.engine.bookkeeping import PageBookkeeping
 from rtarf_sync.engine.documents import COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row, newest_per_key
 from rtarf_sync.engine.errors import TransientError
+from rtarf_sync.engine.hits import Hit, hit_key, hit_version, newest_hits
 from rtarf_sync.engine.lease import Fence, Lease
 from rtarf_sync.engine.tables import Tables
 
@@ -44,6 +45,7 @@ _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id te
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "40003", "55P03", "57014", "57P01", "57P02", "57P03",
                         "08000", "08001", "08003", "08004", "08006", "53100", "53200", "53300"}
 _COPY_SLICE = 100  # rows per COPY write
+Converter = Callable[[list[Hit]], tuple[list[EventRow], list[Rejected]]]
 _KEY_AND_VERSION = operator.itemgetter(0, 1, 5, 4)  # es_index, es_id, primary_term, seq_no
 
 
@@ -61,6 +63,10 @@ class PageCounts:
 class _PageOptions(NamedTuple):
     advance_cursor: bool
     seen: str | None
+    # Documents of the page already found unchanged before converting (`write_hits`).
+    unchanged: int = 0
+    unchanged_keys: list[tuple[str, str]] = []
+    newest_unchanged: datetime | None = None
 
 
 def is_transient(error: sa.exc.DBAPIError) -> bool:
@@ -99,8 +105,11 @@ class PostgresSink:
         `seen` names a table that records the page's keys in the same transaction
         (runs that reconcile deletes).
         """
+        return self._write(rows, rejects, fence, run_id, page_no, _PageOptions(advance_cursor, seen))
+
+    def _write(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence, run_id: int,
+               page_no: int, options: _PageOptions) -> PageCounts:
         unique, duplicates = newest_per_key(list(rows))
-        options = _PageOptions(advance_cursor, seen)
         try:
             return self._commit(unique, duplicates, list(rejects), fence, run_id, page_no, options, careful=False)
         except sa.exc.DBAPIError as error:
@@ -112,6 +121,31 @@ class PostgresSink:
             log.warning("page %d: PostgreSQL refused a row (%s); writing the page row by row",
                         page_no, _first_line(error))
             return self._retry_careful(unique, duplicates, list(rejects), fence, run_id, page_no, options)
+
+    def write_hits(self, hits: list[Hit], convert: Converter, fence: Fence, run_id: int, page_no: int, *,
+                   advance_cursor: bool = True, seen: str | None = None) -> tuple[PageCounts, datetime | None]:
+        """Commit a page of hits not converted yet; also return the newest cursor value of the page.
+
+        PostgreSQL first says which documents are new or carry a newer version, and only those
+        are converted and written (`write_page`): an unchanged document costs its key-and-version
+        lookup and nothing more. Its stored row was converted from this very version, so its
+        cursor value is the stored one.
+        """
+        unique, duplicates = newest_hits(hits)
+        with self.engine.connect() as connection:
+            flags, newest_unchanged = self._flags(connection, [hit_version(hit) for hit in unique])
+        changed = [hit for hit, flag in zip(unique, flags) if flag != "-"]
+        unchanged_keys = [hit_key(hit) for hit, flag in zip(unique, flags) if flag == "-"] if seen else []
+        rows, rejects = convert(changed)
+        options = _PageOptions(advance_cursor, seen, len(unique) - len(changed) + duplicates,
+                               unchanged_keys, newest_unchanged)
+        return (self._write(rows, rejects, fence, run_id, page_no, options),
+                latest(newest_unchanged, *(row.event_timestamp for row in rows)))
+
+    def newest_stored(self, hits: list[Hit]) -> datetime | None:
+        """The newest stored cursor value among these documents at their versions (a page already committed)."""
+        with self.engine.connect() as connection:
+            return self._flags(connection, [hit_version(hit) for hit in hits])[1]
 
     def _retry_careful(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected],
                        fence: Fence, run_id: int, page_no: int, options: _PageOptions) -> PageCounts:
@@ -139,21 +173,23 @@ class PostgresSink:
                 inserted, updated = self._upsert(connection, rows)
             new_bad = self._dead_letter(connection, rejects, run_id)
             if options.seen is not None:
-                self._remember(connection, options.seen, rows, rejects)
-            cursor = max((row.event_timestamp for row in rows), default=None) if options.advance_cursor else None
-            counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates,
+                self._remember(connection, options.seen, rows, rejects, options.unchanged_keys)
+            cursor = (latest(options.newest_unchanged, *(row.event_timestamp for row in rows))
+                      if options.advance_cursor else None)
+            counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates + options.unchanged,
                                 new_bad, len(rejects) - new_bad)
             self._advance(connection, cursor, counts, run_id, page_no)
         return counts
 
     @staticmethod
-    def _remember(connection: sa.Connection, seen: str, rows: list[EventRow], rejects: list[Rejected]) -> None:
+    def _remember(connection: sa.Connection, seen: str, rows: list[EventRow], rejects: list[Rejected],
+                  unchanged: list[tuple[str, str]]) -> None:
         """Record the keys a reconciling run has read (a document set aside still exists)."""
-        if not rows and not rejects:
+        keys = [row.key for row in rows] + [(reject.es_index, reject.es_id) for reject in rejects] + unchanged
+        if not keys:
             return
         statement = (f"INSERT INTO {seen} (es_index, es_id) SELECT e->>0, e->>1 "
                      "FROM json_array_elements(%s::json) e")
-        keys = [row.key for row in rows] + [(reject.es_index, reject.es_id) for reject in rejects]
         with _driver_errors(statement), _driver(connection).cursor() as cursor:
             cursor.execute(statement, (orjson.dumps(keys).decode(),))
 
@@ -187,24 +223,29 @@ class PostgresSink:
         A soft-deleted row counts as versionless: whatever version comes back is written, also
         after its index was deleted and re-created with versions counting from 0 again.
         """
-        target = connection.dialect.identifier_preparer.format_table(self.tables.target)
-        # One letter per row, in page order: n(ew), w(rite: a newer version) or - (unchanged).
-        statement = ("SELECT string_agg(CASE WHEN t.es_id IS NULL THEN 'n' WHEN t.deleted_at IS NOT NULL "
-                     "OR t.es_primary_term IS NULL OR t.es_seq_no IS NULL "
-                     "OR (t.es_primary_term, t.es_seq_no) < (k.term, k.seq_no) THEN 'w' ELSE '-' END, '' "
-                     "ORDER BY k.n) FROM (SELECT n, e->>0 AS es_index, e->>1 AS es_id, "
-                     "(e->>2)::bigint AS term, (e->>3)::bigint AS seq_no "
-                     "FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)) k "
-                     f"LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id")
-        keys = orjson.dumps(list(map(_KEY_AND_VERSION, rows))).decode()
-        with _driver_errors(statement), _driver(connection).cursor() as cursor:
-            cursor.execute(statement, (keys,))
-            flags: str = cursor.fetchone()[0]  # type: ignore[index]
+        flags, _ = self._flags(connection, list(map(_KEY_AND_VERSION, rows)))
         if flags.count("n") == len(rows):
             return rows, []  # the usual first read: every document new
         new = [row for row, flag in zip(rows, flags) if flag == "n"]
         newer = [row for row, flag in zip(rows, flags) if flag == "w"]
         return new, newer
+
+    def _flags(self, connection: sa.Connection,
+               documents: list[tuple[str, str, int, int]]) -> tuple[str, datetime | None]:
+        """One letter per (index, id, primary term, seq_no), in order: n(ew), w(rite: a newer version) or
+        - (unchanged); and the newest stored cursor value of the unchanged ones."""
+        target = connection.dialect.identifier_preparer.format_table(self.tables.target)
+        statement = ("SELECT string_agg(flag, '' ORDER BY n), max(event_timestamp) FILTER (WHERE flag = '-') "
+                     "FROM (SELECT k.n, t.event_timestamp, CASE WHEN t.es_id IS NULL THEN 'n' "
+                     "WHEN t.deleted_at IS NOT NULL OR t.es_primary_term IS NULL OR t.es_seq_no IS NULL "
+                     "OR (t.es_primary_term, t.es_seq_no) < (k.term, k.seq_no) THEN 'w' ELSE '-' END AS flag "
+                     "FROM (SELECT n, e->>0 AS es_index, e->>1 AS es_id, (e->>2)::bigint AS term, "
+                     "(e->>3)::bigint AS seq_no FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)) k "
+                     f"LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id) f")
+        with _driver_errors(statement), _driver(connection).cursor() as cursor:
+            cursor.execute(statement, (orjson.dumps(documents).decode(),))
+            flags, newest = cursor.fetchone()  # type: ignore[misc]
+        return flags or "", newest
 
     @staticmethod
     def _copy(connection: sa.Connection, table: str, rows: list[EventRow]) -> None:
@@ -323,6 +364,11 @@ def _driver_errors(statement: str) -> Iterator[None]:
         yield
     except psycopg.Error as error:
         raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
+
+
+def latest(*moments: datetime | None) -> datetime | None:
+    """The newest of some instants, None for none."""
+    return max((moment for moment in moments if moment is not None), default=None)
 
 
 def _as_reject(row: EventRow, reason: str) -> Rejected:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.engine.bookkeeping import COUNTERS
 from rtarf_sync.engine.clients import SearchApi, build_api
-from rtarf_sync.engine.documents import EventRow, PageConverter, Rejected, engine_time as iso
+from rtarf_sync.engine.documents import Deferred, EventRow, PageConverter, Rejected, engine_time as iso
 from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, TransientError, redact
 from rtarf_sync.engine.lease import Fence, Holder, Lease
 from rtarf_sync.engine.plan import INCREMENTAL, RunScope
@@ -46,6 +46,7 @@ log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
 PROGRESS_SECONDS = 10.0
 PageObserver = Callable[[str, float], None]  # (stage "read" or "write", seconds)
+Page = tuple[list[EventRow], list[Rejected]] | Deferred  # what PageConverter hands the writer
 
 
 def _latest(*moments: datetime | None) -> datetime | None:
@@ -247,17 +248,17 @@ class SyncService:
         pages = read_pages(api, plan, self.retry, s.read_mode, slices, convert, result)
         try:
             reported = time.monotonic()
-            for page_no, (rows, rejects) in enumerate(pages, start=1):
+            for page_no, page in enumerate(pages, start=1):
                 if self._stop.is_set():
                     raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
                 keeper.check()
                 began = time.perf_counter()
-                counts = self._commit_page(sink, history, rows, rejects, fence, result, page_no,
-                                           per_page, deletes.seen if deletes else None)
+                counts, newest = self._commit_page(sink, history, page, convert, fence, result, page_no,
+                                                   per_page, deletes.seen if deletes else None)
                 self._observe("write", began)
                 result.add(**vars(counts))
-                convert.prepare_copy = counts.inserted + counts.updated > 0
-                highest = _latest(highest, *(row.event_timestamp for row in rows))
+                convert.eager = counts.inserted + counts.updated > 0
+                highest = _latest(highest, newest)
                 reported = self._report_progress(result, reported)
         finally:
             pages.close()
@@ -282,22 +283,30 @@ class SyncService:
                  result.total_processed, result.pages, result.inserted, result.updated)
         return now
 
-    def _commit_page(self, sink: PostgresSink, history: RunHistory, rows: list[EventRow],
-                     rejects: list[Rejected], fence: Fence, result: SyncResult, page_no: int,
-                     advance_cursor: bool, seen: str | None) -> PageCounts:
+    def _commit_page(self, sink: PostgresSink, history: RunHistory, page: Page, convert: PageConverter,
+                     fence: Fence, result: SyncResult, page_no: int, advance_cursor: bool,
+                     seen: str | None) -> tuple[PageCounts, datetime | None]:
+        """Commit a page exactly once; return its counts and its newest cursor value."""
         before = PageCounts(**{name: getattr(result, name) for name in COUNTERS})
         attempts = 0
 
-        def attempt() -> PageCounts:
+        def attempt() -> tuple[PageCounts, datetime | None]:
             nonlocal attempts
             attempts += 1
             if attempts > 1:
                 # The last commit may have landed before its answer was lost: never commit a page twice.
                 pages, totals = self._db(lambda: history.committed(result.run_id or 0), "check page")
                 if pages >= page_no:
-                    return _delta(before, totals)
-            return sink.write_page(rows, rejects, fence, result.run_id or 0, page_no,
-                                   advance_cursor=advance_cursor, seen=seen)
+                    newest = (sink.newest_stored(page.hits) if isinstance(page, Deferred)
+                              else _latest(*(row.event_timestamp for row in page[0])))
+                    return _delta(before, totals), newest
+            if isinstance(page, Deferred):
+                return sink.write_hits(page.hits, convert.convert_hits, fence, result.run_id or 0, page_no,
+                                       advance_cursor=advance_cursor, seen=seen)
+            rows, rejects = page
+            counts = sink.write_page(rows, rejects, fence, result.run_id or 0, page_no,
+                                     advance_cursor=advance_cursor, seen=seen)
+            return counts, _latest(*(row.event_timestamp for row in rows))
 
         return with_retry(attempt, self.retry, f"write page {page_no}")
 
