@@ -129,12 +129,15 @@ def best_of(tries: list[dict[str, Any]]) -> dict[str, Any]:
 def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) -> str:
     """Ceilings and the full sync, `repeat` times interleaved; return the table the last sync filled."""
     bench.measure("warm-up read, not counted (JIT, caches)", "read", "ev_unused")
-    tries: dict[str, list[dict[str, Any]]] = {"read": [], "write": [], "sink": [], "ours": []}
+    tries: dict[str, list[dict[str, Any]]] = {"read": [], "write": [], "write_async": [], "sink": [], "ours": []}
     for number in range(1, repeat + 1):
         tag = f"try {number} of {repeat}"
         tries["read"].append(bench.measure(f"read ceiling, {tag}", "read", "ev_unused"))
         tries["write"].append(bench.measure(f"write ceiling, {tag}", "write", "ev_copy_ceiling",
                                             rows_file=str(data.rows_file), index=INDEX))
+        tries["write_async"].append(bench.measure(f"write ceiling, commits not waiting for the disk, {tag}",
+                                                  "write", "ev_copy_async", rows_file=str(data.rows_file),
+                                                  index=INDEX, asynchronous=True))
         tries["sink"].append(bench.measure(f"write side of the sync alone, {tag}", "sink", "ev_sink_only",
                                            rows_file=str(data.rows_file), index=INDEX))
         if number > 1:

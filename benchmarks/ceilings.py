@@ -43,8 +43,13 @@ def read_ceiling(settings: Settings) -> dict[str, Any]:
     return {"events": events, "pages": pages, "seconds": seconds}
 
 
-def write_ceiling(settings: Settings, rows_file: Path, index: str, table: str) -> dict[str, Any]:
-    """COPY the rows of `rows_file` (id, timestamp, source per line) into a fresh `table`."""
+def write_ceiling(settings: Settings, rows_file: Path, index: str, table: str,
+                  asynchronous: bool = False) -> dict[str, Any]:
+    """COPY the rows of `rows_file` (id, timestamp, source per line) into a fresh `table`.
+
+    Each page commits and waits for the disk, unless `asynchronous`: then, like the sync's page
+    transactions, its commits do not wait (`SET LOCAL synchronous_commit = off`).
+    """
     engine = sa.create_engine(settings.database_url.reveal())
     target = build_tables(table).target
     with engine.begin() as connection:
@@ -60,6 +65,8 @@ def write_ceiling(settings: Settings, rows_file: Path, index: str, table: str) -
                       for row in page]
             started = time.perf_counter()
             with connection.cursor() as cursor:
+                if asynchronous:
+                    cursor.execute("SET LOCAL synchronous_commit = off")
                 with cursor.copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as copy:
                     copy.set_types(["text", "text", "timestamptz", "text", "int8", "int8"])
                     for value in values:
