@@ -118,6 +118,20 @@ def test_the_upsert_itself_writes_a_higher_term_with_a_lower_seq_no(
     assert _stored(db_engine, table_name, "a") == (3, 4, "term three")
 
 
+# -- a page COPYed straight in after a page of only new documents -----------------------------
+
+def test_after_an_all_new_page_a_page_with_stored_documents_falls_back_to_the_lookup(
+        sink_parts: tuple[PostgresSink, Fence, RunHistory, int], db_engine: sa.Engine, table_name: str) -> None:
+    sink, fence, _, run_id = sink_parts
+    assert sink.write_page([_row("a", 1, note="a1"), _row("b", 1, note="b1")], [], fence, run_id, 1).inserted == 2
+    assert sink._all_new, "the next page is tried as all new"
+    counts = sink.write_page([_row("c", 1, note="c1"), _row("a", 1, note="a again"), _row("b", 2, note="b2")],
+                             [], fence, run_id, 2)
+    assert (counts.inserted, counts.updated, counts.unchanged) == (1, 1, 1)
+    assert scalar(db_engine, f'SELECT count(*) FROM "{table_name}"') == 3, "nothing of the refused COPY stayed"
+    assert [_stored(db_engine, table_name, doc_id)[2] for doc_id in "abc"] == ["a1", "b2", "c1"]
+
+
 # -- the newest of two versions within one page -----------------------------------------------
 
 @pytest.mark.parametrize("order", ["newest first", "newest last"])

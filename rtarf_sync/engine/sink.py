@@ -3,12 +3,15 @@
 A page first asks PostgreSQL which of its documents are new or carry a newer
 version than the stored one. New documents are copied straight into the
 target (the cheapest write PostgreSQL has); documents whose incoming version
-`(primary_term, seq_no)` is newer are
-copied into a temporary staging table and upserted with one
-`INSERT ... SELECT ... ON CONFLICT DO UPDATE` whose guard repeats the version
-test, so an older version never overwrites a newer one; the rest are unchanged
-and cost nothing more. The same transaction checks the lease (fencing), stores rejected documents,
-advances the cursor and adds the page's counts to the run's history row.
+`(primary_term, seq_no)` is newer are copied into a temporary staging table
+and upserted with one `INSERT ... SELECT ... ON CONFLICT DO UPDATE` whose
+guard repeats the version test, so an older version never overwrites a newer
+one; the rest are unchanged and cost nothing more. After a page of only new
+documents (a first load), the next page is copied straight in under a
+savepoint, since the primary key checks every row anyway; a document already
+stored undoes that and the page takes the lookup. The same transaction checks
+the lease (fencing), stores rejected documents, advances the cursor and adds
+the page's counts to the run's history row.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class PostgresSink:
         self.engine, self.tables, self.lease, self.source_index = engine, tables, lease, source_index
         self.stage = sa.table(STAGE, *(sa.column(name) for name in _COLUMNS))
         self.bookkeeping = PageBookkeeping(tables, lease.ttl, source_index)
+        self._all_new = False  # whether the last page looked up held only new documents
 
     def write_page(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence,
                    run_id: int, page_no: int, *, advance_cursor: bool = True,
@@ -206,12 +210,33 @@ class PostgresSink:
         """Write a page: new documents by COPY straight into the target, newer versions by upsert."""
         if not rows:
             return 0, 0
+        target = connection.dialect.identifier_preparer.format_table(self.tables.target)
+        if self._all_new and self._copy_if_all_new(connection, target, rows):
+            return len(rows), 0
         new, newer = self._changed(connection, rows)
+        self._all_new = len(new) == len(rows)
         if new:
             # One writer per target at a time (the lease), so rows not found now are still absent.
-            target = connection.dialect.identifier_preparer.format_table(self.tables.target)
             self._copy(connection, target, new)
         return len(new), self._upsert_newer(connection, newer)
+
+    def _copy_if_all_new(self, connection: sa.Connection, target: str, rows: list[EventRow]) -> bool:
+        """After a page of only new documents, COPY the next one straight in: the primary key checks
+        every row anyway. If one is stored already, nothing of it stays (a savepoint) and the page
+        takes the lookup."""
+        driver = _driver(connection)
+        with _driver_errors("savepoint"), driver.cursor() as cursor:
+            cursor.execute("SAVEPOINT rtarf_all_new")
+        try:
+            self._copy(connection, target, rows)
+        except sa.exc.DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) != "23505":  # unique_violation
+                raise
+            with _driver_errors("savepoint"), driver.cursor() as cursor:
+                cursor.execute("ROLLBACK TO SAVEPOINT rtarf_all_new")
+            self._all_new = False
+            return False
+        return True
 
     def _changed(self, connection: sa.Connection, rows: list[EventRow]) -> tuple[list[EventRow], list[EventRow]]:
         """The rows of new documents, and those whose version is newer than the stored one.
