@@ -6,10 +6,12 @@ The empty answer that ends a read is not a page, so it is not reported.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from rtarf_sync.engine.clients import Json, SearchApi
 from rtarf_sync.engine.hits import Answer, view
+
+T = TypeVar("T")
 
 
 def _has_hits(answer: Answer) -> bool:
@@ -25,30 +27,21 @@ class TimedSearch:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._api, name)
 
-    def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
+    def _timed(self, request: Callable[[], T]) -> T:
         began = time.perf_counter()
-        answer = self._api.search(body, index=index, scroll=scroll)
-        if _has_hits(answer):
+        answer = request()
+        if _has_hits(answer):  # type: ignore[arg-type]
             self._observe("read", began)
         return answer
+
+    def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
+        return self._timed(lambda: self._api.search(body, index=index, scroll=scroll))
 
     def scroll(self, scroll_id: str, keep_alive: str) -> Json:
-        began = time.perf_counter()
-        answer = self._api.scroll(scroll_id, keep_alive)
-        if _has_hits(answer):
-            self._observe("read", began)
-        return answer
+        return self._timed(lambda: self._api.scroll(scroll_id, keep_alive))
 
     def search_hits(self, body: Json, index: str | None = None, scroll: str | None = None) -> Answer:
-        began = time.perf_counter()
-        answer = self._api.search_hits(body, index=index, scroll=scroll)
-        if _has_hits(answer):
-            self._observe("read", began)
-        return answer
+        return self._timed(lambda: self._api.search_hits(body, index=index, scroll=scroll))
 
     def scroll_hits(self, scroll_id: str, keep_alive: str) -> Answer:
-        began = time.perf_counter()
-        answer = self._api.scroll_hits(scroll_id, keep_alive)
-        if _has_hits(answer):
-            self._observe("read", began)
-        return answer
+        return self._timed(lambda: self._api.scroll_hits(scroll_id, keep_alive))
