@@ -22,6 +22,7 @@ from tests.harness import OpenSearchNode, PostgresCluster
 from tests.harness.esprocess import EsServerProcess
 from tests.harness.http import EngineHttp
 from tests.harness.process import say, set_printer
+from tests.support import held_sink
 
 ENGINE_KINDS = ("opensearch", "elasticsearch")
 
@@ -140,6 +141,12 @@ def engine(request: pytest.FixtureRequest) -> EngineHttp:
 def index_name(request: pytest.FixtureRequest) -> str:
     """A fresh index name per test, matching the default pattern rtarf-events*."""
     return f"rtarf-events-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def sink_parts(db_engine: sa.Engine, table_name: str) -> tuple[Any, Any, Any, int]:
+    """A sink on a fresh table, holding the lease, with a run row to count into."""
+    return held_sink(db_engine, table_name)
 
 
 @pytest.fixture

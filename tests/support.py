@@ -137,3 +137,24 @@ def waiting_service_backends(db_engine: sa.Engine) -> int:
         return int(connection.execute(sa.text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND application_name = 'rtarf-event-sync' AND wait_event_type = 'Lock'")).scalar_one())
+
+
+def held_sink(db_engine: sa.Engine, table: str, source_index: str = "idx") -> tuple[Any, Any, Any, int]:
+    """A PostgresSink on a fresh `table`, holding its lease, with a run row to count into:
+    (sink, fence, run history, run id)."""
+    from datetime import datetime, timezone
+
+    from rtarf_sync.engine.lease import Fence, Lease
+    from rtarf_sync.engine.runs import RunHistory
+    from rtarf_sync.engine.sink import PostgresSink
+    from rtarf_sync.engine.tables import build_tables, create_tables
+
+    tables = build_tables(table)
+    create_tables(db_engine, tables)
+    lease = Lease(tables.lease, table, 60)
+    with db_engine.begin() as connection:
+        fence = lease.acquire(connection, "test-owner")
+    assert isinstance(fence, Fence)
+    history = RunHistory(db_engine, tables, source_index)
+    run_id = history.start("test", "test-owner", datetime.now(timezone.utc))
+    return PostgresSink(db_engine, tables, lease, source_index), fence, history, run_id

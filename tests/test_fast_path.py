@@ -29,11 +29,10 @@ from rtarf_sync.engine.documents import (CursorField, Deferred, EventRow, PageCo
                                         newest_per_key, to_row)
 from rtarf_sync.engine.fastjson import loads, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Hit, view
-from rtarf_sync.engine.lease import Fence, Lease
-from rtarf_sync.engine.runs import RunHistory
+from rtarf_sync.engine.lease import Fence
 from rtarf_sync.engine.sink import PageCounts, PostgresSink, _PageOptions
-from rtarf_sync.engine.tables import build_tables, create_tables
 from tests.oracle import rows, scalar
+from tests.support import held_sink
 
 LIMIT = 10 * 1024 * 1024  # the default RTARF_SYNC_MAX_DOCUMENT_BYTES
 INDEX = "rtarf-events-tricky"
@@ -73,14 +72,7 @@ def _page(with_surrogate: bool) -> bytes:
 
 
 def _sink(db_engine: sa.Engine, table: str) -> tuple[PostgresSink, Fence, int]:
-    tables = build_tables(table)
-    create_tables(db_engine, tables)
-    lease = Lease(tables.lease, table, 60)
-    with db_engine.begin() as connection:
-        fence = lease.acquire(connection, "test-owner")
-    assert isinstance(fence, Fence)
-    run_id = RunHistory(db_engine, tables, INDEX).start("test", "test-owner", datetime.now(timezone.utc))
-    sink = PostgresSink(db_engine, tables, lease, INDEX)
+    sink, fence, _, run_id = held_sink(db_engine, table, INDEX)
     stored = EventRow(INDEX, "stored-newer", datetime(2025, 11, 14, tzinfo=timezone.utc),
                       b'{"v":"stored"}', 20, 1)
     assert sink.write_page([stored], [], fence, run_id, 1).inserted == 1

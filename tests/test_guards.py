@@ -36,20 +36,6 @@ def _row(doc_id: str, seq_no: int, term: int = 1, note: str = "") -> EventRow:
     return EventRow("idx", doc_id, stamp, f'{{"note": "{note}"}}'.encode(), seq_no, term)
 
 
-@pytest.fixture
-def sink_parts(db_engine: sa.Engine, table_name: str) -> tuple[PostgresSink, Fence, RunHistory, int]:
-    """A sink on a fresh table, holding the lease, with a run row to count into."""
-    tables = build_tables(table_name)
-    create_tables(db_engine, tables)
-    lease = Lease(tables.lease, table_name, 60)
-    with db_engine.begin() as connection:
-        fence = lease.acquire(connection, "test-owner")
-    assert isinstance(fence, Fence)
-    history = RunHistory(db_engine, tables, "idx")
-    run_id = history.start("test", "test-owner", datetime.now(timezone.utc))
-    return PostgresSink(db_engine, tables, lease, "idx"), fence, history, run_id
-
-
 def _stored(db: sa.Engine, table: str, doc_id: str) -> tuple[int, int, str]:
     row = rows(db, f'SELECT es_primary_term, es_seq_no, source->>\'note\' AS note FROM "{table}" '
                    "WHERE es_id = :i", i=doc_id)[0]

@@ -5,17 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-import pytest
 import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.documents import EventRow
-from rtarf_sync.engine.lease import Fence, Lease
+from rtarf_sync.engine.lease import Fence
 from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.sample import bulk_payload, make_event
 from rtarf_sync.engine.sink import PostgresSink
 from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.tables import build_tables, create_tables
 from tests.harness.http import EngineHttp
 from tests.oracle import engine_docs, index_docs, scalar, table_docs
 
@@ -86,20 +84,6 @@ def test_first_synced_at_is_kept_and_last_synced_at_moves(
 def _row(doc_id: str, seq_no: int, term: int = 1, note: str = "") -> EventRow:
     stamp = datetime(2025, 11, 14, tzinfo=timezone.utc) + timedelta(seconds=seq_no)
     return EventRow("idx", doc_id, stamp, f'{{"note": "{note}"}}'.encode(), seq_no, term)
-
-
-@pytest.fixture
-def sink_parts(db_engine: sa.Engine, table_name: str) -> tuple[PostgresSink, Fence, RunHistory, int]:
-    """A sink on a fresh table, holding the lease, with a run row to count into."""
-    tables = build_tables(table_name)
-    create_tables(db_engine, tables)
-    lease = Lease(tables.lease, table_name, 60)
-    with db_engine.begin() as connection:
-        fence = lease.acquire(connection, "test-owner")
-    assert isinstance(fence, Fence)
-    history = RunHistory(db_engine, tables, "idx")
-    run_id = history.start("test", "test-owner", datetime.now(timezone.utc))
-    return PostgresSink(db_engine, tables, lease, "idx"), fence, history, run_id
 
 
 def test_same_document_twice_in_one_page_keeps_the_newest(sink_parts: tuple[PostgresSink, Fence, RunHistory, int],

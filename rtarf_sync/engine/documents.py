@@ -16,17 +16,18 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import msgspec
 
 from rtarf_sync.engine.fastjson import dumps_utf8, loads
-from rtarf_sync.engine.hits import AnyHit, Hit, as_dict
+from rtarf_sync.engine.hits import AnyHit, Hit, as_dict, hit_key
 
 # A JSON \u0000 escape: an odd number of backslashes before u0000 (an even number is a
 # literal backslash followed by the text "u0000", which is fine).
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _MISSING = object()
+T = TypeVar("T")
 
 
 class EventRow(NamedTuple):
@@ -280,14 +281,25 @@ class PageConverter:
 
 def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:
     """Keep the newest version of each document in a page; return them and how many were dropped."""
-    if len(set(map(_KEY, rows))) == len(rows):
-        return rows, 0  # the usual page: every document once
-    newest: dict[tuple[str, str], EventRow] = {}
-    for row in rows:
-        kept = newest.get(row.key)
-        if kept is None or row.version > kept.version:
-            newest[row.key] = row
-    return list(newest.values()), len(rows) - len(newest)
+    return newest_versions(rows, _KEY, _VERSION)
+
+
+def newest_hits(hits: list[Hit]) -> tuple[list[Hit], int]:
+    """`newest_per_key` for hits not converted yet."""
+    return newest_versions(hits, hit_key, lambda hit: (hit._primary_term, hit._seq_no))  # noqa: SLF001
+
+
+def newest_versions(items: list[T], key: Callable[[T], Any], version: Callable[[T], Any]) -> tuple[list[T], int]:
+    """Keep the item of the highest version for each key, in first-seen order; return them and how many were dropped."""
+    if len(set(map(key, items))) == len(items):
+        return items, 0  # the usual page: every document once
+    newest: dict[Any, T] = {}
+    for item in items:
+        kept = newest.get(key(item))
+        if kept is None or version(item) > version(kept):
+            newest[key(item)] = item
+    return list(newest.values()), len(items) - len(newest)
 
 
 _KEY = operator.itemgetter(0, 1)
+_VERSION = operator.itemgetter(5, 4)  # primary_term, seq_no

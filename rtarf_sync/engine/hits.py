@@ -94,17 +94,6 @@ def hit_version(hit: Hit) -> tuple[str, str, int, int]:
     return (hit._index, hit._id, hit._primary_term, hit._seq_no)  # noqa: SLF001
 
 
-def newest_hits(hits: list[Hit]) -> tuple[list[Hit], int]:
-    """Keep the newest version of each document in a page; return them and how many were dropped."""
-    newest: dict[tuple[str, str], Hit] = {}
-    for hit in hits:
-        key = (hit._index, hit._id)  # noqa: SLF001
-        kept = newest.get(key)
-        if kept is None or (hit._primary_term, hit._seq_no) > (kept._primary_term, kept._seq_no):  # noqa: SLF001
-            newest[key] = hit
-    return list(newest.values()), len(hits) - len(newest)
-
-
 def hit_id(hit: AnyHit) -> str:
     return hit._id if isinstance(hit, Hit) else str(hit["_id"])  # noqa: SLF001
 

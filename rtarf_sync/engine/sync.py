@@ -36,7 +36,7 @@ from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResu
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 from rtarf_sync.engine.run_start import begin_run, release_now
 from rtarf_sync.engine.runs import RunHistory
-from rtarf_sync.engine.sink import PageCounts, PostgresSink, is_transient
+from rtarf_sync.engine.sink import PageCounts, PostgresSink, is_transient, latest
 from rtarf_sync.engine.slices import read_pages
 from rtarf_sync.engine.tables import build_tables, create_tables
 from rtarf_sync.engine.timing import TimedSearch
@@ -47,10 +47,6 @@ T = TypeVar("T")
 PROGRESS_SECONDS = 10.0
 PageObserver = Callable[[str, float], None]  # (stage "read" or "write", seconds)
 Page = tuple[list[EventRow], list[Rejected]] | Deferred  # what PageConverter hands the writer
-
-
-def _latest(*moments: datetime | None) -> datetime | None:
-    return max((moment for moment in moments if moment is not None), default=None)
 
 
 def _delta(before: PageCounts, after: PageCounts) -> PageCounts:
@@ -258,7 +254,7 @@ class SyncService:
                 self._observe("write", began)
                 result.add(**vars(counts))
                 convert.eager = counts.inserted + counts.updated > 0
-                highest = _latest(highest, newest)
+                highest = latest(highest, newest)
                 reported = self._report_progress(result, reported)
         finally:
             pages.close()
@@ -298,7 +294,7 @@ class SyncService:
                 pages, totals = self._db(lambda: history.committed(result.run_id or 0), "check page")
                 if pages >= page_no:
                     newest = (sink.newest_stored(page.hits) if isinstance(page, Deferred)
-                              else _latest(*(row.event_timestamp for row in page[0])))
+                              else latest(*(row.event_timestamp for row in page[0])))
                     return _delta(before, totals), newest
             if isinstance(page, Deferred):
                 return sink.write_hits(page.hits, convert.convert_hits, fence, result.run_id or 0, page_no,
@@ -306,7 +302,7 @@ class SyncService:
             rows, rejects = page
             counts = sink.write_page(rows, rejects, fence, result.run_id or 0, page_no,
                                      advance_cursor=advance_cursor, seen=seen)
-            return counts, _latest(*(row.event_timestamp for row in rows))
+            return counts, latest(*(row.event_timestamp for row in rows))
 
         return with_retry(attempt, self.retry, f"write page {page_no}")
 
