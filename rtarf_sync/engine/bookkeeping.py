@@ -43,7 +43,16 @@ class PageBookkeeping:
 
     def fence(self, cursor: psycopg.Cursor[Any], fence: Fence) -> None:
         """Renew the lease inside the page's transaction, or raise LeaseLost (the page then rolls back)."""
+        self.renew(cursor, fence)
+        self.check_renewed(cursor, fence)
+
+    def renew(self, cursor: psycopg.Cursor[Any], fence: Fence) -> None:
+        """Send the lease renewal; in pipeline mode its answer comes later (`check_renewed`)."""
         cursor.execute(self._fence, (self.ttl, fence.name, fence.owner, fence.epoch))
+
+    @staticmethod
+    def check_renewed(cursor: psycopg.Cursor[Any], fence: Fence) -> None:
+        """Raise LeaseLost unless the renewal sent on `cursor` renewed the lease."""
         if cursor.rowcount != 1:
             raise LeaseLost(f"lease {fence.name} epoch {fence.epoch} was taken over by another owner")
 

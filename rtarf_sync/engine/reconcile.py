@@ -101,36 +101,46 @@ class Reconciliation:
 
     def finish(self, mode: str, force: bool) -> int:
         """Decide and apply the deletions; return how many rows were marked or removed."""
-        live = self._candidates()
+        self._candidates()
         self._drop_vanished()
         self._drop_found()
         with self.engine.connect() as connection:
             confirmed = int(connection.exec_driver_sql(f"SELECT count(*) FROM {self.gone}").scalar_one())
-        limit = self.settings.reconcile.delete_max_fraction
-        if confirmed and confirmed > limit * live and not force:
+        if not confirmed:
+            return 0
+        live, limit = self._live(), self.settings.reconcile.delete_max_fraction
+        if confirmed > limit * live and not force:
             raise DeletesRefused(
                 f"reconciliation would delete {confirmed} of {live} live rows in scope "
                 f"({confirmed / live:.1%}), more than RTARF_DELETE_MAX_FRACTION={limit:g}; nothing was "
                 "deleted: check RTARF_ES_INDEX, then repeat with force to delete them")
-        return self._apply(mode) if confirmed else 0
+        return self._apply(mode)
 
-    def _candidates(self) -> int:
-        """Build the table of live rows in scope that were not read; return the scope's live rows."""
+    def _in_scope(self) -> sa.ColumnElement[bool]:
+        target = self.tables.target
+        return sa.and_(target.c.deleted_at.is_(None), self.scope.rows(target))
+
+    def _candidates(self) -> None:
+        """Build the table of live rows in scope that were not read."""
         target = self.tables.target
         seen = sa.table(self.seen, sa.column("es_index"), sa.column("es_id"))
-        in_scope = sa.and_(target.c.deleted_at.is_(None), self.scope.rows(target))
-        unread = sa.select(target.c.es_index, target.c.es_id).where(in_scope, ~sa.exists().where(
+        unread = sa.select(target.c.es_index, target.c.es_id).where(self._in_scope(), ~sa.exists().where(
             seen.c.es_index == target.c.es_index, seen.c.es_id == target.c.es_id))
         with self.engine.begin() as connection:
             self.lease.fence(connection, self.fence)
             connection.exec_driver_sql(f"ANALYZE {self.seen}")  # the planner should know it is large
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {self.gone}")  # a retried finish starts afresh
-            connection.exec_driver_sql(f"CREATE UNLOGGED TABLE {self.gone} "
-                                       "(es_index text NOT NULL, es_id text NOT NULL, PRIMARY KEY (es_index, es_id))")
-            gone = sa.table(self.gone, sa.column("es_index"), sa.column("es_id"))
-            connection.execute(sa.insert(gone).from_select(["es_index", "es_id"], unread))
-            return int(connection.execute(sa.select(sa.func.count()).select_from(target).where(in_scope))
-                       .scalar_one())
+            # CREATE TABLE AS may scan in parallel, INSERT ... SELECT may not; the scope's bounds are
+            # instants, rendered as literals because PostgreSQL takes no parameters in it.
+            query = unread.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+            connection.exec_driver_sql(f"CREATE UNLOGGED TABLE {self.gone} AS {query}")
+            connection.exec_driver_sql(f"ALTER TABLE {self.gone} ADD PRIMARY KEY (es_index, es_id)")
+
+    def _live(self) -> int:
+        """The live rows in the run's scope (the safety valve's measure)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(self.tables.target)
+                                          .where(self._in_scope())).scalar_one())
 
     def _indices(self) -> list[str]:
         with self.engine.connect() as connection:

@@ -11,7 +11,10 @@ documents (a first load), the next page is copied straight in under a
 savepoint, since the primary key checks every row anyway; a document already
 stored undoes that and the page takes the lookup. The same transaction checks
 the lease (fencing), stores rejected documents, advances the cursor and adds
-the page's counts to the run's history row.
+the page's counts to the run's history row. Statements whose answers the page
+need not wait for go out together (psycopg's pipeline mode): the fence with the
+lookup, and the page's keys (a reconciling run) with its counts and cursor, so
+a page that writes nothing costs four round trips, pool check included.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import operator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import orjson
 import psycopg
@@ -73,6 +76,28 @@ class _PageOptions(NamedTuple):
     newest_unchanged: datetime | None = None
 
 
+class _HitPage:
+    """A page of hits not converted yet (`write_hits`), converted once PostgreSQL said what to write."""
+
+    def __init__(self, hits: list[Hit], duplicates: int, convert: Converter, advance_cursor: bool,
+                 seen: str | None) -> None:
+        self.hits, self.duplicates, self.convert = hits, duplicates, convert
+        self.options = _PageOptions(advance_cursor, seen)
+        self.rows: list[EventRow] = []
+        self.rejects: list[Rejected] = []
+
+    def looked_up(self, flags: str, newest_unchanged: datetime | None) -> str:
+        """Convert the documents the lookup found new or newer; return the lookup's letters for their rows."""
+        changed = [(hit, flag) for hit, flag in zip(self.hits, flags) if flag != "-"]
+        self.rows, self.rejects = self.convert([hit for hit, _ in changed])
+        unchanged_keys = ([hit_key(hit) for hit, flag in zip(self.hits, flags) if flag == "-"]
+                          if self.options.seen else [])
+        self.options = self.options._replace(unchanged=len(self.hits) - len(changed) + self.duplicates,
+                                             unchanged_keys=unchanged_keys, newest_unchanged=newest_unchanged)
+        flag_of = {hit_key(hit): flag for hit, flag in changed}
+        return "".join(flag_of[row.key] for row in self.rows)
+
+
 def is_transient(error: sa.exc.DBAPIError) -> bool:
     """Lost connections, deadlocks and serialization failures pass; bad data does not."""
     sqlstate = getattr(error.orig, "sqlstate", None)
@@ -115,37 +140,51 @@ class PostgresSink:
     def _write(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence, run_id: int,
                page_no: int, options: _PageOptions) -> PageCounts:
         unique, duplicates = newest_per_key(list(rows))
+        return self._refusals_row_by_row(
+            lambda: self._commit(unique, duplicates, list(rejects), fence, run_id, page_no, options, careful=False),
+            lambda: self._retry_careful(unique, duplicates, list(rejects), fence, run_id, page_no, options),
+            page_no)
+
+    @staticmethod
+    def _refusals_row_by_row(commit: Callable[[], PageCounts], careful: Callable[[], PageCounts],
+                             page_no: int) -> PageCounts:
+        """Run `commit`; if PostgreSQL refused some row, run `careful` (row by row) instead."""
         try:
-            return self._commit(unique, duplicates, list(rejects), fence, run_id, page_no, options, careful=False)
+            return commit()
         except sa.exc.DBAPIError as error:
             if is_transient(error):
                 raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
             if not is_data_error(error):
                 raise
-            # Some row was refused by PostgreSQL: redo the page row by row to find it.
             log.warning("page %d: PostgreSQL refused a row (%s); writing the page row by row",
                         page_no, _first_line(error))
-            return self._retry_careful(unique, duplicates, list(rejects), fence, run_id, page_no, options)
+            return careful()
 
     def write_hits(self, hits: list[Hit], convert: Converter, fence: Fence, run_id: int, page_no: int, *,
                    advance_cursor: bool = True, seen: str | None = None) -> tuple[PageCounts, datetime | None]:
         """Commit a page of hits not converted yet; also return the newest cursor value of the page.
 
-        PostgreSQL first says which documents are new or carry a newer version, and only those
-        are converted and written (`write_page`): an unchanged document costs its key-and-version
-        lookup and nothing more. Its stored row was converted from this very version, so its
-        cursor value is the stored one.
+        Inside the page's transaction, PostgreSQL first says which documents are new or carry a
+        newer version (in the same round trip as the fence), and only those are converted and
+        written: an unchanged document costs its key-and-version lookup and nothing more. Its
+        stored row was converted from this very version, so its cursor value is the stored one.
         """
-        unique, duplicates = newest_hits(hits)
-        with self.engine.connect() as connection:
-            flags, newest_unchanged = self._flags(connection, [hit_version(hit) for hit in unique])
-        changed = [hit for hit, flag in zip(unique, flags) if flag != "-"]
-        unchanged_keys = [hit_key(hit) for hit, flag in zip(unique, flags) if flag == "-"] if seen else []
-        rows, rejects = convert(changed)
-        options = _PageOptions(advance_cursor, seen, len(unique) - len(changed) + duplicates,
-                               unchanged_keys, newest_unchanged)
-        return (self._write(rows, rejects, fence, run_id, page_no, options),
-                latest(newest_unchanged, *(row.event_timestamp for row in rows)))
+        page = _HitPage(*newest_hits(hits), convert, advance_cursor, seen)
+
+        def careful() -> PageCounts:  # the lease is held, so what the lookup found still holds
+            return self._retry_careful(page.rows, 0, page.rejects, fence, run_id, page_no, page.options)
+
+        counts = self._refusals_row_by_row(lambda: self._commit_hits(page, fence, run_id, page_no), careful, page_no)
+        return counts, latest(page.options.newest_unchanged, *(row.event_timestamp for row in page.rows))
+
+    def _commit_hits(self, page: _HitPage, fence: Fence, run_id: int, page_no: int) -> PageCounts:
+        with self.engine.begin() as connection:
+            # Every key of the page is recorded by the lookup (a page written row by row records its own).
+            flags = page.looked_up(*self._open(connection, fence, [hit_version(hit) for hit in page.hits],
+                                               page.options.seen))
+            inserted, updated = self._upsert(connection, page.rows, flags)
+            return self._finish(connection, page.rows, page.rejects, inserted, updated, 0,
+                                page.options._replace(seen=None), run_id, page_no)
 
     def newest_stored(self, hits: list[Hit]) -> datetime | None:
         """The newest stored cursor value among these documents at their versions (a page already committed)."""
@@ -164,39 +203,59 @@ class PostgresSink:
     def _commit(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected], fence: Fence,
                 run_id: int, page_no: int, options: _PageOptions, careful: bool) -> PageCounts:
         with self.engine.begin() as connection:
-            with _driver_errors("fence"), _driver(connection).cursor() as cursor:
-                # The page, its cursor and its counts commit or vanish together, so a commit
-                # need not wait for the disk: a page lost in a server crash is read again by
-                # the next run, like a page lost in flight.
-                cursor.execute("SET LOCAL synchronous_commit = off")
-                self.bookkeeping.fence(cursor, fence)
+            # After a page of only new documents the next is tried as all new, without a lookup.
+            lookup = bool(rows) and not careful and not self._all_new
+            flags, _ = self._open(connection, fence, list(map(_KEY_AND_VERSION, rows)) if lookup else None)
             if careful:
                 inserted, updated, refused = self._upsert_each(connection, rows)
                 rows = [row for row in rows if row.key not in {r[0].key for r in refused}]
                 rejects = rejects + [_as_reject(row, reason) for row, reason in refused]
             else:
-                inserted, updated = self._upsert(connection, rows)
-            new_bad = self._dead_letter(connection, rejects, run_id)
-            if options.seen is not None:
-                self._remember(connection, options.seen, rows, rejects, options.unchanged_keys)
-            cursor = (latest(options.newest_unchanged, *(row.event_timestamp for row in rows))
-                      if options.advance_cursor else None)
-            counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates + options.unchanged,
-                                new_bad, len(rejects) - new_bad)
-            self._advance(connection, cursor, counts, run_id, page_no)
+                inserted, updated = self._upsert(connection, rows, flags if lookup else None)
+            return self._finish(connection, rows, rejects, inserted, updated, duplicates, options, run_id, page_no)
+
+    def _open(self, connection: sa.Connection, fence: Fence, lookup: list[tuple[str, str, int, int]] | None = None,
+              seen: str | None = None) -> tuple[str, datetime | None]:
+        """Begin a page's transaction: renew the lease (or raise LeaseLost) and, given documents' keys
+        and versions, look them up (`_flags`) and record their keys in `seen`, all in one round trip."""
+        driver = _driver(connection)
+        with _driver_errors("open the page"), driver.cursor() as setting, driver.cursor() as renewal, \
+                driver.cursor() as flags:
+            with driver.pipeline():
+                # The page, its cursor and its counts commit or vanish together, so a commit
+                # need not wait for the disk: a page lost in a server crash is read again by
+                # the next run, like a page lost in flight.
+                setting.execute("SET LOCAL synchronous_commit = off")
+                self.bookkeeping.renew(renewal, fence)
+                if lookup is not None:
+                    self._send_lookup(connection, flags, lookup, seen)
+            self.bookkeeping.check_renewed(renewal, fence)
+            return self._lookup_answer(flags) if lookup is not None else ("", None)
+
+    def _finish(self, connection: sa.Connection, rows: list[EventRow], rejects: list[Rejected], inserted: int,
+                updated: int, duplicates: int, options: _PageOptions, run_id: int, page_no: int) -> PageCounts:
+        """Close a page's transaction: dead letters, the keys read, the counts and the cursor."""
+        new_bad = self._dead_letter(connection, rejects, run_id)
+        cursor = (latest(options.newest_unchanged, *(row.event_timestamp for row in rows))
+                  if options.advance_cursor else None)
+        counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates + options.unchanged,
+                            new_bad, len(rejects) - new_bad)
+        driver = _driver(connection)
+        with _driver_errors("record the page"), driver.cursor() as remembering, driver.cursor() as advancing:
+            with driver.pipeline():
+                if options.seen is not None:
+                    self._remember(remembering, options.seen, rows, rejects, options.unchanged_keys)
+                self.bookkeeping.advance(advancing, vars(counts), run_id, page_no, cursor)
         return counts
 
     @staticmethod
-    def _remember(connection: sa.Connection, seen: str, rows: list[EventRow], rejects: list[Rejected],
+    def _remember(cursor: psycopg.Cursor[Any], seen: str, rows: list[EventRow], rejects: list[Rejected],
                   unchanged: list[tuple[str, str]]) -> None:
         """Record the keys a reconciling run has read (a document set aside still exists)."""
         keys = [row.key for row in rows] + [(reject.es_index, reject.es_id) for reject in rejects] + unchanged
-        if not keys:
-            return
-        statement = (f"INSERT INTO {seen} (es_index, es_id) SELECT e->>0, e->>1 "
-                     "FROM json_array_elements(%s::json) e")
-        with _driver_errors(statement), _driver(connection).cursor() as cursor:
-            cursor.execute(statement, (orjson.dumps(keys).decode(),))
+        if keys:
+            cursor.execute(f"INSERT INTO {seen} (es_index, es_id) SELECT e->>0, e->>1 "
+                           "FROM json_array_elements(%s::json) e", (orjson.dumps(keys).decode(),))
 
     def move_cursor(self, cursor: datetime, fence: Fence, run_id: int) -> None:
         """Move the stored cursor forward to `cursor` (never back), fenced by the lease."""
@@ -207,14 +266,17 @@ class PostgresSink:
             connection.execute(sa.update(runs).where(runs.c.id == run_id).values(
                 cursor_value=sa.func.greatest(runs.c.cursor_value, cursor)))
 
-    def _upsert(self, connection: sa.Connection, rows: list[EventRow]) -> tuple[int, int]:
-        """Write a page: new documents by COPY straight into the target, newer versions by upsert."""
+    def _upsert(self, connection: sa.Connection, rows: list[EventRow], flags: str | None = None) -> tuple[int, int]:
+        """Write a page: new documents by COPY straight into the target, newer versions by upsert.
+
+        `flags` is the lookup's answer for these rows when it was already asked (`_open`).
+        """
         if not rows:
             return 0, 0
         target = connection.dialect.identifier_preparer.format_table(self.tables.target)
-        if self._all_new and self._copy_if_all_new(connection, target, rows):
+        if flags is None and self._all_new and self._copy_if_all_new(connection, target, rows):
             return len(rows), 0
-        new, newer = self._changed(connection, rows)
+        new, newer = self._changed(connection, rows, flags)
         self._all_new = len(new) == len(rows)
         if new:
             # One writer per target at a time (the lease), so rows not found now are still absent.
@@ -239,17 +301,14 @@ class PostgresSink:
             return False
         return True
 
-    def _changed(self, connection: sa.Connection, rows: list[EventRow]) -> tuple[list[EventRow], list[EventRow]]:
+    def _changed(self, connection: sa.Connection, rows: list[EventRow],
+                 flags: str | None = None) -> tuple[list[EventRow], list[EventRow]]:
         """The rows of new documents, and those whose version is newer than the stored one.
 
-        PostgreSQL compares: every row's key and version go over as one JSON text, and one
-        letter per row comes back (new, newer or unchanged), so an unchanged document costs a
-        key-and-version lookup and nothing more. Straight through the
-        driver: binding a thousand keys through SQLAlchemy cost five times the query itself.
-        A soft-deleted row counts as versionless: whatever version comes back is written, also
-        after its index was deleted and re-created with versions counting from 0 again.
+        PostgreSQL compares (`_flags`), unless its answer for these rows is given as `flags`.
         """
-        flags, _ = self._flags(connection, list(map(_KEY_AND_VERSION, rows)))
+        if flags is None:
+            flags, _ = self._flags(connection, list(map(_KEY_AND_VERSION, rows)))
         if flags.count("n") == len(rows):
             return rows, []  # the usual first read: every document new
         new = [row for row, flag in zip(rows, flags) if flag == "n"]
@@ -259,18 +318,37 @@ class PostgresSink:
     def _flags(self, connection: sa.Connection,
                documents: list[tuple[str, str, int, int]]) -> tuple[str, datetime | None]:
         """One letter per (index, id, primary term, seq_no), in order: n(ew), w(rite: a newer version) or
-        - (unchanged); and the newest stored cursor value of the unchanged ones."""
+        - (unchanged); and the newest stored cursor value of the unchanged ones.
+
+        Every document's key and version go over as one JSON text and one letter per document
+        comes back, so an unchanged document costs a key-and-version lookup and nothing more.
+        Straight through the driver: binding a thousand keys through SQLAlchemy cost five times
+        the query itself. A soft-deleted row counts as versionless: whatever version comes back
+        is written, also after its index was deleted and re-created with versions counting from
+        0 again.
+        """
+        with _driver_errors("look up versions"), _driver(connection).cursor() as cursor:
+            self._send_lookup(connection, cursor, documents)
+            return self._lookup_answer(cursor)
+
+    def _send_lookup(self, connection: sa.Connection, cursor: psycopg.Cursor[Any],
+                     documents: list[tuple[str, str, int, int]], seen: str | None = None) -> None:
+        """Send `_flags`'s statement; given a `seen` table, the same statement records the keys in it."""
         target = connection.dialect.identifier_preparer.format_table(self.tables.target)
-        statement = ("SELECT string_agg(flag, '' ORDER BY n), max(event_timestamp) FILTER (WHERE flag = '-') "
-                     "FROM (SELECT k.n, t.event_timestamp, CASE WHEN t.es_id IS NULL THEN 'n' "
-                     "WHEN t.deleted_at IS NOT NULL OR t.es_primary_term IS NULL OR t.es_seq_no IS NULL "
-                     "OR (t.es_primary_term, t.es_seq_no) < (k.term, k.seq_no) THEN 'w' ELSE '-' END AS flag "
-                     "FROM (SELECT n, e->>0 AS es_index, e->>1 AS es_id, (e->>2)::bigint AS term, "
-                     "(e->>3)::bigint AS seq_no FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)) k "
-                     f"LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id) f")
-        with _driver_errors(statement), _driver(connection).cursor() as cursor:
-            cursor.execute(statement, (orjson.dumps(documents).decode(),))
-            flags, newest = cursor.fetchone()  # type: ignore[misc]
+        record = f", recorded AS (INSERT INTO {seen} (es_index, es_id) SELECT es_index, es_id FROM k)" if seen else ""
+        cursor.execute("WITH k AS (SELECT n, e->>0 AS es_index, e->>1 AS es_id, "
+                       "(e->>2)::bigint AS term, (e->>3)::bigint AS seq_no "
+                       f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)){record} "
+                       "SELECT string_agg(flag, '' ORDER BY n), max(event_timestamp) FILTER (WHERE flag = '-') "
+                       "FROM (SELECT k.n, t.event_timestamp, CASE WHEN t.es_id IS NULL THEN 'n' "
+                       "WHEN t.deleted_at IS NOT NULL OR t.es_primary_term IS NULL OR t.es_seq_no IS NULL "
+                       "OR (t.es_primary_term, t.es_seq_no) < (k.term, k.seq_no) THEN 'w' ELSE '-' END AS flag "
+                       f"FROM k LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id) f",
+                       (orjson.dumps(documents).decode(),))
+
+    @staticmethod
+    def _lookup_answer(cursor: psycopg.Cursor[Any]) -> tuple[str, datetime | None]:
+        flags, newest = cursor.fetchone()  # type: ignore[misc]
         return flags or "", newest
 
     @staticmethod
@@ -342,11 +420,6 @@ class PostgresSink:
         statement = insert(dead).values(values).on_conflict_do_nothing(
             constraint="rtarf_sync_dead_letters_version_key").returning(dead.c.id)
         return len(connection.execute(statement).all())
-
-    def _advance(self, connection: sa.Connection, cursor: datetime | None, counts: PageCounts,
-                 run_id: int, page_no: int) -> None:
-        with _driver_errors("record the page"), _driver(connection).cursor() as driver_cursor:
-            self.bookkeeping.advance(driver_cursor, vars(counts), run_id, page_no, cursor)
 
     def _store_cursor(self, connection: sa.Connection, cursor: datetime) -> None:
         table = self.tables.cursor
