@@ -67,8 +67,18 @@ def _page(with_surrogate: bool) -> bytes:
     ]
     if with_surrogate:
         hits.append(_hit("surrogate", 16, '{"@timestamp":"2025-11-14T10:00:10Z","user":"\\ud800x"}'))
+    return _answer(hits)
+
+
+def _answer(hits: list[str]) -> bytes:
     return ('{"pit_id":"p","took":3,"timed_out":false,"_shards":{"total":1,"successful":1,"failed":0},'
-            '"hits":{"total":{"value":15,"relation":"eq"},"max_score":null,"hits":[' + ",".join(hits) + "]}}").encode()
+            f'"hits":{{"total":{{"value":{len(hits)},"relation":"eq"}},"max_score":null,"hits":['
+            + ",".join(hits) + "]}}").encode()
+
+
+def _typed_hits(raw: bytes) -> list[Hit]:
+    with typed_answers(PAGE_DECODER):
+        return view(loads(raw)).hits
 
 
 def _sink(db_engine: sa.Engine, table: str) -> tuple[PostgresSink, Fence, int]:
@@ -156,9 +166,7 @@ def _seen_table(db: sa.Engine, name: str) -> str:
 def test_a_deferred_page_converts_only_what_postgresql_lacks_and_counts_like_a_converted_one(
         db_engine: sa.Engine, table_name: str, caplog: pytest.LogCaptureFixture) -> None:
     """Read twice: once converted on the reader's thread, once deferred (looked up first)."""
-    raw = _page(with_surrogate=False)
-    with typed_answers(PAGE_DECODER):
-        hits = view(loads(raw)).hits
+    hits = _typed_hits(_page(with_surrogate=False))
     converter = PageConverter("@timestamp", LIMIT)
     converted_table, deferred_table = f"{table_name}_e", f"{table_name}_d"
     eager = _sink(db_engine, converted_table)
@@ -199,3 +207,34 @@ def test_the_converter_defers_typed_pages_only_after_a_page_without_writes() -> 
     converter.eager = False
     assert isinstance(converter(typed), Deferred)
     assert not isinstance(converter(dicts), Deferred), "a page decoded into dicts is always converted"
+
+
+def test_a_deferred_page_with_a_row_postgresql_refuses_is_written_row_by_row_and_records_each_key_once(
+        db_engine: sa.Engine, table_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The lookup records the page's keys in its own statement; when the page falls back to row by
+    row, that statement is rolled back with the page and the careful write records them instead."""
+    converter = PageConverter("@timestamp", LIMIT)
+    sink, fence, run_id = _sink(db_engine, table_name)
+    seen = _seen_table(db_engine, f"{table_name}_seen")
+    first = _typed_hits(_answer([_hit("a", 1, '{"@timestamp":"2025-11-14T10:00:00Z","v":"a1"}'),
+                                 _hit("b", 2, '{"@timestamp":"2025-11-14T10:00:01Z","v":"b1"}'),
+                                 _hit("c", 3, '{"@timestamp":"2025-11-14T10:00:02Z","v":"c1"}')]))
+    counts, _ = sink.write_hits(first, converter.convert_hits, fence, run_id, 2, seen=seen)
+    assert counts.inserted == 3
+    with db_engine.begin() as connection:
+        connection.exec_driver_sql(f'ALTER TABLE "{table_name}" ADD CONSTRAINT no_refused '
+                                   "CHECK (source->>'v' IS DISTINCT FROM 'refused')")
+    second = _typed_hits(_answer([_hit("a", 1, '{"@timestamp":"2025-11-14T10:00:00Z","v":"a1"}'),
+                                  _hit("b", 5, '{"@timestamp":"2025-11-14T10:00:03Z","v":"refused"}'),
+                                  _hit("c", 6, '{"@timestamp":"2025-11-14T10:00:04Z","v":"c2"}')]))
+    counts, newest = sink.write_hits(second, converter.convert_hits, fence, run_id, 3, seen=seen)
+    assert "row by row" in caplog.text
+    assert counts == PageCounts(inserted=0, updated=1, unchanged=1, failed=1, known_bad=0)
+    assert newest == datetime(2025, 11, 14, 10, 0, 4, tzinfo=timezone.utc)
+    assert rows(db_engine, f'SELECT es_id, es_seq_no, source->>\'v\' FROM "{table_name}" '
+                           "WHERE es_id IN ('a', 'b', 'c') ORDER BY es_id") == [("a", 1, "a1"), ("b", 2, "b1"),
+                                                                                ("c", 6, "c2")]
+    (reason,) = [row[2] for row in _dead_letters(db_engine, table_name) if row[0] == "b"]
+    assert reason.startswith("PostgreSQL refused the row")
+    recorded = sorted(row[0] for row in rows(db_engine, f"SELECT es_id FROM {seen}"))
+    assert recorded == ["a", "a", "b", "b", "c", "c"]  # each page's three documents, once each
