@@ -41,13 +41,9 @@ class PageBookkeeping:
             f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s, "
             "cursor_value = greatest(cursor_value, %s) WHERE id = %s")
 
-    def fence(self, cursor: psycopg.Cursor[Any], fence: Fence) -> None:
-        """Renew the lease inside the page's transaction, or raise LeaseLost (the page then rolls back)."""
-        self.renew(cursor, fence)
-        self.check_renewed(cursor, fence)
-
     def renew(self, cursor: psycopg.Cursor[Any], fence: Fence) -> None:
-        """Send the lease renewal; in pipeline mode its answer comes later (`check_renewed`)."""
+        """Renew the lease inside the page's transaction; `check_renewed` then raises LeaseLost if it
+        was not (the page rolls back). In pipeline mode the answer comes only when the pipeline syncs."""
         cursor.execute(self._fence, (self.ttl, fence.name, fence.owner, fence.epoch))
 
     @staticmethod
