@@ -138,6 +138,7 @@ class Settings:
     graceful_timeout_seconds: int = 30
     run_history_days: int = 30
     trigger_debounce_seconds: float = 1.0
+    cors_origins: tuple[str, ...] = ()
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -279,6 +280,24 @@ def _bind(environ: Mapping[str, str]) -> str:
     return f"0.0.0.0:{port}"
 
 
+_ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?")
+
+
+def _cors_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """RTARF_CORS_ORIGINS: exact browser origins (scheme://host[:port]) allowed to call non-GET routes."""
+    name = "RTARF_CORS_ORIGINS"
+    text = _raw(environ, name)
+    if text is None:
+        return ()
+    origins = tuple(part.strip() for part in text.split(","))
+    for origin in origins:
+        # An origin never has a path or a trailing slash; "*" would open every write route to every page.
+        if not _ORIGIN.fullmatch(origin):
+            raise _fail(name, origin, "comma-separated origins such as https://dash.example.com:8443 "
+                                      "(scheme://host[:port], no path, no wildcard)")
+    return tuple(dict.fromkeys(origin.lower() for origin in origins))
+
+
 def _reconcile(environ: Mapping[str, str]) -> ReconcileSettings:
     return ReconcileSettings(
         delete_mode=_choice(environ, "RTARF_DELETE_MODE", "soft", _DELETE_MODES),
@@ -389,6 +408,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         graceful_timeout_seconds=_integer(environ, "RTARF_GRACEFUL_TIMEOUT_SECONDS", 30, 1, 3600),
         run_history_days=_integer(environ, "RTARF_RUN_HISTORY_DAYS", 30, 1, 3650),
         trigger_debounce_seconds=_number(environ, "RTARF_TRIGGER_DEBOUNCE_SECONDS", 1.0, 0.0, 60),
+        cors_origins=_cors_origins(environ),
         reconcile=_reconcile(environ),
         verify=_verify(environ),
         webhooks=_webhooks(environ),

@@ -28,7 +28,7 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     from flask import Flask
 
     from rtarf_sync import notify
-    from rtarf_sync.api import auth, dead_letters, errors, health, page, runs, trigger, webhooks
+    from rtarf_sync.api import auth, dead_letters, errors, guards, health, openapi, page, runs, trigger, webhooks
     from rtarf_sync.api import metrics as metrics_routes
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.api import verification as verification_routes
@@ -54,6 +54,7 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     verifications.add_listener(announce_drift)
     trigger.init_app(app)
     auth.init_app(app, settings.api_token)
+    guards.init_app(app, settings)  # after the token check: a caller without the token learns nothing more
     errors.init_app(app, redactor)
     app.register_blueprint(scheduler_routes.bp)
     app.register_blueprint(health.bp)
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
     app.register_blueprint(page.bp)
     app.register_blueprint(trigger.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(openapi.bp)
     if start_scheduler:
         extension.start(app)
     return app

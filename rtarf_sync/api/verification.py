@@ -24,6 +24,7 @@ from rtarf_sync.api.errors import error_response
 from rtarf_sync.engine.cursor import CursorControl, CursorRefused
 from rtarf_sync.engine.errors import RtarfSyncError, redact
 from rtarf_sync.engine.lease import LeaseHeld
+from rtarf_sync.engine.plan import parse_bound
 from rtarf_sync.engine.verify import WindowError
 from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.service.verification import verifications_of
@@ -52,14 +53,15 @@ def _instant(body: dict[str, Any], name: str) -> datetime | None:
     value = body.get(name)
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise BadRequest(description=f"{name}: {repr(value)[:50]} is not an ISO-8601 time such as "
+                                     "2026-01-31T00:00:00Z")
     try:
-        if not isinstance(value, str):
-            raise ValueError
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise BadRequest(description=f"{name}: {value!r} is not an ISO-8601 time such as "
+        moment = parse_bound(value, naive_utc=True)
+    except ValueError as error:
+        raise BadRequest(description=f"{name}: {error}; expected an ISO-8601 time such as "
                                      "2026-01-31T00:00:00Z") from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def _flag(body: dict[str, Any], name: str) -> bool:

@@ -45,18 +45,32 @@ def check_run(mode: str, start: datetime | None, end: datetime | None) -> None:
         raise ValueError(f"start: {start.isoformat()} is not before end {end.isoformat()}")
 
 
-def parse_bound(text: str) -> datetime:
-    """An ISO-8601 instant with a time zone (`Z` or `+07:00`); ValueError says what is wrong.
+# Instants a caller may give (cursor, range, verification window). Python's datetime ends at years
+# 1 and 9999, and a run moves its bounds by up to ten years (overlap and the verification lookback are
+# capped at 3650 days by config.py), plus a settle delay and a one-day bucket; an instant outside
+# these years would overflow inside a run, every run, instead of being refused once at the door.
+# Engines and PostgreSQL handle these years (four digits, as the engines' date formats want).
+EARLIEST = datetime(1000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
-    A time without a zone is refused: read in the wrong zone, a range would reconcile the
-    wrong hours without anyone noticing.
+
+def parse_bound(text: str, *, naive_utc: bool = False) -> datetime:
+    """An ISO-8601 instant with a time zone (`Z` or `+07:00`) from EARLIEST to LATEST; ValueError says what is wrong.
+
+    A time without a zone is refused unless `naive_utc`: read in the wrong zone, a range would
+    reconcile the wrong hours without anyone noticing.
     """
     try:
         moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO-8601 time") from None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{text!r} has no time zone (add Z for UTC, or an offset such as +07:00)")
+        if not naive_utc:
+            raise ValueError(f"{text!r} has no time zone (add Z for UTC, or an offset such as +07:00)")
+        moment = moment.replace(tzinfo=timezone.utc)
+    # The year first: converting year 1 or 9999 to UTC can itself overflow (offsets stay under a day).
+    if not EARLIEST.year <= moment.year <= LATEST.year or not EARLIEST <= moment < LATEST:
+        raise ValueError(f"{text[:50]!r} is outside the years {EARLIEST.year} to {LATEST.year - 1}")
     return moment
 
 
