@@ -88,12 +88,15 @@ def text_param(name: str, max_length: int = 200) -> str | None:
     text = request.args.get(name, "").strip()
     if len(text) > max_length:
         raise BadParameter(name, f"must be at most {max_length} characters")
+    if "\x00" in text:  # PostgreSQL text cannot hold it: the query would fail with a 500
+        raise BadParameter(name, "must not contain the NUL character")
     return text or None
 
 
 def path_id(text: str, what: str) -> int:
     """A numeric id from the URL path; anything else is a 404 like an unknown id."""
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
+    # The length first: int() refuses more than 4,300 digits with a ValueError (a 500).
+    if len(text) > len(str(MAX_ID)) or not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
         raise NotFound(description=f"no {what} {text[:50]!r}")
     return int(text)
 
