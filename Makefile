@@ -1,6 +1,6 @@
 .PHONY: test demo bench freshness install screenshot
 
-## Install dependencies (PostgreSQL server, Java, Maven if missing; .venv)
+## Install what the service, the demo and the benchmark need (PostgreSQL server, Java, Maven if missing; .venv); the tests add theirs
 install:
 	scripts/install-deps.sh
 

@@ -1,25 +1,52 @@
 #!/usr/bin/env bash
-# Install what the tests, the demo and the benchmark need, and nothing twice:
-#   - the PostgreSQL server from Debian's packages, if no initdb is found
-#   - Java and Maven from Debian's packages, if missing (OpenSearch runs in a JVM)
-#   - curl, if missing (the tests run the README's curl examples)
-#   - chromium and chromium-driver, if missing (the status page is tested in a headless browser)
-#   - a virtualenv in .venv with requirements-dev.txt
-# The OpenSearch jars are resolved by the test harness into ~/.cache/rtarf-sync.
+# Install what is missing, and nothing twice. Each command asks only for what it needs:
+#   scripts/install-deps.sh            the service, the demo and the benchmark:
+#                                        - the PostgreSQL server, if no initdb is found
+#                                        - Java and Maven (OpenSearch runs in a JVM; its jars come from Maven Central)
+#                                        - a virtualenv in .venv with requirements-dev.txt
+#   scripts/install-deps.sh --tests    also what only the tests need:
+#                                        - curl (the documented curl examples are run as tests)
+#                                        - chromium and chromium-driver (the status page's browser tests, ~440 MB)
+#   scripts/install-deps.sh --list     print the Debian packages of that set, one a line, and install nothing
+# System packages come from Debian's archive and need root. The OpenSearch jars are resolved by the
+# test harness into ~/.cache/rtarf-sync.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '[install] %s\n' "$*" >&2; }
 
-need_apt=()
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
-    need_apt+=(postgresql)
+tests=0 list=0
+for arg in "$@"; do
+    case $arg in
+        --tests) tests=1 ;;
+        --list) list=1 ;;
+        -h|--help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        *) say "unknown option: $arg (try --help)"; exit 2 ;;
+    esac
+done
+
+wanted=(postgresql default-jre-headless maven)
+((tests)) && wanted+=(curl chromium chromium-driver)
+if ((list)); then
+    printf '%s\n' "${wanted[@]}"
+    exit 0
 fi
-command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
-command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
-command -v curl >/dev/null 2>&1 || need_apt+=(curl)  # the README's curl examples are run as tests
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the status page's browser tests
-command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+
+# Whether the program a package provides is missing from this machine.
+missing() {
+    case $1 in
+        postgresql) ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 ;;
+        default-jre-headless) ! command -v java >/dev/null 2>&1 ;;
+        maven) ! command -v mvn >/dev/null 2>&1 ;;
+        chromium-driver) ! command -v chromedriver >/dev/null 2>&1 ;;
+        *) ! command -v "$1" >/dev/null 2>&1 ;;
+    esac
+}
+
+need_apt=()
+for package in "${wanted[@]}"; do
+    if missing "$package"; then need_apt+=("$package"); fi
+done
 
 if ((${#need_apt[@]})); then
     if [[ $(id -u) -ne 0 ]]; then

@@ -3,6 +3,6 @@
 # a real gunicorn, PostgreSQL and OpenSearch, and keep their PNGs in docs/ (light, dark, phone width).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 mkdir -p docs
 STATUS_PAGE_SCREENSHOTS=docs exec .venv/bin/python -m pytest -q tests/test_status_page.py "$@"

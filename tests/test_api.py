@@ -1,4 +1,4 @@
-"""The HTTP API through the app factory: routes and fields of DESIGN.md, JSON errors everywhere.
+"""The HTTP API through the app factory: routes and fields of docs/design.md, JSON errors everywhere.
 
 The scheduler gets a job callable here so runs can be held open or made to
 fail; tests/test_scheduler_service.py and the gunicorn tests use the real service.

@@ -1,8 +1,9 @@
-"""The README, the Dockerfile and docker-compose.yml stay true to the code.
+"""The README, the docs pages, the Dockerfile and docker-compose.yml stay true to the code.
 
-Every variable config.py reads is documented with the default it really has,
-every route the app registers has a curl example, every CLI command is listed,
-and the deployment files name no variable the service does not read.
+Every variable config.py reads is documented in docs/configuration.md with the
+default it really has, every route the app registers has a curl example in
+docs/http-api.md, every CLI command is listed in docs/cli.md, and neither the
+documentation nor the deployment files name a variable the service does not read.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from rtarf_sync.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
+HTTP_API = (ROOT / "docs" / "http-api.md").read_text()
+CLI = (ROOT / "docs" / "cli.md").read_text()
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CONFIG = (ROOT / "config.py").read_text()
 TEST_ONLY = {"RTARF_TEST_DATABASE_URL", "RTARF_TEST_OPENSEARCH_URL", "RTARF_CACHE_DIR"}
 _ROW = re.compile(r"^\| `(RTARF_[A-Z_]+|PORT)` \| `([^`]+)` \|", re.MULTILINE)
@@ -34,32 +39,33 @@ def test_config_reads_the_variables_this_test_knows_of() -> None:
     assert len(names) >= 28
 
 
-def test_readme_documents_every_variable_config_reads() -> None:
-    missing = sorted(name for name in config_variables() if f"`{name}`" not in README)
-    assert not missing, f"README.md does not document: {missing}"
+def test_configuration_page_documents_every_variable_config_reads() -> None:
+    missing = sorted(name for name in config_variables() if f"`{name}`" not in CONFIGURATION)
+    assert not missing, f"docs/configuration.md does not document: {missing}"
 
 
-def test_readme_names_no_variable_that_nothing_reads() -> None:
-    unknown = set(re.findall(r"RTARF_[A-Z_]*[A-Z]", README)) - config_variables() - TEST_ONLY
-    assert not unknown, f"README.md names variables nothing reads: {sorted(unknown)}"
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_documentation_names_no_variable_that_nothing_reads(path: Path) -> None:
+    unknown = set(re.findall(r"RTARF_[A-Z_]*[A-Z]", path.read_text())) - config_variables() - TEST_ONLY
+    assert not unknown, f"{path.relative_to(ROOT)} names variables nothing reads: {sorted(unknown)}"
 
 
 def test_documented_defaults_are_the_real_defaults() -> None:
-    rows = _ROW.findall(README)
+    rows = _ROW.findall(CONFIGURATION)
     assert len(rows) >= 22  # every row whose default is a value, not "none"
     defaults = load_settings({})
     for name, default in rows:
-        assert load_settings({name: default}) == defaults, f"README default of {name} ({default}) is not the default"
+        assert load_settings({name: default}) == defaults, f"documented default of {name} ({default}) is not the default"
 
 
-def test_readme_shows_every_route_with_curl() -> None:
+def test_http_api_page_shows_every_route_with_curl() -> None:
     app = create_app(load_settings({}))
     rules = [rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"]
     assert len(rules) >= 8
     for rule in rules:
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            assert f"### `{method} {rule.rule}`" in README or f"`{method} {rule.rule}`" in README, (method, rule)
-        assert f"http://localhost:8000{rule.rule}" in README, f"no curl example for {rule.rule}"
+            assert f"## `{method} {rule.rule}`" in HTTP_API or f"`{method} {rule.rule}`" in HTTP_API, (method, rule)
+        assert f"http://localhost:8000{rule.rule}" in HTTP_API, f"no curl example for {rule.rule}"
 
 
 def test_first_screen_gives_the_two_commands() -> None:
@@ -70,11 +76,11 @@ def test_first_screen_gives_the_two_commands() -> None:
     assert re.search(r"^test:\n\tscripts/test\.sh$", makefile, re.MULTILINE)
 
 
-def test_readme_lists_every_cli_command() -> None:
+def test_cli_page_lists_every_cli_command() -> None:
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert set(commands) >= {"init-db", "sync", "status", "load-sample"}
     for command in commands:
-        assert f"| `{command}` |" in README, f"README.md does not list the {command} command"
+        assert f"| `{command}` |" in CLI, f"docs/cli.md does not list the {command} command"
 
 
 @pytest.mark.parametrize("name", ["docker-compose.yml", "Dockerfile", ".env.example"])

@@ -1,10 +1,10 @@
-"""The README's examples, run as written against a real gunicorn, real PostgreSQL and OpenSearch.
+"""The documented examples, run as written against a real gunicorn, real PostgreSQL and OpenSearch.
 
 Two sets are checked: the calls of the original README that users already
 script against (`curl -X POST http://localhost:8000/scheduler/sync-now`,
 `curl http://localhost:8000/scheduler/status`, `requests.get/post`), and
-every `curl ... localhost:8000` line and Python block of this repository's
-README.md, read from the file so the document cannot drift from the service.
+every `curl ... localhost:8000` line and Python block of README.md and the
+docs/ pages, read from the files so the documents cannot drift from the service.
 The only change made to any example is the port: gunicorn is bound to a
 free port and `localhost:8000` is replaced with `localhost:<port>`.
 """
@@ -43,14 +43,17 @@ status = requests.get("http://localhost:8000/scheduler/status").json()
 print(status["total_syncs"], status["success_rate"])
 """
 
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def readme_blocks(language: str) -> list[str]:
-    """The fenced code blocks of README.md in `language`."""
-    text = (ROOT / "README.md").read_text()
-    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
+    """The fenced code blocks in `language` of README.md and the docs pages, in reading order."""
+    return [block for path in DOCUMENTS
+            for block in re.findall(rf"^```{language}\n(.*?)^```", path.read_text(), flags=re.S | re.M)]
 
 
 def readme_curl_lines() -> list[str]:
-    """Every curl command of README.md that calls the service, without trailing comments."""
+    """Every curl command of the documentation that calls the service, without trailing comments."""
     lines = [line for block in readme_blocks("sh") for line in block.splitlines()]
     return [line.split("  #")[0].strip() for line in lines
             if line.startswith("curl ") and "localhost:8000" in line]
@@ -58,7 +61,7 @@ def readme_curl_lines() -> list[str]:
 
 @pytest.fixture
 def environment(opensearch: EngineHttp, index_name: str, table_name: str, database_url: str) -> dict[str, str]:
-    """Settings of the service (and of the README's standalone scheduler example)."""
+    """Settings of the service (and of the documented standalone scheduler example)."""
     load_sample(opensearch, index_name, EVENTS)
     return {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url, "RTARF_ES_INDEX": index_name,
             "RTARF_TABLE": table_name, "RTARF_SYNC_SETTLE_SECONDS": "0", "RTARF_SYNC_ENABLED": "false"}
@@ -76,7 +79,7 @@ def server(tmp_path: Path, environment: dict[str, str]) -> Iterator[GunicornProc
 
 @pytest.fixture
 def token_server(tmp_path: Path, environment: dict[str, str]) -> Iterator[GunicornProcess]:
-    """The same with RTARF_API_TOKEN set, as the README's POST examples assume."""
+    """The same with RTARF_API_TOKEN set, as the documented POST examples assume."""
     process = GunicornProcess(tmp_path, {**environment, "RTARF_API_TOKEN": TOKEN})
     try:
         yield process.start()
@@ -110,7 +113,7 @@ def test_the_original_requests_calls(server: GunicornProcess, table_name: str, d
 def test_every_curl_line_of_the_readme(token_server: GunicornProcess, table_name: str,
                                        db_engine: sa.Engine) -> None:
     lines = readme_curl_lines()
-    assert any("/scheduler/sync-now" in line for line in lines)  # the README still shows the routes
+    assert any("/scheduler/sync-now" in line for line in lines)  # the docs still show the routes
     for line in lines:
         output = _run(line, token_server.port)
         if line.endswith("/metrics"):

@@ -25,7 +25,7 @@ class DeadLetterPage:
 
 
 def dead_letter_object(row: Mapping[str, Any], with_document: bool = False) -> dict[str, Any]:
-    """A dead-letter row as the API and the CLI show it (DESIGN.md field names)."""
+    """A dead-letter row as the API and the CLI show it (the field names of docs/design.md)."""
     item = {"id": int(row["id"]), "es_index": row["es_index"], "es_id": row["es_id"],
             "es_seq_no": int(row["es_seq_no"]), "es_primary_term": int(row["es_primary_term"]),
             "reason": row["reason"], "run_id": None if row["run_id"] is None else int(row["run_id"]),

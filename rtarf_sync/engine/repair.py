@@ -28,7 +28,7 @@ RunRecorder = Callable[[SyncResult], None]
 
 
 def _run_object(service: SyncService, result: SyncResult) -> dict[str, Any]:
-    """The DESIGN run object of a finished run, or the result itself when it never got a run id (skipped)."""
+    """The run object (docs/design.md) of a finished run, or the result itself when it never got a run id (skipped)."""
     if result.run_id is not None:
         run = service.history.get(result.run_id)
         if run is not None:

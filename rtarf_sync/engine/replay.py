@@ -53,7 +53,7 @@ class ReplayOutcome:
     not_found: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The API's answer: the three DESIGN counts first, then the details."""
+        """The API's answer: the three counts of docs/design.md first, then the details."""
         return {"replayed": self.replayed, "still_failing": self.still_failing, "gone": self.gone,
                 "already_resolved": self.already_resolved, "not_found": self.not_found,
                 "run_id": self.result.run_id, "status": self.result.status}

@@ -19,7 +19,7 @@ RUN_FIELDS = ("run_id", "trigger", "mode", "status", "owner", "started_at", "fin
 
 
 def run_object(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A runs-table row as the API, the CLI and webhooks show a run (DESIGN.md, "run object")."""
+    """A runs-table row as the API, the CLI and webhooks show a run (docs/design.md, "Run object")."""
     started, finished = row["started_at"], row["finished_at"]
     duration = round((finished - started).total_seconds(), 3) if started and finished else None
     run = {"run_id": int(row["id"]), "trigger": row["trigger"], "mode": row["mode"], "status": row["status"],

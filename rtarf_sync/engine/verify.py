@@ -144,7 +144,7 @@ class Verification:
         return not self.differing
 
     def to_dict(self, repaired: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The DESIGN answer of POST /scheduler/verify (plus `verification_id` and anything in `extra`)."""
+        """The answer (docs/design.md) of POST /scheduler/verify (plus `verification_id` and anything in `extra`)."""
         return {"in_step": self.in_step, "from": utc_iso(self.window.start), "to": utc_iso(self.window.end),
                 "bucket": self.window.bucket, "source_total": sum(self.source.values()),
                 "target_total": sum(self.target.values()),

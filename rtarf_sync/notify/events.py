@@ -1,4 +1,4 @@
-"""What a webhook message says: its type, and its body as DESIGN.md "Webhooks" fixes it.
+"""What a webhook message says: its type, and its body as docs/design.md fixes it.
 
     {"type": "sync.failed", "timestamp": ISO,
      "data": {"table": ..., "source_index": ..., "run": run object}}
