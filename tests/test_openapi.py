@@ -93,7 +93,7 @@ def state(app: Flask, db_engine: sa.Engine, table: str) -> dict[str, Any]:
 
 @schema.parametrize()
 @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
-          derandomize=True)
+          derandomize=True, database=None)
 def test_every_operation_answers_as_documented_without_5xx(case: Any, fuzz_app: Flask, db_engine: sa.Engine,
                                                             fuzz_table: str) -> None:
     if case.path == "/livez" and not _has_route(fuzz_app, "/livez"):

@@ -77,6 +77,10 @@ def _write(summary: str, ok: int, *errors: int, body: dict[str, Any] | None = No
     return {method: operation}
 
 
+def _enum(values: tuple[str, ...]) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
 def _paging() -> list[dict[str, Any]]:
     return [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "page size"),
             _query("before", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "the previous page's next_before")]
@@ -84,7 +88,6 @@ def _paging() -> list[dict[str, Any]]:
 
 def _paths() -> dict[str, dict[str, Any]]:
     """Path -> operations, one entry per route of the app."""
-    enum = lambda values: {"type": "string", "enum": list(values)}  # noqa: E731 - a local shorthand
     window = {"from": {**_INSTANT, "nullable": True}, "to": {**_INSTANT, "nullable": True}}
     return {
         "/": _read("The HTML status page", 200, content="text/html", parameters=[
@@ -105,20 +108,20 @@ def _paths() -> dict[str, dict[str, Any]]:
                                 required=("cursor",))),
         },
         "/scheduler/sync-now": _write("Run one sync now and answer when it is done", 200, 409, 502, 503, body=_body({
-            "mode": enum(MODES), "from": _INSTANT, "to": _INSTANT, "force": {"type": "boolean"}})),
+            "mode": _enum(MODES), "from": _INSTANT, "to": _INSTANT, "force": {"type": "boolean"}})),
         "/scheduler/start": _write("Start or resume the interval job", 200),
         "/scheduler/stop": _write("Pause the interval job", 200),
         "/scheduler/trigger": _write("Ask for a sync soon (bursts coalesce)", 202, 409),
         "/scheduler/verify": _write("Compare per-bucket counts; repair differing buckets if asked", 200, 409, 502, 503,
-                                    body=_body({**window, "bucket": {**enum(("1h", "1d")), "nullable": True},
+                                    body=_body({**window, "bucket": {**_enum(("1h", "1d")), "nullable": True},
                                                 "repair": {"type": "boolean"}})),
         "/scheduler/runs": _read("Runs, newest first", 200, 400, 503, parameters=[
-            *_paging(), _query("status", enum(RUN_STATUSES), "only runs that ended so"),
-            _query("trigger", enum(RUN_TRIGGERS), "only runs started so"),
-            _query("mode", enum(RUN_MODES), "only runs of this mode")]),
+            *_paging(), _query("status", _enum(RUN_STATUSES), "only runs that ended so"),
+            _query("trigger", _enum(RUN_TRIGGERS), "only runs started so"),
+            _query("mode", _enum(RUN_MODES), "only runs of this mode")]),
         "/scheduler/runs/{run_id}": _read("One run", 200, 404, 503, parameters=[_path_id("run_id", "run")]),
         "/scheduler/dead-letters": _read("Dead letters, newest first", 200, 400, 503, parameters=[
-            *_paging(), _query("resolved", enum(("true", "false")), "only resolved or unresolved ones"),
+            *_paging(), _query("resolved", _enum(("true", "false")), "only resolved or unresolved ones"),
             _query("reason", {"type": "string", "maxLength": 200}, "only this reason")]),
         "/scheduler/dead-letters/{id}": {"get": {
             **_read("One dead letter with its raw document", 200, 401, 404, 503,
