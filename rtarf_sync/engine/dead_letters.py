@@ -7,7 +7,7 @@ The listing never carries `raw_document`: event data can be sensitive, so only
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 
@@ -24,7 +24,7 @@ class DeadLetterPage:
     next_before: int | None
 
 
-def dead_letter_object(row: Mapping[str, Any], with_document: bool = False) -> dict[str, Any]:
+def dead_letter_object(row: sa.RowMapping, with_document: bool = False) -> dict[str, Any]:
     """A dead-letter row as the API and the CLI show it (DESIGN.md field names)."""
     item = {"id": int(row["id"]), "es_index": row["es_index"], "es_id": row["es_id"],
             "es_seq_no": int(row["es_seq_no"]), "es_primary_term": int(row["es_primary_term"]),

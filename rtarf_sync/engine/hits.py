@@ -14,7 +14,7 @@ reader accepts both shapes through `view`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Sequence, Union
 
 import msgspec
 
@@ -61,7 +61,7 @@ AnyHit = Union[Hit, Json]
 class PageView(NamedTuple):
     """What paging needs of an answer, whichever way it was decoded."""
 
-    hits: list[AnyHit]
+    hits: Sequence[AnyHit]
     pit_id: str | None
     scroll_id: str | None
     failed_shards: int

@@ -24,7 +24,7 @@ import operator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, cast
 
 import orjson
 import psycopg
@@ -348,7 +348,7 @@ class PostgresSink:
 
     @staticmethod
     def _lookup_answer(cursor: psycopg.Cursor[Any]) -> tuple[str, datetime | None]:
-        flags, newest = cursor.fetchone()  # type: ignore[misc]
+        flags, newest = cast("tuple[str | None, datetime | None]", cursor.fetchone())  # an aggregate: one row
         return flags or "", newest
 
     @staticmethod
@@ -373,7 +373,7 @@ class PostgresSink:
         # Count in PostgreSQL: the RETURNING rows need not travel to Python.
         return int(connection.execute(sa.select(sa.func.count()).select_from(written)).scalar_one())
 
-    def _on_conflict(self, statement: sa.dialects.postgresql.Insert) -> sa.sql.Executable:
+    def _on_conflict(self, statement: sa.dialects.postgresql.Insert) -> sa.Insert:
         target, excluded = self.tables.target, statement.excluded
         newer = sa.or_(
             target.c.es_seq_no.is_(None),

@@ -111,7 +111,7 @@ class SyncService:
         """The run history rows of this target."""
         return RunHistory(self.engine, self.tables, self.settings.es_index)
 
-    def secrets(self) -> list[str | None]:
+    def secrets(self) -> list[str]:
         """Every secret value, for scrubbing messages."""
         return sorted(secret_values(self.settings), key=len, reverse=True)
 
