@@ -63,7 +63,7 @@ def lines(figures: dict[str, Any], events: int) -> list[str]:
 
 def _micros(job: dict[str, Any]) -> float:
     """Python CPU of the sync process per event read."""
-    return float(job["cpu"]["python"]) / max(job["events"], 1) * 1e6
+    return float(job["cpu"]["python"] / max(job["events"], 1) * 1e6)
 
 
 def checks(figures: dict[str, Any], events: int) -> list[tuple[str, bool]]:

@@ -61,7 +61,7 @@ def _cpu_table(figures: dict[str, Any]) -> list[str]:
 
 def sync_peak(figures: dict[str, Any]) -> float:
     """The highest peak RSS of any process that ran the sync."""
-    return max(figures[name]["rss_peak_mb"] for name in ("small", "ours", "incremental", "resync"))
+    return float(max(figures[name]["rss_peak_mb"] for name in ("small", "ours", "incremental", "resync")))
 
 
 def targets(figures: dict[str, Any]) -> list[Target]:
@@ -107,7 +107,7 @@ def _async_share(figures: dict[str, Any]) -> list[str]:
 def python_us(figures: dict[str, Any]) -> float:
     """The sync process's CPU seconds (every thread) per event of the full load, in microseconds."""
     ours = figures["ours"]
-    return float(ours["cpu"]["python"]) / ours["events"] * 1e6
+    return float(ours["cpu"]["python"] / ours["events"] * 1e6)
 
 
 def _full_run_targets(figures: dict[str, Any]) -> list[Target]:

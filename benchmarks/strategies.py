@@ -75,7 +75,7 @@ def copy_rows(cursor: psycopg.Cursor, table: str, rows: Page) -> None:
 
 def probe_page(connection: psycopg.Connection, table: str, page: Page) -> None:
     """Write one page the probe way."""
-    stored = dict(connection.execute(
+    stored: dict[str, list[int]] = dict(connection.execute(
         f"SELECT es_id, ARRAY[es_primary_term, es_seq_no] FROM {table} WHERE es_index = %s AND es_id = ANY(%s)",
         (INDEX, [r.es_id for r in page])).fetchall())
     new = [r for r in page if r.es_id not in stored]

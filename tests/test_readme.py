@@ -71,7 +71,7 @@ def test_first_screen_gives_the_two_commands() -> None:
 
 
 def test_readme_lists_every_cli_command() -> None:
-    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]  # argparse's own fields
     assert set(commands) >= {"init-db", "sync", "status", "load-sample"}
     for command in commands:
         assert f"| `{command}` |" in README, f"README.md does not list the {command} command"

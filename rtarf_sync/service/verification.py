@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from flask import Flask, current_app
 
@@ -83,4 +83,4 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Verifications:
 def verifications_of(app: Flask | None = None) -> Verifications:
     """The Verifications of `app`, or of the app serving the current request."""
     target = app if app is not None else current_app
-    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    return cast(Verifications, target.extensions[EXTENSION_KEY])

@@ -58,7 +58,9 @@ class EsServerProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "tests.esserver", "--port", "0"], cwd=ROOT,
                                         stdout=subprocess.PIPE, text=True)
         line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        stdout = self.process.stdout
+        assert stdout is not None  # piped above
+        reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout)
         if not line or not line[0].startswith("http://"):
