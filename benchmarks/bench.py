@@ -93,7 +93,8 @@ class Bench:
             self.sql("CHECKPOINT")  # each write job starts with a clean checkpoint, not the last job's debt
         say(f"{label} ...")
         environ = {k: v for k, v in os.environ.items() if not k.startswith("RTARF_")}
-        argv = [sys.executable, "-m", "benchmarks.job", json.dumps({"job": job, "env": self.env(table), "table": table, **spec})]
+        argv = [sys.executable, "-m", "benchmarks.job",
+                json.dumps({"job": job, "env": self.env(table), "table": table, **spec})]
         cpu_before = self.cpu()
         done = subprocess.run(argv, cwd=ROOT, env=environ, capture_output=True, text=True, check=False)
         cpu_after = self.cpu()

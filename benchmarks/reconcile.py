@@ -55,7 +55,8 @@ def lines(figures: dict[str, Any], events: int) -> list[str]:
     for slices in SLICES:
         job = figures[f"slices_{slices}"]
         run = job["runs"][0]
-        out.append(f"    {slices} slice{'s' if slices > 1 else ' '}: {job['seconds']:6.2f} s, {rate(job):9,.0f} events/s, "
+        out.append(f"    {slices} slice{'s' if slices > 1 else ' '}: {job['seconds']:6.2f} s, "
+                   f"{rate(job):9,.0f} events/s, "
                    f"{rate(job) / ceiling:4.0%} of the read ceiling; unchanged {run['unchanged']:,}, "
                    f"deleted {run['deleted']}, peak RSS {job['rss_peak_mb']:.1f} MB")
     return out

@@ -58,7 +58,8 @@ def pages(count: int, size: int = 1000) -> tuple[list[Page], list[Page]]:
         event = make_event(number)
         moment = parse_instant(event["@timestamp"])
         assert moment is not None
-        rows.append(EventRow(INDEX, event["event"]["id"], moment, json.dumps(event, separators=(",", ":")).encode(), number, 1))
+        rows.append(EventRow(INDEX, event["event"]["id"], moment, json.dumps(event, separators=(",", ":")).encode(),
+                             number, 1))
     changed = [EventRow(r.es_index, r.es_id, r.event_timestamp, r.source.replace(b'"case_id":null', b'"case_id":"C"'),
                         r.seq_no + count, 1) if k % 10 == 0 else r for k, r in enumerate(rows)]
     return ([rows[i:i + size] for i in range(0, count, size)],

@@ -88,7 +88,7 @@ class RedactingFilter(logging.Filter):
                 record.exc_text = self.redactor(record.exc_text)
             if record.stack_info:
                 record.stack_info = self.redactor(record.stack_info)
-        except Exception:  # a log line must never break the code that writes it
+        except Exception:  # noqa: BLE001 - a log line must never break the code that writes it
             record.msg, record.args = "(log message could not be rendered safely)", None
         return True
 

@@ -81,10 +81,7 @@ class DeadLetters:
         """The rows with these ids (all unresolved ones when None), oldest first, resolved ones included."""
         dead = self.table
         query = sa.select(*self._listed()).where(self._mine()).order_by(dead.c.id)
-        if ids is None:
-            query = query.where(dead.c.resolved_at.is_(None))
-        else:
-            query = query.where(dead.c.id.in_(list(ids)))
+        query = query.where(dead.c.resolved_at.is_(None)) if ids is None else query.where(dead.c.id.in_(list(ids)))
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 

@@ -227,7 +227,7 @@ def raw_row(hit: Hit, cursor: CursorField, max_bytes: int, prepare_copy: bool = 
         if size > max_bytes:
             return reject(as_dict(hit), f"document is {size} bytes, over the limit of {max_bytes} "
                                         "(RTARF_SYNC_MAX_DOCUMENT_BYTES)")
-    index, doc_id, seq_no, term = hit._index, hit._id, hit._seq_no, hit._primary_term  # noqa: SLF001
+    index, doc_id, seq_no, term = hit._index, hit._id, hit._seq_no, hit._primary_term  # noqa: SLF001 - the engine's field names
     return EventRow(index, doc_id, moment, data, seq_no, term,
                     copy_row(index, doc_id, moment, data, seq_no, term) if prepare_copy else b"")
 
@@ -289,7 +289,7 @@ def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:
 
 def newest_hits(hits: list[Hit]) -> tuple[list[Hit], int]:
     """`newest_per_key` for hits not converted yet."""
-    return newest_versions(hits, hit_key, lambda hit: (hit._primary_term, hit._seq_no))  # noqa: SLF001
+    return newest_versions(hits, hit_key, lambda hit: (hit._primary_term, hit._seq_no))  # noqa: SLF001 - the engine's field names
 
 
 def newest_versions(items: list[T], key: Callable[[T], Any], version: Callable[[T], Any]) -> tuple[list[T], int]:

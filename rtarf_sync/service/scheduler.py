@@ -237,7 +237,7 @@ class RtarfEventScheduler:
         for listener in list(self._result_listeners):
             try:
                 listener(result)
-            except Exception:  # noqa: BLE001 - a listener must never break the run's bookkeeping
+            except Exception:  # a listener must never break the run's bookkeeping
                 logger.exception("A result listener failed")
 
     def _on_job_event(self, event: JobEvent) -> None:
@@ -370,7 +370,7 @@ class RtarfEventScheduler:
         for provider in list(self._status_providers):
             try:
                 status.update(provider())
-            except Exception:  # noqa: BLE001 - status must answer even if an add-on cannot
+            except Exception:  # status must answer even if an add-on cannot
                 logger.exception("A status provider failed")
         return status
 

@@ -51,7 +51,7 @@ class Verifications:
         for listener in list(self._listeners):
             try:
                 listener(answer)
-            except Exception:  # noqa: BLE001 - a listener must never break a verification
+            except Exception:  # a listener must never break a verification
                 logger.exception("A verification listener failed")
         return answer
 
@@ -66,7 +66,7 @@ class Verifications:
             self.verify(repair=scheduler.settings.verify.repair, trigger="scheduled")
         except (SyncBusy, LeaseHeld) as busy:
             logger.info("Scheduled verification skipped: %s", busy)
-        except Exception:  # noqa: BLE001 - the next interval tries again; the log says why this one failed
+        except Exception:  # the next interval tries again; the log says why this one failed
             logger.exception("Scheduled verification failed")
 
 

@@ -42,7 +42,7 @@ class RemoteFaults:
 def _post(url: str, body: Any) -> Any:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=30) as response:  # loopback only
         return json.loads(response.read())
 
 
@@ -77,7 +77,7 @@ class EsServerProcess:
     @property
     def request_log(self) -> list[tuple[str, str]]:
         """(method, path) of every request the server saw, in order."""
-        with urllib.request.urlopen(f"{self.url}{CONTROL_PREFIX}request_log", timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{self.url}{CONTROL_PREFIX}request_log", timeout=30) as response:
             return [(method, path) for method, path in json.loads(response.read())["log"]]
 
     def stop(self) -> None:

@@ -85,7 +85,7 @@ def resolve_jars(version: str) -> Path:
 
 
 def _get_json(url: str, timeout: float = 5) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # loopback only
         return cast("dict[str, object]", json.loads(response.read()))
 
 
