@@ -10,6 +10,8 @@ import os
 import signal
 import sys
 import time
+from types import FrameType
+from typing import Any
 
 from config import ConfigError, load_settings
 
@@ -42,14 +44,14 @@ logconfig_dict = {
 }
 
 
-def post_worker_init(worker):  # type: ignore[no-untyped-def]
+def post_worker_init(worker: Any) -> None:  # gunicorn has no type hints: its Worker is Any here
     """Start the scheduler in this worker, and make SIGTERM interrupt a running sync at once."""
     from rtarf_sync.service import extension
 
     scheduler = extension.scheduler_of(worker.wsgi)
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
 
-    def on_term(signum, frame):  # type: ignore[no-untyped-def]
+    def on_term(signum: int, frame: FrameType | None) -> None:
         scheduler.request_stop()  # only sets flags: safe inside a signal handler
         # os.write, not logging: a handler that takes the logging lock could deadlock the worker.
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -62,7 +64,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     extension.start(worker.wsgi)
 
 
-def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+def worker_exit(server: Any, worker: Any) -> None:
     """Stop the scheduler, letting a running sync finish or roll back its page first."""
     from rtarf_sync.service import extension
 

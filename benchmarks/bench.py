@@ -30,7 +30,8 @@ from benchmarks import reconcile
 from benchmarks.cpu import tree_cpu_seconds
 from benchmarks.dataset import Dataset, say
 from benchmarks.report import record, render, targets
-from rtarf_sync.sample import BASE_TIME, iso
+from rtarf_sync.engine.documents import engine_time as iso
+from rtarf_sync.sample import BASE_TIME
 from tests.harness import OpenSearchNode, PostgresCluster
 from tests.harness.http import EngineHttp
 
@@ -80,7 +81,11 @@ class Bench:
         with psycopg.connect(host="127.0.0.1", port=self.pg.port, user="postgres", dbname=database,
                              autocommit=True) as connection:
             cursor = connection.execute(query, params or None)
-            return cursor.fetchone()[0] if cursor.description else None
+            if not cursor.description:
+                return None
+            row = cursor.fetchone()
+            assert row is not None  # a statement that answers rows answers one here
+            return row[0]
 
     def measure(self, label: str, job: str, table: str, **spec: Any) -> dict[str, Any]:
         """Run one job in a fresh child process and return its figures."""
@@ -88,7 +93,8 @@ class Bench:
             self.sql("CHECKPOINT")  # each write job starts with a clean checkpoint, not the last job's debt
         say(f"{label} ...")
         environ = {k: v for k, v in os.environ.items() if not k.startswith("RTARF_")}
-        argv = [sys.executable, "-m", "benchmarks.job", json.dumps({"job": job, "env": self.env(table), "table": table, **spec})]
+        argv = [sys.executable, "-m", "benchmarks.job",
+                json.dumps({"job": job, "env": self.env(table), "table": table, **spec})]
         cpu_before = self.cpu()
         done = subprocess.run(argv, cwd=ROOT, env=environ, capture_output=True, text=True, check=False)
         cpu_after = self.cpu()

@@ -49,7 +49,7 @@ class Dataset:
     def _post(self, body: str) -> dict[str, Any]:
         lines = body.rstrip("\n").split("\n")
         with self.rows_file.open("a", encoding="utf-8") as rows:
-            for action, source in zip(lines[0::2], lines[1::2]):
+            for action, source in zip(lines[0::2], lines[1::2], strict=True):
                 es_id = json.loads(action)["index"]["_id"]
                 rows.write(f"{es_id}\t{json.loads(source)['@timestamp']}\t{source}\n")
                 self.sizes.append(len(source.encode("utf-8")))

@@ -55,7 +55,8 @@ def lines(figures: dict[str, Any], events: int) -> list[str]:
     for slices in SLICES:
         job = figures[f"slices_{slices}"]
         run = job["runs"][0]
-        out.append(f"    {slices} slice{'s' if slices > 1 else ' '}: {job['seconds']:6.2f} s, {rate(job):9,.0f} events/s, "
+        out.append(f"    {slices} slice{'s' if slices > 1 else ' '}: {job['seconds']:6.2f} s, "
+                   f"{rate(job):9,.0f} events/s, "
                    f"{rate(job) / ceiling:4.0%} of the read ceiling; unchanged {run['unchanged']:,}, "
                    f"deleted {run['deleted']}, peak RSS {job['rss_peak_mb']:.1f} MB")
     return out
@@ -63,7 +64,7 @@ def lines(figures: dict[str, Any], events: int) -> list[str]:
 
 def _micros(job: dict[str, Any]) -> float:
     """Python CPU of the sync process per event read."""
-    return float(job["cpu"]["python"]) / max(job["events"], 1) * 1e6
+    return float(job["cpu"]["python"] / max(job["events"], 1) * 1e6)
 
 
 def checks(figures: dict[str, Any], events: int) -> list[tuple[str, bool]]:

@@ -61,7 +61,7 @@ def _cpu_table(figures: dict[str, Any]) -> list[str]:
 
 def sync_peak(figures: dict[str, Any]) -> float:
     """The highest peak RSS of any process that ran the sync."""
-    return max(figures[name]["rss_peak_mb"] for name in ("small", "ours", "incremental", "resync"))
+    return float(max(figures[name]["rss_peak_mb"] for name in ("small", "ours", "incremental", "resync")))
 
 
 def targets(figures: dict[str, Any]) -> list[Target]:
@@ -107,7 +107,7 @@ def _async_share(figures: dict[str, Any]) -> list[str]:
 def python_us(figures: dict[str, Any]) -> float:
     """The sync process's CPU seconds (every thread) per event of the full load, in microseconds."""
     ours = figures["ours"]
-    return float(ours["cpu"]["python"]) / ours["events"] * 1e6
+    return float(ours["cpu"]["python"] / ours["events"] * 1e6)
 
 
 def _full_run_targets(figures: dict[str, Any]) -> list[Target]:
@@ -122,7 +122,8 @@ def _full_run_targets(figures: dict[str, Any]) -> list[Target]:
     return [Target(f"full re-read of unchanged events at least {REREAD_OF_CEILING:.0%} of the read ceiling",
                    reread >= REREAD_OF_CEILING, f"{reread:.0%}", f"{(reread - REREAD_OF_CEILING) * 100:+.0f} points"),
             Target(f"full reconciliation at least {TARGET_OF_CEILING:.0%} of the read ceiling (best of 1 and 4 "
-                   "slices)", best >= TARGET_OF_CEILING, f"{best:.0%}", f"{(best - TARGET_OF_CEILING) * 100:+.0f} points")]
+                   "slices)", best >= TARGET_OF_CEILING, f"{best:.0%}",
+                   f"{(best - TARGET_OF_CEILING) * 100:+.0f} points")]
 
 
 def _margin(fraction: float) -> str:
@@ -145,9 +146,12 @@ def _time_split(figures: dict[str, Any]) -> list[str]:
     floor = max(read_s, sink_s)
     cpu = ours["cpu"]
     return [f"  where the time goes: ours {ours['seconds']:.1f} s. Alone, reading takes {read_s:.1f} s and the sink's",
-            f"    writing {sink_s:.1f} s (plain COPY {write_s:.1f} s). Reading overlaps writing (one-page prefetch), so the",
-            f"    floor is about {floor:.1f} s; ours is {ours['seconds'] - floor:+.1f} s from it (turning hits into rows,",
-            f"    sharing {figures['machine']['cpus']} CPUs, noise): the run used {sum(cpu.values()):.1f} CPU s (python "
+            f"    writing {sink_s:.1f} s (plain COPY {write_s:.1f} s). "
+            "Reading overlaps writing (one-page prefetch), so the",
+            f"    floor is about {floor:.1f} s; ours is {ours['seconds'] - floor:+.1f} s from it "
+            "(turning hits into rows,",
+            f"    sharing {figures['machine']['cpus']} CPUs, noise): "
+            f"the run used {sum(cpu.values()):.1f} CPU s (python "
             f"{cpu['python']:.1f}, postgres {cpu['postgres']:.1f}, opensearch {cpu['opensearch']:.1f})"]
 
 
@@ -190,7 +194,8 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
              *_cpu_table(figures),
              "",
              f"  ours / naive baseline     {rate(figures['ours']) / rate(figures['baseline']):6.1f}x",
-             f"  ours / lower ceiling      {rate(figures['ours']) / min(rate(figures['read']), rate(figures['write'])):6.0%}"
+             "  ours / lower ceiling      "
+             f"{rate(figures['ours']) / min(rate(figures['read']), rate(figures['write'])):6.0%}"
              f"   (lower ceiling: {lower})",
              *_async_share(figures),
              f"  sync's own Python CPU     {python_us(figures):6.1f} us per event (every thread of the sync process)",

@@ -18,6 +18,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
+from flask import Flask
 
 from config import load_settings
 from rtarf_sync import create_app
@@ -27,8 +28,8 @@ from tests.harness import PostgresCluster
 from tests.harness.process import free_port
 
 
-def _history(app: object, runs: int, dead_letters: int) -> None:
-    service = scheduler_of(app).service  # type: ignore[arg-type]
+def _history(app: Flask, runs: int, dead_letters: int) -> None:
+    service = scheduler_of(app).service
     service.ensure_tables()
     start = datetime.now(timezone.utc) - timedelta(days=10)
     for n in range(runs):

@@ -58,7 +58,8 @@ def pages(count: int, size: int = 1000) -> tuple[list[Page], list[Page]]:
         event = make_event(number)
         moment = parse_instant(event["@timestamp"])
         assert moment is not None
-        rows.append(EventRow(INDEX, event["event"]["id"], moment, json.dumps(event, separators=(",", ":")).encode(), number, 1))
+        rows.append(EventRow(INDEX, event["event"]["id"], moment, json.dumps(event, separators=(",", ":")).encode(),
+                             number, 1))
     changed = [EventRow(r.es_index, r.es_id, r.event_timestamp, r.source.replace(b'"case_id":null', b'"case_id":"C"'),
                         r.seq_no + count, 1) if k % 10 == 0 else r for k, r in enumerate(rows)]
     return ([rows[i:i + size] for i in range(0, count, size)],
@@ -75,7 +76,7 @@ def copy_rows(cursor: psycopg.Cursor, table: str, rows: Page) -> None:
 
 def probe_page(connection: psycopg.Connection, table: str, page: Page) -> None:
     """Write one page the probe way."""
-    stored = dict(connection.execute(
+    stored: dict[str, list[int]] = dict(connection.execute(
         f"SELECT es_id, ARRAY[es_primary_term, es_seq_no] FROM {table} WHERE es_index = %s AND es_id = ANY(%s)",
         (INDEX, [r.es_id for r in page])).fetchall())
     new = [r for r in page if r.es_id not in stored]

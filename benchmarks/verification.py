@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,10 +76,10 @@ def measure(service: SyncService, http: EngineHttp, n: int, repeat: int) -> dict
     end = BASE_TIME + timedelta(seconds=n + 86_400)
     for bucket in ("1h", "1d"):
         window = Window(BASE_TIME, end, bucket)
-        seconds, tries, verification = best(lambda: verifier.check(window), repeat)
-        engine_side, _ = timed(lambda: source_counts(service.api, s.es_index, s.cursor_field, window))
+        seconds, tries, verification = best(partial(verifier.check, window), repeat)
+        engine_side, _ = timed(partial(source_counts, service.api, s.es_index, s.cursor_field, window))
         with service.engine.connect() as connection:
-            database_side, _ = timed(lambda: target_counts(connection, service.tables, window))
+            database_side, _ = timed(partial(target_counts, connection, service.tables, window))
         f[bucket] = {"seconds": seconds, "tries": tries, "engine": engine_side, "database": database_side,
                      "in_step": verification.in_step, "source": sum(verification.source.values()),
                      "target": sum(verification.target.values()), "buckets": len(verification.source)}
@@ -135,7 +136,8 @@ def render(f: dict[str, Any], machine: str) -> str:
 def record(text: str, argv: str) -> None:
     """Replace the block between the verification markers of benchmarks/README.md."""
     readme = ROOT / "benchmarks" / "README.md"
-    block = f"<!-- verification:start -->\nLast recorded run (`{argv}`):\n\n```text\n{text}\n```\n<!-- verification:end -->"
+    block = (f"<!-- verification:start -->\nLast recorded run (`{argv}`):\n\n"
+             f"```text\n{text}\n```\n<!-- verification:end -->")
     content = readme.read_text()
     pattern = re.compile(r"<!-- verification:start -->.*?<!-- verification:end -->", re.S)
     content = pattern.sub(lambda _: block, content) if pattern.search(content) else content + "\n" + block + "\n"

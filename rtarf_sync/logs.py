@@ -13,7 +13,7 @@ import logging
 import sys
 import threading
 import traceback
-from typing import Iterable
+from typing import Iterable, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy.engine import make_url
@@ -88,7 +88,7 @@ class RedactingFilter(logging.Filter):
                 record.exc_text = self.redactor(record.exc_text)
             if record.stack_info:
                 record.stack_info = self.redactor(record.stack_info)
-        except Exception:  # a log line must never break the code that writes it
+        except Exception:  # noqa: BLE001 - a log line must never break the code that writes it
             record.msg, record.args = "(log message could not be rendered safely)", None
         return True
 
@@ -104,14 +104,14 @@ class ExpectedFailureFilter(logging.Filter):
         return True
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever sys.stderr is now, so captured or redirected stderr gets the lines."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
-    def stream(self):  # type: ignore[no-untyped-def]
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter

@@ -28,16 +28,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make the project importable
 
-import sqlalchemy as sa  # noqa: E402
-
-from rtarf_sync.cli.progress import ProgressLine  # noqa: E402
-from rtarf_sync.sample import load_events  # noqa: E402
-from tests.harness import OpenSearchNode, PostgresCluster  # noqa: E402
-from tests.harness.http import EngineHttp  # noqa: E402
-from tests.harness.process import log_tail, spawn, stop  # noqa: E402
+from rtarf_sync.cli.progress import ProgressLine  # noqa: E402 - importable after sys.path above
+from rtarf_sync.sample import load_events  # noqa: E402 - importable after sys.path above
+from tests.harness import OpenSearchNode, PostgresCluster  # noqa: E402 - importable after sys.path above
+from tests.harness.http import EngineHttp  # noqa: E402 - importable after sys.path above
+from tests.harness.process import log_tail, spawn, stop  # noqa: E402 - importable after sys.path above
 
 SEED = 7
 LIVE_SPACING_MS = 10  # new events are stamped over the last few seconds, like live traffic
@@ -135,7 +135,7 @@ def service_env(args: argparse.Namespace, database_url: str, opensearch_url: str
 
 def get_json(url: str, method: str = "GET") -> Any:
     """Call the service; return the decoded answer (error answers too)."""
-    request = urllib.request.Request(url, method=method, headers={"Accept": "application/json"})
+    request = urllib.request.Request(url, method=method, headers={"Accept": "application/json"})  # noqa: S310 - loopback only
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
             return json.load(response)

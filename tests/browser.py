@@ -77,4 +77,4 @@ return low;
 
 def low_contrast(driver: webdriver.Chrome, selector: str, minimum: float = 4.5) -> list[list[str]]:
     """Visible text under `selector` whose colour against its background is below `minimum` (WCAG AA)."""
-    return driver.execute_script(_CONTRAST, selector, minimum)  # type: ignore[no-any-return]
+    return driver.execute_script(_CONTRAST, selector, minimum)  # type: ignore[no-any-return]  # the script's array

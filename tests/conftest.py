@@ -118,7 +118,7 @@ def es_server() -> Iterator[EsProtocolServer]:
     """The in-repo Elasticsearch 8 protocol server, in a process of its own (faults over HTTP)."""
     server = EsServerProcess().start()
     try:
-        yield server  # type: ignore[misc] - the same faults, request_log and url, over HTTP
+        yield server  # type: ignore[misc]  # the same faults, request_log and url, over HTTP
     finally:
         server.stop()
 

@@ -111,7 +111,10 @@ def prepare_tables(settings: Settings) -> None:
 
 @contextmanager
 def target_locked(db_engine: sa.Engine, table: str) -> Iterator[None]:
-    """Hold a SHARE lock on the target table: a run that writes a page waits (holding its lease) until the block ends."""
+    """Hold a SHARE lock on the target table until the block ends.
+
+    A run that writes a page meanwhile waits, holding its lease.
+    """
     import sqlalchemy as sa
 
     with db_engine.connect() as connection, connection.begin():

@@ -6,6 +6,8 @@ from typing import Iterator
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from rtarf_sync import create_app
 from rtarf_sync.api.auth import token_matches
@@ -14,7 +16,8 @@ from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.support import GatedJob, offline_settings, wait_for
 
 TOKEN = "s3cret-Token_for.tests~42"
-NEEDS_DATABASE = {"/scheduler/dead-letters/replay", "/scheduler/verify", "/scheduler/cursor"}  # each runs for real elsewhere
+# Each runs for real elsewhere.
+NEEDS_DATABASE = {"/scheduler/dead-letters/replay", "/scheduler/verify", "/scheduler/cursor"}
 
 
 def _app(**env: str) -> Flask:
@@ -61,14 +64,20 @@ def test_every_mutating_route_accepts_the_right_token(app: Flask) -> None:
             assert answer.status_code == 202 or "trigger refused" in answer.get_json()["message"], answer.get_json()
             continue
         # /scheduler/start runs the job at once: sync-now may meet that run (409) before it ends.
-        answers = []
-        body = {"cursor": None} if method == "PUT" else None
-        wait_for(lambda: answers.append(client.open(rule, method=method, headers=headers, json=body))
-                 or answers[-1].status_code != 409, what=f"{rule} not to be busy")
+        answer = _answer_when_free(client, method, rule, headers)
         if rule in NEEDS_DATABASE:  # no database here: past the token check it fails on PostgreSQL
-            assert answers[-1].status_code == 503 and answers[-1].is_json, (rule, answers[-1].get_json())
+            assert answer.status_code == 503 and answer.is_json, (rule, answer.get_json())
         else:
-            assert answers[-1].status_code == 200, (rule, answers[-1].get_json())
+            assert answer.status_code == 200, (rule, answer.get_json())
+
+
+def _answer_when_free(client: FlaskClient, method: str, rule: str, headers: dict[str, str]) -> TestResponse:
+    """The route's answer once it is no longer busy (409)."""
+    answers = []
+    body = {"cursor": None} if method == "PUT" else None
+    wait_for(lambda: answers.append(client.open(rule, method=method, headers=headers, json=body))
+             or answers[-1].status_code != 409, what=f"{rule} not to be busy")
+    return answers[-1]
 
 
 @pytest.mark.parametrize("header", [

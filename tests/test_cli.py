@@ -201,8 +201,8 @@ def test_check_names_what_is_unreachable(elasticsearch: EngineHttp, database_url
     up = run_cli("check", env={"RTARF_DATABASE_URL": database_url, **engine_env(elasticsearch)})
     assert up.returncode == 0, up.stderr
     assert up.stdout.count(": reachable") == 2
-    down = run_cli("check", env={"RTARF_DATABASE_URL": database_url,
-                                 "RTARF_ES_URL": f"http://127.0.0.1:{free_port()}", "RTARF_SOURCE_ENGINE": "opensearch"})
+    down = run_cli("check", env={"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": f"http://127.0.0.1:{free_port()}",
+                                 "RTARF_SOURCE_ENGINE": "opensearch"})
     assert down.returncode == 1
     assert "search engine at" in down.stdout and "UNREACHABLE" in down.stdout
     assert "start it or set RTARF_ES_URL" in down.stderr and "cannot reach PostgreSQL" not in down.stderr

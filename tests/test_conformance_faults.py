@@ -28,7 +28,7 @@ def _raw(engine: EngineHttp, method: str, path: str, body: Any = None) -> Answer
     request = urllib.request.Request(f"{engine.url}{path}", data=data, method=method,
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=30) as response:  # loopback only
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         text = error.read()

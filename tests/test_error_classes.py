@@ -129,7 +129,7 @@ def test_a_real_deadlock_is_transient(db_engine: sa.Engine, table_name: str) -> 
         thread.join(30)
     first.close()
     second.close()
-    assert [error.orig.sqlstate for error in errors] == ["40P01"]  # type: ignore[union-attr]
+    assert [error.orig.sqlstate for error in errors] == ["40P01"]  # type: ignore[union-attr]  # orig: a psycopg error
     assert is_transient(errors[0])
 
 
@@ -169,7 +169,7 @@ def test_lock_and_statement_timeouts_are_transient(setting: str, sqlstate: str, 
         with pytest.raises(sa.exc.DBAPIError) as caught:
             waiter.execute(sa.text(f'SELECT * FROM "{table_name}"'))
         holder.rollback()
-    assert caught.value.orig.sqlstate == sqlstate  # type: ignore[union-attr]
+    assert caught.value.orig.sqlstate == sqlstate  # type: ignore[union-attr]  # orig: a psycopg error
     assert is_transient(caught.value)
 
 

@@ -539,7 +539,8 @@ def test_reset_forgets_indices_and_pits(server: EsProtocolServer, es: Elasticsea
 
 
 def test_ignore_malformed_keeps_the_document_but_not_the_value(es: Elasticsearch) -> None:
-    es.indices.create(index="lenient", mappings={"properties": {"@timestamp": {"type": "date", "ignore_malformed": True}}})
+    es.indices.create(index="lenient",
+                      mappings={"properties": {"@timestamp": {"type": "date", "ignore_malformed": True}}})
     es.index(index="lenient", id="bad", document={"@timestamp": "yesterday"}, refresh=True)
     es.index(index="lenient", id="good", document={"@timestamp": "2025-01-01T00:00:00Z"}, refresh=True)
     assert es.get(index="lenient", id="bad")["_source"] == {"@timestamp": "yesterday"}

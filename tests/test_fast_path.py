@@ -108,7 +108,8 @@ def _careful(raw: bytes, sink: PostgresSink, fence: Fence, run_id: int) -> PageC
 def _differences(db: sa.Engine, fast: str, careful: str) -> list[Any]:
     return rows(db, f'SELECT es_id FROM "{fast}" f FULL JOIN "{careful}" c USING (es_index, es_id) '
                     "WHERE f.source IS DISTINCT FROM c.source OR f.event_timestamp IS DISTINCT FROM c.event_timestamp "
-                    "OR f.es_seq_no IS DISTINCT FROM c.es_seq_no OR f.es_primary_term IS DISTINCT FROM c.es_primary_term "
+                    "OR f.es_seq_no IS DISTINCT FROM c.es_seq_no "
+                    "OR f.es_primary_term IS DISTINCT FROM c.es_primary_term "
                     "OR f.deleted_at IS DISTINCT FROM c.deleted_at")
 
 

@@ -190,7 +190,7 @@ class LostCommitAnswer:
     def __init__(self, engine: sa.Engine, table: str, page: int) -> None:
         self.engine, self.table, self.page, self.fired = engine, table, page, 0
         self._commit = engine.dialect.do_commit
-        engine.dialect.do_commit = self._do_commit  # type: ignore[method-assign]
+        engine.dialect.do_commit = self._do_commit  # type: ignore[method-assign]  # the fault sits at the driver edge
 
     def _pages(self) -> int:
         with psycopg.connect(self.engine.url.render_as_string(hide_password=False)

@@ -183,7 +183,7 @@ def test_two_workers_never_run_two_syncs_at_once(
     assert {answer.status_code for answer in more} <= {200, 409}
     assert any(answer.status_code == 200 for answer in more)
     runs = runs_of(db_engine, table_name)
-    for earlier, later in zip(runs, runs[1:]):
+    for earlier, later in zip(runs, runs[1:], strict=False):
         assert later["started_at"] >= earlier["finished_at"], (earlier, later)  # never two at once
     assert count_rows(db_engine, table_name) == EVENTS
     _sigterm_and_check(server)

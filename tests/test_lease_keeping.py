@@ -178,7 +178,7 @@ class LostInsertAnswer:
     def __init__(self, engine: sa.Engine, table: str) -> None:
         self.engine, self.table, self.fired = engine, table, 0
         self._commit = engine.dialect.do_commit
-        engine.dialect.do_commit = self._do_commit  # type: ignore[method-assign]
+        engine.dialect.do_commit = self._do_commit  # type: ignore[method-assign]  # the fault sits at the driver edge
 
     def _do_commit(self, dbapi_connection: Any) -> None:
         self._commit(dbapi_connection)

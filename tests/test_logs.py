@@ -11,7 +11,8 @@ from rtarf_sync.engine.result import SyncResult
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.support import GatedJob, offline_settings, wait_for
 
-LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \| (?P<logger>[\w.]+) \| (?P<level>[A-Z]+) \| (?P<message>.*)$")
+LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} "
+                  r"\| (?P<logger>[\w.]+) \| (?P<level>[A-Z]+) \| (?P<message>.*)$")
 
 
 def _lines(text: str) -> list[dict[str, str]]:

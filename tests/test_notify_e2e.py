@@ -131,7 +131,7 @@ def test_two_workers_behind_one_lease_lose_no_trigger_and_make_no_storm(
             index_now(opensearch, index_name, 10, first=10_000 * (number + 1) + 5000)
             _trigger_both_workers(server)  # the worker without the lease now has a trigger pending too
         expected += 20
-        wait_for(lambda: count_rows(db_engine, table_name) == expected, timeout=60,
+        wait_for(lambda rows=expected: count_rows(db_engine, table_name) == rows, timeout=60,
                  what=f"round {number}: every triggered event in PostgreSQL")
     # Each round: the run that was held, then at most one follow-up per worker.
     assert len(trigger_runs(db_engine, table_name, finished=False)) <= 3 * rounds

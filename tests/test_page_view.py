@@ -153,7 +153,8 @@ def test_the_overview_reads_runs_dead_letters_and_the_latest_verification(
     assert "6 unresolved" in body and "1 bucket differs" in body and "doc-6" in body
     assert body.count('class="mark status-success"') == 3
     data = client.get("/scheduler/overview").get_json()
-    assert data["dead_letters"]["unresolved"] == 6 and data["view"]["panels"]["jobs"]["summary"] == "2 jobs"  # sync, verify
+    assert data["dead_letters"]["unresolved"] == 6
+    assert data["view"]["panels"]["jobs"]["summary"] == "2 jobs"  # sync, verify
 
 
 def test_a_page_without_tables_yet_shows_no_runs_rather_than_an_error(

@@ -55,7 +55,8 @@ def test_documented_defaults_are_the_real_defaults() -> None:
     assert len(rows) >= 22  # every row whose default is a value, not "none"
     defaults = load_settings({})
     for name, default in rows:
-        assert load_settings({name: default}) == defaults, f"documented default of {name} ({default}) is not the default"
+        assert load_settings({name: default}) == defaults, (
+            f"documented default of {name} ({default}) is not the default")
 
 
 def test_http_api_page_shows_every_route_with_curl() -> None:
@@ -77,7 +78,7 @@ def test_first_screen_gives_the_two_commands() -> None:
 
 
 def test_cli_page_lists_every_cli_command() -> None:
-    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]  # argparse's own fields
     assert set(commands) >= {"init-db", "sync", "status", "load-sample"}
     for command in commands:
         assert f"| `{command}` |" in CLI, f"docs/cli.md does not list the {command} command"

@@ -43,7 +43,7 @@ def test_transient_failures_are_retried_until_the_call_succeeds(caplog: pytest.L
     assert call.calls == 4 and len(slept) == 3
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 3, "one warning per retry"
-    for number, (line, delay) in enumerate(zip(warnings, slept), start=1):
+    for number, (line, delay) in enumerate(zip(warnings, slept, strict=True), start=1):
         assert line == f"search page failed (HTTP 503 unavailable_shards_exception); retry {number}/5 in {delay:.2f}s"
 
 
@@ -99,5 +99,6 @@ def test_the_settings_reach_the_retries(elasticsearch: EngineHttp, es_server: Es
     service.close()
     assert result.status == "failed"
     assert (result.error or "").startswith("open point in time failed after 4 attempts: open point in time: HTTP 503")
-    delays = [float(m.group(1)) for r in caplog.records if (m := re.search(r"retry \d/3 in ([0-9.]+)s", r.getMessage()))]
+    delays = [float(m.group(1)) for r in caplog.records
+              if (m := re.search(r"retry \d/3 in ([0-9.]+)s", r.getMessage()))]
     assert len(delays) == 3 and all(delay <= 0.3 for delay in delays)

@@ -48,7 +48,7 @@ def test_a_bad_body_answers_400_naming_the_field_and_runs_nothing(app: Flask, bo
 ])
 def test_cli_sync_flags_choose_the_run(argv: list[str], expected: tuple[Any, ...]) -> None:
     run = run_arguments(build_parser().parse_args(["sync", *argv]))
-    start = run["start"].isoformat() if run["start"] else None  # type: ignore[attr-defined]
+    start = run["start"].isoformat() if run["start"] else None  # type: ignore[attr-defined]  # a datetime here
     assert (run["mode"], start, run["force"]) == expected
 
 

@@ -39,7 +39,8 @@ def app(make_settings: Callable[..., Settings]) -> Iterator[Flask]:
     start = datetime.now(timezone.utc) - timedelta(hours=1)
     for n, (trigger, mode, status) in enumerate(HISTORY):
         run_id = service.history.start(trigger, "test:1:abc", start + timedelta(minutes=n), mode)
-        service.history.finish(SyncResult(run_id=run_id, status=status, finished_at=start + timedelta(minutes=n, seconds=2),
+        service.history.finish(SyncResult(run_id=run_id, status=status,
+                                          finished_at=start + timedelta(minutes=n, seconds=2),
                                           error="boom" if status == "failed" else None))
     failed = application.test_client().post("/scheduler/sync-now")
     assert failed.status_code == 502 and failed.get_json()["result"]["status"] == "failed"

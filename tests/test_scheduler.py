@@ -246,7 +246,7 @@ def test_a_listener_failure_never_escapes(schedulers: list[RtarfEventScheduler],
     scheduler = build(schedulers)
     # An event whose retval is not a SyncResult makes the stats update fail inside the listener.
     bad = JobExecutionEvent(EVENT_JOB_EXECUTED, JOB_ID, "default", datetime.now(timezone.utc), retval=object())
-    scheduler._on_job_event(bad)  # noqa: SLF001 - the listener itself is under test
+    scheduler._on_job_event(bad)  # the listener itself is under test
     assert "Could not record the outcome" in caplog.text
     assert scheduler.get_status()["total_syncs"] == 0
 

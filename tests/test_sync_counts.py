@@ -115,7 +115,8 @@ def test_escapes_and_unicode_round_trip_exactly(engine: EngineHttp, index_name: 
     tricky = {
         "tab\tand\\backslash": {**make_event(1), "message": "C:\\Windows\\System32\ttab\nnewline\rreturn \\u0000 text"},
         "thai-ไทย": {**make_event(2), "user": {"name": "สมชาย", "note": "emoji 🛡️ and \\\\ two backslashes"}},
-        "quote\"id": {**make_event(3), "rule": {"name": "a \"quoted\" rule", "nested": [{"x": None}, {"x": "y"}], "empty": []}},
+        "quote\"id": {**make_event(3),
+                      "rule": {"name": "a \"quoted\" rule", "nested": [{"x": None}, {"x": "y"}], "empty": []}},
     }
     assert index_docs(engine, index_name, tricky)["errors"] is False
     engine.refresh(index_name)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.sample import bulk_payload, make_event
+from rtarf_sync.engine.result import SyncResult
 from rtarf_sync.engine.sink import is_transient
 from rtarf_sync.engine.sync import SyncService
 from tests.esserver import EsProtocolServer
@@ -131,9 +132,9 @@ def test_an_expired_point_in_time_is_reopened_and_nothing_is_lost(
     service = SyncService(make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=30))
     outcome = [service.run()]
     result = outcome[0]
-    assert result.status == "success", result.error  # type: ignore[attr-defined]
-    assert (result.inserted, result.unchanged) == (120, 0)  # type: ignore[attr-defined]
-    assert "reopened it and resumed after sort values" in result.warnings[0]  # type: ignore[attr-defined]
+    assert result.status == "success", result.error
+    assert (result.inserted, result.unchanged) == (120, 0)
+    assert "reopened it and resumed after sort values" in result.warnings[0]
     assert table_docs(db_engine, table_name) == engine_docs(loaded, index_name)
     assert _pits_balanced(es_server, log_mark)
 
@@ -208,7 +209,7 @@ def test_a_stale_owner_cannot_commit_after_another_took_over(
     es_server.faults.delay_next(1, 3)  # the stale owner stalls on page 2
     prepare_tables(settings)  # so that polling the runs table never races their creation
     stale = SyncService(settings)
-    outcome: dict[str, object] = {}
+    outcome: dict[str, SyncResult] = {}
     worker = threading.Thread(target=lambda: outcome.update(result=stale.run()))
     worker.start()
     wait_for(lambda: scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t",
@@ -223,7 +224,7 @@ def test_a_stale_owner_cannot_commit_after_another_took_over(
     worker.join(30)
     stale_result = outcome["result"]
     assert taker.status == "success"
-    assert stale_result.status == "failed" and "taken over" in (stale_result.error or "")  # type: ignore[attr-defined]
+    assert stale_result.status == "failed" and "taken over" in (stale_result.error or "")
     assert table_docs(db_engine, table_name) == engine_docs(loaded, index_name)
     epochs = scalar(db_engine, "SELECT epoch FROM rtarf_sync_lease WHERE name = :t", t=table_name)
     assert epochs == 3

@@ -101,7 +101,7 @@ class StuckEngine:
 def test_a_paging_cursor_that_does_not_advance_fails_clearly() -> None:
     plan = ReadPlan("rtarf-events-stuck", {"match_all": {}}, "@timestamp", 1, "1m")
     api = StuckEngine()
-    with PitReader(api, plan, RetryPolicy(0)) as reader:  # type: ignore[arg-type]
+    with PitReader(api, plan, RetryPolicy(0)) as reader:  # type: ignore[arg-type]  # a stand-in for a SearchApi
         pages = reader.pages()
         assert len(next(pages)) == 1
         with pytest.raises(SourceError) as caught:
@@ -112,7 +112,8 @@ def test_a_paging_cursor_that_does_not_advance_fails_clearly() -> None:
 
 def test_a_run_over_a_stuck_cursor_fails_with_that_message_and_keeps_its_first_page(
         make_settings: Callable[..., Settings], table_name: str, db_engine: sa.Engine) -> None:
-    service = SyncService(make_settings(RTARF_ES_INDEX="rtarf-events-stuck"), api=StuckEngine())  # type: ignore[arg-type]
+    settings = make_settings(RTARF_ES_INDEX="rtarf-events-stuck")
+    service = SyncService(settings, api=StuckEngine())  # type: ignore[arg-type]  # a stand-in for a SearchApi
     result = service.run()
     assert (result.status, result.pages, result.inserted) == ("failed", 1, 1)
     assert result.error == "paging cursor did not advance past [1763114400000, 7]"

@@ -179,7 +179,7 @@ def test_an_endless_answer_is_read_only_up_to_the_cap(make_app: AppFactory) -> N
     stopped = threading.Event()
 
     class Endless(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:  # the http.server API
             self.rfile.read(int(self.headers["content-length"]))
             self.send_response(200)
             self.send_header("content-length", str(10**12))

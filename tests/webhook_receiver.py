@@ -96,7 +96,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            def do_POST(self) -> None:  # the http.server API
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 received = receiver.check(self.path, dict(self.headers.items()), body)
                 status, headers = receiver.respond(received)

@@ -42,7 +42,7 @@ def dead_letters() -> Response:
 
 
 @bp.get("/dead-letters/<id>")
-def dead_letter(id: str) -> Response:  # noqa: A002 - the route's documented name
+def dead_letter(id: str) -> Response:  # `id`, as the route documents it
     """One dead letter with raw_document (token required when one is set), or 404."""
     number = path_id(id, "dead letter")
     found = with_tables(lambda: _letters().get(number))

@@ -13,5 +13,5 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def metrics() -> Response:
     """Every series of the app's registry; the state gauges come from PostgreSQL, cached a few seconds."""
-    encoder, content_type = choose_encoder(request.headers.get("Accept"))
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(metrics_of().registry), content_type=content_type)

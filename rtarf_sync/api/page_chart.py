@@ -57,7 +57,7 @@ def build_chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first_slot = SLOTS - len(ordered)
     marks = [_mark(run, first_slot + index, top_rate, top_seconds) for index, run in enumerate(ordered)]
     failed = sum(1 for run in ordered if run["status"] == "failed")
-    finished = [(rate, seconds) for rate, seconds, run in zip(rates, durations, ordered)
+    finished = [(rate, seconds) for rate, seconds, run in zip(rates, durations, ordered, strict=True)
                 if run.get("duration_seconds") is not None]
     if ordered:
         typical_rate = median(rate for rate, _ in finished) if finished else 0.0

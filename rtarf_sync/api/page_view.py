@@ -11,7 +11,7 @@ with textContent.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from rtarf_sync.api import page_format as fmt
 from rtarf_sync.api.page_chart import build_chart
@@ -31,7 +31,7 @@ def last_finished_run(overview: dict[str, Any] | None, status: dict[str, Any]) -
     """The newest run that ended, from PostgreSQL (it survives restarts), else this process's last result."""
     for run in (overview or {}).get("runs", []):
         if run["status"] != "running":
-            return run
+            return cast("dict[str, Any]", run)
     return status.get("last_result")
 
 

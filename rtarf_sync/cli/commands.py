@@ -150,7 +150,7 @@ def _service_status(url: str, timeout: float) -> dict[str, Any]:
     if not url.startswith(("http://", "https://")):
         raise CommandFailed(f"--url {url!r} is not an http:// or https:// URL")
     address = url.rstrip("/") + "/scheduler/status"
-    request = urllib.request.Request(address, headers={"Accept": "application/json"})
+    request = urllib.request.Request(address, headers={"Accept": "application/json"})  # noqa: S310 - http(s) only
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
             return dict(json.load(response))

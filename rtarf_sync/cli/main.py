@@ -79,7 +79,7 @@ def _limit(text: str) -> int:
     return value
 
 
-def _add(sub: argparse._SubParsersAction, name: str, command: Command, summary: str,
+def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, command: Command, summary: str,
          description: str | None = None) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=summary, description=description or summary,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,7 +87,7 @@ def _add(sub: argparse._SubParsersAction, name: str, command: Command, summary: 
     return parser
 
 
-def _add_load_sample(sub: argparse._SubParsersAction) -> None:
+def _add_load_sample(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = _add(sub, "load-sample", commands.cmd_load_sample, "index sample RTARF events into the engine",
                 _LOAD_HELP)
     load.add_argument("--count", type=_positive, default=1000, help="number of events (default 1000)")
@@ -128,7 +128,7 @@ def run_arguments(args: argparse.Namespace) -> dict[str, object]:
         raise ValueError(f"--from {args.start.isoformat()} is not before --to {args.end.isoformat()}")
     mode = "full" if args.full else "range" if args.start is not None else "incremental"
     return {"mode": mode, "start": args.start, "end": args.end, "force": args.force}
-def _add_records(sub: argparse._SubParsersAction) -> None:
+def _add_records(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     runs = _add(sub, "runs", history.cmd_runs, "list the run history, newest first",
                 "The runs recorded in PostgreSQL for RTARF_TABLE, newest first, as a table (or --json,\n"
                 "the same objects as GET /scheduler/runs). Runs older than RTARF_RUN_HISTORY_DAYS are pruned.")

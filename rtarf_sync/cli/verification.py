@@ -53,7 +53,7 @@ def _instant(text: str) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `verify` and `cursor` to the command-line parser."""
     verify = sub.add_parser("verify", help="compare per-bucket counts of the engine and PostgreSQL (and repair)",
                             description=_VERIFY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -21,7 +21,7 @@ from rtarf_sync.engine.lease import Fence
 from rtarf_sync.engine.tables import Tables
 
 COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
-_QUOTE = postgresql.dialect().identifier_preparer
+_QUOTE = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]  # SQLAlchemy dialects are untyped
 
 
 class PageBookkeeping:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar, cast
 
 import elastic_transport
 import elasticsearch
@@ -94,8 +94,8 @@ def classify(status: int | None, body: Any, what: str) -> Exception:
 def tls_refused(what: str, error: BaseException) -> SourceError:
     """A TLS handshake the client refused: retrying cannot fix a certificate, so abort at once, saying why."""
     causes: list[BaseException] = [error, *getattr(error, "errors", ())]
-    while causes[-1].__cause__ is not None or causes[-1].__context__ is not None:
-        causes.append(causes[-1].__cause__ or causes[-1].__context__)  # type: ignore[arg-type]
+    while (deeper := causes[-1].__cause__ or causes[-1].__context__) is not None:
+        causes.append(deeper)
         if len(causes) > 10:
             break
     text = " ".join(str(cause) for cause in causes)
@@ -176,7 +176,7 @@ class ElasticsearchApi(_TypedPages):
         return getattr(response, "body", response)
 
     def info(self) -> Json:
-        return self._call("GET /", self.client.info)
+        return cast(Json, self._call("GET /", self.client.info))
 
     def open_pit(self, index: str, keep_alive: str) -> str:
         answer = _open_pit(lambda: self._call("open point in time", lambda: self.client.open_point_in_time(
@@ -187,21 +187,22 @@ class ElasticsearchApi(_TypedPages):
         self._call("close point in time", lambda: self.client.close_point_in_time(id=pit_id))
 
     def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
-        return self._call("search", lambda: self.client.search(index=index, scroll=scroll, **body))
+        return cast(Json, self._call("search", lambda: self.client.search(index=index, scroll=scroll, **body)))
 
     def aggregate(self, index: str, query: Json, aggs: Json) -> Json:
         """Aggregations only (no hits, no total): the whole answer, so shard failures can be checked."""
-        return self._call("aggregate", lambda: self.client.search(
-            index=index, size=0, track_total_hits=False, query=query, aggs=aggs))
+        return cast(Json, self._call("aggregate", lambda: self.client.search(
+            index=index, size=0, track_total_hits=False, query=query, aggs=aggs)))
 
     def scroll(self, scroll_id: str, keep_alive: str) -> Json:
-        return self._call("scroll", lambda: self.client.scroll(scroll_id=scroll_id, scroll=keep_alive))
+        return cast(Json, self._call("scroll", lambda: self.client.scroll(scroll_id=scroll_id, scroll=keep_alive)))
 
     def clear_scroll(self, scroll_id: str) -> None:
         self._call("clear scroll", lambda: self.client.clear_scroll(scroll_id=scroll_id))
 
     def bulk(self, ndjson: str) -> Json:
-        return self._call("bulk", lambda: self.client.bulk(operations=ndjson))
+        return cast(Json, self._call("bulk", lambda: self.client.bulk(
+            operations=ndjson)))  # type: ignore[arg-type]  # NDJSON text is sent as it is; the hints name lists
 
     def refresh(self, index: str) -> None:
         """Make every acknowledged document of `index` searchable now."""
@@ -253,7 +254,7 @@ class OpenSearchApi(_TypedPages):
             raise classify(status, error.info, what) from None
 
     def info(self) -> Json:
-        return self._call("GET /", self.client.info)
+        return cast(Json, self._call("GET /", self.client.info))
 
     def open_pit(self, index: str, keep_alive: str) -> str:
         answer = _open_pit(lambda: self._call("open point in time", lambda: self.client.create_pit(
@@ -265,22 +266,22 @@ class OpenSearchApi(_TypedPages):
 
     def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
         params = {"scroll": scroll} if scroll else None
-        return self._call("search", lambda: self.client.search(body=body, index=index, params=params))
+        return cast(Json, self._call("search", lambda: self.client.search(body=body, index=index, params=params)))
 
     def aggregate(self, index: str, query: Json, aggs: Json) -> Json:
         """Aggregations only (no hits, no total): the whole answer, so shard failures can be checked."""
         body = {"size": 0, "track_total_hits": False, "query": query, "aggs": aggs}
-        return self._call("aggregate", lambda: self.client.search(body=body, index=index))
+        return cast(Json, self._call("aggregate", lambda: self.client.search(body=body, index=index)))
 
     def scroll(self, scroll_id: str, keep_alive: str) -> Json:
-        return self._call("scroll", lambda: self.client.scroll(
-            body={"scroll_id": scroll_id, "scroll": keep_alive}))
+        return cast(Json, self._call("scroll", lambda: self.client.scroll(
+            body={"scroll_id": scroll_id, "scroll": keep_alive})))
 
     def clear_scroll(self, scroll_id: str) -> None:
         self._call("clear scroll", lambda: self.client.clear_scroll(body={"scroll_id": scroll_id}))
 
     def bulk(self, ndjson: str) -> Json:
-        return self._call("bulk", lambda: self.client.bulk(body=ndjson))
+        return cast(Json, self._call("bulk", lambda: self.client.bulk(body=ndjson)))
 
     def refresh(self, index: str) -> None:
         """Make every acknowledged document of `index` searchable now."""

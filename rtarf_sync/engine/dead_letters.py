@@ -7,7 +7,7 @@ The listing never carries `raw_document`: event data can be sensitive, so only
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 
@@ -24,7 +24,7 @@ class DeadLetterPage:
     next_before: int | None
 
 
-def dead_letter_object(row: Mapping[str, Any], with_document: bool = False) -> dict[str, Any]:
+def dead_letter_object(row: sa.RowMapping, with_document: bool = False) -> dict[str, Any]:
     """A dead-letter row as the API and the CLI show it (the field names of docs/design.md)."""
     item = {"id": int(row["id"]), "es_index": row["es_index"], "es_id": row["es_id"],
             "es_seq_no": int(row["es_seq_no"]), "es_primary_term": int(row["es_primary_term"]),
@@ -81,10 +81,7 @@ class DeadLetters:
         """The rows with these ids (all unresolved ones when None), oldest first, resolved ones included."""
         dead = self.table
         query = sa.select(*self._listed()).where(self._mine()).order_by(dead.c.id)
-        if ids is None:
-            query = query.where(dead.c.resolved_at.is_(None))
-        else:
-            query = query.where(dead.c.id.in_(list(ids)))
+        query = query.where(dead.c.resolved_at.is_(None)) if ids is None else query.where(dead.c.id.in_(list(ids)))
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 

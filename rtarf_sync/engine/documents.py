@@ -16,7 +16,7 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, NamedTuple, TypeVar
+from typing import Any, Callable, NamedTuple, Sequence, TypeVar, cast
 
 import msgspec
 
@@ -92,7 +92,7 @@ class CursorField:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._decoder = msgspec.json.Decoder(_lookup_type(path, path.split(".")))
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_lookup_type(path, path.split(".")))
 
     def value(self, data: bytes) -> Any:
         """The field's value (as `field_value` gives it), decoding only what leads to it."""
@@ -227,12 +227,12 @@ def raw_row(hit: Hit, cursor: CursorField, max_bytes: int, prepare_copy: bool = 
         if size > max_bytes:
             return reject(as_dict(hit), f"document is {size} bytes, over the limit of {max_bytes} "
                                         "(RTARF_SYNC_MAX_DOCUMENT_BYTES)")
-    index, doc_id, seq_no, term = hit._index, hit._id, hit._seq_no, hit._primary_term  # noqa: SLF001
+    index, doc_id, seq_no, term = hit._index, hit._id, hit._seq_no, hit._primary_term  # noqa: SLF001 - the engine's field names
     return EventRow(index, doc_id, moment, data, seq_no, term,
                     copy_row(index, doc_id, moment, data, seq_no, term) if prepare_copy else b"")
 
 
-def convert_page(hits: list[AnyHit], cursor: CursorField, max_bytes: int,
+def convert_page(hits: Sequence[AnyHit], cursor: CursorField, max_bytes: int,
                  prepare_copy: bool = False) -> tuple[list[EventRow], list[Rejected]]:
     """Split a page into rows to write and documents to set aside, each hit by the path its shape takes.
 
@@ -243,7 +243,10 @@ def convert_page(hits: list[AnyHit], cursor: CursorField, max_bytes: int,
     for hit in hits:
         converted = (raw_row(hit, cursor, max_bytes, prepare_copy) if isinstance(hit, Hit)
                      else to_row(hit, cursor.path, max_bytes))
-        (rows if isinstance(converted, EventRow) else rejects).append(converted)  # type: ignore[arg-type]
+        if isinstance(converted, EventRow):
+            rows.append(converted)
+        else:
+            rejects.append(converted)
     return rows, rejects
 
 
@@ -269,14 +272,14 @@ class PageConverter:
         self.cursor, self.max_bytes = CursorField(cursor_field), max_bytes
         self.eager = True
 
-    def __call__(self, hits: list[AnyHit]) -> tuple[list[EventRow], list[Rejected]] | Deferred:
+    def __call__(self, hits: Sequence[AnyHit]) -> tuple[list[EventRow], list[Rejected]] | Deferred:
         if not self.eager and hits and all(isinstance(hit, Hit) for hit in hits):
-            return Deferred(hits)  # type: ignore[arg-type]
+            return Deferred(cast("list[Hit]", hits))  # every hit checked above; a typed page's hits are a list
         return convert_page(hits, self.cursor, self.max_bytes, prepare_copy=True)
 
     def convert_hits(self, hits: list[Hit]) -> tuple[list[EventRow], list[Rejected]]:
         """Convert the hits of a deferred page that PostgreSQL said to write (on the writer's thread)."""
-        return convert_page(hits, self.cursor, self.max_bytes)  # type: ignore[arg-type]
+        return convert_page(hits, self.cursor, self.max_bytes)
 
 
 def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:
@@ -286,7 +289,7 @@ def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:
 
 def newest_hits(hits: list[Hit]) -> tuple[list[Hit], int]:
     """`newest_per_key` for hits not converted yet."""
-    return newest_versions(hits, hit_key, lambda hit: (hit._primary_term, hit._seq_no))  # noqa: SLF001
+    return newest_versions(hits, hit_key, lambda hit: (hit._primary_term, hit._seq_no))  # noqa: SLF001 - the engine's field names
 
 
 def newest_versions(items: list[T], key: Callable[[T], Any], version: Callable[[T], Any]) -> tuple[list[T], int]:

@@ -14,7 +14,7 @@ reader accepts both shapes through `view`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Sequence, Union
 
 import msgspec
 
@@ -61,7 +61,7 @@ AnyHit = Union[Hit, Json]
 class PageView(NamedTuple):
     """What paging needs of an answer, whichever way it was decoded."""
 
-    hits: list[AnyHit]
+    hits: Sequence[AnyHit]
     pit_id: str | None
     scroll_id: str | None
     failed_shards: int
@@ -72,7 +72,7 @@ def view(answer: Answer) -> PageView:
     """The paging fields of a typed page or of a dict answer."""
     if isinstance(answer, SearchPage):
         return PageView(answer.hits.hits, answer.pit_id, answer._scroll_id,  # noqa: SLF001 - engine field names
-                        answer._shards.failed, answer.timed_out)  # noqa: SLF001
+                        answer._shards.failed, answer.timed_out)  # noqa: SLF001 - the engine's field names
     shards = answer.get("_shards") or {}
     return PageView((answer.get("hits") or {}).get("hits") or [], answer.get("pit_id"), answer.get("_scroll_id"),
                     int(shards.get("failed", 0) or 0), bool(answer.get("timed_out")))
@@ -86,21 +86,21 @@ def hit_sort(hit: AnyHit) -> list[Any] | None:
 
 
 def hit_key(hit: Hit) -> tuple[str, str]:
-    return (hit._index, hit._id)  # noqa: SLF001
+    return (hit._index, hit._id)  # noqa: SLF001 - the engine's field names
 
 
 def hit_version(hit: Hit) -> tuple[str, str, int, int]:
     """Index, id, primary term and seq_no: what the version lookup needs."""
-    return (hit._index, hit._id, hit._primary_term, hit._seq_no)  # noqa: SLF001
+    return (hit._index, hit._id, hit._primary_term, hit._seq_no)  # noqa: SLF001 - the engine's field names
 
 
 def hit_id(hit: AnyHit) -> str:
-    return hit._id if isinstance(hit, Hit) else str(hit["_id"])  # noqa: SLF001
+    return hit._id if isinstance(hit, Hit) else str(hit["_id"])  # noqa: SLF001 - the engine's field names
 
 
 def source_of(hit: Hit) -> Any:
     """The hit's `_source` decoded (None when it has none): for the rare document that needs all of it."""
-    data = bytes(hit._source)  # noqa: SLF001
+    data = bytes(hit._source)  # noqa: SLF001 - the engine's field names
     return loads(data) if data else None
 
 
@@ -108,9 +108,9 @@ def as_dict(hit: AnyHit) -> Json:
     """A hit as the clients decode it into dicts (dead letters, tools and tests)."""
     if not isinstance(hit, Hit):
         return hit
-    answer: Json = {"_index": hit._index, "_id": hit._id,  # noqa: SLF001
-                    "_seq_no": hit._seq_no, "_primary_term": hit._primary_term}  # noqa: SLF001
-    if bytes(hit._source):  # noqa: SLF001
+    answer: Json = {"_index": hit._index, "_id": hit._id,  # noqa: SLF001 - the engine's field names
+                    "_seq_no": hit._seq_no, "_primary_term": hit._primary_term}  # noqa: SLF001 - the engine's field names
+    if bytes(hit._source):  # noqa: SLF001 - the engine's field names
         answer["_source"] = source_of(hit)
     if bytes(hit.sort):
         answer["sort"] = hit_sort(hit)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar, cast
 
 T = TypeVar("T")
 _DONE = object()
@@ -62,7 +62,7 @@ class Prefetch(Generic[T]):
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item  # type: ignore[misc]
+            yield cast(T, item)  # neither the end mark nor an error: an item of the source
 
     def close(self) -> None:
         """Stop the producer, close the source and wait for the thread to end."""

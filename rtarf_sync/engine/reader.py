@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from rtarf_sync.engine.clients import Json, SearchApi
 from rtarf_sync.engine.errors import ContextExpired, SourceError, TransientError
@@ -130,7 +130,7 @@ class PitReader:
         self.pit_id = with_retry(lambda: self.api.open_pit(self.plan.index, self.plan.keep_alive),
                                  self.retry, "reopen point in time")
 
-    def pages(self) -> Iterator[list[AnyHit]]:
+    def pages(self) -> Iterator[Sequence[AnyHit]]:
         """Yield pages of hits until the point in time is exhausted."""
         after: list[Any] | None = None
         pages = 0
@@ -173,7 +173,7 @@ class ScrollReader:
         return check_complete(self.api.search_hits(body, index=self.plan.index, scroll=self.plan.keep_alive),
                               "scroll start")
 
-    def pages(self) -> Iterator[list[AnyHit]]:
+    def pages(self) -> Iterator[Sequence[AnyHit]]:
         """Yield pages of hits until the scroll is exhausted."""
         # The first request is retried; a later scroll page cannot be asked twice
         # safely (it would skip a page), so a failure there aborts the run.

@@ -22,6 +22,7 @@ keys live in PostgreSQL, and both work tables are dropped when the run ends
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
@@ -152,7 +153,7 @@ class Reconciliation:
         names = self._indices()
         existing: set[str] = set()
         for batch in _batches(names, INDEX_BATCH):
-            existing |= self._call(lambda: self.api.existing_indices(batch), "check indices")
+            existing |= self._call(partial(self.api.existing_indices, batch), "check indices")
         vanished = [name for name in names if name not in existing]
         if not vanished:
             return
@@ -178,7 +179,7 @@ class Reconciliation:
                         {"index": index, "after": after, "limit": LOOKUP_BATCH}).scalars())
                 if not ids:
                     break
-                found = self._call(lambda: self._lookup(index, ids), "look up ids")
+                found = self._call(partial(self._lookup, index, ids), "look up ids")
                 with self.engine.begin() as connection:
                     self.lease.fence(connection, self.fence)  # the lookups of a large scope take a while
                     if found:

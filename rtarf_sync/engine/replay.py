@@ -98,7 +98,7 @@ class DeadLetterReplay:
                 for index, letters in _chunks(pending):
                     self._replay_chunk(index, letters, fence, outcome)
                 result.status = SUCCESS
-        except Exception as error:  # noqa: BLE001 - like a run, a replay reports its failure
+        except Exception as error:  # like a run, a replay reports its failure
             if not isinstance(error, (RtarfSyncError, sa.exc.DBAPIError)):
                 log.exception("dead-letter replay failed unexpectedly")
             result.fail(error, self.service.secrets())

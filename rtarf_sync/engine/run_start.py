@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Callable, TypeVar
+from typing import Callable, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -19,8 +19,13 @@ from rtarf_sync.engine.result import SyncResult
 from rtarf_sync.engine.runs import RunHistory
 
 T = TypeVar("T")
-Db = Callable[[Callable[[], T], str], T]  # SyncService._db: a database step with retries
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
+
+
+class Db(Protocol):
+    """SyncService._db: a database step with retries."""
+
+    def __call__(self, call: Callable[[], T], what: str) -> T: ...
 
 
 def begin_run(history: RunHistory, db: Db, result: SyncResult, owner: str, range_from: datetime | None = None,

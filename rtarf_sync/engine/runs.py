@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -18,7 +18,7 @@ RUN_FIELDS = ("run_id", "trigger", "mode", "status", "owner", "started_at", "fin
               "cursor", "error")
 
 
-def run_object(row: Mapping[str, Any]) -> dict[str, Any]:
+def run_object(row: sa.RowMapping) -> dict[str, Any]:
     """A runs-table row as the API, the CLI and webhooks show a run (docs/design.md, "Run object")."""
     started, finished = row["started_at"], row["finished_at"]
     duration = round((finished - started).total_seconds(), 3) if started and finished else None
@@ -37,8 +37,8 @@ class RunHistory:
     def __init__(self, engine: sa.Engine, tables: Tables, source_index: str) -> None:
         self.engine, self.table, self.tables, self.source_index = engine, tables.runs, tables, source_index
 
-    def start(self, trigger: str, owner: str, started_at: datetime, mode: str = "incremental",
-              range_from: datetime | None = None, range_to: datetime | None = None) -> int:
+    def start(self, trigger: str, owner: str, started_at: datetime | sa.ColumnElement[datetime],
+              mode: str = "incremental", range_from: datetime | None = None, range_to: datetime | None = None) -> int:
         """Record a run as running; return its id."""
         with self.engine.begin() as connection:
             return int(connection.execute(sa.insert(self.table).values(

@@ -24,7 +24,7 @@ import operator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, cast
 
 import orjson
 import psycopg
@@ -88,9 +88,9 @@ class _HitPage:
 
     def looked_up(self, flags: str, newest_unchanged: datetime | None) -> str:
         """Convert the documents the lookup found new or newer; return the lookup's letters for their rows."""
-        changed = [(hit, flag) for hit, flag in zip(self.hits, flags) if flag != "-"]
+        changed = [(hit, flag) for hit, flag in zip(self.hits, flags, strict=True) if flag != "-"]
         self.rows, self.rejects = self.convert([hit for hit, _ in changed])
-        unchanged_keys = ([hit_key(hit) for hit, flag in zip(self.hits, flags) if flag == "-"]
+        unchanged_keys = ([hit_key(hit) for hit, flag in zip(self.hits, flags, strict=True) if flag == "-"]
                           if self.options.seen else [])
         self.options = self.options._replace(unchanged=len(self.hits) - len(changed) + self.duplicates,
                                              unchanged_keys=unchanged_keys, newest_unchanged=newest_unchanged)
@@ -241,11 +241,11 @@ class PostgresSink:
         counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates + options.unchanged,
                             new_bad, len(rejects) - new_bad)
         driver = _driver(connection)
-        with _driver_errors("record the page"), driver.cursor() as remembering, driver.cursor() as advancing:
-            with _together(driver, options.seen is not None):
-                if options.seen is not None:
-                    self._remember(remembering, options.seen, rows, rejects, options.unchanged_keys)
-                self.bookkeeping.advance(advancing, vars(counts), run_id, page_no, cursor)
+        with (_driver_errors("record the page"), driver.cursor() as remembering, driver.cursor() as advancing,
+              _together(driver, options.seen is not None)):
+            if options.seen is not None:
+                self._remember(remembering, options.seen, rows, rejects, options.unchanged_keys)
+            self.bookkeeping.advance(advancing, vars(counts), run_id, page_no, cursor)
         return counts
 
     @staticmethod
@@ -311,8 +311,8 @@ class PostgresSink:
             flags, _ = self._flags(connection, list(map(_KEY_AND_VERSION, rows)))
         if flags.count("n") == len(rows):
             return rows, []  # the usual first read: every document new
-        new = [row for row, flag in zip(rows, flags) if flag == "n"]
-        newer = [row for row, flag in zip(rows, flags) if flag == "w"]
+        new = [row for row, flag in zip(rows, flags, strict=True) if flag == "n"]
+        newer = [row for row, flag in zip(rows, flags, strict=True) if flag == "w"]
         return new, newer
 
     def _flags(self, connection: sa.Connection,
@@ -348,7 +348,7 @@ class PostgresSink:
 
     @staticmethod
     def _lookup_answer(cursor: psycopg.Cursor[Any]) -> tuple[str, datetime | None]:
-        flags, newest = cursor.fetchone()  # type: ignore[misc]
+        flags, newest = cast("tuple[str | None, datetime | None]", cursor.fetchone())  # an aggregate: one row
         return flags or "", newest
 
     @staticmethod
@@ -373,7 +373,7 @@ class PostgresSink:
         # Count in PostgreSQL: the RETURNING rows need not travel to Python.
         return int(connection.execute(sa.select(sa.func.count()).select_from(written)).scalar_one())
 
-    def _on_conflict(self, statement: sa.dialects.postgresql.Insert) -> sa.sql.Executable:
+    def _on_conflict(self, statement: sa.dialects.postgresql.Insert) -> sa.Insert:
         target, excluded = self.tables.target, statement.excluded
         newer = sa.or_(
             target.c.es_seq_no.is_(None),
@@ -396,7 +396,7 @@ class PostgresSink:
         for row in rows:
             values = dict(zip(_COLUMNS, (row.es_index, row.es_id, row.event_timestamp,
                                          sa.cast(sa.literal(row.source.decode(), sa.Text), JSONB),
-                                         row.seq_no, row.primary_term)))
+                                         row.seq_no, row.primary_term), strict=True))
             try:
                 with connection.begin_nested():
                     flags = connection.execute(

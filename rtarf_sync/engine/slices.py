@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generator, Generic, Iterator, Sequence, TypeVar, cast
 
-from rtarf_sync.engine.clients import Json, SearchApi
+from rtarf_sync.engine.clients import SearchApi
+from rtarf_sync.engine.hits import AnyHit
 from rtarf_sync.engine.errors import PitUnsupported
 from rtarf_sync.engine.prefetch import Prefetch, put_until_stopped
 from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader, _quietly
@@ -32,7 +33,7 @@ _DONE = object()
 
 
 def single_stream(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str,
-                  result: SyncResult) -> Iterator[list[Json]]:
+                  result: SyncResult) -> Generator[Sequence[AnyHit], None, None]:
     """Pages of one point in time, or of a scroll where the engine has none."""
     if read_mode in ("auto", "pit"):
         try:
@@ -49,20 +50,20 @@ def single_stream(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode:
         yield from scroll.pages()
 
 
-def _converted(pages: Iterator[list[Json]], convert: Callable[[list[Json]], T]) -> Iterator[T]:
+def _converted(pages: Generator[Sequence[AnyHit], None, None], convert: Callable[[Sequence[AnyHit]], T]) -> Iterator[T]:
     """Converted pages; closing this closes the reader's context."""
     try:
         for hits in pages:
             yield convert(hits)
     finally:
-        pages.close()  # type: ignore[attr-defined]
+        pages.close()
 
 
 class SlicedPages(Generic[T]):
     """Read `slices` slices of one point in time in parallel; iterate their pages as they come."""
 
     def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy, pit_id: str, slices: int,
-                 convert: Callable[[list[Json]], T]) -> None:
+                 convert: Callable[[Sequence[AnyHit]], T]) -> None:
         self.api, self.pit_id = api, pit_id
         self._queue: queue.Queue[object] = queue.Queue(maxsize=slices)
         self._stop = threading.Event()
@@ -75,7 +76,7 @@ class SlicedPages(Generic[T]):
         return put_until_stopped(self._queue, item, self._stop)
 
     def _produce(self, plan: ReadPlan, retry: RetryPolicy, slice_of: tuple[int, int],
-                 convert: Callable[[list[Json]], T]) -> None:
+                 convert: Callable[[Sequence[AnyHit]], T]) -> None:
         try:
             with PitReader(self.api, plan, retry, pit_id=self.pit_id, slice_of=slice_of) as reader:
                 for hits in reader.pages():
@@ -94,7 +95,7 @@ class SlicedPages(Generic[T]):
                 continue
             if isinstance(item, BaseException):
                 raise item
-            yield item  # type: ignore[misc]
+            yield cast(T, item)  # neither the end mark nor an error: a converted page
 
     def close(self) -> None:
         """Stop every slice, wait for the threads, close the point in time."""
@@ -105,7 +106,7 @@ class SlicedPages(Generic[T]):
 
 
 def read_pages(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str, slices: int,
-               convert: Callable[[list[Json]], T], result: SyncResult) -> Any:
+               convert: Callable[[Sequence[AnyHit]], T], result: SyncResult) -> Any:
     """Converted pages of a run, read ahead on other threads; the caller must `close()` it."""
     if slices > 1 and read_mode in ("auto", "pit"):
         try:

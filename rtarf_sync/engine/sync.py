@@ -78,7 +78,7 @@ class SyncService:
         for observer in self._page_observers:
             try:
                 observer(stage, seconds)
-            except Exception:  # noqa: BLE001 - an observer must never break a run
+            except Exception:  # an observer must never break a run
                 log.exception("a page observer failed")
 
     # -- resources -------------------------------------------------------------------------
@@ -111,7 +111,7 @@ class SyncService:
         """The run history rows of this target."""
         return RunHistory(self.engine, self.tables, self.settings.es_index)
 
-    def secrets(self) -> list[str | None]:
+    def secrets(self) -> list[str]:
         """Every secret value, for scrubbing messages."""
         return sorted(secret_values(self.settings), key=len, reverse=True)
 
@@ -144,7 +144,7 @@ class SyncService:
         try:
             with self.engine.connect() as connection:
                 connection.execute(sa.text("SELECT 1"))
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - any failure means not ready
             status["database"] = redact(f"{type(error).__name__}: {str(error).splitlines()[0]}",
                                         self.secrets())[:300]
         return status
@@ -180,7 +180,7 @@ class SyncService:
                 with LeaseKeeper(self.engine, self.lease, fence) as keeper:
                     self._run_pages(result, fence, scope, force, keeper)
                 result.status = PARTIAL if result.failed else SUCCESS
-        except Exception as error:  # noqa: BLE001 - a run reports every failure, never raises
+        except Exception as error:  # a run reports every failure, never raises
             if not isinstance(error, (RtarfSyncError, sa.exc.DBAPIError)):
                 log.exception("sync run failed unexpectedly")
             result.fail(error, self.secrets())

@@ -9,6 +9,8 @@ queries; the tables themselves are made and upgraded by `migrations/`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -20,8 +22,8 @@ DEAD_LETTER_TABLE = "rtarf_sync_dead_letters"
 VERIFICATIONS_TABLE = "rtarf_sync_verifications"
 
 
-def _ts(name: str, **kwargs: object) -> sa.Column[object]:
-    return sa.Column(name, sa.DateTime(timezone=True), **kwargs)  # type: ignore[arg-type]
+def _ts(name: str, **kwargs: Any) -> sa.Column[datetime]:
+    return sa.Column(name, sa.DateTime(timezone=True), **kwargs)
 
 
 @dataclass(frozen=True)

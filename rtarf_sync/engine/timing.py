@@ -11,7 +11,7 @@ from typing import Any, Callable, TypeVar
 from rtarf_sync.engine.clients import Json, SearchApi
 from rtarf_sync.engine.hits import Answer, view
 
-T = TypeVar("T")
+A = TypeVar("A", bound=Answer)  # a dict answer or a typed page, handed back as it came
 
 
 def _has_hits(answer: Answer) -> bool:
@@ -27,10 +27,10 @@ class TimedSearch:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._api, name)
 
-    def _timed(self, request: Callable[[], T]) -> T:
+    def _timed(self, request: Callable[[], A]) -> A:
         began = time.perf_counter()
         answer = request()
-        if _has_hits(answer):  # type: ignore[arg-type]
+        if _has_hits(answer):
             self._observe("read", began)
         return answer
 

@@ -189,7 +189,8 @@ def target_counts(connection: sa.Connection, tables: Tables, window: Window) -> 
     stamp = target.c.event_timestamp
     # date_trunc on the UTC wall time, then back to an instant: buckets in UTC whatever the session zone.
     # Constants as literals, not bind parameters: GROUP BY must see the very same expression.
-    zone, unit = sa.literal_column("'UTC'"), sa.literal_column(f"'{_TRUNC_UNIT[window.bucket]}'")
+    zone: sa.ColumnClause[str] = sa.literal_column("'UTC'")
+    unit: sa.ColumnClause[str] = sa.literal_column(f"'{_TRUNC_UNIT[window.bucket]}'")
     key = sa.func.timezone(zone, sa.func.date_trunc(unit, sa.func.timezone(zone, stamp))).label("bucket")
     in_window = sa.and_(stamp >= window.start, stamp < window.end)
     rows = connection.execute(

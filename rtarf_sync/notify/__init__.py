@@ -11,7 +11,7 @@ Modules: `events` (types and bodies), `endpoints` (masked URLs and keys),
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rtarf_sync.notify.notifier import Notifier
 from rtarf_sync.notify.outbox import Outbox
@@ -41,7 +41,7 @@ def notifier_of(app: Flask | None = None) -> Notifier:
     from flask import current_app
 
     target = app if app is not None else current_app
-    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    return cast(Notifier, target.extensions[EXTENSION_KEY])
 
 
 def start(app: Flask) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+from typing import cast
 
 from flask import Flask, current_app
 
@@ -22,7 +23,7 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler) -> None:
 def scheduler_of(app: Flask | None = None) -> RtarfEventScheduler:
     """The scheduler of `app`, or of the app serving the current request."""
     target = app if app is not None else current_app
-    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    return cast(RtarfEventScheduler, target.extensions[EXTENSION_KEY])
 
 
 def start(app: Flask) -> bool:

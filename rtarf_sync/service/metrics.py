@@ -14,7 +14,8 @@ Others report through `metrics_of(app)`: the webhook sender calls
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Iterable, cast
 
 from flask import Flask, current_app
 from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, PlatformCollector, ProcessCollector
@@ -122,11 +123,11 @@ class SyncStateCollector(Collector):
         scheduler, local = self.scheduler, with_values
         stored = scheduler.stored_state.get() if with_values else None
 
-        def at(moment: object) -> float | None:
-            return moment.timestamp() if stored is not None and moment is not None else None  # type: ignore[attr-defined]
+        def at(moment: datetime | None) -> float | None:
+            return moment.timestamp() if stored is not None and moment is not None else None
 
-        def of(value: object) -> float | None:
-            return float(value) if stored is not None and value is not None else None  # type: ignore[arg-type]
+        def of(value: int | None) -> float | None:
+            return float(value) if stored is not None and value is not None else None
 
         s = stored
         return [
@@ -167,4 +168,4 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler) -> SyncMetrics:
 def metrics_of(app: Flask | None = None) -> SyncMetrics:
     """The metrics of `app`, or of the app serving the current request."""
     target = app if app is not None else current_app
-    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    return cast(SyncMetrics, target.extensions[EXTENSION_KEY])

@@ -29,8 +29,8 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from config import Settings, load_settings
-from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, iso, log_result
-from rtarf_sync.engine.result import FAILED, SKIPPED, SyncResult
+from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, log_result
+from rtarf_sync.engine.result import FAILED, SKIPPED, SyncResult, utc_iso as iso
 from rtarf_sync.engine.snapshot import StoredState, read_stored_state
 from rtarf_sync.service.pruning import HistoryPruner
 from rtarf_sync.service.state_cache import StateCache, status_fields
@@ -237,7 +237,7 @@ class RtarfEventScheduler:
         for listener in list(self._result_listeners):
             try:
                 listener(result)
-            except Exception:  # noqa: BLE001 - a listener must never break the run's bookkeeping
+            except Exception:  # a listener must never break the run's bookkeeping
                 logger.exception("A result listener failed")
 
     def _on_job_event(self, event: JobEvent) -> None:
@@ -246,9 +246,9 @@ class RtarfEventScheduler:
             if event.job_id != JOB_ID:
                 return
             if event.code == EVENT_JOB_EXECUTED:
-                self.record(event.retval)  # type: ignore[attr-defined]
+                self.record(event.retval)
             elif event.code == EVENT_JOB_ERROR:
-                self.record(failed_result(event.exception))  # type: ignore[attr-defined]
+                self.record(failed_result(event.exception))
             elif event.code == EVENT_JOB_MISSED:
                 self.stats.record_missed()
                 logger.warning("A scheduled sync was missed: it could not start within %ss of its time",
@@ -370,7 +370,7 @@ class RtarfEventScheduler:
         for provider in list(self._status_providers):
             try:
                 status.update(provider())
-            except Exception:  # noqa: BLE001 - status must answer even if an add-on cannot
+            except Exception:  # status must answer even if an add-on cannot
                 logger.exception("A status provider failed")
         return status
 

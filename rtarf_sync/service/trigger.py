@@ -117,7 +117,7 @@ class SyncTrigger:
         while self._wait_until_due():
             try:
                 self._step()
-            except Exception:  # noqa: BLE001 - the thread must survive a database hiccup
+            except Exception:  # the thread must survive a database hiccup
                 logger.exception("A triggered sync could not be started; trying again shortly")
                 self._pause(self._retry)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from flask import Flask, current_app
 
@@ -51,7 +51,7 @@ class Verifications:
         for listener in list(self._listeners):
             try:
                 listener(answer)
-            except Exception:  # noqa: BLE001 - a listener must never break a verification
+            except Exception:  # a listener must never break a verification
                 logger.exception("A verification listener failed")
         return answer
 
@@ -66,7 +66,7 @@ class Verifications:
             self.verify(repair=scheduler.settings.verify.repair, trigger="scheduled")
         except (SyncBusy, LeaseHeld) as busy:
             logger.info("Scheduled verification skipped: %s", busy)
-        except Exception:  # noqa: BLE001 - the next interval tries again; the log says why this one failed
+        except Exception:  # the next interval tries again; the log says why this one failed
             logger.exception("Scheduled verification failed")
 
 
@@ -83,4 +83,4 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Verifications:
 def verifications_of(app: Flask | None = None) -> Verifications:
     """The Verifications of `app`, or of the app serving the current request."""
     target = app if app is not None else current_app
-    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    return cast(Verifications, target.extensions[EXTENSION_KEY])

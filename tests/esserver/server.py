@@ -112,7 +112,7 @@ def _call(endpoint: routes.Endpoint, backend: Backend, request: Request, parts: 
         return endpoint(backend, request, **parts)
     except EsError as exc:
         return exc.status, exc.body()
-    except Exception as exc:  # a bug here must still answer like a server would
+    except Exception as exc:  # noqa: BLE001 - a bug here must still answer like a server would
         traceback.print_exc(file=sys.stderr)
         return 500, EsError(500, "exception", f"{type(exc).__name__}: {exc}").body()
 

@@ -42,7 +42,7 @@ class RemoteFaults:
 def _post(url: str, body: Any) -> Any:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=30) as response:  # loopback only
         return json.loads(response.read())
 
 
@@ -58,7 +58,9 @@ class EsServerProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "tests.esserver", "--port", "0"], cwd=ROOT,
                                         stdout=subprocess.PIPE, text=True)
         line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        stdout = self.process.stdout
+        assert stdout is not None  # piped above
+        reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout)
         if not line or not line[0].startswith("http://"):
@@ -75,7 +77,7 @@ class EsServerProcess:
     @property
     def request_log(self) -> list[tuple[str, str]]:
         """(method, path) of every request the server saw, in order."""
-        with urllib.request.urlopen(f"{self.url}{CONTROL_PREFIX}request_log", timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{self.url}{CONTROL_PREFIX}request_log", timeout=30) as response:
             return [(method, path) for method, path in json.loads(response.read())["log"]]
 
     def stop(self) -> None:

@@ -31,7 +31,7 @@ class EngineHttp:
         request = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
                                          headers={"Content-Type": content_type, "Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(request, timeout=120) as response:  # loopback only
                 text = response.read()
         except urllib.error.HTTPError as error:
             if ok_missing and error.code == 404:

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import cast
 
 from tests.harness.process import (EngineStartError, free_port, free_port_in, log_tail, port_answers, say, spawn,
                                    stop)
@@ -69,7 +70,7 @@ def resolve_jars(version: str) -> Path:
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                stdin=subprocess.DEVNULL)
     assert process.stdout is not None
-    downloaded, tail = 0, []
+    downloaded, tail = 0, list[str]()
     for line in process.stdout:
         tail = (tail + [line.rstrip()])[-30:]
         if "Downloaded from" in line:
@@ -84,8 +85,8 @@ def resolve_jars(version: str) -> Path:
 
 
 def _get_json(url: str, timeout: float = 5) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
-        return json.loads(response.read())
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # loopback only
+        return cast("dict[str, object]", json.loads(response.read()))
 
 
 class OpenSearchNode:

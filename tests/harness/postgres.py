@@ -79,6 +79,7 @@ class PostgresCluster:
         return self
 
     def _initdb(self, bindir: Path) -> None:
+        assert self.root is not None
         result = run_as([str(bindir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres",
                          "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], user=self._user)
         if result.returncode != 0:

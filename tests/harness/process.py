@@ -59,7 +59,7 @@ def free_port_in(low: int, high: int) -> int:
     would otherwise all pick the lowest free port, and collide when their nodes bind it.
     """
     first = random.randint(low, high)
-    for port in [*range(first, high + 1), *range(low, first)]:
+    for port in list(range(first, high + 1)) + list(range(low, first)):
         if port_answers(port):
             continue  # a dual-stack listener may not block an IPv4 bind, but it answers
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -9,6 +9,9 @@ Revises:
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
@@ -19,8 +22,8 @@ branch_labels = None
 depends_on = None
 
 
-def _ts(name: str, **kwargs: object) -> sa.Column[object]:
-    return sa.Column(name, sa.DateTime(timezone=True), **kwargs)  # type: ignore[arg-type]
+def _ts(name: str, **kwargs: Any) -> sa.Column[datetime]:
+    return sa.Column(name, sa.DateTime(timezone=True), **kwargs)
 
 
 def _missing(name: str) -> bool:
