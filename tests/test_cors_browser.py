@@ -37,7 +37,7 @@ JSON_WITH_TOKEN = {"method": "POST", "headers": {"Authorization": "Bearer dashbo
 
 
 class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -64,7 +64,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, es_server: EsProtocolServe
     index = f"rtarf-events-cors-{uuid.uuid4().hex[:8]}"
     load_sample(engine, index, 10)
     env = {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": engine.url, "RTARF_ES_INDEX": index,
-           "RTARF_TABLE": f"cors_{uuid.uuid4().hex[:10]}", "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_SYNC_SETTLE_SECONDS": "0",
+           "RTARF_TABLE": f"cors_{uuid.uuid4().hex[:10]}", "RTARF_SOURCE_ENGINE": "elasticsearch",
+           "RTARF_SYNC_SETTLE_SECONDS": "0",
            "RTARF_SYNC_INTERVAL_SECONDS": "3600", "RTARF_VERIFY_INTERVAL_SECONDS": "0",
            "RTARF_CORS_ORIGINS": f"http://127.0.0.1:{dashboard}"}
     process = GunicornProcess(tmp_path_factory.mktemp("cors"), env)
@@ -104,8 +105,8 @@ def test_the_pages_own_buttons_still_act(browser: WebDriver, service: GunicornPr
     for label, message, state in (("Stop", "Scheduler stopped", False), ("Start", "Scheduler started", True)):
         browser.execute_script("document.getElementById('action-message').textContent = ''")
         browser.find_element(By.XPATH, f"//button[@data-action][normalize-space()='{label}']").click()
-        wait_for(lambda: browser.find_element(By.ID, "action-message").text == message, timeout=60,
-                 what=f"the answer to {label}")
+        wait_for(lambda expected=message: browser.find_element(By.ID, "action-message").text == expected,
+                 timeout=60, what=f"the answer to {label}")
         assert running(service) is state
 
 
