@@ -193,4 +193,4 @@ def test_ids_lookup_restricted_to_one_index(engine: EngineHttp, api: SearchApi, 
     answer = api.search({"size": 10, "_source": False, "query": query}, index=f"{index_name}-*")
     assert sorted((hit["_index"], hit["_id"]) for hit in answer["hits"]["hits"]) == [
         (f"{index_name}-a", "only-a"), (f"{index_name}-a", "same")]
-    assert api.existing_indices([f"{index_name}-a", f"{index_name}-gone"]) == {f"{index_name}-a"}
+    assert api.resolve_indices(f"{index_name}-a,{index_name}-gone") == {f"{index_name}-a": True}

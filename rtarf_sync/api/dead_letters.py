@@ -71,15 +71,13 @@ def replay() -> Response:
 
     ids = _replay_ids(json_object())
     scheduler = scheduler_of()
-    outcomes: list[ReplayOutcome] = []
-
-    def work() -> SyncResult:
-        outcomes.append(DeadLetterReplay(scheduler.service).run(ids))
-        return outcomes[0].result
-
-    result = scheduler.run_exclusive(TRIGGER, work)  # SyncBusy becomes 409 in api.errors
+    with scheduler.exclusive(TRIGGER):  # SyncBusy becomes 409 in api.errors
+        outcome: ReplayOutcome = DeadLetterReplay(scheduler.service).run(ids)
+    result = outcome.result
+    if outcome.ran:  # nothing replayed (unknown or resolved ids): no run to count, no webhook to send
+        scheduler.record(result)
     if result.status == FAILED:
         raise RunNotCompleted(result, scheduler.get_status(), scheduler.check_ready())
     if not result.ok:
         raise RunNotCompleted(result, scheduler.get_status())
-    return jsonify(outcomes[0].to_dict())
+    return jsonify(outcome.to_dict())
