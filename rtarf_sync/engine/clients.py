@@ -128,39 +128,34 @@ def _open_pit(call: Callable[[], Json]) -> Json:
         raise
 
 
-# Closed indices are listed too (with the attribute "closed"): a caller must see them to refuse them.
+# Closed indices are listed too: a caller must see them to refuse them.
 _RESOLVE_OPTIONS: Json = {"expand_wildcards": "open,closed", "ignore_unavailable": True, "allow_no_indices": True}
-_RESOLVE_BATCH = 100  # index names per resolve call, to keep the URL short
-
-
-def _resolved(answer: Json) -> tuple[dict[str, bool], set[str]]:
-    """From a `_resolve/index` answer: each listed index and whether it is open, and every concrete member named."""
-    states = {str(entry["name"]): "closed" not in (entry.get("attributes") or [])
-              for entry in answer.get("indices") or []}
-    members = set(states)
-    for alias in answer.get("aliases") or []:
-        members.update(str(name) for name in alias.get("indices") or [])
-    for stream in answer.get("data_streams") or []:
-        members.update(str(name) for name in stream.get("backing_indices") or [])
-    return states, members
+_RESOLVE_BATCH = 100  # index names per state lookup, to keep the URL short
 
 
 class _Resolving:
-    """`resolve_indices` over the engine's `_resolve/index` call, whichever client sends it."""
+    """`resolve_indices`, whichever client sends its two calls."""
+
+    def _mappings(self, expression: str) -> Json:
+        raise NotImplementedError
 
     def _resolve(self, expression: str) -> Json:
         raise NotImplementedError
 
     def resolve_indices(self, expression: str) -> dict[str, bool]:
-        """The concrete indices `expression` names now (aliases, wildcards, data streams resolved), each
-        mapped to whether it is open; names that do not exist are left out."""
-        states, members = _resolved(self._resolve(expression))
-        # An alias or data stream lists its members without their state: ask for them by name.
-        unknown = sorted(members - set(states))
-        for start in range(0, len(unknown), _RESOLVE_BATCH):
-            found, _ = _resolved(self._resolve(",".join(unknown[start:start + _RESOLVE_BATCH])))
-            states.update(found)
-        return states
+        """The concrete indices `expression` names now, each mapped to whether it is open; missing ones are left out.
+
+        The names come from a mapping request, which resolves wildcards, aliases and exclusions exactly
+        as a search does (`_resolve/index` keeps a wildcard-matched alias whole, even with an exclusion);
+        their states from `_resolve/index`, asked by name.
+        """
+        names = sorted(self._mappings(expression))
+        states: dict[str, bool] = {}
+        for start in range(0, len(names), _RESOLVE_BATCH):
+            answer = self._resolve(",".join(names[start:start + _RESOLVE_BATCH]))
+            states.update((str(entry["name"]), "closed" not in (entry.get("attributes") or []))
+                          for entry in answer.get("indices") or [])
+        return {name: states[name] for name in names if name in states}  # one deleted meanwhile is gone
 
 
 class _TypedPages(_Resolving):
@@ -243,6 +238,10 @@ class ElasticsearchApi(_TypedPages):
         self._call("refresh", lambda: self.client.indices.refresh(
             index=index, ignore_unavailable=True, allow_no_indices=True))
 
+    def _mappings(self, expression: str) -> Json:
+        return self._call("get mappings", lambda: self.client.indices.get_mapping(
+            index=expression, **_RESOLVE_OPTIONS))
+
     def _resolve(self, expression: str) -> Json:
         return self._call("resolve indices", lambda: self.client.indices.resolve_index(
             name=expression, **_RESOLVE_OPTIONS))
@@ -318,6 +317,10 @@ class OpenSearchApi(_TypedPages):
         """Make every acknowledged document of `index` searchable now."""
         self._call("refresh", lambda: self.client.indices.refresh(
             index=index, params={"ignore_unavailable": "true", "allow_no_indices": "true"}))
+
+    def _mappings(self, expression: str) -> Json:
+        params = {key: str(value).lower() for key, value in _RESOLVE_OPTIONS.items()}
+        return self._call("get mappings", lambda: self.client.indices.get_mapping(index=expression, params=params))
 
     def _resolve(self, expression: str) -> Json:
         params = {key: str(value).lower() for key, value in _RESOLVE_OPTIONS.items()}
