@@ -16,7 +16,7 @@ from rtarf_sync.api.params import (MAX_ID, BadParameter, choice_param, handle_ro
                                    json_object, path_id, text_param, with_tables)
 from rtarf_sync.engine.dead_letters import DeadLetters
 from rtarf_sync.engine.history import MAX_LIMIT
-from rtarf_sync.engine.result import FAILED, SyncResult
+from rtarf_sync.engine.result import FAILED
 from rtarf_sync.service.extension import scheduler_of
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/scheduler")

@@ -29,7 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import chain
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, cast
 
 import sqlalchemy as sa
 
@@ -176,7 +176,8 @@ class DeadLetterReplay:
         # An answer with failed shards or timed out is retried, then fails the replay: absent there is not gone.
         answer = with_retry(lambda: check_complete(service.api.find_ids(index, doc_ids), f"search {index} by id"),
                             service.retry, f"search {index} by id")
-        current = {hit["_id"]: hit for hit in answer.hits if hit.get("_index", index) == index}
+        hits = cast(list[dict[str, Any]], answer.hits)  # find_ids answers plain JSON, not typed pages
+        current = {hit["_id"]: hit for hit in hits if hit.get("_index", index) == index}
         chunk = _Chunk()
         converted: dict[str, EventRow | None] = {}
         for doc_id, hit in current.items():
