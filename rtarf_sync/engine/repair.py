@@ -70,7 +70,7 @@ def repair(service: SyncService, verification: Verification, record: RunRecorder
         record(result)
         runs.append(_run_object(service, result))
         if result.status == SKIPPED:
-            return runs, differing[done + 1:]  # another process is syncing; the next verification looks again
+            return runs, differing[done:]  # another process is syncing: this bucket and the rest wait
     return runs, []
 
 
