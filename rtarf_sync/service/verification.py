@@ -4,9 +4,8 @@ Every verification (scheduled or asked for over HTTP) holds the scheduler's
 process lock for each of its parts (the count, each repair, the count after
 repairs), so it never runs beside a sync of this process; between parts the
 lock is free, and a scheduled sync that came due runs there. Across processes
-the sync lease does the same. Repair
-runs are counted through `scheduler.record()`, so stats, metrics and webhooks
-see them like any other run. The scheduled job is a companion of the sync
+the sync lease does the same. Repair runs are counted through
+`scheduler.record()`, so stats, metrics and webhooks see them like any other run. The scheduled job is a companion of the sync
 job: it starts and pauses with it (POST /scheduler/start and /stop).
 """
 
