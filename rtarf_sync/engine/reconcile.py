@@ -11,7 +11,9 @@
        (retention is not deletion) unless RTARF_DELETE_VANISHED_INDICES=true.
     4. The rest are looked up by id over the index setting, 1,000 at a time; any
        document the engine still has is dropped from the candidates. What is left,
-       the engine has confirmed gone (an incomplete answer fails the run instead).
+       the engine has confirmed gone (an incomplete answer fails the run instead),
+       once the scope is resolved again: an index closed or deleted meanwhile
+       fails the run or leaves the candidates, as in 2 and 3.
     5. Safety valve: more than RTARF_DELETE_MAX_FRACTION of the scope's live rows
        means nothing is deleted and the run fails (DeletesRefused), unless forced;
        at most RTARF_DELETE_MIN_COUNT rows always pass whatever the fraction.
@@ -101,8 +103,10 @@ class Reconciliation:
     def finish(self, mode: str, force: bool) -> int:
         """Decide and apply the deletions; return how many rows were marked or removed."""
         self._candidates()
-        self._drop_vanished()
+        self._drop_outside()
         self._drop_found()
+        # An index closed or deleted while the lookups ran made its documents look gone: ask again.
+        self._drop_outside(resolve_scope(self.api, self.settings, self.retry))
         with self.engine.connect() as connection:
             confirmed = int(connection.exec_driver_sql(f"SELECT count(*) FROM {self.gone}").scalar_one())
         if not confirmed:
@@ -126,7 +130,7 @@ class Reconciliation:
         """Build the table of live rows in scope that were not read."""
         target = self.tables.target
         self.indices = resolve_scope(self.api, self.settings, self.retry)
-        # With RTARF_DELETE_VANISHED_INDICES=true, rows of any index stay candidates until _drop_vanished
+        # With RTARF_DELETE_VANISHED_INDICES=true, rows of any index stay candidates until _drop_outside
         # has told vanished indices the setting names from indices outside it; else only admitted ones.
         of_index = sa.true() if self.indices.include_vanished else self.indices.rows(target.c.es_index)
         seen = sa.table(self.seen, sa.column("es_index"), sa.column("es_id"))
@@ -155,13 +159,15 @@ class Reconciliation:
             return list(connection.exec_driver_sql(
                 f"SELECT DISTINCT es_index FROM {self.gone} ORDER BY 1").scalars())
 
-    def _drop_vanished(self) -> None:
-        """Keep rows of deleted indices (and of any index outside the setting) out of the candidates."""
-        assert self.indices is not None
+    def _drop_outside(self, fresh: IndexScope | None = None) -> None:
+        """Drop candidates of indices outside the scope (`fresh`, or the one the candidates were built with):
+        indices the setting does not name, and deleted ones unless RTARF_DELETE_VANISHED_INDICES=true."""
+        scope = fresh or self.indices
+        assert scope is not None
         names = self._indices()
-        self.indices = self.indices.with_vanished(self.api, self.retry, names)
+        self.indices = scope.with_vanished(self.api, self.retry, names)
         vanished = sorted(self.indices.vanished & set(names))
-        if vanished:
+        if vanished and fresh is None:
             log.info("rows of %d deleted index(es) are %s: %s", len(vanished),
                      "reconciled as deleted" if self.indices.include_vanished
                      else "left alone (RTARF_DELETE_VANISHED_INDICES=false)", ", ".join(vanished[:5]))
