@@ -157,3 +157,29 @@ def test_an_incomplete_ids_answer_resolves_no_dead_letter(
     assert ("shard(s) failed" if fault == "shard_failure_next" else "timed out") in failed.get_data(as_text=True)
     assert unresolved(db_engine, table_name) == {(index_name, "bad")}
     assert post(client, "/scheduler/dead-letters/replay")["gone"] == 1  # a complete answer decides
+
+
+@pytest.mark.parametrize(("fault", "said"), [("shard_failure_next", "1 shard(s) failed"),
+                                             ("timed_out_next", "the search timed out")])
+def test_an_incomplete_answer_fails_the_reconciliation_and_the_verification(
+        elasticsearch: EngineHttp, es_server: EsProtocolServer, fault: str, said: str, index_name: str,
+        table_name: str, db_engine: sa.Engine, client_for: Client) -> None:
+    elasticsearch.create_index(index_name)
+    index_docs(elasticsearch, index_name, events("e", 6))
+    elasticsearch.refresh(index_name)
+    client = client_for(elasticsearch, index_name)
+    assert post(client, "/scheduler/sync-now")["result"]["inserted"] == 6
+    delete_docs(elasticsearch, index_name, "e01", "e02")
+    # e03 moves out of the window: not read by the range run, yet it exists; only a complete lookup says so.
+    index_docs(elasticsearch, index_name, {"e03": {"@timestamp": engine_time(BASE + timedelta(hours=30)), "n": 3}})
+    elasticsearch.refresh(index_name)
+    es_server.faults.only_paths(f"/{index_name}/_search")  # the ids lookups and the counts; pages go to /_search
+    getattr(es_server.faults, fault)(100)
+    failed = post(client, "/scheduler/sync-now", {"mode": "range", **WINDOW}, status=500)["result"]
+    assert failed["status"] == "failed" and f"look up ids: {said}" in failed["error"]
+    assert deleted_keys(db_engine, table_name) == set()
+    refused = client.post("/scheduler/verify", json=WINDOW)
+    assert refused.status_code >= 500 and f"verification count: {said}" in refused.get_data(as_text=True)
+    es_server.faults.reset()
+    assert post(client, "/scheduler/sync-now", {"mode": "range", **WINDOW})["result"]["deleted"] == 2
+    assert deleted_keys(db_engine, table_name) == {(index_name, "e01"), (index_name, "e02")}
