@@ -79,6 +79,7 @@ class ReconcileSettings:
     delete_vanished_indices: bool = False
     delete_max_fraction: float = 0.2
     slices: int = 1
+    delete_min_count: int = 100  # deletions up to this many pass the valve whatever the fraction
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class VerifySettings:
     interval_seconds: int = 3600
     lookback_hours: int = 168
     repair: bool = True
+    max_repairs: int = 24  # buckets one verification repairs; the rest wait for the next one
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,7 @@ def _reconcile(environ: Mapping[str, str]) -> ReconcileSettings:
         delete_vanished_indices=_boolean(environ, "RTARF_DELETE_VANISHED_INDICES", False),
         delete_max_fraction=_number(environ, "RTARF_DELETE_MAX_FRACTION", 0.2, 0.0, 1.0),
         slices=_integer(environ, "RTARF_SYNC_SLICES", 1, 1, 16),
+        delete_min_count=_integer(environ, "RTARF_DELETE_MIN_COUNT", 100, 0, 1_000_000_000),
     )
 
 
@@ -312,6 +315,7 @@ def _verify(environ: Mapping[str, str]) -> VerifySettings:
         interval_seconds=_integer(environ, "RTARF_VERIFY_INTERVAL_SECONDS", 3600, 0, 7 * 86400),
         lookback_hours=_integer(environ, "RTARF_VERIFY_LOOKBACK_HOURS", 168, 1, 24 * 3660),
         repair=_boolean(environ, "RTARF_VERIFY_REPAIR", True),
+        max_repairs=_integer(environ, "RTARF_VERIFY_MAX_REPAIRS", 24, 1, 10_000),
     )
 
 

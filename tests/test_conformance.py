@@ -193,4 +193,16 @@ def test_ids_lookup_restricted_to_one_index(engine: EngineHttp, api: SearchApi, 
     answer = api.search({"size": 10, "_source": False, "query": query}, index=f"{index_name}-*")
     assert sorted((hit["_index"], hit["_id"]) for hit in answer["hits"]["hits"]) == [
         (f"{index_name}-a", "only-a"), (f"{index_name}-a", "same")]
-    assert api.existing_indices([f"{index_name}-a", f"{index_name}-gone"]) == {f"{index_name}-a"}
+    assert api.resolve_indices(f"{index_name}-a,{index_name}-gone") == {f"{index_name}-a": True}
+
+
+def test_index_expressions_resolve_to_concrete_indices(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    a, b, c = (f"{index_name}-{suffix}" for suffix in "abc")
+    for name in (a, b, c):
+        engine.create_index(name)
+    engine.call("POST", "/_aliases", {"actions": [{"add": {"index": b, "alias": f"{index_name}-al"}},
+                                                  {"add": {"index": c, "alias": f"{index_name}-al"}}]})
+    assert api.resolve_indices(f"{index_name}-al") == {b: True, c: True}  # an alias alone: its members
+    assert api.resolve_indices(f"{index_name}-*,-{c}") == {a: True, b: True}
+    assert api.resolve_indices(f"{a},{index_name}-al,{index_name}-none") == {a: True, b: True, c: True}
+    assert api.resolve_indices(f"{index_name}-nothing-*") == {}

@@ -17,6 +17,7 @@ from flask import Flask
 from config import Settings
 from rtarf_sync import create_app
 from rtarf_sync.cli.main import main
+from rtarf_sync.engine.errors import SourceError
 from rtarf_sync.sample import make_event
 from rtarf_sync.service.extension import scheduler_of
 from tests.harness.http import EngineHttp
@@ -150,7 +151,7 @@ def test_cli_lists_shows_and_replays(app: Flask, engine: EngineHttp, index_name:
     assert main(["dead-letters", "show", "999999999"]) == 1
 
 
-def test_find_ids_gives_current_versions_and_nothing_for_a_missing_index(
+def test_find_ids_gives_current_versions_and_refuses_a_missing_index(
         engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings]) -> None:
     from rtarf_sync.engine.clients import build_api
 
@@ -160,11 +161,12 @@ def test_find_ids_gives_current_versions_and_nothing_for_a_missing_index(
     engine.refresh(index_name)
     api = build_api(make_settings(engine, index_name))
     try:
-        hits = {hit["_id"]: hit for hit in api.find_ids(index_name, ["a", "b", "c"])}
+        hits = {hit["_id"]: hit for hit in api.find_ids(index_name, ["a", "b", "c"])["hits"]["hits"]}
         assert set(hits) == {"a", "b"}
         assert hits["a"]["_seq_no"] > hits["b"]["_seq_no"] and hits["a"]["_primary_term"] == 1
         assert hits["a"]["_source"] == make_event(3)
-        assert api.find_ids(f"{index_name}-gone", ["a"]) == []
+        with pytest.raises(SourceError, match="index_not_found"):  # missing is not "no hits": replay decides
+            api.find_ids(f"{index_name}-gone", ["a"])
     finally:
         api.close()
 

@@ -147,6 +147,24 @@ def test_index_lifecycle_and_mapping(es: Elasticsearch) -> None:
     assert not es.indices.exists(index="events")
 
 
+def test_resolve_index_lists_indices_and_aliases_like_elasticsearch_8(es: Elasticsearch) -> None:
+    for name in ("logs-a", "logs-b", "other"):
+        es.indices.create(index=name)
+    es.indices.put_alias(index="logs-b,other", name="current")
+    answer = es.indices.resolve_index(name="logs-*,current")
+    assert answer["indices"] == [{"name": "logs-a", "attributes": ["open"]},
+                                 {"name": "logs-b", "aliases": ["current"], "attributes": ["open"]}]
+    assert answer["aliases"] == [{"name": "current", "indices": ["logs-b", "other"]}]
+    assert answer["data_streams"] == []
+    assert es.indices.resolve_index(name="logs-*,-logs-a")["indices"] == [
+        {"name": "logs-b", "aliases": ["current"], "attributes": ["open"]}]
+    with pytest.raises(NotFoundError) as missing:
+        es.indices.resolve_index(name="logs-a,nothing")
+    assert missing.value.error == "index_not_found_exception"
+    assert [i["name"] for i in es.indices.resolve_index(name="logs-a,nothing", ignore_unavailable=True)["indices"]] \
+        == ["logs-a"]
+
+
 def test_writes_are_searchable_only_after_refresh_but_get_is_realtime(es: Elasticsearch) -> None:
     for n in range(5):
         es.index(index="events", id=str(n), document={"n": n})

@@ -147,30 +147,26 @@ def test_rows_of_a_deleted_index_are_left_alone_unless_asked(
     engine.delete_index(kept)
 
 
-def test_a_wrong_index_pattern_is_stopped_by_the_safety_valve_and_force_overrides(
+def test_the_safety_valve_stops_deletions_above_its_floor_and_fraction_and_force_overrides(
         engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
         make_client: Callable[..., Post]) -> None:
     engine.create_index(index_name)
-    index_docs(engine, index_name, events("e", 10))
+    index_docs(engine, index_name, events("e", 12))
     engine.refresh(index_name)
-    assert make_client(engine, index_name)()["inserted"] == 10
-    # The operator points the service at the wrong indices (OpenSearch cannot open a point in
-    # time over a pattern that matches nothing, so the wrong one matches one stray index).
-    stray = f"{index_name}-stray"
-    engine.create_index(stray)
-    index_docs(engine, stray, events("s", 1))
-    engine.refresh(stray)
-    wrong = make_client(engine, f"{index_name}-*")
-    refused = wrong({"mode": "full"}, status=500)
+    assert make_client(engine, index_name)()["inserted"] == 12
+    delete_docs(engine, index_name, "e01", "e02", "e03")  # 25% of the rows, over the 20% fraction
+    strict = make_client(engine, index_name, RTARF_DELETE_MIN_COUNT="2")
+    refused = strict({"mode": "full"}, status=500)
     assert refused["status"] == "failed" and refused["deleted"] == 0
-    assert "10 of 11 live rows" in refused["error"] and "RTARF_DELETE_MAX_FRACTION=0.2" in refused["error"]
+    assert "3 of 12 live rows" in refused["error"] and "RTARF_DELETE_MAX_FRACTION=0.2" in refused["error"]
+    assert "RTARF_DELETE_MIN_COUNT=2" in refused["error"]
     assert deleted_keys(db_engine, table_name) == set()
-    assert wrong({"mode": "full", "force": True})["deleted"] == 10
-    # The right setting again: every row comes back and the stray one goes.
-    back = make_client(engine, index_name)({"mode": "full"})
-    assert (back["updated"], back["deleted"]) == (10, 1)
+    assert strict({"mode": "full", "force": True})["deleted"] == 3
+    # The floor: up to RTARF_DELETE_MIN_COUNT deletions pass whatever the fraction.
+    delete_docs(engine, index_name, "e04", "e05", "e06")  # 3 of the 9 live rows left: a third
+    floor = make_client(engine, index_name, RTARF_DELETE_MIN_COUNT="3")
+    assert floor({"mode": "full"})["deleted"] == 3
     assert_in_step(db_engine, table_name, engine, index_name)
-    engine.delete_index(stray)
 
 
 def test_a_document_indexed_while_a_full_run_reads_is_not_deleted(
@@ -229,7 +225,8 @@ def test_cli_sync_runs_full_and_range(elasticsearch: EngineHttp, index_name: str
     make_settings(elasticsearch, index_name)  # the same variables, checked
     for name, value in {"RTARF_DATABASE_URL": str(db_engine.url.render_as_string(hide_password=False)),
                         "RTARF_TABLE": table_name, "RTARF_ES_URL": elasticsearch.url, "RTARF_ES_INDEX": index_name,
-                        "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_SYNC_SETTLE_SECONDS": "0"}.items():
+                        "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_SYNC_SETTLE_SECONDS": "0",
+                        "RTARF_DELETE_MIN_COUNT": "0"}.items():  # so the valve's fraction decides
         monkeypatch.setenv(name, value)
     start, end = engine_time(BASE), engine_time(BASE + timedelta(hours=3))
     assert main(["sync", "--progress-every", "0", "--from", start, "--to", end]) == 0

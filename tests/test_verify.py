@@ -144,6 +144,10 @@ def test_late_arrivals_two_hours_below_the_cursor_are_caught_by_the_scheduled_ve
                                 if run["trigger"] == "repair" and run["status"] != "running"],
                        timeout=60, what="a repair run")
     assert client.post("/scheduler/stop", headers=AUTH).status_code == 200  # pauses the verify job too
+    # The process lock is free between the parts of a verification: wait for its stored answer instead.
+    wait_for(lambda: "trigger" in rows(db_engine, "SELECT result FROM rtarf_sync_verifications WHERE target_table = :t "
+                                                  "AND NOT in_step ORDER BY id LIMIT 1", t=table_name)[0].result,
+             what="the verification to end")
     wait_for(lambda: not client.get("/scheduler/status").get_json()["sync_in_progress"], what="the job to end")
     jobs = {job["id"]: job for job in client.get("/scheduler/jobs").get_json()["jobs"]}
     assert jobs["rtarf_verify"]["paused"] is True and jobs["rtarf_event_sync"]["paused"] is True

@@ -16,7 +16,7 @@ from rtarf_sync.api.params import (MAX_ID, BadParameter, choice_param, handle_ro
                                    json_object, path_id, text_param, with_tables)
 from rtarf_sync.engine.dead_letters import DeadLetters
 from rtarf_sync.engine.history import MAX_LIMIT
-from rtarf_sync.engine.result import FAILED, SyncResult
+from rtarf_sync.engine.result import FAILED
 from rtarf_sync.service.extension import scheduler_of
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/scheduler")
@@ -71,15 +71,13 @@ def replay() -> Response:
 
     ids = _replay_ids(json_object())
     scheduler = scheduler_of()
-    outcomes: list[ReplayOutcome] = []
-
-    def work() -> SyncResult:
-        outcomes.append(DeadLetterReplay(scheduler.service).run(ids))
-        return outcomes[0].result
-
-    result = scheduler.run_exclusive(TRIGGER, work)  # SyncBusy becomes 409 in api.errors
+    with scheduler.exclusive(TRIGGER):  # SyncBusy becomes 409 in api.errors
+        outcome: ReplayOutcome = DeadLetterReplay(scheduler.service).run(ids)
+    result = outcome.result
+    if outcome.ran:  # nothing replayed (unknown or resolved ids): no run to count, no webhook to send
+        scheduler.record(result)
     if result.status == FAILED:
         raise RunNotCompleted(result, scheduler.get_status(), scheduler.check_ready())
     if not result.ok:
         raise RunNotCompleted(result, scheduler.get_status())
-    return jsonify(outcomes[0].to_dict())
+    return jsonify(outcome.to_dict())

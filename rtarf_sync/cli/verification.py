@@ -102,6 +102,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         service.close()
     print(json.dumps(answer, indent=2), flush=True)
     final = answer["after_repair"] or answer
+    if answer["unrepaired"]:
+        say(f"{len(answer['unrepaired'])} bucket(s) left unrepaired (over RTARF_VERIFY_MAX_REPAIRS="
+            f"{settings.verify.max_repairs}, or a run took the lease); repeat to repair them")
     if not final["in_step"]:
         say(f"not in step: {len(final['differing'])} bucket(s) differ"
             + ("" if args.repair else f"; `{PROG} verify --repair` re-reads them"))

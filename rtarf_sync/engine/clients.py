@@ -45,9 +45,9 @@ class SearchApi(Protocol):
     def scroll(self, scroll_id: str, keep_alive: str) -> Json: ...
     def clear_scroll(self, scroll_id: str) -> None: ...
     def bulk(self, ndjson: str) -> Json: ...
-    def existing_indices(self, names: list[str]) -> set[str]: ...
+    def resolve_indices(self, expression: str) -> dict[str, bool]: ...
     def refresh(self, index: str) -> None: ...
-    def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]: ...
+    def find_ids(self, index: str, ids: Sequence[str]) -> Json: ...
     def close(self) -> None: ...
 
 
@@ -128,7 +128,37 @@ def _open_pit(call: Callable[[], Json]) -> Json:
         raise
 
 
-class _TypedPages:
+# Closed indices are listed too: a caller must see them to refuse them.
+_RESOLVE_OPTIONS: Json = {"expand_wildcards": "open,closed", "ignore_unavailable": True, "allow_no_indices": True}
+_RESOLVE_BATCH = 100  # index names per state lookup, to keep the URL short
+
+
+class _Resolving:
+    """`resolve_indices`, whichever client sends its two calls."""
+
+    def _mappings(self, expression: str) -> Json:
+        raise NotImplementedError
+
+    def _resolve(self, expression: str) -> Json:
+        raise NotImplementedError
+
+    def resolve_indices(self, expression: str) -> dict[str, bool]:
+        """The concrete indices `expression` names now, each mapped to whether it is open; missing ones are left out.
+
+        The names come from a mapping request, which resolves wildcards, aliases and exclusions exactly
+        as a search does (`_resolve/index` keeps a wildcard-matched alias whole, even with an exclusion);
+        their states from `_resolve/index`, asked by name.
+        """
+        names = sorted(self._mappings(expression))
+        states: dict[str, bool] = {}
+        for start in range(0, len(names), _RESOLVE_BATCH):
+            answer = self._resolve(",".join(names[start:start + _RESOLVE_BATCH]))
+            states.update((str(entry["name"]), "closed" not in (entry.get("attributes") or []))
+                          for entry in answer.get("indices") or [])
+        return {name: states[name] for name in names if name in states}  # one deleted meanwhile is gone
+
+
+class _TypedPages(_Resolving):
     """The reader's requests: answers decoded into typed pages, each `_source` kept raw (hits.py)."""
 
     def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
@@ -209,16 +239,18 @@ class ElasticsearchApi(_TypedPages):
         self._call("refresh", lambda: self.client.indices.refresh(
             index=index, ignore_unavailable=True, allow_no_indices=True))
 
-    def existing_indices(self, names: list[str]) -> set[str]:
-        """Which of these concrete indices exist (through their mappings; missing ones are skipped)."""
-        answer = self._call("get mappings", lambda: self.client.indices.get_mapping(
-            index=",".join(names), ignore_unavailable=True, allow_no_indices=True))
-        return set(answer) & set(names)
-    def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]:
-        """The current version of each document of `index` with one of `ids`; a missing index has none."""
-        answer = self._call("search by id", lambda: self.client.search(
-            index=index, ignore_unavailable=True, **ids_body(ids)))
-        return list(answer["hits"]["hits"])
+    def _mappings(self, expression: str) -> Json:
+        return cast(Json, self._call("get mappings", lambda: self.client.indices.get_mapping(
+            index=expression, **_RESOLVE_OPTIONS)))
+
+    def _resolve(self, expression: str) -> Json:
+        return cast(Json, self._call("resolve indices", lambda: self.client.indices.resolve_index(
+            name=expression, **_RESOLVE_OPTIONS)))
+
+    def find_ids(self, index: str, ids: Sequence[str]) -> Json:
+        """The whole answer of a search of `index` by id (a closed or missing index is an error, not "no hits")."""
+        return cast(Json, self._call("search by id", lambda: self.client.search(
+            index=index, **ids_body(ids))))
 
     def close(self) -> None:
         self.client.close()
@@ -288,16 +320,20 @@ class OpenSearchApi(_TypedPages):
         self._call("refresh", lambda: self.client.indices.refresh(
             index=index, params={"ignore_unavailable": "true", "allow_no_indices": "true"}))
 
-    def existing_indices(self, names: list[str]) -> set[str]:
-        """Which of these concrete indices exist (through their mappings; missing ones are skipped)."""
-        answer = self._call("get mappings", lambda: self.client.indices.get_mapping(
-            index=",".join(names), params={"ignore_unavailable": "true", "allow_no_indices": "true"}))
-        return set(answer) & set(names)
-    def find_ids(self, index: str, ids: Sequence[str]) -> list[Json]:
-        """The current version of each document of `index` with one of `ids`; a missing index has none."""
-        answer = self._call("search by id", lambda: self.client.search(
-            body=ids_body(ids), index=index, params={"ignore_unavailable": "true"}))
-        return list(answer["hits"]["hits"])
+    def _mappings(self, expression: str) -> Json:
+        params = {key: str(value).lower() for key, value in _RESOLVE_OPTIONS.items()}
+        return cast(Json, self._call("get mappings", lambda: self.client.indices.get_mapping(
+            index=expression, params=params)))
+
+    def _resolve(self, expression: str) -> Json:
+        params = {key: str(value).lower() for key, value in _RESOLVE_OPTIONS.items()}
+        return cast(Json, self._call("resolve indices", lambda: self.client.indices.resolve_index(
+            name=expression, params=params)))
+
+    def find_ids(self, index: str, ids: Sequence[str]) -> Json:
+        """The whole answer of a search of `index` by id (a closed or missing index is an error, not "no hits")."""
+        return cast(Json, self._call("search by id", lambda: self.client.search(
+            body=ids_body(ids), index=index)))
 
     def close(self) -> None:
         self.client.close()

@@ -85,6 +85,14 @@ class DeadLetters:
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
+    def unresolved_after(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` unresolved dead letters with an id above `after`, oldest first (keyset paging)."""
+        dead = self.table
+        query = (sa.select(*self._listed()).where(self._mine(), dead.c.resolved_at.is_(None), dead.c.id > after)
+                 .order_by(dead.c.id).limit(limit))
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
     def resolve(self, connection: sa.Connection, ids: Iterable[int]) -> int:
         """Mark these dead letters resolved now, inside the caller's transaction."""
         wanted = list(ids)

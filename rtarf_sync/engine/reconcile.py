@@ -5,13 +5,18 @@
        `rtarf_sync_seen_<run id>`, in the page's own transaction.
     2. Candidates: live rows in the run's scope that were not read
        (`rtarf_sync_gone_<run id>`, built by one anti-join in PostgreSQL).
+       Only rows of indices the setting resolves to now are in scope (index_scope.py):
+       rows of an index the setting no longer names are never candidates.
     3. Rows of indices that no longer exist are dropped from the candidates
        (retention is not deletion) unless RTARF_DELETE_VANISHED_INDICES=true.
     4. The rest are looked up by id over the index setting, 1,000 at a time; any
        document the engine still has is dropped from the candidates. What is left,
-       the engine has confirmed gone.
+       the engine has confirmed gone (an incomplete answer fails the run instead),
+       once the scope is resolved again: an index closed or deleted meanwhile
+       fails the run or leaves the candidates, as in 2 and 3.
     5. Safety valve: more than RTARF_DELETE_MAX_FRACTION of the scope's live rows
-       means nothing is deleted and the run fails (DeletesRefused), unless forced.
+       means nothing is deleted and the run fails (DeletesRefused), unless forced;
+       at most RTARF_DELETE_MIN_COUNT rows always pass whatever the fraction.
     6. One fenced transaction marks (`soft`) or removes (`hard`) those rows.
 
 Python holds at most one batch of keys at a time, whatever the table's size: the
@@ -23,13 +28,14 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, TypeVar
 
 import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.clients import SearchApi
 from rtarf_sync.engine.errors import RunAborted
+from rtarf_sync.engine.index_scope import IndexScope, resolve_scope
 from rtarf_sync.engine.lease import Fence, Lease
 from rtarf_sync.engine.plan import RunScope
 from rtarf_sync.engine.reader import check_complete
@@ -39,17 +45,11 @@ from rtarf_sync.engine.tables import Tables
 log = logging.getLogger("rtarf_sync.reconcile")
 T = TypeVar("T")
 LOOKUP_BATCH = 1000
-INDEX_BATCH = 100  # index names per existence check, to keep the URL short
 _WORK_TABLES = ("rtarf_sync_seen_", "rtarf_sync_gone_")
 
 
 class DeletesRefused(RunAborted):
     """The reconciliation would delete more than the safety valve allows; nothing was deleted."""
-
-
-def _batches(items: list[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 class Reconciliation:
@@ -60,6 +60,7 @@ class Reconciliation:
         self.engine, self.tables, self.api, self.settings = engine, tables, api, settings
         self.scope, self.run_id, self.retry = scope, run_id, retry
         self.lease, self.fence = lease, fence
+        self.indices: IndexScope | None = None  # resolved when the candidates are built
         self.seen = f"rtarf_sync_seen_{int(run_id)}"
         self.gone = f"rtarf_sync_gone_{int(run_id)}"
 
@@ -103,30 +104,40 @@ class Reconciliation:
     def finish(self, mode: str, force: bool) -> int:
         """Decide and apply the deletions; return how many rows were marked or removed."""
         self._candidates()
-        self._drop_vanished()
+        self._drop_outside()
         self._drop_found()
+        # An index closed or deleted while the lookups ran made its documents look gone: ask again.
+        self._drop_outside(resolve_scope(self.api, self.settings, self.retry))
         with self.engine.connect() as connection:
             confirmed = int(connection.exec_driver_sql(f"SELECT count(*) FROM {self.gone}").scalar_one())
         if not confirmed:
             return 0
-        live, limit = self._live(), self.settings.reconcile.delete_max_fraction
-        if confirmed > limit * live and not force:
-            raise DeletesRefused(
-                f"reconciliation would delete {confirmed} of {live} live rows in scope "
-                f"({confirmed / live:.1%}), more than RTARF_DELETE_MAX_FRACTION={limit:g}; nothing was "
-                "deleted: check RTARF_ES_INDEX, then repeat with force to delete them")
+        settings = self.settings.reconcile
+        if confirmed > settings.delete_min_count and not force:
+            live, limit = self._live(), settings.delete_max_fraction
+            if confirmed > limit * live:
+                raise DeletesRefused(
+                    f"reconciliation would delete {confirmed} of {live} live rows in scope "
+                    f"({confirmed / live:.1%}), more than RTARF_DELETE_MAX_FRACTION={limit:g} and more than "
+                    f"RTARF_DELETE_MIN_COUNT={settings.delete_min_count}; nothing was deleted: check "
+                    "RTARF_ES_INDEX, then repeat with force to delete them")
         return self._apply(mode)
 
-    def _in_scope(self) -> sa.ColumnElement[bool]:
+    def _in_scope(self, indices: IndexScope) -> sa.ColumnElement[bool]:
         target = self.tables.target
-        return sa.and_(target.c.deleted_at.is_(None), self.scope.rows(target))
+        return sa.and_(target.c.deleted_at.is_(None), self.scope.rows(target), indices.rows(target.c.es_index))
 
     def _candidates(self) -> None:
         """Build the table of live rows in scope that were not read."""
         target = self.tables.target
+        self.indices = resolve_scope(self.api, self.settings, self.retry)
+        # With RTARF_DELETE_VANISHED_INDICES=true, rows of any index stay candidates until _drop_outside
+        # has told vanished indices the setting names from indices outside it; else only admitted ones.
+        of_index = sa.true() if self.indices.include_vanished else self.indices.rows(target.c.es_index)
         seen = sa.table(self.seen, sa.column("es_index"), sa.column("es_id"))
-        unread = sa.select(target.c.es_index, target.c.es_id).where(self._in_scope(), ~sa.exists().where(
-            seen.c.es_index == target.c.es_index, seen.c.es_id == target.c.es_id))
+        unread = sa.select(target.c.es_index, target.c.es_id).where(
+            target.c.deleted_at.is_(None), self.scope.rows(target), of_index, ~sa.exists().where(
+                seen.c.es_index == target.c.es_index, seen.c.es_id == target.c.es_id))
         with self.engine.begin() as connection:
             self.lease.fence(connection, self.fence)
             connection.exec_driver_sql(f"ANALYZE {self.seen}")  # the planner should know it is large
@@ -139,33 +150,33 @@ class Reconciliation:
 
     def _live(self) -> int:
         """The live rows in the run's scope (the safety valve's measure)."""
+        assert self.indices is not None
         with self.engine.connect() as connection:
             return int(connection.execute(sa.select(sa.func.count()).select_from(self.tables.target)
-                                          .where(self._in_scope())).scalar_one())
+                                          .where(self._in_scope(self.indices))).scalar_one())
 
     def _indices(self) -> list[str]:
         with self.engine.connect() as connection:
             return list(connection.exec_driver_sql(
                 f"SELECT DISTINCT es_index FROM {self.gone} ORDER BY 1").scalars())
 
-    def _drop_vanished(self) -> None:
-        """Keep rows of deleted indices unless the operator asked to reconcile them too."""
+    def _drop_outside(self, fresh: IndexScope | None = None) -> None:
+        """Drop candidates of indices outside the scope (`fresh`, or the one the candidates were built with):
+        indices the setting does not name, and deleted ones unless RTARF_DELETE_VANISHED_INDICES=true."""
+        scope = fresh or self.indices
+        assert scope is not None
         names = self._indices()
-        existing: set[str] = set()
-        for batch in _batches(names, INDEX_BATCH):
-            existing |= self._call(partial(self.api.existing_indices, batch), "check indices")
-        vanished = [name for name in names if name not in existing]
-        if not vanished:
-            return
-        if self.settings.reconcile.delete_vanished_indices:
-            log.info("rows of %d deleted index(es) are reconciled as deleted: %s", len(vanished),
-                     ", ".join(vanished[:5]))
-            return
-        log.info("rows of %d deleted index(es) are left alone (RTARF_DELETE_VANISHED_INDICES=false): %s",
-                 len(vanished), ", ".join(vanished[:5]))
-        with self.engine.begin() as connection:
-            connection.execute(sa.text(f"DELETE FROM {self.gone} WHERE es_index = ANY(:names)"),
-                               {"names": vanished})
+        self.indices = scope.with_vanished(self.api, self.retry, names)
+        vanished = sorted(self.indices.vanished & set(names))
+        if vanished and fresh is None:
+            log.info("rows of %d deleted index(es) are %s: %s", len(vanished),
+                     "reconciled as deleted" if self.indices.include_vanished
+                     else "left alone (RTARF_DELETE_VANISHED_INDICES=false)", ", ".join(vanished[:5]))
+        outside = [name for name in names if not self.indices.admits(name)]
+        if outside:
+            with self.engine.begin() as connection:
+                connection.execute(sa.text(f"DELETE FROM {self.gone} WHERE es_index = ANY(:names)"),
+                                   {"names": outside})
 
     def _drop_found(self) -> None:
         """Drop every candidate the engine still has, by an ids lookup over the index setting."""

@@ -4,20 +4,25 @@
 
 A range run over a bucket upserts what the engine has (late arrivals) and
 reconciles deletes in it, and never moves the stored cursor. Each repair is a
-run of its own (trigger "repair", mode "range") in the run history. After
+run of its own (trigger "repair", mode "range") in the run history. One
+verification repairs at most RTARF_VERIFY_MAX_REPAIRS buckets; the rest are
+listed in `unrepaired`, and the next verification finds them again. After
 repairs the same window is verified again, and `after_repair` says whether
-it is now in step. The caller holds the process lock; the lease is taken by
-the verification and by each range run in turn.
+it is now in step. The caller's `step` holds its process lock around each part
+only, and the lease is taken by the verification and by each range run in
+turn, so syncs run between repairs.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
+from rtarf_sync.engine.lease import LeaseHeld
 from rtarf_sync.engine.result import SKIPPED, SyncResult
-from rtarf_sync.engine.verify import Verification, Verifier
+from rtarf_sync.engine.verify import Difference, Verification, Verifier
 
 if TYPE_CHECKING:
     from rtarf_sync.engine.sync import SyncService
@@ -25,6 +30,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtarf_sync.verify")
 
 RunRecorder = Callable[[SyncResult], None]
+T = TypeVar("T")
+class Step(Protocol):
+    """Runs one part of a verification under the caller's lock."""
+
+    def __call__(self, work: Callable[[], T]) -> T: ...
+
+
+def _directly(work: Callable[[], T]) -> T:
+    return work()
+
+
+class Busy(Exception):
+    """Raised by a step whose lock another run holds: the repairs stop, the rest are `unrepaired`."""
 
 
 def _run_object(service: SyncService, result: SyncResult) -> dict[str, Any]:
@@ -38,38 +56,58 @@ def _run_object(service: SyncService, result: SyncResult) -> dict[str, Any]:
 
 
 def repair(service: SyncService, verification: Verification, record: RunRecorder,
-           stopping: Callable[[], bool] = lambda: False) -> list[dict[str, Any]]:
-    """One range run per differing bucket, oldest first; stops early on shutdown or when the lease is taken."""
+           stopping: Callable[[], bool] = lambda: False,
+           step: Step = _directly) -> tuple[list[dict[str, Any]], list[Difference]]:
+    """One range run per differing bucket, oldest first, at most RTARF_VERIFY_MAX_REPAIRS of them.
+
+    Each goes through `step` (the caller's lock, released between repairs); returns the runs and
+    the buckets left unrepaired (over the limit, on shutdown, or when the lease or lock is taken).
+    """
     runs: list[dict[str, Any]] = []
-    for difference in verification.differing:
-        if stopping():
-            break
+    differing = verification.differing
+    for done, difference in enumerate(differing):
+        if stopping() or done >= service.settings.verify.max_repairs:
+            return runs, differing[done:]
         log.info("Repairing %s to %s: the engine has %d documents, PostgreSQL %d live rows",
                  difference.start.isoformat(), difference.end.isoformat(), difference.source, difference.target)
-        result = service.run(trigger="repair", mode="range", start=difference.start, end=difference.end)
+        try:
+            result = step(partial(service.run, trigger="repair", mode="range", start=difference.start,
+                                  end=difference.end))
+        except Busy:
+            return runs, differing[done:]
         record(result)
         runs.append(_run_object(service, result))
         if result.status == SKIPPED:
-            break  # another process is syncing; the next verification looks again
-    return runs
+            return runs, differing[done:]  # another process is syncing: this bucket and the rest wait
+    return runs, []
 
 
 def verify_and_repair(service: SyncService, *, start: datetime | None = None, end: datetime | None = None,
                       bucket: str | None = None, repair_drift: bool = False, trigger: str = "manual",
                       record: RunRecorder = lambda result: None,
-                      stopping: Callable[[], bool] = lambda: False) -> dict[str, Any]:
-    """Verify (the default window unless given), repair when asked, and return the stored answer."""
+                      stopping: Callable[[], bool] = lambda: False,
+                      step: Step = _directly) -> dict[str, Any]:
+    """Verify (the default window unless given), repair when asked, and return the stored answer.
+
+    `step` runs each part (the check, each repair, the check after repairs) under the caller's
+    lock, so that whatever waits for that lock gets it between repairs.
+    """
     verifier = Verifier(service)
     window = verifier.default_window(start=start, end=end, bucket=bucket)
-    verification = verifier.check(window)
-    repaired = repair(service, verification, record, stopping) if repair_drift else None
+    verification = step(lambda: verifier.check(window))
+    repaired, unrepaired = repair(service, verification, record, stopping, step) if repair_drift else (None, [])
     answer = verification.to_dict(repaired)
+    answer["unrepaired"] = [difference.to_dict() for difference in unrepaired]
     answer["trigger"] = trigger
     answer["after_repair"] = None
     if repaired:
-        again = verifier.check(window)
-        answer["after_repair"] = {key: value for key, value in again.to_dict().items()
-                                  if key in ("in_step", "source_total", "target_total", "differing",
-                                             "missing_cursor", "checked_at", "verification_id")}
+        try:
+            again = step(lambda: verifier.check(window))
+        except (Busy, LeaseHeld):
+            again = None  # the next verification checks again
+        if again is not None:
+            answer["after_repair"] = {key: value for key, value in again.to_dict().items()
+                                      if key in ("in_step", "source_total", "target_total", "differing",
+                                                 "missing_cursor", "checked_at", "verification_id")}
     verifier.record_answer(verification, answer)
     return answer

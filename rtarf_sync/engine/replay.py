@@ -9,6 +9,13 @@ A replay is a run of its own (trigger and mode "replay") under the lease, like a
 sync: every write transaction is fenced, so it never races a sync of another
 process. It never moves the stored cursor (a replayed document may be far
 newer or older than it), and the sink's version guard keeps a newer row.
+
+Only dead letters of indices the setting resolves to now are looked up; those of
+a vanished index the setting names are `gone`, those of an index outside the
+setting stay unresolved (`outside_scope`). Letters are read, looked up and
+written CHUNK at a time; an incomplete engine answer fails the replay and
+resolves nothing of its chunk. With nothing to replay (unknown or resolved ids),
+no run is written and `ran` is false, so nothing is recorded or sent.
 """
 
 from __future__ import annotations
@@ -21,14 +28,17 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from itertools import chain
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, cast
 
 import sqlalchemy as sa
 
 from rtarf_sync.engine.dead_letters import DeadLetters
 from rtarf_sync.engine.documents import EventRow, to_row
 from rtarf_sync.engine.errors import RtarfSyncError, redact
+from rtarf_sync.engine.index_scope import IndexScope, resolve_scope
 from rtarf_sync.engine.lease import Fence, Holder
+from rtarf_sync.engine.reader import check_complete
 from rtarf_sync.engine.result import SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import with_retry
 from rtarf_sync.engine.sink import is_data_error
@@ -50,13 +60,15 @@ class ReplayOutcome:
     still_failing: int = 0
     gone: int = 0
     already_resolved: int = 0
+    outside_scope: int = 0
     not_found: list[int] = field(default_factory=list)
+    ran: bool = False  # False: nothing to replay, no run written; record and notify nothing
 
     def to_dict(self) -> dict[str, Any]:
         """The API's answer: the three counts of docs/design.md first, then the details."""
         return {"replayed": self.replayed, "still_failing": self.still_failing, "gone": self.gone,
-                "already_resolved": self.already_resolved, "not_found": self.not_found,
-                "run_id": self.result.run_id, "status": self.result.status}
+                "already_resolved": self.already_resolved, "outside_scope": self.outside_scope,
+                "not_found": self.not_found, "run_id": self.result.run_id, "status": self.result.status}
 
 
 @dataclass
@@ -92,11 +104,17 @@ class DeadLetterReplay:
         result, started, fence = outcome.result, time.monotonic(), None
         try:
             self.service.ensure_tables()
-            pending = self._select(ids, outcome)
+            pages = self._pages(ids, outcome)
+            first = next(pages, [])
+            if not first:
+                result.status = SUCCESS  # nothing to replay: no run, nothing to tell anyone
+                return outcome
+            outcome.ran = True
             fence = self._acquire(result)
             if fence is not None:
-                for index, letters in _chunks(pending):
-                    self._replay_chunk(index, letters, fence, outcome)
+                scope = resolve_scope(self.service.api, self.service.settings, self.service.retry)
+                for page in chain([first], pages):
+                    self._replay_page(page, scope, fence, outcome)
                 result.status = SUCCESS
         except Exception as error:  # like a run, a replay reports its failure
             if not isinstance(error, (RtarfSyncError, sa.exc.DBAPIError)):
@@ -108,13 +126,34 @@ class DeadLetterReplay:
             self._close(result, fence)
         return outcome
 
-    def _select(self, ids: Sequence[int] | None, outcome: ReplayOutcome) -> list[dict[str, Any]]:
+    def _pages(self, ids: Sequence[int] | None, outcome: ReplayOutcome) -> Iterator[list[dict[str, Any]]]:
+        """The unresolved letters to replay, CHUNK at a time (given ids are few: the API takes 10,000 at most)."""
+        if ids is None:
+            after = 0
+            while page := self.letters.unresolved_after(after, CHUNK):
+                yield page
+                after = page[-1]["id"]
+            return
         rows = self.letters.rows(ids)
-        if ids is not None:
-            known = {row["id"] for row in rows}
-            outcome.not_found = sorted(set(ids) - known)
+        outcome.not_found = sorted(set(ids) - {row["id"] for row in rows})
         outcome.already_resolved = sum(1 for row in rows if row["resolved_at"] is not None)
-        return [row for row in rows if row["resolved_at"] is None]
+        pending = [row for row in rows if row["resolved_at"] is None]
+        for start in range(0, len(pending), CHUNK):
+            yield pending[start:start + CHUNK]
+
+    def _replay_page(self, page: list[dict[str, Any]], scope: IndexScope, fence: Fence,
+                     outcome: ReplayOutcome) -> None:
+        """Look up the letters of indices in scope; those of vanished indices the setting names are gone."""
+        names = {letter["es_index"] for letter in page} - scope.indices
+        if names:
+            scope = scope.with_vanished(self.service.api, self.service.retry, names)
+        gone = [letter["id"] for letter in page if letter["es_index"] in scope.vanished]
+        outcome.outside_scope += sum(1 for letter in page if letter["es_index"] in names - scope.vanished)
+        if gone:
+            self._write([], gone, fence)
+            outcome.gone += len(gone)
+        for index, letters in _chunks([letter for letter in page if letter["es_index"] in scope.indices]):
+            self._replay_chunk(index, letters, fence, outcome)
 
     def _acquire(self, result: SyncResult) -> Fence | None:
         service = self.service
@@ -134,7 +173,10 @@ class DeadLetterReplay:
         """Ask the engine for the current version of each document and sort the letters by outcome."""
         service, settings = self.service, self.service.settings
         doc_ids = sorted({letter["es_id"] for letter in letters})
-        hits = with_retry(lambda: service.api.find_ids(index, doc_ids), service.retry, f"search {index} by id")
+        # An answer with failed shards or timed out is retried, then fails the replay: absent there is not gone.
+        answer = with_retry(lambda: check_complete(service.api.find_ids(index, doc_ids), f"search {index} by id"),
+                            service.retry, f"search {index} by id")
+        hits = cast(list[dict[str, Any]], answer.hits)  # find_ids answers plain JSON, not typed pages
         current = {hit["_id"]: hit for hit in hits if hit.get("_index", index) == index}
         chunk = _Chunk()
         converted: dict[str, EventRow | None] = {}

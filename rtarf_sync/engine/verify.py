@@ -8,7 +8,8 @@ One `date_histogram` aggregation over the index setting counts the engine's
 documents per UTC bucket of the cursor field (plus, in the same request, the
 documents without the cursor field); one SQL query counts the live rows
 (`deleted_at IS NULL`) per bucket of `event_timestamp` (plus the rows without
-one). Both counts are taken while holding the sync lease, so no run of any
+one) of the indices the setting resolves to now (index_scope.py): rows of an
+index the setting no longer names are not drift. Both counts are taken while holding the sync lease, so no run of any
 process writes between them. Every verification is stored in
 `rtarf_sync_verifications`, pruned after RTARF_RUN_HISTORY_DAYS like runs.
 
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.engine.clients import Json, SearchApi
 from rtarf_sync.engine.documents import engine_time
+from rtarf_sync.engine.index_scope import IndexScope, resolve_scope
 from rtarf_sync.engine.plan import millis
 from rtarf_sync.engine.lease import holding
 from rtarf_sync.engine.reader import check_complete
@@ -183,8 +185,9 @@ def source_counts(api: SearchApi, index: str, cursor_field: str, window: Window)
 _TRUNC_UNIT = {"1h": "hour", "1d": "day"}
 
 
-def target_counts(connection: sa.Connection, tables: Tables, window: Window) -> tuple[dict[datetime, int], int]:
-    """Live rows per bucket and live rows without event_timestamp, from one SQL query."""
+def target_counts(connection: sa.Connection, tables: Tables, window: Window,
+                  scope: IndexScope) -> tuple[dict[datetime, int], int]:
+    """Live rows of admitted indices per bucket, and those without event_timestamp, from one SQL query."""
     target = tables.target
     stamp = target.c.event_timestamp
     # date_trunc on the UTC wall time, then back to an instant: buckets in UTC whatever the session zone.
@@ -195,10 +198,20 @@ def target_counts(connection: sa.Connection, tables: Tables, window: Window) -> 
     in_window = sa.and_(stamp >= window.start, stamp < window.end)
     rows = connection.execute(
         sa.select(key, sa.func.count().label("rows")).select_from(target)
-        .where(target.c.deleted_at.is_(None), sa.or_(in_window, stamp.is_(None))).group_by(key)).all()
+        .where(target.c.deleted_at.is_(None), sa.or_(in_window, stamp.is_(None)), scope.rows(target.c.es_index))
+        .group_by(key)).all()
     counts = {row.bucket.astimezone(timezone.utc): int(row.rows) for row in rows if row.bucket is not None}
     missing = sum(int(row.rows) for row in rows if row.bucket is None)
     return counts, missing
+
+
+def indices_in_window(connection: sa.Connection, tables: Tables, window: Window) -> list[str]:
+    """The indices of the live rows the window counts (to tell vanished indices from foreign ones)."""
+    target = tables.target
+    stamp = target.c.event_timestamp
+    return list(connection.execute(sa.select(target.c.es_index).distinct().where(
+        target.c.deleted_at.is_(None), sa.or_(sa.and_(stamp >= window.start, stamp < window.end),
+                                              stamp.is_(None)))).scalars())
 
 
 class Verifier:
@@ -220,11 +233,16 @@ class Verifier:
         service, s = self.service, self.settings
         service.ensure_tables()
         with holding(service.engine, service.lease, "verify"):
+            scope = resolve_scope(service.api, s, service.retry)
             source, missing_source = with_retry(
                 lambda: source_counts(service.api, s.es_index, s.cursor_field, window), service.retry,
                 "verification count")
+            if scope.include_vanished:  # rows of vanished indices count only when a repair would delete them
+                with service.engine.connect() as connection:
+                    names = indices_in_window(connection, self.tables, window)
+                scope = scope.with_vanished(service.api, service.retry, names)
             with service.engine.connect() as connection:
-                target, missing_target = target_counts(connection, self.tables, window)
+                target, missing_target = target_counts(connection, self.tables, window, scope)
         verification = Verification(window, source, target, missing_source, missing_target,
                                     datetime.now(timezone.utc))
         verification.id = self._store(verification)

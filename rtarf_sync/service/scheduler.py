@@ -14,9 +14,11 @@ process; across processes the lease inside `SyncService.run()` does the same.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -75,6 +77,7 @@ class RtarfEventScheduler:
         self._state_lock = threading.RLock()  # start/stop/shutdown never interleave
         self._service_lock = threading.Lock()
         self._current: dict[str, Any] | None = None
+        self._last_sync_at: float | None = None  # monotonic start of the last sync of this process
         self._handed_over = threading.Event()  # set when APScheduler has taken up a due run
         self._stopping = False
         self._closed = False
@@ -125,13 +128,17 @@ class RtarfEventScheduler:
     # -- running one sync --------------------------------------------------------------
 
     @contextmanager
-    def exclusive(self, trigger: str, **current: Any) -> Iterator[None]:
+    def exclusive(self, trigger: str, wait: float = 0.0, **current: Any) -> Iterator[None]:
         """Hold the process lock, as a sync does, for work that must not overlap one (verify, repair).
 
-        Raises SyncBusy at once if a sync or other such work is in progress, or on shutdown;
-        `current` adds to what the status shows of the work in progress.
+        Raises SyncBusy if a sync or other such work is still in progress after `wait` seconds (at
+        once by default), or on shutdown; `current` adds to what the status shows of the work in progress.
         """
-        if self._stopping or not self._run_lock.acquire(blocking=False):
+        acquired = self._run_lock.acquire(timeout=wait) if wait > 0 else self._run_lock.acquire(blocking=False)
+        if acquired and self._stopping:
+            self._run_lock.release()
+            acquired = False
+        if not acquired:
             raise SyncBusy(self._busy_reason())
         try:
             self._current = {"trigger": trigger, **current, "started_at": iso(datetime.now(timezone.utc))}
@@ -156,7 +163,18 @@ class RtarfEventScheduler:
         `run` holds SyncService.run's mode, start, end and force, when not the defaults.
         """
         with self.exclusive(trigger, mode=run.get("mode", "incremental")):
+            self._last_sync_at = time.monotonic()
             return self._call(trigger, **run)
+
+    def sync_if_due(self) -> None:
+        """Between the repairs of a verification: run the scheduled sync now if its interval has passed,
+        so long repairs never starve it (the scheduler's one worker may be the one repairing)."""
+        last = self._last_sync_at
+        if self.state() != "running" or (last is not None and time.monotonic() - last < self.interval_seconds):
+            return
+        # SyncBusy: a sync (or another verification) holds the lock: it is running, which is what we wanted.
+        with contextlib.suppress(SyncBusy):
+            self.record(self._execute("scheduled"))
 
     def _call(self, trigger: str, **run: Any) -> SyncResult:
         try:

@@ -1,28 +1,30 @@
 """Verification and self-repair inside the service: the `rtarf_verify` job and what the routes call.
 
 Every verification (scheduled or asked for over HTTP) holds the scheduler's
-process lock for its whole length, repairs included, so it never runs beside
-a sync of this process (a sync-now meanwhile answers 409, a scheduled sync is
-counted as skipped); across processes the sync lease does the same. Repair
-runs are counted through `scheduler.record()`, so stats, metrics and webhooks
-see them like any other run. The scheduled job is a companion of the sync
-job: it starts and pauses with it (POST /scheduler/start and /stop).
+process lock for each of its parts (the count, each repair, the count after
+repairs), so it never runs beside a sync of this process; between parts the
+lock is free, and a scheduled sync that came due runs there. Across processes
+the sync lease does the same. Repair runs are counted through
+`scheduler.record()`, so stats, metrics and webhooks see them like any other run.
+The scheduled job is a companion of the sync job: it starts and pauses with it
+(POST /scheduler/start and /stop).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Callable, cast
+from typing import Any, Callable, TypeVar, cast
 
 from flask import Flask, current_app
 
 from rtarf_sync.engine.lease import LeaseHeld
-from rtarf_sync.engine.repair import verify_and_repair
+from rtarf_sync.engine.repair import Busy, Step, verify_and_repair
 from rtarf_sync.service.jobs import SyncBusy
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 
 logger = logging.getLogger("rtarf_sync.verify")
+T = TypeVar("T")
 
 JOB_ID = "rtarf_verify"
 EXTENSION_KEY = "rtarf_verification"
@@ -44,16 +46,34 @@ class Verifications:
                repair: bool = False, trigger: str = "manual") -> dict[str, Any]:
         """Verify now under the process lock (SyncBusy if a sync runs here, LeaseHeld if one runs elsewhere)."""
         scheduler = self.scheduler
-        with scheduler.exclusive("verify"):
-            answer = verify_and_repair(scheduler.service, start=start, end=end, bucket=bucket, repair_drift=repair,
-                                       trigger=trigger, record=scheduler.record,
-                                       stopping=lambda: scheduler.stopping)
+        answer = verify_and_repair(scheduler.service, start=start, end=end, bucket=bucket, repair_drift=repair,
+                                   trigger=trigger, record=scheduler.record, stopping=lambda: scheduler.stopping,
+                                   step=self._stepper())
         for listener in list(self._listeners):
             try:
                 listener(answer)
             except Exception:  # a listener must never break a verification
                 logger.exception("A verification listener failed")
         return answer
+
+    def _stepper(self) -> Step:
+        """Each part of one verification under the process lock, released between parts: the first part
+        refuses at once (SyncBusy), later ones first let a due scheduled sync run, then wait for the lock."""
+        scheduler, parts = self.scheduler, [0]
+
+        def step(work: Callable[[], T]) -> T:
+            parts[0] += 1
+            if parts[0] == 1:
+                with scheduler.exclusive("verify"):
+                    return work()
+            scheduler.sync_if_due()
+            try:
+                with scheduler.exclusive("verify", wait=float(scheduler.settings.lease_ttl_seconds)):
+                    return work()
+            except SyncBusy as busy:
+                raise Busy(str(busy)) from None
+
+        return step
 
     def scheduled(self) -> None:
         """The `rtarf_verify` job: verify the default window, repairing if RTARF_VERIFY_REPAIR; never raises."""

@@ -270,6 +270,25 @@ def put_alias(backend: Backend, request: Request, index: str, name: str) -> Repl
     return 200, dict(ACKNOWLEDGED)
 
 
+def resolve_index(backend: Backend, request: Request, index: str) -> Reply:
+    """GET /_resolve/index/<expression>: the indices and aliases it names (this server has no closed
+    indices and no data streams)."""
+    with backend.store.lock:
+        store = backend.store
+        names, aliases = store.resolve_names(index, flag(request.params, "ignore_unavailable"))
+        listed = []
+        for name in names:
+            entry: dict[str, Any] = {"name": name}
+            member_of = sorted(alias for alias, members in store.aliases.items() if name in members)
+            if member_of:  # Elasticsearch leaves the key out when there are none
+                entry["aliases"] = member_of
+            listed.append({**entry, "attributes": ["open"]})
+        return 200, {"indices": listed,
+                     "aliases": [{"name": alias, "indices": sorted(store.aliases[alias] & store.indices.keys())}
+                                 for alias in aliases],
+                     "data_streams": []}
+
+
 def get_alias(backend: Backend, request: Request, index: str | None = None) -> Reply:
     """GET /[<index>/]_alias."""
     with backend.store.lock:

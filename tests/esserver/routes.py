@@ -73,6 +73,7 @@ ROUTES = [
     _route("GET", "/{index}/_alias", api.get_alias),
     _route("PUT POST", "/{index}/_alias/{name}", api.put_alias),
     _route("PUT POST", "/{index}/_aliases/{name}", api.put_alias),
+    _route("GET", "/_resolve/index/{index}", api.resolve_index),
     _route("PUT", "/{index}", api.create_index),
     _route("DELETE", "/{index}", api.delete_index),
     _route("HEAD", "/{index}", api.index_exists),

@@ -242,6 +242,25 @@ class Store:
             return sorted(self.aliases[name] & self.indices.keys())
         return None
 
+    def resolve_names(self, expression: str, ignore_unavailable: bool = False) -> tuple[list[str], list[str]]:
+        """The index and alias names an expression names, unexpanded, as `_resolve/index` lists them."""
+        chosen: set[str] = set()
+        for part in (p for p in expression.split(",") if p):
+            if part.startswith("-") and chosen:
+                chosen -= set(self._names(part[1:]))
+            elif part == "_all" or "*" in part:
+                chosen.update(self._names(part))
+            elif part in self.indices or part in self.aliases:
+                chosen.add(part)
+            elif not ignore_unavailable:
+                raise index_not_found(part)
+        return sorted(chosen & self.indices.keys()), sorted(chosen & self.aliases.keys())
+
+    def _names(self, pattern: str) -> list[str]:
+        pattern = "*" if pattern == "_all" else pattern
+        names = [n for n in [*self.indices, *self.aliases] if not n.startswith(".") or pattern.startswith(".")]
+        return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
     def views(self, expression: str | None, ignore_unavailable: bool = False,
               allow_no_indices: bool = True, snapshot: bool = False) -> list[IndexView]:
         """Return the searchable state of the indices an expression names."""
