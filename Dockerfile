@@ -12,8 +12,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies before the code, so a code change does not reinstall them.
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rtarf
 COPY config.py wsgi.py gunicorn.conf.py ./

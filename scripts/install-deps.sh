@@ -3,7 +3,7 @@
 #   scripts/install-deps.sh            the service, the demo and the benchmark:
 #                                        - the PostgreSQL server, if no initdb is found
 #                                        - Java and Maven (OpenSearch runs in a JVM; its jars come from Maven Central)
-#                                        - a virtualenv in .venv with requirements-dev.txt
+#                                        - a virtualenv in .venv from requirements-dev.lock (hashed)
 #   scripts/install-deps.sh --tests    also what only the tests need:
 #                                        - curl (the documented curl examples are run as tests)
 #                                        - chromium and chromium-driver (the status page's browser tests, ~440 MB)
@@ -67,12 +67,12 @@ fi
 
 PYTHON=${PYTHON:-python3}
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+want=$(sha256sum < requirements-dev.lock | cut -d' ' -f1)
 if [[ ! -x .venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-    say "creating .venv with requirements-dev.txt"
+    say "creating .venv from requirements-dev.lock"
     "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -r requirements-dev.txt
+    .venv/bin/python -m pip install -q --require-hashes -r requirements-dev.lock
     echo "$want" > "$stamp"
 else
     say ".venv is up to date"
