@@ -42,6 +42,24 @@ logconfig_dict = {
 }
 
 
+def _check_exposure(server):  # type: ignore[no-untyped-def]
+    """Stop before any worker serves if the sockets really bound are reachable without a token."""
+    from rtarf_sync.service.exposure import allowed_to_listen, gunicorn_addresses
+
+    if not allowed_to_listen(_settings, gunicorn_addresses(_settings, server), server.log.warning):
+        server.halt(exit_status=2)
+
+
+def when_ready(server):  # type: ignore[no-untyped-def]
+    """The sockets are bound and no worker exists yet: judge what gunicorn really listens on."""
+    _check_exposure(server)
+
+
+def on_reload(server):  # type: ignore[no-untyped-def]
+    """A reload (SIGHUP) may have bound new sockets: judge them again."""
+    _check_exposure(server)
+
+
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     """Start the scheduler in this worker, and make SIGTERM interrupt a running sync at once."""
     from rtarf_sync.service import extension
