@@ -35,6 +35,8 @@ CASES = {
                                   "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"}, WEBHOOK_KEY),
     "webhook URL password": ({"RTARF_WEBHOOK_URLS": "https://hookuser:CanaryHookPw-76a@hooks.example/in",
                               "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"}, "CanaryHookPw-76a"),
+    "webhook URL path": ({"RTARF_WEBHOOK_URLS": "https://chat.example/hooks/T0/CanaryHookPath-77b",
+                          "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"}, "/hooks/T0/CanaryHookPath-77b"),
 }
 
 
