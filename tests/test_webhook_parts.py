@@ -33,8 +33,9 @@ def test_signed_headers_verify_with_standardwebhooks_and_an_altered_body_does_no
 def test_the_body_has_the_documented_shape() -> None:
     moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     body = json.loads(message_body("verify.drift", {"table": "t", "source_index": "i", "verify": {}}, moment))
+    drift = {"differing": [], "differing_total": 0, "differing_truncated": False}
     assert body == {"type": "verify.drift", "timestamp": "2026-01-02T03:04:05+00:00",
-                    "data": {"table": "t", "source_index": "i", "verify": {}}}
+                    "data": {"table": "t", "source_index": "i", "verify": drift}}
     with pytest.raises(ValueError):
         message_body("sync.exploded", {})
 

@@ -157,6 +157,15 @@ class Outbox:
                 {"target": self.target}).scalar()
         return None if value is None else float(value)
 
+    def prune(self, days: int) -> int:
+        """Delete this target's delivered and abandoned messages settled more than `days` ago; return how many."""
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # housekeeping never holds up a claim
+            return int(connection.execute(sa.text(
+                f"DELETE FROM {MESSAGES_TABLE} WHERE target_table = :target AND status IN ('delivered', 'abandoned') "
+                "AND COALESCE(delivered_at, last_attempt_at, created_at) < now() - make_interval(days => :days)"),
+                {"target": self.target, "days": days}).rowcount)
+
     def deliveries(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest messages of this target, newest first, as GET /scheduler/webhooks shows them."""
         with self.engine.connect() as connection:
