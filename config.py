@@ -35,6 +35,15 @@ _DEFAULT_WEBHOOK_EVENTS = ("sync.failed", "sync.partial", "sync.recovered", "ver
 # a run's work tables) is named with this prefix: RTARF_TABLE may not take one of those names.
 STATE_TABLE_PREFIX = "rtarf_sync_"
 MIN_TOKEN_LENGTH = 16
+# The secret variables, each of which may instead name a file holding its value (Docker/Kubernetes secrets).
+SECRET_FILE_VARIABLES = {
+    "RTARF_API_TOKEN": "RTARF_API_TOKEN_FILE",
+    "RTARF_ES_PASSWORD": "RTARF_ES_PASSWORD_FILE",
+    "RTARF_ES_API_KEY": "RTARF_ES_API_KEY_FILE",
+    "RTARF_WEBHOOK_SECRET": "RTARF_WEBHOOK_SECRET_FILE",
+    "RTARF_WEBHOOK_URLS": "RTARF_WEBHOOK_URLS_FILE",  # a chat webhook's URL is its secret
+    "RTARF_DATABASE_URL": "RTARF_DATABASE_URL_FILE",
+}
 LOOPBACK_BIND = "127.0.0.1:8000"
 
 
@@ -217,7 +226,7 @@ def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[
 
 def _secret_text(environ: Mapping[str, str], name: str) -> str | None:
     """The value of secret variable `name`, or the content of the file `name`_FILE names; never both."""
-    file_name = f"{name}_FILE"
+    file_name = SECRET_FILE_VARIABLES[name]
     value, path = _raw(environ, name), _raw(environ, file_name)
     if path is None:
         return value

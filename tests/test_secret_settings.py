@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from config import STATE_TABLE_PREFIX, ConfigError, load_settings
+from config import SECRET_FILE_VARIABLES, STATE_TABLE_PREFIX, ConfigError, load_settings
 from rtarf_sync.engine import tables
 from rtarf_sync.engine.migrations import version_table
 from rtarf_sync.engine.reconcile import _WORK_TABLES
@@ -32,6 +32,10 @@ SECRETS = {
     "RTARF_WEBHOOK_URLS": ("https://chat.example.com/hooks/T0/B0/sEcReT", lambda s: s.webhooks.urls[0].reveal(),
                            {"RTARF_WEBHOOK_SECRET": WEBHOOK_SECRET}),
 }
+
+
+def test_every_secret_variable_is_covered_here() -> None:
+    assert set(SECRETS) == set(SECRET_FILE_VARIABLES)
 
 
 @pytest.mark.parametrize("name", sorted(SECRETS))
