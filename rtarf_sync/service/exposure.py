@@ -42,7 +42,7 @@ def is_local(address: str) -> bool:
     except ValueError:
         pass
     try:
-        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        found = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False  # a name we cannot resolve is not known to be private
     return bool(found) and all(_loopback_ip(ip) for ip in found)
