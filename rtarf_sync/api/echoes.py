@@ -35,8 +35,15 @@ def request_values(request: Request) -> set[str]:
         values.update(items)
         if not FIELD_NAME.fullmatch(key):
             values.add(key)
-    if request.get_data(cache=True):
-        values.update(_json_strings(request.get_json(force=True, silent=True)))
+    # Only a body the route already read: one it never read cannot be echoed, and reading it here could wait
+    # on a slow client or a body over the size limit.
+    body = getattr(request, "_cached_data", None)
+    if body:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        values.update(_json_strings(document))
     return {value for value in values if value.strip()}
 
 
