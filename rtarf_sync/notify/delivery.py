@@ -96,8 +96,11 @@ class Sender:
         parts = urlsplit(target)
         connection_class = (urllib3.connection.HTTPSConnection if parts.scheme == "https"
                             else urllib3.connection.HTTPConnection)
-        # A fresh connection, not a pool's: the watchdog shuts its socket, which must never be reused.
-        connection = connection_class(parts.hostname or "", parts.port, timeout=self.timeout)
+        try:
+            # A fresh connection, not a pool's: the watchdog shuts its socket, which must never be reused.
+            connection = connection_class(parts.hostname or "", parts.port, timeout=self.timeout)
+        except ValueError:  # a port that is not a number
+            return Attempt(FAILED, None, "request failed: the URL has no valid host and port")
         deadline = _Deadline(connection, self.timeout)
         try:
             connection.request("POST", urlunsplit(("", "", parts.path or "/", parts.query, "")),
