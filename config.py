@@ -31,6 +31,20 @@ _URL_USERINFO = re.compile(r"(://)[^/@]*@")
 _DELETE_MODES = ("soft", "hard", "off")
 WEBHOOK_EVENTS = ("sync.succeeded", "sync.partial", "sync.failed", "sync.recovered", "verify.drift")
 _DEFAULT_WEBHOOK_EVENTS = ("sync.failed", "sync.partial", "sync.recovered", "verify.drift")
+# Every table the service keeps for itself (state, lease, runs, dead letters, outbox, schema versions,
+# a run's work tables) is named with this prefix: RTARF_TABLE may not take one of those names.
+STATE_TABLE_PREFIX = "rtarf_sync_"
+MIN_TOKEN_LENGTH = 16
+# The secret variables, each of which may instead name a file holding its value (Docker/Kubernetes secrets).
+SECRET_FILE_VARIABLES = {
+    "RTARF_API_TOKEN": "RTARF_API_TOKEN_FILE",
+    "RTARF_ES_PASSWORD": "RTARF_ES_PASSWORD_FILE",
+    "RTARF_ES_API_KEY": "RTARF_ES_API_KEY_FILE",
+    "RTARF_WEBHOOK_SECRET": "RTARF_WEBHOOK_SECRET_FILE",
+    "RTARF_WEBHOOK_URLS": "RTARF_WEBHOOK_URLS_FILE",  # a chat webhook's URL is its secret
+    "RTARF_DATABASE_URL": "RTARF_DATABASE_URL_FILE",
+}
+LOOPBACK_BIND = "127.0.0.1:8000"
 
 
 class ConfigError(ValueError):
@@ -102,6 +116,7 @@ class WebhookSettings:
     timeout_seconds: float = 10.0
     max_attempts: int = 8
     retry_seconds: float = 5.0
+    retention_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -136,7 +151,9 @@ class Settings:
     table: str = "rtarf_events"
     api_token: Secret | None = None
     log_level: str = "INFO"
-    bind: str = "0.0.0.0:8000"
+    bind: str = LOOPBACK_BIND
+    bind_source: str = field(default="the default", compare=False)  # what chose `bind`, for messages
+    allow_unauthenticated: bool = False
     graceful_timeout_seconds: int = 30
     run_history_days: int = 30
     trigger_debounce_seconds: float = 1.0
@@ -210,8 +227,28 @@ def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[
     return normalize(value)
 
 
+def _secret_text(environ: Mapping[str, str], name: str) -> str | None:
+    """The value of secret variable `name`, or the content of the file `name`_FILE names; never both."""
+    file_name = SECRET_FILE_VARIABLES[name]
+    value, path = _raw(environ, name), _raw(environ, file_name)
+    if path is None:
+        return value
+    if value is not None:
+        raise ConfigError(f"{name} and {file_name} are both set: give one of them (values not shown)")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not readable UTF-8 text"
+        raise ConfigError(f"{file_name}={path!r} is invalid: cannot read the file ({reason})") from None
+    content = content.rstrip("\r\n")  # the newline an editor or `echo` adds is not part of the secret
+    if not content:
+        raise ConfigError(f"{file_name}={path!r} is invalid: the file is empty")
+    return content
+
+
 def _secret(environ: Mapping[str, str], name: str) -> Secret | None:
-    value = _raw(environ, name)
+    value = _secret_text(environ, name)
     return None if value is None else Secret(value)
 
 
@@ -238,7 +275,7 @@ def _es_index(environ: Mapping[str, str]) -> str:
 
 def _database_url(environ: Mapping[str, str]) -> Secret:
     name = "RTARF_DATABASE_URL"
-    value = _raw(environ, name) or "postgresql+psycopg://postgres@localhost:5432/rtarf"
+    value = _secret_text(environ, name) or "postgresql+psycopg://postgres@localhost:5432/rtarf"
     expected = "a SQLAlchemy URL such as postgresql+psycopg://user:password@host:5432/db"
     try:
         url: URL = make_url(value)
@@ -264,22 +301,38 @@ def _matching(environ: Mapping[str, str], name: str, default: str, pattern: re.P
 
 def _api_token(environ: Mapping[str, str]) -> Secret | None:
     name = "RTARF_API_TOKEN"
-    value = _raw(environ, name)
+    value = _secret_text(environ, name)
+    if value is None:
+        return None
     # RFC 6750 token characters only, so a client can always send it in a header.
-    if value is not None and not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", value):
+    if not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", value):
         raise ConfigError(f"{name} is invalid: expected letters, digits and -._~+/ (value not shown)")
-    return None if value is None else Secret(value)
+    if len(value) < MIN_TOKEN_LENGTH:
+        raise ConfigError(f"{name} is invalid: expected at least {MIN_TOKEN_LENGTH} characters (value not shown)")
+    return Secret(value)
 
 
-def _bind(environ: Mapping[str, str]) -> str:
-    """RTARF_BIND wins; else PORT (the platform convention); else 0.0.0.0:8000."""
+def _bind(environ: Mapping[str, str], token: Secret | None) -> tuple[str, str]:
+    """The address and the variable that chose it: RTARF_BIND wins; else PORT (all interfaces, the platform
+    convention); else 0.0.0.0:8000 with a token and 127.0.0.1:8000 without one (closed by default)."""
     bind = _raw(environ, "RTARF_BIND")
     if bind is not None:
         if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]*):[0-9]{1,5}|unix:/\S+", bind):
             raise _fail("RTARF_BIND", bind, "HOST:PORT or unix:/path")
-        return bind
-    port = _integer(environ, "PORT", 8000, 1, 65535)
-    return f"0.0.0.0:{port}"
+        return bind, "RTARF_BIND"
+    if _raw(environ, "PORT") is not None:
+        return f"0.0.0.0:{_integer(environ, 'PORT', 8000, 1, 65535)}", "PORT"
+    return ("0.0.0.0:8000" if token is not None else LOOPBACK_BIND), "the default"
+
+
+def _table(environ: Mapping[str, str]) -> str:
+    name = "RTARF_TABLE"
+    table = _matching(environ, name, "rtarf_events", _IDENTIFIER,
+                      "a plain lowercase identifier ([a-z_][a-z0-9_]*) of at most 63 bytes", max_bytes=63)
+    if table.startswith(STATE_TABLE_PREFIX):
+        raise _fail(name, table, f"a name that does not start with {STATE_TABLE_PREFIX} "
+                                 "(the service's own state and work tables use that prefix)")
+    return table
 
 
 _ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?")
@@ -321,7 +374,7 @@ def _verify(environ: Mapping[str, str]) -> VerifySettings:
 
 def _webhook_urls(environ: Mapping[str, str]) -> tuple[Secret, ...]:
     name = "RTARF_WEBHOOK_URLS"
-    value = _raw(environ, name)
+    value = _secret_text(environ, name)
     if value is None:
         return ()
     urls = [part.strip() for part in value.split(",")]
@@ -333,7 +386,7 @@ def _webhook_urls(environ: Mapping[str, str]) -> tuple[Secret, ...]:
 
 def _webhook_secret(environ: Mapping[str, str]) -> Secret | None:
     name = "RTARF_WEBHOOK_SECRET"
-    value = _raw(environ, name)
+    value = _secret_text(environ, name)
     if value is None:
         return None
     body = value[len("whsec_"):] if value.startswith("whsec_") else None
@@ -369,6 +422,7 @@ def _webhooks(environ: Mapping[str, str]) -> WebhookSettings:
         timeout_seconds=_number(environ, "RTARF_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 300),
         max_attempts=_integer(environ, "RTARF_WEBHOOK_MAX_ATTEMPTS", 8, 1, 100),
         retry_seconds=_number(environ, "RTARF_WEBHOOK_RETRY_SECONDS", 5.0, 0.01, 3600),
+        retention_days=_integer(environ, "RTARF_WEBHOOK_RETENTION_DAYS", 7, 1, 3650),
     )
 
 
@@ -378,6 +432,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     password = _secret(environ, "RTARF_ES_PASSWORD")
     if (username is None) != (password is None):
         raise ConfigError("RTARF_ES_USERNAME and RTARF_ES_PASSWORD must be set together")
+    api_token = _api_token(environ)
+    bind, bind_source = _bind(environ, api_token)
     return Settings(
         sync_enabled=_boolean(environ, "RTARF_SYNC_ENABLED", True),
         sync_interval_seconds=_integer(environ, "RTARF_SYNC_INTERVAL_SECONDS", 300, 1, 86400),
@@ -404,11 +460,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         lease_ttl_seconds=_integer(environ, "RTARF_LEASE_TTL_SECONDS", 60, 5, 60),
         misfire_grace_seconds=_integer(environ, "RTARF_SYNC_MISFIRE_GRACE_SECONDS", 60, 1, 86400),
         database_url=_database_url(environ),
-        table=_matching(environ, "RTARF_TABLE", "rtarf_events", _IDENTIFIER,
-                        "a plain lowercase identifier ([a-z_][a-z0-9_]*) of at most 63 bytes", max_bytes=63),
-        api_token=_api_token(environ),
+        table=_table(environ),
+        api_token=api_token,
         log_level=_choice(environ, "RTARF_LOG_LEVEL", "INFO", _LOG_LEVELS, str.upper),
-        bind=_bind(environ),
+        bind=bind,
+        bind_source=bind_source,
+        allow_unauthenticated=_boolean(environ, "RTARF_ALLOW_UNAUTHENTICATED", False),
         graceful_timeout_seconds=_integer(environ, "RTARF_GRACEFUL_TIMEOUT_SECONDS", 30, 1, 3600),
         run_history_days=_integer(environ, "RTARF_RUN_HISTORY_DAYS", 30, 1, 3650),
         trigger_debounce_seconds=_number(environ, "RTARF_TRIGGER_DEBOUNCE_SECONDS", 1.0, 0.0, 60),

@@ -44,6 +44,24 @@ logconfig_dict = {
 }
 
 
+def _check_exposure(server: Any) -> None:
+    """Stop before any worker serves if the sockets really bound are reachable without a token."""
+    from rtarf_sync.service.exposure import allowed_to_listen, gunicorn_addresses
+
+    if not allowed_to_listen(_settings, gunicorn_addresses(_settings, server), server.log.warning):
+        server.halt(exit_status=2)
+
+
+def when_ready(server: Any) -> None:
+    """The sockets are bound and no worker exists yet: judge what gunicorn really listens on."""
+    _check_exposure(server)
+
+
+def on_reload(server: Any) -> None:
+    """A reload (SIGHUP) may have bound new sockets: judge them again."""
+    _check_exposure(server)
+
+
 def post_worker_init(worker: Any) -> None:  # gunicorn has no type hints: its Worker is Any here
     """Start the scheduler in this worker, and make SIGTERM interrupt a running sync at once."""
     from rtarf_sync.service import extension

@@ -17,8 +17,14 @@ except ConfigError as error:
 app = create_app(settings, start_scheduler=os.environ.get("WERKZEUG_RUN_MAIN") == "true")
 
 if __name__ == "__main__":
+    import logging
+
+    from rtarf_sync.service.exposure import allowed_to_listen
     from rtarf_sync.service.extension import start
 
+    if not allowed_to_listen(settings, [(settings.bind, settings.bind_source)],
+                             logging.getLogger("rtarf_sync.exposure").warning):
+        raise SystemExit(2)
     start(app)
     host, _, port = settings.bind.rpartition(":")
     app.run(host=host or "0.0.0.0", port=int(port), use_reloader=False, threaded=True)

@@ -129,7 +129,7 @@ def scenario(name: str, database_url: str, http: EngineHttp, workdir: Path,
     """One scenario in a fresh index and table, with its own gunicorn."""
     trigger = name == "trigger"
     suffix = uuid.uuid4().hex[:8]
-    index, table, token = f"rtarf-events-fresh-{suffix}", f"fresh_{suffix}", "bench-token"
+    index, table, token = f"rtarf-events-fresh-{suffix}", f"fresh_{suffix}", "bench-token-0123456789"
     http.call("PUT", f"/{index}", {"settings": {"number_of_shards": 1, "number_of_replicas": 0,
                                                 "refresh_interval": "1s"},
                                    "mappings": {"properties": {"@timestamp": {"type": "date"}}}})

@@ -37,8 +37,13 @@ def secret_values(settings: Settings) -> set[str]:
         # The key without its whsec_ prefix is what signing libraries print in their errors.
         values.add(settings.webhooks.secret.reveal().removeprefix("whsec_"))
     for url in settings.webhooks.urls:
-        userinfo = urlsplit(url.reveal()).netloc.rpartition("@")[0]
+        parts = urlsplit(url.reveal())
+        userinfo = parts.netloc.rpartition("@")[0]
         values.update(part for part in userinfo.split(":") if len(part) >= 3)
+        # A chat webhook's secret is its path: masked wherever it shows (a short path such as /hook is
+        # left alone, it would mask ordinary words and carries no secret).
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        values.update(value for value in (url.reveal(), tail) if len(value) >= 8)
     database_url = settings.database_url.reveal()
     values.add(database_url)
     password = make_url(database_url).password

@@ -65,11 +65,13 @@ def test_defaults_match_the_design() -> None:
     assert settings.table == "rtarf_events"
     assert settings.api_token is None
     assert settings.log_level == "INFO"
-    assert settings.bind == "0.0.0.0:8000"
+    assert settings.bind == "127.0.0.1:8000"  # closed by default: no token, loopback only
+    assert settings.allow_unauthenticated is False
 
 
 @pytest.mark.parametrize(("environ", "bind"), [
     ({"PORT": "9001"}, "0.0.0.0:9001"),
+    ({"RTARF_API_TOKEN": "a-token-of-16-chars"}, "0.0.0.0:8000"),
     ({"RTARF_BIND": "127.0.0.1:8123"}, "127.0.0.1:8123"),
     ({"RTARF_BIND": "127.0.0.1:8123", "PORT": "9001"}, "127.0.0.1:8123"),
 ])

@@ -102,6 +102,6 @@ def test_compose_wires_the_service_to_both_engines() -> None:
 def test_dockerfile_runs_gunicorn_as_a_non_root_user_with_a_health_check() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
-    assert "pip install -r requirements.txt" in dockerfile and "\nUSER rtarf\n" in dockerfile
+    assert "pip install --require-hashes -r requirements.lock" in dockerfile and "\nUSER rtarf\n" in dockerfile
     assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]' in dockerfile
     assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile and "EXPOSE 8000" in dockerfile

@@ -32,7 +32,7 @@ from tests.support import runs_of, target_locked, waiting_service_backends, wait
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "page-test-token"
+TOKEN = "page-test-token-0123"
 EVENTS = 40
 SCRIPT = "<script>window.__xss = 1</script>"
 IMG = '"><img src=x onerror="window.__xss = 2">'

@@ -10,7 +10,8 @@
 
 Every JSON, text and HTML body (the status page) also passes through the
 Redactor on its way out, so a secret that slipped into an error text never
-leaves the process.
+leaves the process. Before that, an error body has every value the caller sent
+masked (`echoes`), so the Redactor's `***` can never confirm a guessed secret.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from rtarf_sync.api.echoes import mask_echoes, request_values
 from rtarf_sync.logs import Redactor
 from rtarf_sync.engine.result import SKIPPED, SyncResult
 from rtarf_sync.service.scheduler import SyncBusy
@@ -98,7 +100,8 @@ def init_app(app: Flask, redactor: Redactor) -> None:
     def redact_body(response: Response) -> Response:
         if response.is_json or response.mimetype in ("text/plain", "text/html"):
             text = response.get_data(as_text=True)
-            cleaned = redactor(text)
+            echoed = mask_echoes(text, request_values(request)) if response.status_code >= 400 else text
+            cleaned = redactor(echoed)
             if cleaned != text:
                 response.set_data(cleaned)
         return response

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 from rtarf_sync.notify.notifier import Notifier
 from rtarf_sync.notify.outbox import Outbox
+from rtarf_sync.service.pruning import OutboxPruner
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -32,6 +33,7 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Notifier:
                         lambda run_id: scheduler.service.history.get(run_id),
                         prepare=lambda: scheduler.service.ensure_tables())
     scheduler.add_result_listener(notifier.on_result)
+    scheduler.add_result_listener(OutboxPruner(notifier.outbox, scheduler.settings.webhooks.retention_days))
     app.extensions[EXTENSION_KEY] = notifier
     return notifier
 

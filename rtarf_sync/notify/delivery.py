@@ -1,15 +1,21 @@
 """One delivery attempt: sign the stored body, POST it, classify the answer.
 
 Safe by construction: redirects are never followed (a 3xx is a failed attempt),
-at most `BODY_CAP` bytes of the answer are read, the whole attempt is bounded by
-the timeout, and an error text never contains the URL (so neither its
-credentials nor a token in its query string can leak into logs or the API).
+at most `BODY_CAP` bytes of the answer are read, the whole attempt (connect,
+send, headers, body) has one deadline that a watchdog enforces by shutting the
+socket (a receiver that drips its answer byte by byte cannot hold the delivery
+thread), and an error text never contains the URL (so neither its credentials
+nor a token in its query string can leak into logs or the API).
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import random
-import time
+import socket
+import ssl
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -48,30 +54,66 @@ def retry_delay(attempts: int, base: float, rng: random.Random | None = None) ->
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
+class _Deadline:
+    """Shuts a connection's socket once `seconds` have passed, until cancelled: blocked reads end at once."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self.expired = False
+        self._connection, self._seconds = connection, seconds
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="rtarf-webhook-deadline", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        if self._done.wait(self._seconds):
+            return
+        self.expired = True
+        while not self._done.is_set():  # again until the attempt gives up: a connect may still be in flight
+            sock = self._connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):  # already closed or never connected
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._done.wait(0.05)
+
+    def cancel(self) -> None:
+        """The attempt is over: stop watching."""
+        self._done.set()
+        self._thread.join()
+
+
 class Sender:
-    """POSTs signed messages; one connection pool, no retries and no redirects of its own."""
+    """POSTs signed messages on a fresh connection per attempt; no retries and no redirects of its own."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._pool = urllib3.PoolManager(retries=False, num_pools=4, maxsize=2)
 
     def send(self, url: str, message_id: str, body: str, secret: str) -> Attempt:
-        """Make one attempt; never raises for what the network or the receiver does."""
+        """Make one attempt within the timeout, all included; never raises for what the network or receiver does."""
         target, auth = _split_credentials(url)
         headers = {"content-type": "application/json", "user-agent": USER_AGENT, **auth,
                    **signed_headers(secret, message_id, body)}
-        deadline = time.monotonic() + self.timeout
+        parts = urlsplit(target)
+        connection_class = (urllib3.connection.HTTPSConnection if parts.scheme == "https"
+                            else urllib3.connection.HTTPConnection)
         try:
-            response = self._pool.request("POST", target, body=body.encode(), headers=headers, redirect=False,
-                                          retries=False, preload_content=False,
-                                          timeout=urllib3.Timeout(total=self.timeout))
-        except urllib3.exceptions.HTTPError as error:
-            return Attempt(FAILED, None, _describe(error, self.timeout))
+            # A fresh connection, not a pool's: the watchdog shuts its socket, which must never be reused.
+            connection = connection_class(parts.hostname or "", parts.port, timeout=self.timeout)
+        except ValueError:  # a port that is not a number
+            return Attempt(FAILED, None, "request failed: the URL has no valid host and port")
+        deadline = _Deadline(connection, self.timeout)
         try:
-            snippet = _read_capped(response, deadline)
+            connection.request("POST", urlunsplit(("", "", parts.path or "/", parts.query, "")),
+                               body=body.encode(), headers=headers, preload_content=False)
+            response = connection.getresponse()
+            snippet = _read_capped(response)
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError) as error:
+            return Attempt(FAILED, None, _timed_out(self.timeout) if deadline.expired else
+                           _describe(error, self.timeout))
         finally:
-            response.close()  # a partly read answer must not go back into the pool
-            response.release_conn()
+            deadline.cancel()
+            connection.close()
+        if deadline.expired:
+            return Attempt(FAILED, response.status, _timed_out(self.timeout))  # the answer never finished
         return _classify(response.status, snippet)
 
 
@@ -86,11 +128,11 @@ def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, "")), header
 
 
-def _read_capped(response: urllib3.BaseHTTPResponse, deadline: float) -> str:
-    """At most BODY_CAP bytes of the answer, and nothing after the deadline (a receiver may drip)."""
+def _read_capped(response: urllib3.BaseHTTPResponse) -> str:
+    """At most BODY_CAP bytes of the answer (the deadline's watchdog ends a dripping one)."""
     data = b""
     try:
-        while len(data) < BODY_CAP and time.monotonic() < deadline:
+        while len(data) < BODY_CAP:
             chunk = response.read(min(1024, BODY_CAP - len(data)))
             if not chunk:
                 break
@@ -111,15 +153,19 @@ def _classify(status: int, snippet: str) -> Attempt:
     return Attempt(FAILED, status, f"HTTP {status}" + (f": {text}" if text else ""))
 
 
+def _timed_out(timeout: float) -> str:
+    return f"timed out after {timeout:g}s"
+
+
 def _describe(error: Exception, timeout: float) -> str:
     """An error text without the URL: what happened, not where."""
     if isinstance(error, urllib3.exceptions.NewConnectionError):
         return f"connection failed: {_os_reason(error) or 'could not connect'}"
-    if isinstance(error, urllib3.exceptions.TimeoutError):
-        return f"timed out after {timeout:g}s"
-    if isinstance(error, urllib3.exceptions.SSLError):
+    if isinstance(error, (urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout)):
+        return _timed_out(timeout)
+    if isinstance(error, (urllib3.exceptions.SSLError, ssl.SSLError)):
         return "TLS error"
-    if isinstance(error, urllib3.exceptions.ProtocolError):
+    if isinstance(error, (urllib3.exceptions.ProtocolError, http.client.HTTPException, ConnectionError)):
         return "connection broken before an answer"
     return f"request failed: {type(error).__name__}"
 

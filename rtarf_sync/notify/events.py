@@ -3,9 +3,11 @@
     {"type": "sync.failed", "timestamp": ISO,
      "data": {"table": ..., "source_index": ..., "run": run object}}
 
-`verify.drift` carries `"verify": result` instead of `"run"`. The body is
-serialised once, when the message is stored, so every retry sends (and
-signs) the same bytes.
+`verify.drift` carries `"verify": result` instead of `"run"`, its `differing`
+list cut to the first MAX_DRIFT_BUCKETS with `differing_total` and
+`differing_truncated` saying what was left out (a receiver must not get a body
+of thousands of buckets). The body is serialised once, when the message is
+stored, so every retry sends (and signs) the same bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ SYNC_SUCCEEDED, SYNC_PARTIAL, SYNC_FAILED = "sync.succeeded", "sync.partial", "s
 SYNC_RECOVERED, VERIFY_DRIFT = "sync.recovered", "verify.drift"
 EVENT_TYPES = WEBHOOK_EVENTS
 _BY_STATUS = {SUCCESS: SYNC_SUCCEEDED, PARTIAL: SYNC_PARTIAL, FAILED: SYNC_FAILED}
+MAX_DRIFT_BUCKETS = 100
 
 
 def sync_event_types(status: str, after_failure: bool) -> list[str]:
@@ -48,5 +51,14 @@ def message_body(event_type: str, data: dict[str, Any], timestamp: datetime | No
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     moment = timestamp or datetime.now(timezone.utc)
+    if event_type == VERIFY_DRIFT and isinstance(data.get("verify"), dict):
+        data = {**data, "verify": capped_drift(data["verify"])}
     return json.dumps({"type": event_type, "timestamp": utc_iso(moment), "data": data},
                       separators=(",", ":"), default=str)
+
+
+def capped_drift(verify: dict[str, Any]) -> dict[str, Any]:
+    """A verification result with at most MAX_DRIFT_BUCKETS differing buckets, saying how many there were."""
+    differing = list(verify.get("differing") or [])
+    return {**verify, "differing": differing[:MAX_DRIFT_BUCKETS], "differing_total": len(differing),
+            "differing_truncated": len(differing) > MAX_DRIFT_BUCKETS}

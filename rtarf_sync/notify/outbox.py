@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.result import utc_iso
-from rtarf_sync.notify.endpoints import Endpoint, configured_endpoints
+from rtarf_sync.notify.endpoints import Endpoint, configured_endpoints, shown_url
 from rtarf_sync.notify.events import message_body
 
 MESSAGES_TABLE = "rtarf_sync_webhook_messages"
@@ -105,7 +105,10 @@ class Outbox:
                 "ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
                 "RETURNING m.id, m.message_id, m.event_type, m.endpoint_key, m.url_masked, m.body, m.attempts"),
                 {"claim": claim_seconds, "target": self.target}).mappings().first()
-        return Claimed(**row) if row is not None else None
+        if row is None:
+            return None
+        return Claimed(**{**row, "url_masked": shown_url(row["url_masked"], row["endpoint_key"],
+                                                          self.settings.webhooks)})
 
     def settle(self, claimed: Claimed, status: str, status_code: int | None, error: str | None,
                retry_in: float | None = None) -> bool:
@@ -154,19 +157,29 @@ class Outbox:
                 {"target": self.target}).scalar()
         return None if value is None else float(value)
 
+    def prune(self, days: int) -> int:
+        """Delete this target's delivered and abandoned messages settled more than `days` ago; return how many."""
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # housekeeping never holds up a claim
+            return int(connection.execute(sa.text(
+                f"DELETE FROM {MESSAGES_TABLE} WHERE target_table = :target AND status IN ('delivered', 'abandoned') "
+                "AND COALESCE(delivered_at, last_attempt_at, created_at) < now() - make_interval(days => :days)"),
+                {"target": self.target, "days": days}).rowcount)
+
     def deliveries(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest messages of this target, newest first, as GET /scheduler/webhooks shows them."""
         with self.engine.connect() as connection:
             rows = connection.execute(sa.text(
                 f"SELECT * FROM {MESSAGES_TABLE} WHERE target_table = :target ORDER BY id DESC LIMIT :limit"),
                 {"target": self.target, "limit": limit}).mappings().all()
-        return [_delivery(row) for row in rows]
+        return [_delivery(row, self.settings) for row in rows]
 
 
-def _delivery(row: Any) -> dict[str, Any]:
+def _delivery(row: Any, settings: Settings) -> dict[str, Any]:
     status_code = row["last_status_code"]
     return {"id": int(row["id"]), "message_id": row["message_id"], "event_type": row["event_type"],
-            "url": row["url_masked"], "status": row["status"], "attempts": int(row["attempts"]),
+            "url": shown_url(row["url_masked"], row["endpoint_key"], settings.webhooks), "status": row["status"],
+            "attempts": int(row["attempts"]),
             "last_status_code": int(status_code) if status_code is not None else None,
             "last_error": row["last_error"], "created_at": utc_iso(row["created_at"]),
             "last_attempt_at": utc_iso(row["last_attempt_at"]),
