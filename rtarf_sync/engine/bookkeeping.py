@@ -30,7 +30,8 @@ class PageBookkeeping:
     def __init__(self, tables: Tables, lease_ttl_seconds: float, source_index: str) -> None:
         lease, runs, cursor = (_QUOTE.format_table(table) for table in (tables.lease, tables.runs, tables.cursor))
         self.target, self.source_index, self.ttl = tables.target.name, source_index, float(lease_ttl_seconds)
-        self._fence = (f"UPDATE {lease} SET expires_at = now() + make_interval(secs => %s) "
+        # clock_timestamp() as in Lease: a renewal that waited on the lease row counts from when it lands.
+        self._fence = (f"UPDATE {lease} SET expires_at = clock_timestamp() + make_interval(secs => %s) "
                        "WHERE name = %s AND owner = %s AND epoch = %s")
         added = ", ".join(f"{name} = {name} + %s" for name in COUNTERS)
         self._counts = f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s WHERE id = %s"
