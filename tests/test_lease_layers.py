@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-import pytest
 import sqlalchemy as sa
 
 from config import Settings
@@ -42,8 +41,8 @@ class Contender:
         self.refused = 0
         self.after_run = False
 
-    def try_once(self) -> None:
-        """One attempt; a take-over is recorded, a refusal counted."""
+    def try_once(self) -> bool:
+        """One attempt; a take-over is recorded, a refusal counted. True when trying makes no more sense."""
         with self.db.begin() as connection:
             got = self.lease.acquire(connection, "contender")
             # Read after the acquire: a run records its end before it releases the lease.
@@ -56,10 +55,11 @@ class Contender:
             self.taken.append(got)
         else:
             self.after_run = True
+        return bool(self.taken) or self.after_run
 
     def until(self, done: Callable[[], bool], timeout: float = 120) -> None:
         """Try every few milliseconds until `done()`, a take-over or the run's end (a hang guard, not timing)."""
-        wait_for(lambda: self.try_once() or self.taken or self.after_run or done(), timeout=timeout,
+        wait_for(lambda: self.try_once() or done(), timeout=timeout,
                  what="the run to end under contention")
 
 
