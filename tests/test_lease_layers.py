@@ -1,13 +1,16 @@
 """Each of the two layers that keep a run's lease is enough on its own.
 
 - page commits alone (the renewal thread held back with `renew_lease=False`):
-  many small slow pages over several TTLs, and a contender trying all along;
-- the renewal thread alone over a slow write: a page waits on a table lock
-  for two TTLs, then the next page's read takes longer still, and a contender
-  tries all along (test_lease_keeping.py pins the slow read).
+  many small slow pages over several TTLs; and one page whose write waits on a
+  table lock for two TTLs (the page holds the lease row meanwhile, and renews
+  the lease again with its counts, so it commits a lease that is still good);
+- the renewal thread alone: the same slow write, then a read of the next page
+  longer than the TTL (test_lease_keeping.py pins a slow read alone, with a
+  second process as the contender);
+- a renewal that waited on a page's lease row counts from when it lands.
 
-In both the run succeeds, the lease keeps epoch 1 and the contender is always
-told the lease is held.
+In each run a contender tries to take the lease all along: it is always told
+the lease is held, the run succeeds and the lease keeps epoch 1.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from config import Settings
 from rtarf_sync.engine.lease import Fence, Holder, Lease
 from rtarf_sync.engine.result import SyncResult
 from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.tables import build_tables
+from rtarf_sync.engine.tables import build_tables, create_tables
 from rtarf_sync.sample import bulk_payload, make_event
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
@@ -115,6 +118,30 @@ def test_page_commits_alone_keep_the_lease_over_a_run_of_many_ttls(
     assert table_docs(db_engine, table_name) == engine_docs(elasticsearch, index_name)
 
 
+def test_page_commits_alone_keep_the_lease_over_a_write_longer_than_the_ttl(
+        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
+        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    _loaded(elasticsearch, index_name, 10)  # one full page, then the empty page that ends the run
+    settings = make_settings(elasticsearch, index_name, RTARF_SYNC_BATCH_SIZE=10, RTARF_LEASE_TTL_SECONDS=TTL)
+    prepare_tables(settings)
+    es_server.faults.only_paths("_search")
+    es_server.faults.delay_next(1, 0)
+    es_server.faults.delay_next(1, 2.5 * TTL)  # the empty page arrives half a TTL after the write could end
+    service = SyncService(settings, renew_lease=False)  # the renewal thread never runs
+    contender = Contender(db_engine, table_name)
+    worker, outcome = _run_in_thread(service)
+    try:
+        with target_locked(db_engine, table_name):  # page 1's write waits, holding the lease row, for 2 TTLs
+            wait_for(lambda: waiting_service_backends(db_engine) >= 1 and lease_holder(db_engine, table_name),
+                     what="page 1 to wait for the lock")
+            contender.until(lambda: _past_ttls(db_engine, table_name, 2))
+        contender.until(lambda: not worker.is_alive())
+    finally:
+        worker.join(60)
+        service.close()
+    _kept(outcome["result"], contender, db_engine, table_name, pages=1, count=10, ttls=2)
+
+
 def test_the_renewal_thread_alone_keeps_the_lease_over_a_write_longer_than_the_ttl(
         elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
         make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
@@ -140,3 +167,29 @@ def test_the_renewal_thread_alone_keeps_the_lease_over_a_write_longer_than_the_t
         service.close()
     _kept(outcome["result"], contender, db_engine, table_name, pages=2, count=20, ttls=4)
     assert table_docs(db_engine, table_name) == engine_docs(elasticsearch, index_name)
+
+
+def test_a_renewal_that_waited_on_a_page_counts_from_when_it_lands(db_engine: sa.Engine, table_name: str) -> None:
+    tables = build_tables(table_name)
+    create_tables(db_engine, tables)
+    lease = Lease(tables.lease, table_name, TTL)
+    with db_engine.begin() as connection:
+        fence = lease.acquire(connection, "holder")
+    assert isinstance(fence, Fence)
+    with db_engine.connect() as page, page.begin():
+        lease.fence(page, fence)  # a page's transaction: it renews, and holds the lease row until it commits
+        began = page.execute(sa.text("SELECT now()")).scalar_one()
+        keeper = threading.Thread(target=lambda: _fence_once(db_engine, lease, fence))
+        keeper.start()
+        wait_for(lambda: scalar(db_engine, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                           "AND query LIKE 'UPDATE rtarf_sync_lease%'"), what="the renewal to wait")
+        wait_for(lambda: scalar(db_engine, "SELECT clock_timestamp() > :b + make_interval(secs => :s)",
+                                b=began, s=TTL + 1), timeout=30, what="the page to outlast the TTL")
+    keeper.join(30)
+    assert scalar(db_engine, "SELECT expires_at > now() FROM rtarf_sync_lease WHERE name = :n", n=table_name), \
+        "the renewal that waited behind the page left the lease expired"
+
+
+def _fence_once(db: sa.Engine, lease: Lease, fence: Fence) -> None:
+    with db.begin() as connection:
+        lease.fence(connection, fence)
