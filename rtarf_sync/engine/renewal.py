@@ -8,7 +8,8 @@ reach PostgreSQL for a whole TTL, the keeper records why and stops; the run
 checks `keeper.check()` between pages and stops with LeaseLost. The page
 fence still refuses any commit after a take-over, so the keeper only makes a
 long run keep its lease (and a lost one stop sooner); it never decides alone.
-Either layer alone keeps the lease (docs/lease-and-verification.md); `running=False`
+Either layer alone keeps a run of pages shorter than the TTL; only this thread
+covers a page read longer than it (docs/lease-and-verification.md). `running=False`
 builds a keeper that never starts its thread, for the tests that prove it.
 """
 
