@@ -1,7 +1,9 @@
 """A page's bookkeeping statements as plain SQL run through the driver.
 
 Every page transaction renews the lease (the fence), adds the page's counts to
-the run's history row and moves the stored cursor. They are the same few
+the run's history row and moves the stored cursor. The lease is renewed again
+with the counts, so a page that took longer than the TTL commits a lease that
+is still good. They are the same few
 statements on every page, and building and executing them through SQLAlchemy
 cost more Python time than the server spent running them, so their text is
 rendered once here and executed on the page's own psycopg cursor, inside the
@@ -30,12 +32,18 @@ class PageBookkeeping:
     def __init__(self, tables: Tables, lease_ttl_seconds: float, source_index: str) -> None:
         lease, runs, cursor = (_QUOTE.format_table(table) for table in (tables.lease, tables.runs, tables.cursor))
         self.target, self.source_index, self.ttl = tables.target.name, source_index, float(lease_ttl_seconds)
-        self._fence = (f"UPDATE {lease} SET expires_at = now() + make_interval(secs => %s) "
-                       "WHERE name = %s AND owner = %s AND epoch = %s")
+        # clock_timestamp(), not now() (the transaction's start), as in Lease: a renewal counts from
+        # when it runs, so the one sent with the counts counts from the end of a page however long it took.
+        renew = (f"UPDATE {lease} SET expires_at = clock_timestamp() + make_interval(secs => %s) "
+                 "WHERE name = %s AND owner = %s AND epoch = %s")
+        self._fence = renew
         added = ", ".join(f"{name} = {name} + %s" for name in COUNTERS)
-        self._counts = f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s WHERE id = %s"
+        # The page's fence locked the lease row, so the second renewal cannot miss: its count goes unchecked.
+        self._counts = (f"WITH renewed AS ({renew}) "
+                        f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s WHERE id = %s")
         self._counts_and_cursor = (
-            f"WITH stored AS (INSERT INTO {cursor} (target_table, source_index, cursor_value) VALUES (%s, %s, %s) "
+            f"WITH renewed AS ({renew}), "
+            f"stored AS (INSERT INTO {cursor} (target_table, source_index, cursor_value) VALUES (%s, %s, %s) "
             "ON CONFLICT (target_table, source_index) DO UPDATE SET "
             f"cursor_value = greatest({cursor}.cursor_value, excluded.cursor_value), updated_at = now()) "
             f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s, "
@@ -52,13 +60,15 @@ class PageBookkeeping:
         if cursor.rowcount != 1:
             raise LeaseLost(f"lease {fence.name} epoch {fence.epoch} was taken over by another owner")
 
-    def advance(self, cursor: psycopg.Cursor[Any], counts: Mapping[str, int], run_id: int, page_no: int,
-                moment: datetime | None) -> None:
-        """Add the page's counts to the run's row and, given a cursor value, move the stored cursor forward."""
+    def advance(self, cursor: psycopg.Cursor[Any], fence: Fence, counts: Mapping[str, int], run_id: int,
+                page_no: int, moment: datetime | None) -> None:
+        """Renew the lease again, add the page's counts to the run's row and, given a cursor value,
+        move the stored cursor forward."""
         added = [counts[name] for name in COUNTERS]
         total = sum(added)
+        renewal = (self.ttl, fence.name, fence.owner, fence.epoch)
         if moment is None:
-            cursor.execute(self._counts, (*added, page_no, total, run_id))
+            cursor.execute(self._counts, (*renewal, *added, page_no, total, run_id))
         else:
-            cursor.execute(self._counts_and_cursor, (self.target, self.source_index, moment,
+            cursor.execute(self._counts_and_cursor, (*renewal, self.target, self.source_index, moment,
                                                      *added, page_no, total, moment, run_id))

@@ -50,7 +50,9 @@ class Lease:
         self.table, self.name, self.ttl = table, name, ttl_seconds
 
     def _expiry(self) -> sa.ColumnElement[datetime]:
-        return sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, self.ttl)
+        # clock_timestamp(), not now() (the transaction's start): a renewal that waited on the row lock
+        # of a page longer than the TTL is computed again once the page commits, so it counts from then.
+        return sa.func.clock_timestamp() + sa.func.make_interval(0, 0, 0, 0, 0, 0, self.ttl)
 
     def acquire(self, connection: sa.Connection, owner: str) -> Fence | Holder:
         """Take the lease if free or expired; otherwise say who holds it. Never waits on the holder."""

@@ -8,6 +8,9 @@ reach PostgreSQL for a whole TTL, the keeper records why and stops; the run
 checks `keeper.check()` between pages and stops with LeaseLost. The page
 fence still refuses any commit after a take-over, so the keeper only makes a
 long run keep its lease (and a lost one stop sooner); it never decides alone.
+Either layer alone keeps a run of pages shorter than the TTL; only this thread
+covers a page read longer than it (docs/lease-and-verification.md). `running=False`
+builds a keeper that never starts its thread, for the tests that prove it.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ log = logging.getLogger("rtarf_sync.lease")  # the name log filters know
 
 
 class LeaseKeeper:
-    """Renews `fence` every `interval` seconds (a third of the TTL) until stopped."""
+    """Renews `fence` every `interval` seconds (a third of the TTL) until stopped; `running=False`: never."""
 
     def __init__(self, engine: sa.Engine, lease: Lease, fence: Fence, interval: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.engine, self.lease, self.fence, self.clock = engine, lease, fence, clock
+                 clock: Callable[[], float] = time.monotonic, running: bool = True) -> None:
+        self.engine, self.lease, self.fence, self.clock, self.running = engine, lease, fence, clock, running
         self.interval = interval if interval is not None else lease.ttl / 3
         self.renewals = 0
         self._lost: str | None = None
@@ -40,12 +43,15 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._loop, name=f"lease-keeper-{fence.name}", daemon=True)
 
     def __enter__(self) -> "LeaseKeeper":
-        self._thread.start()
+        if self.running:
+            self._thread.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self._stop.set()
+        if not self.running:
+            return
         # A renewal waiting on PostgreSQL ends within its connect timeout; the thread is a daemon anyway.
         self._thread.join(timeout=max(self.lease.ttl, 1))
 

@@ -183,7 +183,7 @@ class PostgresSink:
             flags = page.looked_up(*self._open(connection, fence, [hit_version(hit) for hit in page.hits],
                                                page.options.seen))
             inserted, updated = self._upsert(connection, page.rows, flags)
-            return self._finish(connection, page.rows, page.rejects, inserted, updated, 0,
+            return self._finish(connection, fence, page.rows, page.rejects, inserted, updated, 0,
                                 page.options._replace(seen=None), run_id, page_no)
 
     def newest_stored(self, hits: list[Hit]) -> datetime | None:
@@ -212,7 +212,8 @@ class PostgresSink:
                 rejects = rejects + [_as_reject(row, reason) for row, reason in refused]
             else:
                 inserted, updated = self._upsert(connection, rows, flags if lookup else None)
-            return self._finish(connection, rows, rejects, inserted, updated, duplicates, options, run_id, page_no)
+            return self._finish(connection, fence, rows, rejects, inserted, updated, duplicates, options, run_id,
+                                page_no)
 
     def _open(self, connection: sa.Connection, fence: Fence, lookup: list[tuple[str, str, int, int]] | None = None,
               seen: str | None = None) -> tuple[str, datetime | None]:
@@ -232,9 +233,11 @@ class PostgresSink:
             self.bookkeeping.check_renewed(renewal, fence)
             return self._lookup_answer(flags) if lookup is not None else ("", None)
 
-    def _finish(self, connection: sa.Connection, rows: list[EventRow], rejects: list[Rejected], inserted: int,
-                updated: int, duplicates: int, options: _PageOptions, run_id: int, page_no: int) -> PageCounts:
-        """Close a page's transaction: dead letters, the keys read, the counts and the cursor."""
+    def _finish(self, connection: sa.Connection, fence: Fence, rows: list[EventRow], rejects: list[Rejected],
+                inserted: int, updated: int, duplicates: int, options: _PageOptions, run_id: int,
+                page_no: int) -> PageCounts:
+        """Close a page's transaction: dead letters, the keys read, the lease renewed again, the counts and
+        the cursor."""
         new_bad = self._dead_letter(connection, rejects, run_id)
         cursor = (latest(options.newest_unchanged, *(row.event_timestamp for row in rows))
                   if options.advance_cursor else None)
@@ -245,7 +248,7 @@ class PostgresSink:
               _together(driver, options.seen is not None)):
             if options.seen is not None:
                 self._remember(remembering, options.seen, rows, rejects, options.unchanged_keys)
-            self.bookkeeping.advance(advancing, vars(counts), run_id, page_no, cursor)
+            self.bookkeeping.advance(advancing, fence, vars(counts), run_id, page_no, cursor)
         return counts
 
     @staticmethod

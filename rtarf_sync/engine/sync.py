@@ -57,8 +57,10 @@ class SyncService:
     """Copies one index setting into one target table; safe to call from any thread."""
 
     def __init__(self, settings: Settings, *, api: SearchApi | None = None,
-                 engine: sa.Engine | None = None) -> None:
+                 engine: sa.Engine | None = None, renew_lease: bool = True) -> None:
         self.settings = settings
+        # False only in the tests that prove page commits alone keep the lease (the thread held back).
+        self.renew_lease = renew_lease
         self.tables = build_tables(settings.table)
         self.retry = RetryPolicy(settings.max_retries, min(0.5, settings.retry_max_seconds),
                                  settings.retry_max_seconds)
@@ -177,7 +179,7 @@ class SyncService:
             self.ensure_tables()
             fence = self._acquire(result, scope)
             if fence is not None:
-                with LeaseKeeper(self.engine, self.lease, fence) as keeper:
+                with LeaseKeeper(self.engine, self.lease, fence, running=self.renew_lease) as keeper:
                     self._run_pages(result, fence, scope, force, keeper)
                 result.status = PARTIAL if result.failed else SUCCESS
         except Exception as error:  # a run reports every failure, never raises
