@@ -19,7 +19,7 @@ from opensearchpy import helpers
 from sqlalchemy.dialects.postgresql import insert
 
 from config import Settings
-from rtarf_sync.engine.tables import build_tables
+from rtarf_sync.engine.target.tables import build_tables
 
 COMMIT_EVERY = 1000
 

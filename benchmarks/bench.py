@@ -30,7 +30,7 @@ from benchmarks import reconcile
 from benchmarks.cpu import tree_cpu_seconds
 from benchmarks.dataset import Dataset, say
 from benchmarks.report import record, render, targets
-from rtarf_sync.engine.documents import engine_time as iso
+from rtarf_sync.engine.target.documents import engine_time as iso
 from rtarf_sync.sample import BASE_TIME
 from tests.harness import OpenSearchNode, PostgresCluster
 from tests.harness.http import EngineHttp

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 
 from benchmarks.dataset import row_pages
 from config import Settings
-from rtarf_sync.engine.plan import RunScope
-from rtarf_sync.engine.reader import PitReader
-from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.tables import build_tables
+from rtarf_sync.engine.runs.plan import RunScope
+from rtarf_sync.engine.source.reader import PitReader
+from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.target.tables import build_tables
 
 _COLUMNS = "es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term"
 

@@ -15,7 +15,7 @@ from array import array
 from pathlib import Path
 from typing import Any, Iterator
 
-from rtarf_sync.engine.documents import EventRow, parse_instant
+from rtarf_sync.engine.target.documents import EventRow, parse_instant
 from rtarf_sync.sample import bulk_payload, load_events, make_event
 from tests.harness.http import EngineHttp
 

@@ -24,7 +24,7 @@ from benchmarks.ceilings import read_ceiling, write_ceiling
 from benchmarks.rss import current_rss_mb, peak_rss_mb
 from benchmarks.writeside import sink_only
 from config import Settings, load_settings
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 
 ROOT = Path(__file__).resolve().parents[1]
 

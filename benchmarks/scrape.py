@@ -22,7 +22,7 @@ from flask import Flask
 
 from config import load_settings
 from rtarf_sync import create_app
-from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.service.extension import scheduler_of
 from tests.harness import PostgresCluster
 from tests.harness.process import free_port

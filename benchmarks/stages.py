@@ -33,13 +33,13 @@ from typing import Any, Callable, Sequence
 
 from benchmarks.dataset import Dataset, say
 from config import load_settings
-from rtarf_sync.engine.documents import CursorField, EventRow, PageConverter, convert_page, copy_row, parse_instant
+from rtarf_sync.engine.target.documents import CursorField, EventRow, PageConverter, convert_page, copy_row, parse_instant
 from rtarf_sync.engine.hits import AnyHit, Hit
-from rtarf_sync.engine.lease import Fence
-from rtarf_sync.engine.plan import RunScope
-from rtarf_sync.engine.reader import PitReader
-from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.tables import create_tables
+from rtarf_sync.engine.runs.lease import Fence
+from rtarf_sync.engine.runs.plan import RunScope
+from rtarf_sync.engine.source.reader import PitReader
+from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.target.tables import create_tables
 
 
 def _micros(events: int, work: Callable[[], Any]) -> tuple[float, Any]:

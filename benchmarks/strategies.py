@@ -30,12 +30,12 @@ import psycopg
 import sqlalchemy as sa
 
 from benchmarks.cpu import tree_cpu_seconds
-from rtarf_sync.engine.documents import EventRow, parse_instant
-from rtarf_sync.engine.lease import Fence, Lease
-from rtarf_sync.engine.runs import RunHistory
+from rtarf_sync.engine.target.documents import EventRow, parse_instant
+from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.sample import make_event
-from rtarf_sync.engine.sink import PostgresSink
-from rtarf_sync.engine.tables import build_tables, create_tables
+from rtarf_sync.engine.target.sink import PostgresSink
+from rtarf_sync.engine.target.tables import build_tables, create_tables
 from tests.harness import PostgresCluster
 
 INDEX = "rtarf-events-bench"

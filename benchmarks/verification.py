@@ -29,9 +29,9 @@ from typing import Any, Callable
 
 from benchmarks.dataset import Dataset
 from config import load_settings
-from rtarf_sync.engine.repair import verify_and_repair
-from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.verify import Verifier, Window, source_counts, target_counts
+from rtarf_sync.engine.checks.repair import verify_and_repair
+from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.checks.verify import Verifier, Window, source_counts, target_counts
 from rtarf_sync.sample import BASE_TIME, bulk_payload, make_event
 from tests.harness import OpenSearchNode, PostgresCluster
 from tests.harness.http import EngineHttp

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 
 from benchmarks.dataset import row_pages
 from config import Settings
-from rtarf_sync.engine.lease import Fence, Lease
-from rtarf_sync.engine.migrations import version_table
-from rtarf_sync.engine.runs import RunHistory
-from rtarf_sync.engine.sink import PostgresSink
-from rtarf_sync.engine.tables import build_tables, create_tables
+from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.target.migrations import version_table
+from rtarf_sync.engine.runs.records import RunHistory
+from rtarf_sync.engine.target.sink import PostgresSink
+from rtarf_sync.engine.target.tables import build_tables, create_tables
 
 
 def sink_only(settings: Settings, rows_file: Path, index: str, table: str) -> dict[str, Any]:

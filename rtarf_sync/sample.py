@@ -12,7 +12,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator
 
-from rtarf_sync.engine.documents import engine_time as iso
+from rtarf_sync.engine.target.documents import engine_time as iso
 
 Event = dict[str, Any]
 BulkPoster = Callable[[str], dict[str, Any]]

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from config import Settings, load_settings
-from rtarf_sync.engine.result import SUCCESS, SyncResult
+from rtarf_sync.engine.runs.result import SUCCESS, SyncResult
 from tests.harness.process import free_port
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def runs_of(db_engine: sa.Engine, table: str) -> list[dict[str, Any]]:
 
 def prepare_tables(settings: Settings) -> None:
     """Create the target and state tables the way the service does."""
-    from rtarf_sync.engine.sync import SyncService
+    from rtarf_sync.engine.runs.sync import SyncService
 
     service = SyncService(settings)
     try:
@@ -147,10 +147,10 @@ def held_sink(db_engine: sa.Engine, table: str, source_index: str = "idx") -> tu
     (sink, fence, run history, run id)."""
     from datetime import datetime, timezone
 
-    from rtarf_sync.engine.lease import Fence, Lease
-    from rtarf_sync.engine.runs import RunHistory
-    from rtarf_sync.engine.sink import PostgresSink
-    from rtarf_sync.engine.tables import build_tables, create_tables
+    from rtarf_sync.engine.runs.lease import Fence, Lease
+    from rtarf_sync.engine.runs.records import RunHistory
+    from rtarf_sync.engine.target.sink import PostgresSink
+    from rtarf_sync.engine.target.tables import build_tables, create_tables
 
     tables = build_tables(table)
     create_tables(db_engine, tables)

@@ -15,7 +15,7 @@ from flask import Flask
 from rtarf_sync import create_app
 from rtarf_sync.api.errors import run_http_status
 from rtarf_sync.service.extension import scheduler_of
-from rtarf_sync.engine.result import FAILED, SKIPPED, SyncResult
+from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SyncResult
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.support import GatedJob, offline_settings, wait_for
 

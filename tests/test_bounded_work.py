@@ -15,9 +15,9 @@ from flask import Flask
 
 from config import ConfigError, Settings, load_settings
 from rtarf_sync import create_app
-from rtarf_sync.engine import replay
-from rtarf_sync.engine.documents import engine_time
-from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.engine.checks import replay
+from rtarf_sync.engine.target.documents import engine_time
+from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.service import extension
 from rtarf_sync.service.extension import scheduler_of
 from tests.harness.http import EngineHttp

@@ -23,7 +23,7 @@ from config import load_settings
 from rtarf_sync import create_app
 from rtarf_sync.cli.commands import sample_index
 from rtarf_sync.sample import load_events
-from rtarf_sync.engine.tables import CURSOR_TABLE, DEAD_LETTER_TABLE, LEASE_TABLE, RUNS_TABLE
+from rtarf_sync.engine.target.tables import CURSOR_TABLE, DEAD_LETTER_TABLE, LEASE_TABLE, RUNS_TABLE
 from tests.harness.http import EngineHttp
 from tests.harness.process import free_port
 

@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from config import Settings
-from rtarf_sync.engine.clients import SearchApi, build_api
+from rtarf_sync.engine.source.clients import SearchApi, build_api
 from rtarf_sync.engine.hits import Hit, as_dict
-from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader
+from rtarf_sync.engine.source.reader import PitReader, ReadPlan, ScrollReader
 from rtarf_sync.engine.retry import RetryPolicy
 from rtarf_sync.sample import bulk_payload, make_event
 from tests.harness.http import EngineHttp

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from config import Settings
-from rtarf_sync.engine.clients import OpenSearchApi, classify
+from rtarf_sync.engine.source.clients import OpenSearchApi, classify
 from tests.harness.http import EngineHttp
 
 Answer = tuple[int, Any]

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.documents import engine_time
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.target.documents import engine_time
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.harness.http import EngineHttp
 from tests.oracle import deleted_keys, engine_docs, index_docs, stored_cursor, table_docs
 

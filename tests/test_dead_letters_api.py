@@ -153,7 +153,7 @@ def test_cli_lists_shows_and_replays(app: Flask, engine: EngineHttp, index_name:
 
 def test_find_ids_gives_current_versions_and_refuses_a_missing_index(
         engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings]) -> None:
-    from rtarf_sync.engine.clients import build_api
+    from rtarf_sync.engine.source.clients import build_api
 
     engine.create_index(index_name)
     index_docs(engine, index_name, {"a": make_event(1), "b": make_event(2)})

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.sample import bulk_payload, make_event
 from tests.harness.faultproxy import Fault, FaultProxy
 from tests.harness.http import EngineHttp

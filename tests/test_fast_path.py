@@ -25,12 +25,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from rtarf_sync.engine.documents import (CursorField, Deferred, EventRow, PageConverter, Rejected, convert_page,
+from rtarf_sync.engine.target.documents import (CursorField, Deferred, EventRow, PageConverter, Rejected, convert_page,
                                         newest_per_key, to_row)
 from rtarf_sync.engine.fastjson import loads, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Hit, view
-from rtarf_sync.engine.lease import Fence
-from rtarf_sync.engine.sink import PageCounts, PostgresSink, _PageOptions
+from rtarf_sync.engine.runs.lease import Fence
+from rtarf_sync.engine.target.sink import PageCounts, PostgresSink, _PageOptions
 from tests.oracle import rows, scalar
 from tests.support import held_sink
 

@@ -17,13 +17,13 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.documents import EventRow, newest_per_key
+from rtarf_sync.engine.target.documents import EventRow, newest_per_key
 from rtarf_sync.engine.errors import LeaseLost
-from rtarf_sync.engine.lease import Fence, Lease
-from rtarf_sync.engine.runs import RunHistory
-from rtarf_sync.engine.sink import PostgresSink
-from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.tables import build_tables, create_tables
+from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.runs.records import RunHistory
+from rtarf_sync.engine.target.sink import PostgresSink
+from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.sample import bulk_payload, make_event
 from tests.harness.http import EngineHttp
 from tests.oracle import engine_docs, index_docs, rows, scalar, table_docs

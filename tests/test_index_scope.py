@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from config import Settings
 from rtarf_sync import create_app
-from rtarf_sync.engine.documents import engine_time
+from rtarf_sync.engine.target.documents import engine_time
 from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.esserver import EsProtocolServer

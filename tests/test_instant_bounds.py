@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from rtarf_sync import create_app
-from rtarf_sync.engine.plan import EARLIEST, LATEST, parse_bound
+from rtarf_sync.engine.runs.plan import EARLIEST, LATEST, parse_bound
 from rtarf_sync.service.extension import scheduler_of
 from tests.harness.http import EngineHttp
 from tests.support import load_sample

@@ -6,8 +6,8 @@ import time
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.lease import Fence, Holder, Lease
-from rtarf_sync.engine.tables import build_tables, create_tables
+from rtarf_sync.engine.runs.lease import Fence, Holder, Lease
+from rtarf_sync.engine.target.tables import build_tables, create_tables
 
 
 def test_a_second_owner_is_told_at_once_while_the_holder_commits_a_page(db_engine: sa.Engine,

@@ -28,11 +28,11 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.errors import LeaseLost
-from rtarf_sync.engine.lease import Fence, Lease
-from rtarf_sync.engine.renewal import LeaseKeeper
-from rtarf_sync.engine.result import SyncResult
-from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.tables import build_tables, create_tables
+from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.runs.renewal import LeaseKeeper
+from rtarf_sync.engine.runs.result import SyncResult
+from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.sample import bulk_payload, make_event
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from rtarf_sync.logs import configure_logging
-from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.support import GatedJob, offline_settings, wait_for
 

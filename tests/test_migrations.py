@@ -10,8 +10,8 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
-from rtarf_sync.engine import migrations
-from rtarf_sync.engine.tables import build_tables, create_tables
+from rtarf_sync.engine.target import migrations
+from rtarf_sync.engine.target.tables import build_tables, create_tables
 
 RELEASE_ONE = Path(__file__).parent / "fixtures" / "release_one_schema.sql"
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync import create_app
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.notify.events import MAX_DRIFT_BUCKETS
 from rtarf_sync.notify.outbox import Outbox
 from rtarf_sync.service import extension

@@ -17,8 +17,8 @@ from rtarf_sync import create_app
 from rtarf_sync.api import page_format as fmt
 from rtarf_sync.api.page_chart import RATE_HEIGHT, RATE_TOP, WIDTH, build_chart
 from rtarf_sync.api.page_view import build_view, verification_panel, webhook_panel
-from rtarf_sync.engine.overview import read_overview
-from rtarf_sync.engine.tables import build_tables
+from rtarf_sync.engine.runs.overview import read_overview
+from rtarf_sync.engine.target.tables import build_tables
 from tests.support import prepare_tables
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=timezone.utc)

@@ -15,7 +15,7 @@ import pytest
 
 from config import load_settings
 from rtarf_sync.engine.errors import redact
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.logs import Redactor, RedactingFilter, secret_values
 
 WEBHOOK_KEY = "Q2FuYXJ5V2ViaG9va0tleS0wMTIzNDU2Nzg5"  # base64 of "CanaryWebhookKey-0123456789"

@@ -16,7 +16,7 @@ import pytest
 from config import Settings
 from rtarf_sync.engine.errors import RunAborted, SourceError, TransientError
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
 

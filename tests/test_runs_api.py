@@ -16,7 +16,7 @@ from flask import Flask
 
 from config import Settings
 from rtarf_sync import create_app
-from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.service.pruning import PRUNE_EVERY_SECONDS, HistoryPruner
 from tests.harness.process import free_port

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 
-from rtarf_sync.engine.result import FAILED, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.service.scheduler import JOB_ID, RtarfEventScheduler, SyncBusy, SyncRunFailed
 from tests.support import GatedJob, offline_settings, wait_for
 

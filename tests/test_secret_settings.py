@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from config import SECRET_FILE_VARIABLES, STATE_TABLE_PREFIX, ConfigError, load_settings
-from rtarf_sync.engine import tables
-from rtarf_sync.engine.migrations import version_table
-from rtarf_sync.engine.reconcile import _WORK_TABLES
+from rtarf_sync.engine.target import tables
+from rtarf_sync.engine.target.migrations import version_table
+from rtarf_sync.engine.checks.reconcile import _WORK_TABLES
 from rtarf_sync.notify.outbox import ENDPOINTS_TABLE, MESSAGES_TABLE
 
 TOKEN = "file-token-0123456789"

@@ -16,9 +16,9 @@ from typing import Callable
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.documents import engine_time
-from rtarf_sync.engine.result import SyncResult
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.target.documents import engine_time
+from rtarf_sync.engine.runs.result import SyncResult
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
 from tests.oracle import deleted_keys, index_docs, scalar, stored_cursor

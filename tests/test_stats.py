@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.service.stats import SyncStats, success_rate
 
 

@@ -8,12 +8,12 @@ from typing import Callable
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.documents import EventRow
-from rtarf_sync.engine.lease import Fence
-from rtarf_sync.engine.runs import RunHistory
+from rtarf_sync.engine.target.documents import EventRow
+from rtarf_sync.engine.runs.lease import Fence
+from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.sample import bulk_payload, make_event
-from rtarf_sync.engine.sink import PostgresSink
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.target.sink import PostgresSink
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.harness.http import EngineHttp
 from tests.oracle import engine_docs, index_docs, scalar, table_docs
 

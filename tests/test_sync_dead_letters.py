@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.sample import make_event
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.harness.http import EngineHttp
 from tests.oracle import index_docs, rows, scalar
 

@@ -7,9 +7,9 @@ from typing import Callable
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.clients import ElasticsearchApi, OpenSearchApi, build_api
+from rtarf_sync.engine.source.clients import ElasticsearchApi, OpenSearchApi, build_api
 from rtarf_sync.sample import bulk_payload, make_event
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
 from tests.oracle import engine_docs, table_docs

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.sample import bulk_payload, make_event
-from rtarf_sync.engine.result import SyncResult
-from rtarf_sync.engine.sink import is_transient
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.result import SyncResult
+from rtarf_sync.engine.target.sink import is_transient
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
 from tests.oracle import engine_docs, scalar, table_docs

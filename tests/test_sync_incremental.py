@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.sample import bulk_payload, iso, make_event
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp
 from tests.oracle import engine_docs, index_docs, rows, scalar, table_docs
@@ -98,7 +98,7 @@ _CHILD = """
 import os, sys
 sys.path.insert(0, {repo!r})
 from config import load_settings
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 print(SyncService(load_settings(os.environ)).run().status, flush=True)
 """
 

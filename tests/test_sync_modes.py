@@ -18,9 +18,9 @@ from flask.testing import FlaskClient
 
 from config import Settings
 from rtarf_sync import create_app
-from rtarf_sync.engine.documents import engine_time
-from rtarf_sync.engine.result import SyncResult
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.target.documents import engine_time
+from rtarf_sync.engine.runs.result import SyncResult
+from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.harness.http import EngineHttp

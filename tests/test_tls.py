@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from config import Settings, load_settings
 from rtarf_sync import create_app
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.logs import configure_logging
 from rtarf_sync.sample import bulk_payload, make_event
 from rtarf_sync.service.extension import scheduler_of

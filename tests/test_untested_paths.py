@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from config import ConfigError, Settings, load_settings
-from rtarf_sync.engine.clients import Json
+from rtarf_sync.engine.source.clients import Json
 from rtarf_sync.engine.errors import SourceError
-from rtarf_sync.engine.reader import PitReader, ReadPlan
+from rtarf_sync.engine.source.reader import PitReader, ReadPlan
 from rtarf_sync.engine.retry import RetryPolicy
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.sample import bulk_payload, make_event
 from tests.esserver import EsProtocolServer
 from tests.harness.http import EngineHttp

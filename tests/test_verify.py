@@ -17,8 +17,8 @@ from flask import Flask
 
 from config import Settings
 from rtarf_sync import create_app
-from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.verify import Verifier, Window
+from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.checks.verify import Verifier, Window
 from rtarf_sync.service.extension import scheduler_of
 from tests.harness.http import EngineHttp
 from tests.oracle import engine_docs, index_docs, rows, table_docs

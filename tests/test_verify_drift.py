@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.repair import verify_and_repair
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.checks.repair import verify_and_repair
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.harness.http import EngineHttp
 from tests.oracle import deleted_keys, engine_docs, index_docs, scalar, table_docs
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.notify.delivery import FAILED, Attempt, Sender
 from rtarf_sync.notify.notifier import Notifier
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.runs.sync import SyncService
 from tests.support import wait_for
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

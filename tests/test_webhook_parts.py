@@ -10,7 +10,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS
+from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS
 from rtarf_sync.notify.delivery import RETRY_CAP_SECONDS, retry_delay, signed_headers
 from config import load_settings
 from rtarf_sync.notify.endpoints import configured_endpoints, endpoint_key, mask_endpoint

@@ -14,9 +14,9 @@ from werkzeug.exceptions import NotFound
 from rtarf_sync.api.errors import RunNotCompleted
 from rtarf_sync.api.params import (MAX_ID, BadParameter, choice_param, handle_route_errors, int_param,
                                    json_object, path_id, text_param, with_tables)
-from rtarf_sync.engine.dead_letters import DeadLetters
-from rtarf_sync.engine.history import MAX_LIMIT
-from rtarf_sync.engine.result import FAILED
+from rtarf_sync.engine.checks.dead_letters import DeadLetters
+from rtarf_sync.engine.runs.history import MAX_LIMIT
+from rtarf_sync.engine.runs.result import FAILED
 from rtarf_sync.service.extension import scheduler_of
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/scheduler")
@@ -67,7 +67,7 @@ def _replay_ids(body: dict[str, Any]) -> list[int] | None:
 @bp.post("/dead-letters/replay")
 def replay() -> Response:
     """Fetch each dead letter's document again and write those that now convert: {replayed, still_failing, gone}."""
-    from rtarf_sync.engine.replay import TRIGGER, DeadLetterReplay, ReplayOutcome  # the sync core, on first use
+    from rtarf_sync.engine.checks.replay import TRIGGER, DeadLetterReplay, ReplayOutcome  # the sync core, on first use
 
     ids = _replay_ids(json_object())
     scheduler = scheduler_of()

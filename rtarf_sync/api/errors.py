@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from rtarf_sync.api.echoes import mask_echoes, request_values
 from rtarf_sync.logs import Redactor
-from rtarf_sync.engine.result import SKIPPED, SyncResult
+from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
 from rtarf_sync.service.scheduler import SyncBusy
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rtarf_sync.engine.plan import INCREMENTAL, MODES, RANGE, parse_bound
+from rtarf_sync.engine.runs.plan import INCREMENTAL, MODES, RANGE, parse_bound
 
 FIELDS = ("mode", "from", "to", "force")
 

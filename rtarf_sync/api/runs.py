@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import NotFound
 
 from rtarf_sync.api.params import MAX_ID, choice_param, handle_route_errors, int_param, path_id, with_tables
-from rtarf_sync.engine.history import MAX_LIMIT, RUN_MODES, RUN_STATUSES, RUN_TRIGGERS, RunFilter, list_runs
+from rtarf_sync.engine.runs.history import MAX_LIMIT, RUN_MODES, RUN_STATUSES, RUN_TRIGGERS, RunFilter, list_runs
 from rtarf_sync.service.extension import scheduler_of
 
 bp = Blueprint("runs", __name__, url_prefix="/scheduler")

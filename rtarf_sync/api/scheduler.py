@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from rtarf_sync.api.errors import RunNotCompleted, error_response
 from rtarf_sync.api.run_request import BadRunRequest, parse_run_request
 from rtarf_sync.service.extension import scheduler_of
-from rtarf_sync.engine.result import FAILED
+from rtarf_sync.engine.runs.result import FAILED
 
 bp = Blueprint("scheduler", __name__, url_prefix="/scheduler")
 

@@ -21,11 +21,11 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest
 
 from rtarf_sync.api.errors import error_response
-from rtarf_sync.engine.cursor import CursorControl, CursorRefused
+from rtarf_sync.engine.runs.cursor import CursorControl, CursorRefused
 from rtarf_sync.engine.errors import RtarfSyncError, redact
-from rtarf_sync.engine.lease import LeaseHeld
-from rtarf_sync.engine.plan import parse_bound
-from rtarf_sync.engine.verify import WindowError
+from rtarf_sync.engine.runs.lease import LeaseHeld
+from rtarf_sync.engine.runs.plan import parse_bound
+from rtarf_sync.engine.checks.verify import WindowError
 from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.service.verification import verifications_of
 

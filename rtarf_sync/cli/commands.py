@@ -25,11 +25,11 @@ import sqlalchemy as sa
 from config import Settings, load_settings, mask_url
 from rtarf_sync.engine.errors import RtarfSyncError, TransientError, redact
 from rtarf_sync.cli.progress import ProgressLine, RunWatcher
-from rtarf_sync.engine.result import FAILED, SKIPPED
+from rtarf_sync.engine.runs.result import FAILED, SKIPPED
 from rtarf_sync.sample import BASE_TIME, load_events
-from rtarf_sync.engine.state import MissingTables, format_state, read_state, running_run
-from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.tables import CURSOR_TABLE, DEAD_LETTER_TABLE, LEASE_TABLE, RUNS_TABLE
+from rtarf_sync.engine.runs.state import MissingTables, format_state, read_state, running_run
+from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.target.tables import CURSOR_TABLE, DEAD_LETTER_TABLE, LEASE_TABLE, RUNS_TABLE
 
 PROG = "python -m rtarf_sync"
 NAME = "rtarf-sync"  # the prefix wsgi.py and gunicorn.conf.py use for their own errors

@@ -15,11 +15,11 @@ import sqlalchemy as sa
 
 from rtarf_sync.cli.commands import (EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, CommandFailed, _first_line, _logging,
                                      _settings, database_hint, say)
-from rtarf_sync.engine.dead_letters import DeadLetters
-from rtarf_sync.engine.history import RunFilter, list_runs
-from rtarf_sync.engine.replay import DeadLetterReplay
-from rtarf_sync.engine.result import FAILED, SKIPPED
-from rtarf_sync.engine.sync import SyncService
+from rtarf_sync.engine.checks.dead_letters import DeadLetters
+from rtarf_sync.engine.runs.history import RunFilter, list_runs
+from rtarf_sync.engine.checks.replay import DeadLetterReplay
+from rtarf_sync.engine.runs.result import FAILED, SKIPPED
+from rtarf_sync.engine.runs.sync import SyncService
 
 T = TypeVar("T")
 

@@ -27,8 +27,8 @@ from typing import Callable, Sequence
 from config import ConfigError
 from rtarf_sync.cli import commands, history, verification
 from rtarf_sync.cli.commands import EXIT_CONFIG, EXIT_FAILED, PROG, CommandFailed
-from rtarf_sync.engine.history import MAX_LIMIT, RUN_MODES, RUN_STATUSES, RUN_TRIGGERS
-from rtarf_sync.engine.plan import parse_bound
+from rtarf_sync.engine.runs.history import MAX_LIMIT, RUN_MODES, RUN_STATUSES, RUN_TRIGGERS
+from rtarf_sync.engine.runs.plan import parse_bound
 
 Command = Callable[[argparse.Namespace], int]
 

@@ -19,12 +19,12 @@ import sqlalchemy as sa
 
 from rtarf_sync.cli.commands import (EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, PROG, CommandFailed, _logging,
                                      _settings, database_hint, engine_hint, say)
-from rtarf_sync.engine.cursor import CursorControl, CursorRefused
+from rtarf_sync.engine.runs.cursor import CursorControl, CursorRefused
 from rtarf_sync.engine.errors import RtarfSyncError, redact
-from rtarf_sync.engine.lease import LeaseHeld
-from rtarf_sync.engine.repair import verify_and_repair
-from rtarf_sync.engine.sync import SyncService
-from rtarf_sync.engine.verify import WindowError
+from rtarf_sync.engine.runs.lease import LeaseHeld
+from rtarf_sync.engine.checks.repair import verify_and_repair
+from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.checks.verify import WindowError
 
 _VERIFY_HELP = """\
 Compare, per UTC bucket of the cursor field, how many documents the engine holds (one date_histogram

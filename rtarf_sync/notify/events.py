@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from config import WEBHOOK_EVENTS
-from rtarf_sync.engine.result import FAILED, PARTIAL, SUCCESS, SyncResult, utc_iso
+from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SUCCESS, SyncResult, utc_iso
 
 SYNC_SUCCEEDED, SYNC_PARTIAL, SYNC_FAILED = "sync.succeeded", "sync.partial", "sync.failed"
 SYNC_RECOVERED, VERIFY_DRIFT = "sync.recovered", "verify.drift"

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.notify.delivery import DELIVERED, GONE, Sender, retry_delay
 from rtarf_sync.notify.endpoints import configured_endpoints
 from rtarf_sync.notify.events import run_from_result, sync_event_types

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.result import utc_iso
+from rtarf_sync.engine.runs.result import utc_iso
 from rtarf_sync.notify.endpoints import Endpoint, configured_endpoints, shown_url
 from rtarf_sync.notify.events import message_body
 

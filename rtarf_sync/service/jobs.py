@@ -7,7 +7,7 @@ from typing import Any
 
 from apscheduler.job import Job
 
-from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult, utc_iso as iso
+from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult, utc_iso as iso
 
 logger = logging.getLogger("rtarf_sync.scheduler")
 

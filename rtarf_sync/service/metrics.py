@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rtarf_sync.engine.result import SKIPPED, SyncResult
+from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
 
 if TYPE_CHECKING:
     from rtarf_sync.service.scheduler import RtarfEventScheduler

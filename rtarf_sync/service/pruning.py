@@ -14,10 +14,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
-from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.engine.runs.result import SyncResult
 
 if TYPE_CHECKING:
-    from rtarf_sync.engine.sync import SyncService
+    from rtarf_sync.engine.runs.sync import SyncService
     from rtarf_sync.notify.outbox import Outbox
 
 logger = logging.getLogger("rtarf_sync.scheduler")
@@ -72,7 +72,7 @@ class HistoryPruner(Pruner):
         self.service = service
 
     def _delete(self) -> int:
-        from rtarf_sync.engine.history import prune_runs  # the sync core loads with the first run, not at start-up
+        from rtarf_sync.engine.runs.history import prune_runs  # the sync core loads with the first run, not at start-up
 
         service = self.service()
         return prune_runs(service.engine, service.tables, self.days)

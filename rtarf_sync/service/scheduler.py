@@ -32,14 +32,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from config import Settings, load_settings
 from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, log_result
-from rtarf_sync.engine.result import FAILED, SKIPPED, SyncResult, utc_iso as iso
-from rtarf_sync.engine.snapshot import StoredState, read_stored_state
+from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SyncResult, utc_iso as iso
+from rtarf_sync.engine.runs.snapshot import StoredState, read_stored_state
 from rtarf_sync.service.pruning import HistoryPruner
 from rtarf_sync.service.state_cache import StateCache, status_fields
 from rtarf_sync.service.stats import SyncStats
 
 if TYPE_CHECKING:
-    from rtarf_sync.engine.sync import SyncService
+    from rtarf_sync.engine.runs.sync import SyncService
 
 __all__ = ["JOB_ID", "RtarfEventScheduler", "SyncBusy", "SyncRunFailed"]
 
@@ -117,7 +117,7 @@ class RtarfEventScheduler:
         """The SyncService, built on first use so importing or constructing touches no network."""
         with self._service_lock:
             if self._service is None:
-                from rtarf_sync.engine.sync import SyncService  # the sync core is only needed once a run starts
+                from rtarf_sync.engine.runs.sync import SyncService  # the sync core is only needed once a run starts
                 self._service = SyncService(self.settings)
             if self._page_observers:
                 for observer in self._page_observers:

@@ -10,7 +10,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from rtarf_sync.engine.result import FAILED, SKIPPED, SyncResult, utc_iso
+from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SyncResult, utc_iso
 
 
 def success_rate(total: int, failed: int) -> str:

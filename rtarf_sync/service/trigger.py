@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.result import SKIPPED, utc_iso
+from rtarf_sync.engine.runs.result import SKIPPED, utc_iso
 from rtarf_sync.service.jobs import SyncBusy
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from typing import Any, Callable, TypeVar, cast
 
 from flask import Flask, current_app
 
-from rtarf_sync.engine.lease import LeaseHeld
-from rtarf_sync.engine.repair import Busy, Step, verify_and_repair
+from rtarf_sync.engine.runs.lease import LeaseHeld
+from rtarf_sync.engine.checks.repair import Busy, Step, verify_and_repair
 from rtarf_sync.service.jobs import SyncBusy
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 

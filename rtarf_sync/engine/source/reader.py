@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Iterator, Sequence
 
-from rtarf_sync.engine.clients import Json, SearchApi
+from rtarf_sync.engine.source.clients import Json, SearchApi
 from rtarf_sync.engine.errors import ContextExpired, SourceError, TransientError
 from rtarf_sync.engine.hits import Answer, AnyHit, PageView, hit_sort, view
 from rtarf_sync.engine.retry import RetryPolicy, with_retry

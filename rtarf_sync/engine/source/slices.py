@@ -19,12 +19,12 @@ import queue
 import threading
 from typing import Any, Callable, Generator, Generic, Iterator, Sequence, TypeVar, cast
 
-from rtarf_sync.engine.clients import SearchApi
+from rtarf_sync.engine.source.clients import SearchApi
 from rtarf_sync.engine.hits import AnyHit
 from rtarf_sync.engine.errors import PitUnsupported
-from rtarf_sync.engine.prefetch import Prefetch, put_until_stopped
-from rtarf_sync.engine.reader import PitReader, ReadPlan, ScrollReader, _quietly
-from rtarf_sync.engine.result import SyncResult
+from rtarf_sync.engine.source.prefetch import Prefetch, put_until_stopped
+from rtarf_sync.engine.source.reader import PitReader, ReadPlan, ScrollReader, _quietly
+from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 
 log = logging.getLogger("rtarf_sync.reader")  # the name log filters know

@@ -11,8 +11,8 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.result import utc_iso
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.runs.result import utc_iso
+from rtarf_sync.engine.target.tables import Tables
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,6 @@ def build_tables(target_name: str) -> Tables:
 
 def create_tables(engine: sa.Engine, tables: Tables) -> None:
     """Create or upgrade every table through the versioned migrations; safe when processes race."""
-    from rtarf_sync.engine import migrations
+    from rtarf_sync.engine.target import migrations
 
     migrations.upgrade(engine, tables.target.name)

@@ -14,9 +14,9 @@ from typing import Callable, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.lease import Fence, Lease
-from rtarf_sync.engine.result import SyncResult
-from rtarf_sync.engine.runs import RunHistory
+from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.runs.result import SyncResult
+from rtarf_sync.engine.runs.records import RunHistory
 
 T = TypeVar("T")
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know

@@ -24,22 +24,22 @@ from typing import Callable, TypeVar
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.bookkeeping import COUNTERS
-from rtarf_sync.engine.clients import SearchApi, build_api
-from rtarf_sync.engine.documents import Deferred, EventRow, PageConverter, Rejected, engine_time as iso
+from rtarf_sync.engine.target.bookkeeping import COUNTERS
+from rtarf_sync.engine.source.clients import SearchApi, build_api
+from rtarf_sync.engine.target.documents import Deferred, EventRow, PageConverter, Rejected, engine_time as iso
 from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, TransientError, redact
-from rtarf_sync.engine.lease import Fence, Holder, Lease
-from rtarf_sync.engine.plan import INCREMENTAL, RunScope
-from rtarf_sync.engine.reconcile import Reconciliation
-from rtarf_sync.engine.renewal import LeaseKeeper
-from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.runs.lease import Fence, Holder, Lease
+from rtarf_sync.engine.runs.plan import INCREMENTAL, RunScope
+from rtarf_sync.engine.checks.reconcile import Reconciliation
+from rtarf_sync.engine.runs.renewal import LeaseKeeper
+from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
-from rtarf_sync.engine.run_start import begin_run, release_now
-from rtarf_sync.engine.runs import RunHistory
-from rtarf_sync.engine.sink import PageCounts, PostgresSink, is_transient, latest
-from rtarf_sync.engine.slices import read_pages
-from rtarf_sync.engine.tables import build_tables, create_tables
-from rtarf_sync.engine.timing import TimedSearch
+from rtarf_sync.engine.runs.run_start import begin_run, release_now
+from rtarf_sync.engine.runs.records import RunHistory
+from rtarf_sync.engine.target.sink import PageCounts, PostgresSink, is_transient, latest
+from rtarf_sync.engine.source.slices import read_pages
+from rtarf_sync.engine.target.tables import build_tables, create_tables
+from rtarf_sync.engine.source.timing import TimedSearch
 from rtarf_sync.logs import secret_values
 
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know

@@ -33,14 +33,14 @@ from typing import Callable, TypeVar
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.clients import SearchApi
+from rtarf_sync.engine.source.clients import SearchApi
 from rtarf_sync.engine.errors import RunAborted
-from rtarf_sync.engine.index_scope import IndexScope, resolve_scope
-from rtarf_sync.engine.lease import Fence, Lease
-from rtarf_sync.engine.plan import RunScope
-from rtarf_sync.engine.reader import check_complete
+from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
+from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.runs.plan import RunScope
+from rtarf_sync.engine.source.reader import check_complete
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.target.tables import Tables
 
 log = logging.getLogger("rtarf_sync.reconcile")
 T = TypeVar("T")

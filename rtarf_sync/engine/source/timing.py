@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, TypeVar
 
-from rtarf_sync.engine.clients import Json, SearchApi
+from rtarf_sync.engine.source.clients import Json, SearchApi
 from rtarf_sync.engine.hits import Answer, view
 
 A = TypeVar("A", bound=Answer)  # a dict answer or a typed page, handed back as it came

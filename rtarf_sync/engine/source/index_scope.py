@@ -20,7 +20,7 @@ from typing import Iterable
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.clients import SearchApi
+from rtarf_sync.engine.source.clients import SearchApi
 from rtarf_sync.engine.errors import SourceError
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 

@@ -31,13 +31,13 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from rtarf_sync.engine.bookkeeping import PageBookkeeping
-from rtarf_sync.engine.documents import (COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row, newest_hits,
+from rtarf_sync.engine.target.bookkeeping import PageBookkeeping
+from rtarf_sync.engine.target.documents import (COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row, newest_hits,
                                         newest_per_key)
 from rtarf_sync.engine.errors import TransientError
 from rtarf_sync.engine.hits import Hit, hit_key, hit_version
-from rtarf_sync.engine.lease import Fence, Lease
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.target.tables import Tables
 
 log = logging.getLogger("rtarf_sync.sink")  # the name log filters know
 STAGE = "rtarf_stage"

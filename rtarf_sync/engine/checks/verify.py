@@ -28,18 +28,18 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.clients import Json, SearchApi
-from rtarf_sync.engine.documents import engine_time
-from rtarf_sync.engine.index_scope import IndexScope, resolve_scope
-from rtarf_sync.engine.plan import millis
-from rtarf_sync.engine.lease import holding
-from rtarf_sync.engine.reader import check_complete
-from rtarf_sync.engine.result import utc_iso
+from rtarf_sync.engine.source.clients import Json, SearchApi
+from rtarf_sync.engine.target.documents import engine_time
+from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
+from rtarf_sync.engine.runs.plan import millis
+from rtarf_sync.engine.runs.lease import holding
+from rtarf_sync.engine.source.reader import check_complete
+from rtarf_sync.engine.runs.result import utc_iso
 from rtarf_sync.engine.retry import with_retry
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.target.tables import Tables
 
 if TYPE_CHECKING:
-    from rtarf_sync.engine.sync import SyncService
+    from rtarf_sync.engine.runs.sync import SyncService
 
 log = logging.getLogger("rtarf_sync.verify")
 

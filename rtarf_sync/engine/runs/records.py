@@ -7,10 +7,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.bookkeeping import COUNTERS
-from rtarf_sync.engine.result import SyncResult, utc_iso
-from rtarf_sync.engine.sink import PageCounts
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.target.bookkeeping import COUNTERS
+from rtarf_sync.engine.runs.result import SyncResult, utc_iso
+from rtarf_sync.engine.target.sink import PageCounts
+from rtarf_sync.engine.target.tables import Tables
 
 
 RUN_FIELDS = ("run_id", "trigger", "mode", "status", "owner", "started_at", "finished_at", "duration_seconds",

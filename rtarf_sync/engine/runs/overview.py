@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.result import utc_iso
-from rtarf_sync.engine.runs import run_object
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.runs.result import utc_iso
+from rtarf_sync.engine.runs.records import run_object
+from rtarf_sync.engine.target.tables import Tables
 
 RUNS_SHOWN = 50
 REASONS_SHOWN = 5

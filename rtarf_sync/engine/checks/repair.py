@@ -20,12 +20,12 @@ from functools import partial
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
-from rtarf_sync.engine.lease import LeaseHeld
-from rtarf_sync.engine.result import SKIPPED, SyncResult
-from rtarf_sync.engine.verify import Difference, Verification, Verifier
+from rtarf_sync.engine.runs.lease import LeaseHeld
+from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
+from rtarf_sync.engine.checks.verify import Difference, Verification, Verifier
 
 if TYPE_CHECKING:
-    from rtarf_sync.engine.sync import SyncService
+    from rtarf_sync.engine.runs.sync import SyncService
 
 log = logging.getLogger("rtarf_sync.verify")
 

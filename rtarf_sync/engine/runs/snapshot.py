@@ -12,7 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.target.tables import Tables
 
 _UNDEFINED_TABLE = "42P01"
 _FINISHED_OK = ("success", "partial")

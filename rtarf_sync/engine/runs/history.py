@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.target.tables import Tables
 
 RUN_STATUSES = ("running", "success", "partial", "failed")
 RUN_MODES = ("incremental", "full", "range", "replay")
@@ -39,7 +39,7 @@ class RunPage:
 def list_runs(engine: sa.Engine, tables: Tables, limit: int = 20, before: int | None = None,
               where: RunFilter = RunFilter()) -> RunPage:
     """Runs of this target, newest first, at most `limit` (1 to MAX_LIMIT)."""
-    from rtarf_sync.engine.runs import run_object  # with the sink: the app imports this module at start-up
+    from rtarf_sync.engine.runs.records import run_object  # with the sink: the app imports this module at start-up
 
     runs = tables.runs
     query = (sa.select(runs).where(runs.c.target_table == tables.target.name)

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.clients import Json
-from rtarf_sync.engine.documents import engine_time as iso
-from rtarf_sync.engine.reader import ReadPlan
+from rtarf_sync.engine.source.clients import Json
+from rtarf_sync.engine.target.documents import engine_time as iso
+from rtarf_sync.engine.source.reader import ReadPlan
 
 INCREMENTAL, FULL, RANGE = "incremental", "full", "range"
 MODES = (INCREMENTAL, FULL, RANGE)

@@ -33,18 +33,18 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence, cast
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.dead_letters import DeadLetters
-from rtarf_sync.engine.documents import EventRow, to_row
+from rtarf_sync.engine.checks.dead_letters import DeadLetters
+from rtarf_sync.engine.target.documents import EventRow, to_row
 from rtarf_sync.engine.errors import RtarfSyncError, redact
-from rtarf_sync.engine.index_scope import IndexScope, resolve_scope
-from rtarf_sync.engine.lease import Fence, Holder
-from rtarf_sync.engine.reader import check_complete
-from rtarf_sync.engine.result import SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
+from rtarf_sync.engine.runs.lease import Fence, Holder
+from rtarf_sync.engine.source.reader import check_complete
+from rtarf_sync.engine.runs.result import SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import with_retry
-from rtarf_sync.engine.sink import is_data_error
+from rtarf_sync.engine.target.sink import is_data_error
 
 if TYPE_CHECKING:
-    from rtarf_sync.engine.sync import SyncService
+    from rtarf_sync.engine.runs.sync import SyncService
 
 log = logging.getLogger("rtarf_sync.replay")
 TRIGGER = MODE = "replay"

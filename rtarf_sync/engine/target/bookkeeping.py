@@ -19,8 +19,8 @@ import psycopg
 from sqlalchemy.dialects import postgresql
 
 from rtarf_sync.engine.errors import LeaseLost
-from rtarf_sync.engine.lease import Fence
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.runs.lease import Fence
+from rtarf_sync.engine.target.tables import Tables
 
 COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
 _QUOTE = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]  # SQLAlchemy dialects are untyped

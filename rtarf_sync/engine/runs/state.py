@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.tables import Tables
+from rtarf_sync.engine.target.tables import Tables
 
 _RUN_COLUMNS = ("id", "trigger", "status", "started_at", "finished_at", "pages", "total_processed",
                 "inserted", "updated", "unchanged", "failed", "known_bad", "cursor_value", "error")

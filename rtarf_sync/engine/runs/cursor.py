@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from rtarf_sync.engine.lease import holding
-from rtarf_sync.engine.result import utc_iso
+from rtarf_sync.engine.runs.lease import holding
+from rtarf_sync.engine.runs.result import utc_iso
 
 if TYPE_CHECKING:
-    from rtarf_sync.engine.sync import SyncService
+    from rtarf_sync.engine.runs.sync import SyncService
 
 log = logging.getLogger("rtarf_sync.cursor")
 
