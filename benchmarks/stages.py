@@ -33,7 +33,8 @@ from typing import Any, Callable, Sequence
 
 from benchmarks.dataset import Dataset, say
 from config import load_settings
-from rtarf_sync.engine.target.documents import CursorField, EventRow, PageConverter, convert_page, copy_row, parse_instant
+from rtarf_sync.engine.target.documents import (CursorField, EventRow, PageConverter, convert_page, copy_row,
+                                                parse_instant)
 from rtarf_sync.engine.hits import AnyHit, Hit
 from rtarf_sync.engine.runs.lease import Fence
 from rtarf_sync.engine.runs.plan import RunScope

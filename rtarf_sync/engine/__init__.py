@@ -1,5 +1,5 @@
-"""The sync core: service, reader, sink, documents, lease, run history, tables, clients.
-
-Nothing here imports Flask or APScheduler; the service layer (`rtarf_sync.service`)
-and the command line (`rtarf_sync.cli`) drive it.
+"""The sync core, in folders by role: `source/` reads the engine, `target/` writes pages into
+PostgreSQL, `runs/` is a run (plan, lease, records), `checks/` verifies and repairs the copy.
+`errors`, `retry`, `hits` and `fastjson` are the vocabulary they share; `source/` and `target/`
+never import each other. Nothing here imports Flask or APScheduler.
 """
