@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextvars import copy_context
 import time
 from types import TracebackType
 from typing import Callable
@@ -37,7 +38,8 @@ class LeaseKeeper:
         self._lost: str | None = None
         self._renewed = clock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"lease-keeper-{fence.name}", daemon=True)
+        self._thread = threading.Thread(target=copy_context().run, args=(self._loop,),  # its lines name the run
+                                        name=f"lease-keeper-{fence.name}", daemon=True)
 
     def __enter__(self) -> "LeaseKeeper":
         self._thread.start()

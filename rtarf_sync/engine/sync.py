@@ -35,6 +35,7 @@ from rtarf_sync.engine.renewal import LeaseKeeper
 from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 from rtarf_sync.engine.run_start import begin_run, release_now
+from rtarf_sync.run_context import enter_run, leave_run
 from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.engine.sink import PageCounts, PostgresSink, is_transient, latest
 from rtarf_sync.engine.slices import read_pages
@@ -171,6 +172,7 @@ class SyncService:
         """
         scope = RunScope.build(self.settings, mode, start, end)
         result = SyncResult(trigger=trigger, mode=mode, started_at=datetime.now(timezone.utc))
+        run_logs = enter_run(result)  # every line of this run (and of the threads it starts) names it
         started = time.monotonic()
         fence: Fence | None = None
         try:
@@ -188,6 +190,7 @@ class SyncService:
             result.finished_at = datetime.now(timezone.utc)
             result.duration_seconds = time.monotonic() - started
             self._close_run(result, fence)
+            leave_run(run_logs)
         return result
 
     def _acquire(self, result: SyncResult, scope: RunScope) -> Fence | None:
