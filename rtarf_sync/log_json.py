@@ -1,7 +1,7 @@
 """Log lines as JSON objects (RTARF_LOG_FORMAT=json), one a line, through python-json-logger.
 
-Each line has timestamp, level, logger and message, the run's fields inside a run, then any
-exception text and extra fields; every string in it, keys included, passes the Redactor.
+Each line has timestamp, level, logger and message, the run's fields inside a run, then the
+thread's name, any exception text (exc_info) and extra fields; every string in it, keys included, passes the Redactor.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ class JsonLineFormatter(JsonFormatter):
     """One JSON object a record: the fixed fields first, the run's next, then the rest; secrets masked."""
 
     def __init__(self, redact: Callable[[str], str] | None = None) -> None:
-        super().__init__("%(levelname)s %(name)s %(message)s", timestamp=True,
-                         rename_fields={"levelname": "level", "name": "logger"})
+        super().__init__("%(levelname)s %(name)s %(message)s %(threadName)s", timestamp=True,
+                         rename_fields={"levelname": "level", "name": "logger", "threadName": "thread"})
         if redact is None:
             from rtarf_sync.logs import redactor  # late: logs imports this module
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextvars import copy_context
 import time
+from contextvars import copy_context
 from types import TracebackType
 from typing import Callable
 

@@ -8,7 +8,6 @@ from typing import Any
 from apscheduler.job import Job
 
 from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult, utc_iso as iso
-from rtarf_sync.run_context import in_run
 
 logger = logging.getLogger("rtarf_sync.scheduler")
 
@@ -29,15 +28,14 @@ def log_result(result: SyncResult) -> None:
     """Say how a run of a custom job ended, in the wording SyncService uses for its own runs."""
     counts = (f"{result.total_processed} events processed, "
               f"{result.inserted} inserted, {result.updated} updated")
-    with in_run(result):  # the outcome line names the run it ends
-        if result.status == SUCCESS:
-            logger.info("Sync completed successfully: %s", counts)
-        elif result.status == PARTIAL:
-            logger.warning("Sync completed with %d failed events: %s", result.failed, counts)
-        elif result.status == SKIPPED:
-            logger.info("Sync skipped: %s", result.error)
-        else:
-            logger.error("Sync failed: %s", result.error)
+    if result.status == SUCCESS:
+        logger.info("Sync completed successfully: %s", counts)
+    elif result.status == PARTIAL:
+        logger.warning("Sync completed with %d failed events: %s", result.failed, counts)
+    elif result.status == SKIPPED:
+        logger.info("Sync skipped: %s", result.error)
+    else:
+        logger.error("Sync failed: %s", result.error)
 
 
 def failed_result(error: BaseException | None) -> SyncResult:
