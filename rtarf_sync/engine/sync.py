@@ -35,13 +35,13 @@ from rtarf_sync.engine.renewal import LeaseKeeper
 from rtarf_sync.engine.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 from rtarf_sync.engine.run_start import begin_run, release_now
-from rtarf_sync.run_context import enter_run, leave_run
 from rtarf_sync.engine.runs import RunHistory
 from rtarf_sync.engine.sink import PageCounts, PostgresSink, is_transient, latest
 from rtarf_sync.engine.slices import read_pages
 from rtarf_sync.engine.tables import build_tables, create_tables
 from rtarf_sync.engine.timing import TimedSearch
 from rtarf_sync.logs import secret_values
+from rtarf_sync.run_context import enter_run, leave_run
 
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
