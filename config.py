@@ -23,6 +23,7 @@ _FIELD_PATH = re.compile(r"^[A-Za-z0-9_@][A-Za-z0-9_@.\-]*$")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_FORMATS = ("text", "json")
 _ENGINES = ("auto", "elasticsearch", "opensearch")
 _READ_MODES = ("auto", "pit", "scroll")
 _KEEP_ALIVE = re.compile(r"^[1-9][0-9]*[smh]$")
@@ -151,6 +152,7 @@ class Settings:
     table: str = "rtarf_events"
     api_token: Secret | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # text: the original pipe-delimited lines; json: one object a line
     bind: str = LOOPBACK_BIND
     bind_source: str = field(default="the default", compare=False)  # what chose `bind`, for messages
     allow_unauthenticated: bool = False
@@ -463,6 +465,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         table=_table(environ),
         api_token=api_token,
         log_level=_choice(environ, "RTARF_LOG_LEVEL", "INFO", _LOG_LEVELS, str.upper),
+        log_format=_choice(environ, "RTARF_LOG_FORMAT", "text", _LOG_FORMATS),
         bind=bind,
         bind_source=bind_source,
         allow_unauthenticated=_boolean(environ, "RTARF_ALLOW_UNAUTHENTICATED", False),

@@ -9,11 +9,11 @@ starts in `post_worker_init` (after the fork, never in the master) and stops in
 import os
 import signal
 import sys
-import time
 from types import FrameType
 from typing import Any
 
 from config import ConfigError, load_settings
+from rtarf_sync.logs import gunicorn_formatter, unlocked_line
 
 try:
     _settings = load_settings(os.environ)
@@ -35,8 +35,7 @@ logconfig_dict = {
     # The app installs the one root handler itself (with the secret filter); a second here would
     # print every line twice.
     "root": {"level": "INFO", "handlers": []},
-    "formatters": {"rtarf": {"format": "%(asctime)s | %(name)s | %(levelname)s | %(message)s",
-                             "datefmt": "%Y-%m-%d %H:%M:%S"}},
+    "formatters": {"rtarf": gunicorn_formatter(_settings)},  # RTARF_LOG_FORMAT: text or json
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "rtarf",
                              "stream": "ext://sys.stderr"}},
     "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
@@ -72,9 +71,8 @@ def post_worker_init(worker: Any) -> None:  # gunicorn has no type hints: its Wo
     def on_term(signum: int, frame: FrameType | None) -> None:
         scheduler.request_stop()  # only sets flags: safe inside a signal handler
         # os.write, not logging: a handler that takes the logging lock could deadlock the worker.
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        os.write(2, f"{stamp} | rtarf_sync.scheduler | INFO | SIGTERM received (pid {os.getpid()}): "
-                    "a running sync stops after its current page\n".encode())
+        os.write(2, unlocked_line("rtarf_sync.scheduler", f"SIGTERM received (pid {os.getpid()}): "
+                                  "a running sync stops after its current page"))
         if callable(gunicorn_handler):
             gunicorn_handler(signum, frame)
 

@@ -1,4 +1,4 @@
-"""Logging in the original format, with every secret from Settings replaced by ***.
+"""Logging in the original format (or JSON, RTARF_LOG_FORMAT=json), with every secret from Settings replaced by ***.
 
     2025-11-14 10:25:00 | rtarf_sync.scheduler | INFO | RTARF Event Scheduler started (interval: 300s)
 
@@ -13,12 +13,13 @@ import logging
 import sys
 import threading
 import traceback
-from typing import Iterable, TextIO
+from typing import Any, Iterable, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy.engine import make_url
 
 from config import Settings, mask_url
+from rtarf_sync.log_json import JsonLineFormatter
 
 LOG_FORMAT = "%(asctime)s | %(name)s | %(levelname)s | %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -132,17 +133,38 @@ def redactor() -> Redactor:
     return _redactor
 
 
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter of RTARF_LOG_FORMAT: the original text lines, or JSON objects masked field by field."""
+    return JsonLineFormatter(_redactor) if log_format == "json" else logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+
+
+def gunicorn_formatter(settings: Settings) -> dict[str, Any]:
+    """gunicorn's logconfig_dict entry for its access and error lines, in the format `settings` names."""
+    _redactor.add(secret_values(settings))  # the master logs before any worker configures the app
+    if settings.log_format == "json":
+        return {"()": "rtarf_sync.log_json.json_formatter"}
+    return {"format": LOG_FORMAT, "datefmt": DATE_FORMAT}
+
+
+def unlocked_line(name: str, message: str, level: int = logging.INFO) -> bytes:
+    """One line in the configured format, built without the logging locks (for signal handlers)."""
+    handler = next((h for h in logging.getLogger().handlers if h.get_name() == _HANDLER_NAME), None)
+    line_formatter = handler.formatter if handler is not None and handler.formatter else formatter("text")
+    record = logging.LogRecord(name, level, __file__, 0, message, None, None)
+    return (line_formatter.format(record) + "\n").encode()
+
+
 def configure_logging(settings: Settings) -> Redactor:
-    """Install (once) the stderr handler in the original format and teach it the secrets of `settings`."""
+    """Install (once) the stderr handler in the configured format and teach it the secrets of `settings`."""
     _redactor.add(secret_values(settings))
     root = logging.getLogger()
     handler = next((h for h in root.handlers if h.get_name() == _HANDLER_NAME), None)
     if handler is None:
         handler = _StderrHandler()
         handler.set_name(_HANDLER_NAME)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
         handler.addFilter(RedactingFilter(_redactor))
         root.addHandler(handler)
+    handler.setFormatter(formatter(settings.log_format))
     root.setLevel(settings.log_level)
     executor_logger = logging.getLogger("apscheduler.executors.default")
     if not any(isinstance(f, ExpectedFailureFilter) for f in executor_logger.filters):

@@ -31,6 +31,7 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from config import Settings, load_settings
+from rtarf_sync.run_context import in_run
 from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, log_result
 from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SyncResult, utc_iso as iso
 from rtarf_sync.engine.runs.snapshot import StoredState, read_stored_state
@@ -252,11 +253,12 @@ class RtarfEventScheduler:
         """Count one finished run and tell the result listeners; a failing listener is logged, never raised."""
         self.stats.record(result)
         self.stored_state.invalidate()
-        for listener in list(self._result_listeners):
-            try:
-                listener(result)
-            except Exception:  # a listener must never break the run's bookkeeping
-                logger.exception("A result listener failed")
+        with in_run(result):  # what the listeners log (webhooks, metrics) names the run
+            for listener in list(self._result_listeners):
+                try:
+                    listener(result)
+                except Exception:  # a listener must never break the run's bookkeeping
+                    logger.exception("A result listener failed")
 
     def _on_job_event(self, event: JobEvent) -> None:
         """Listener: fold one job event into the stats; never lets an exception escape."""

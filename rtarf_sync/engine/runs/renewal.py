@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextvars import copy_context
 from types import TracebackType
 from typing import Callable
 
@@ -40,7 +41,8 @@ class LeaseKeeper:
         self._lost: str | None = None
         self._renewed = clock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"lease-keeper-{fence.name}", daemon=True)
+        self._thread = threading.Thread(target=copy_context().run, args=(self._loop,),  # its lines name the run
+                                        name=f"lease-keeper-{fence.name}", daemon=True)
 
     def __enter__(self) -> "LeaseKeeper":
         if self.running:

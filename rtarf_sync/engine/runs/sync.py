@@ -41,6 +41,7 @@ from rtarf_sync.engine.source.slices import read_pages
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.engine.source.timing import TimedSearch
 from rtarf_sync.logs import secret_values
+from rtarf_sync.run_context import enter_run, leave_run
 
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
@@ -173,6 +174,7 @@ class SyncService:
         """
         scope = RunScope.build(self.settings, mode, start, end)
         result = SyncResult(trigger=trigger, mode=mode, started_at=datetime.now(timezone.utc))
+        run_logs = enter_run(result)  # every line of this run (and of the threads it starts) names it
         started = time.monotonic()
         fence: Fence | None = None
         try:
@@ -190,6 +192,7 @@ class SyncService:
             result.finished_at = datetime.now(timezone.utc)
             result.duration_seconds = time.monotonic() - started
             self._close_run(result, fence)
+            leave_run(run_logs)
         return result
 
     def _acquire(self, result: SyncResult, scope: RunScope) -> Fence | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from contextvars import copy_context
 from typing import Generic, Iterator, TypeVar, cast
 
 T = TypeVar("T")
@@ -35,7 +36,9 @@ class Prefetch(Generic[T]):
         self._source = source
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="rtarf-page-reader", daemon=True)
+        # Run in a copy of the context: the reader's log lines name the run, as the consumer's do.
+        self._thread = threading.Thread(target=copy_context().run, args=(self._produce,), name="rtarf-page-reader",
+                                        daemon=True)
         self._thread.start()
 
     def _put(self, item: object) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from contextvars import copy_context
 from typing import Any, Callable, Generator, Generic, Iterator, Sequence, TypeVar, cast
 
 from rtarf_sync.engine.source.clients import SearchApi
@@ -67,7 +68,9 @@ class SlicedPages(Generic[T]):
         self.api, self.pit_id = api, pit_id
         self._queue: queue.Queue[object] = queue.Queue(maxsize=slices)
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._produce, args=(plan, retry, (i, slices), convert),
+        # One copy of the context each (a context runs in one thread at a time): their lines name the run.
+        self._threads = [threading.Thread(target=copy_context().run,
+                                          args=(self._produce, plan, retry, (i, slices), convert),
                                           name=f"rtarf-slice-{i}", daemon=True) for i in range(slices)]
         for thread in self._threads:
             thread.start()
