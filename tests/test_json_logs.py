@@ -17,10 +17,10 @@ import sqlalchemy as sa
 
 from config import ConfigError, Settings, load_settings
 from rtarf_sync import create_app
-from rtarf_sync.engine.lease import Fence, Lease
-from rtarf_sync.engine.renewal import LeaseKeeper
-from rtarf_sync.engine.result import SyncResult
-from rtarf_sync.engine.tables import build_tables, create_tables
+from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.runs.renewal import LeaseKeeper
+from rtarf_sync.engine.runs.result import SyncResult
+from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.logs import configure_logging
 from rtarf_sync.run_context import in_run
 from rtarf_sync.service.extension import scheduler_of
