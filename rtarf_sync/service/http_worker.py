@@ -30,6 +30,7 @@ PROBE_THREADS = 2
 CHUNK = 64 * 1024
 
 WAIT, READY, READY_CLOSE = "wait", "ready", "ready-close"
+_EXPECT_CONTINUE = b"\r\nexpect:100-continue\r\n"
 
 
 def request_state(buffer: bytes) -> str:
@@ -58,6 +59,20 @@ def request_state(buffer: bytes) -> str:
     if len(body) < length:
         return WAIT
     return READY if len(body) == length else READY_CLOSE  # bytes past the request: not kept for later
+
+
+def expects_continue(buffer: bytes) -> bool:
+    """True when the complete head in `buffer` asks `Expect: 100-continue` (curl does for large bodies)."""
+    end = buffer.find(b"\r\n\r\n")
+    return end >= 0 and _EXPECT_CONTINUE in buffer[:end + 2].lower().replace(b" ", b"")
+
+
+def without_expect(buffer: bytes) -> bytes:
+    """`buffer` without its Expect header, once the worker itself has sent `100 Continue`."""
+    end = buffer.find(b"\r\n\r\n")
+    lines = buffer[:end].split(b"\r\n")
+    kept = [line for line in lines if not line.lower().startswith(b"expect:")]
+    return b"\r\n".join(kept) + buffer[end:]
 
 
 def is_probe(buffer: bytes) -> bool:
@@ -121,13 +136,26 @@ class GuardedThreadWorker(ThreadWorker):
         conn.rtarf_buffer += data
         state = request_state(conn.rtarf_buffer)
         if state == WAIT:
+            self._send_continue(conn)
             return
         with self._lock:
             self.poller.unregister(client)
         self._dispatch(conn, close_after=state == READY_CLOSE)
 
+    def _send_continue(self, conn: TConn) -> None:
+        # The client waits for it before sending the body that this loop waits for.
+        if getattr(conn, "rtarf_continued", False) or not expects_continue(conn.rtarf_buffer):
+            return
+        conn.rtarf_continued = True
+        try:
+            conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")  # 25 bytes into an empty send buffer
+        except OSError:
+            pass  # the client is gone; the next read says so
+
     def _dispatch(self, conn: TConn, close_after: bool) -> None:
         buffer, conn.rtarf_buffer, conn.rtarf_deadline = conn.rtarf_buffer, b"", None
+        if getattr(conn, "rtarf_continued", False):
+            buffer, conn.rtarf_continued = without_expect(buffer), False  # not a second 100 from gunicorn
         conn.init()
         conn.sock.settimeout(SOCKET_TIMEOUT_SECONDS)
         conn.parser.unreader.unread(buffer)
