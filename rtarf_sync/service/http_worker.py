@@ -12,6 +12,7 @@ so a queue of slow requests never delays them.
 from __future__ import annotations
 
 import errno
+import resource
 import selectors
 import time
 from collections import deque
@@ -28,6 +29,7 @@ BODY_LIMIT = 1024 * 1024  # bodies up to this are gathered before the app runs; 
 PROBE_PATHS = frozenset({b"/healthz", b"/livez"})
 PROBE_THREADS = 2
 CHUNK = 64 * 1024
+ACCEPT_BATCH = 128  # connections accepted per wake-up: a burst leaves the backlog fast, probes wait less
 
 WAIT, READY, READY_CLOSE = "wait", "ready", "ready-close"
 _EXPECT_CONTINUE = b"\r\nexpect:100-continue\r\n"
@@ -88,24 +90,34 @@ class GuardedThreadWorker(ThreadWorker):
         """Add the probe threads and the queue of connections still sending."""
         self.probe_pool = futures.ThreadPoolExecutor(max_workers=PROBE_THREADS)
         self._reading: deque[tuple[float, TConn]] = deque()  # (deadline, conn), deadlines in order
+        # Never more connections than descriptors: past the limit accept() fails and the loop spins.
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and self.worker_connections > soft - 64:
+            self.worker_connections = max(self.cfg.threads + 1, soft - 64)
+            self.max_keepalived = self.worker_connections - self.cfg.threads
         super().init_process()
 
     def accept(self, server: Any, listener: Any) -> None:
-        """Accept as gthread does; a connection that sends nothing is closed at its deadline."""
+        """Accept every waiting connection (gthread takes one per wake-up); each must send its request in time."""
         if self.cfg.is_ssl:
             super().accept(server, listener)
             return
-        try:
-            sock, client = listener.accept()
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
-            return
-        conn = TConn(self.cfg, sock, client, server)
-        self.nr_conns += 1
-        with self._lock:
-            self._start_reading(conn)
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+        for _ in range(ACCEPT_BATCH):
+            if self.nr_conns >= self.worker_connections:
+                return
+            try:
+                sock, client = listener.accept()
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK, errno.EMFILE,
+                                       errno.ENFILE):
+                    raise
+                return  # nothing waiting, or out of descriptors: the connection waits in the backlog
+            conn = TConn(self.cfg, sock, client, server)
+            self.nr_conns += 1
+            with self._lock:
+                self._start_reading(conn)
+                self.poller.register(conn.sock, selectors.EVENT_READ,
+                                     partial(self.on_client_socket_readable, conn))
 
     def _start_reading(self, conn: TConn) -> None:
         conn.rtarf_buffer = b""
