@@ -49,6 +49,8 @@ class Tally:
         self.lock = threading.Lock()
         self.counts: dict[str, dict[str, int]] = {}
         self.probe_ms: list[float] = []
+        self.probe_at: list[float] = []  # seconds into the attack when each probe started
+        self.burst_at = (0.0, 0.0)  # seconds into the attack when the burst began and ended
         self.sync_samples: list[bool] = []
 
     def add(self, scenario: str, outcome: str) -> None:
@@ -79,13 +81,14 @@ def _get(port: int, path: str) -> int:
 
 def probe(port: int, seconds: float, results: Any) -> None:
     """GET /healthz every 50 ms on a fresh connection, as an orchestrator's probe does (own process)."""
-    tally, until = Tally(), time.monotonic() + seconds
-    while time.monotonic() < until:
+    tally, started = Tally(), time.monotonic()
+    while time.monotonic() < started + seconds:
         began = time.monotonic()
         tally.call("healthz probe", {200}, lambda: _get(port, "/healthz"))
         tally.probe_ms.append((time.monotonic() - began) * 1000)
+        tally.probe_at.append(began - started)
         time.sleep(max(0.0, 0.05 - (time.monotonic() - began)))
-    results.put((tally.counts, tally.probe_ms))
+    results.put((tally.counts, tally.probe_ms, tally.probe_at))
 
 
 def idle_clients(port: int, tally: Tally, count: int, held: list[socket.socket]) -> None:
@@ -211,12 +214,14 @@ def attack(server: GunicornProcess, seconds: float) -> Tally:
     for thread in threads:
         thread.start()
     time.sleep(seconds / 2)
+    began = time.monotonic()
     burst(server.port, tally, 1000)
+    tally.burst_at = (began - until + seconds, time.monotonic() - until + seconds)
     for thread in threads:
         thread.join(timeout=seconds + 660)
     for sock in held:
         sock.close()
-    counts, tally.probe_ms = results.get(timeout=seconds + 60)
+    counts, tally.probe_ms, tally.probe_at = results.get(timeout=seconds + 60)
     prober.join(timeout=10)
     tally.counts.update(counts)
     return tally
@@ -241,6 +246,9 @@ def report(tally: Tally, args: argparse.Namespace, log: str) -> dict[str, Any]:
         print(f"| {name} | {c['answered']} | {c['errors']} | {c['unanswered']} |")
     print(f"\n/healthz: {len(tally.probe_ms)} probes, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(tally.probe_ms):.1f} ms")
+    slow = sorted(zip(tally.probe_ms, tally.probe_at), reverse=True)[:5]
+    print(f"1,000-request burst from {tally.burst_at[0]:.1f} s to {tally.burst_at[1]:.1f} s; slowest probes: "
+          + ", ".join(f"{ms:.0f} ms at {at:.1f} s" for ms, at in slow))
     print(f"sync in progress in {busy:.0%} of the samples; tracebacks in the service log: "
           f"{log.count('Traceback')}")
     met = unanswered == 0 and errors == 0 and p99 < 100

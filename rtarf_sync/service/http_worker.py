@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import resource
 import selectors
+import threading
 import time
 from collections import deque
 from concurrent import futures
@@ -90,6 +91,9 @@ class GuardedThreadWorker(ThreadWorker):
         """Add the probe threads and the queue of connections still sending."""
         self.probe_pool = futures.ThreadPoolExecutor(max_workers=PROBE_THREADS)
         self._reading: deque[tuple[float, TConn]] = deque()  # (deadline, conn), deadlines in order
+        self._ready: deque[TConn] = deque()  # complete requests waiting for a thread
+        self._slots = threading.Lock()
+        self._in_flight = 0
         # Never more connections than descriptors: past the limit accept() fails and the loop spins.
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and self.worker_connections > soft - 64:
@@ -172,8 +176,37 @@ class GuardedThreadWorker(ThreadWorker):
         conn.sock.settimeout(SOCKET_TIMEOUT_SECONDS)
         conn.parser.unreader.unread(buffer)
         conn.rtarf_close_after = close_after
-        pool = self.probe_pool if is_probe(buffer) else self.tpool
-        self._wrap_future(pool.submit(self.handle, conn), conn)
+        if is_probe(buffer):
+            self._wrap_future(self.probe_pool.submit(self.handle, conn), conn)
+            return
+        with self._slots:
+            self._ready.append(conn)
+        self._submit_ready()
+
+    def _submit_ready(self) -> None:
+        # At most `threads` requests in the pool, the rest wait here: gthread's loop scans every future
+        # in flight on each wake-up, which under a burst of a thousand made the probes wait.
+        while True:
+            with self._slots:
+                if not self._ready or self._in_flight >= self.cfg.threads:
+                    return
+                conn = self._ready.popleft()
+                self._in_flight += 1
+            try:
+                future = self.tpool.submit(self.handle, conn)
+            except RuntimeError:  # shutting down: the request was never started
+                with self._slots:
+                    self._in_flight -= 1
+                self.nr_conns -= 1
+                conn.close()
+                continue
+            future.add_done_callback(self._slot_freed)
+            self._wrap_future(future, conn)
+
+    def _slot_freed(self, _: Any) -> None:
+        with self._slots:
+            self._in_flight -= 1
+        self._submit_ready()
 
     def _drop(self, conn: TConn) -> None:
         with self._lock:
