@@ -173,17 +173,18 @@ def burst(port: int, tally: Tally, count: int) -> None:
 
 def keep_syncing(url: str, tally: Tally, until: float) -> None:
     """Full reconciliations back to back, so a real sync runs all through the attack."""
-    statuses: list[int] = []
-
-    def once() -> int:
-        statuses.append(requests.post(f"{url}/scheduler/sync-now", json={"mode": "full"}, timeout=600,
-                                      headers={"Authorization": f"Bearer {TOKEN}"}).status_code)
-        return statuses[-1]
-
     while time.monotonic() < until:
-        tally.call("full sync (sync-now)", {200, 409}, once)
-        if statuses and statuses[-1] == 409:
-            time.sleep(0.5)  # the scheduled sync is still running: ask again later
+        try:
+            status = requests.post(f"{url}/scheduler/sync-now", json={"mode": "full"}, timeout=600,
+                                   headers={"Authorization": f"Bearer {TOKEN}"}).status_code
+        except requests.RequestException:
+            tally.add("full sync (sync-now)", "unanswered")
+            continue
+        if status == 409:  # a sync is running already (the scheduled one): ask again later
+            tally.add("full sync refused: one is running (409)", "answered")
+            time.sleep(0.5)
+        else:
+            tally.add("full sync (sync-now)", "answered" if status == 200 else "errors")
 
 
 def sample_sync(url: str, tally: Tally, until: float) -> None:
