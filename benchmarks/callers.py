@@ -93,11 +93,14 @@ def probe(port: int, seconds: float, results: Any) -> None:
 
 def idle_clients(port: int, tally: Tally, count: int, held: list[socket.socket]) -> None:
     """`count` keep-alive clients: one GET /scheduler/status each, then the connection stays open and silent."""
+    def once(sock: socket.socket) -> int:
+        sock.sendall(head("GET", "/scheduler/status"))
+        return read_response(sock, ANSWER_SECONDS)[0]
+
     for _ in range(count):
         sock = connect(port, ANSWER_SECONDS)
         held.append(sock)
-        tally.call("idle keep-alive", {200}, lambda: (sock.sendall(head("GET", "/scheduler/status")),
-                                                      read_response(sock, ANSWER_SECONDS)[0])[1])
+        tally.call("idle keep-alive", {200}, lambda: once(sock))
 
 
 def leftover_client(port: int, tally: Tally, rounds: int, held: list[socket.socket]) -> None:
@@ -144,7 +147,7 @@ def burst(port: int, tally: Tally, count: int) -> None:
     for _ in range(count):
         try:
             sock = connect(port, ANSWER_SECONDS)
-            sock.sendall(head("GET", "/scheduler/status") .replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+            sock.sendall(head("GET", "/scheduler/status").replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
         except OSError:
             tally.add("1,000 concurrent status", "errors")
             continue
@@ -201,7 +204,7 @@ def sample_sync(url: str, tally: Tally, until: float) -> None:
 
 def attack(server: GunicornProcess, seconds: float) -> Tally:
     """Every hostile caller at once for `seconds`; the 1,000-request burst in the middle."""
-    tally, held = Tally(), []
+    tally, held = Tally(), list[socket.socket]()
     # The probe runs in a process of its own: in this one it would measure this process's own GIL too.
     results: multiprocessing.Queue[Any] = multiprocessing.Queue()
     prober = multiprocessing.Process(target=probe, args=(server.port, seconds, results))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import threading
 import uuid
-from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
@@ -192,7 +191,7 @@ def test_readyz_answers_within_its_deadline_and_probes_share_one_check(
     assert {answer["status"] for answer in answers} == {503}
     assert all(answer["checks"]["engine"] == "no answer within 5 s" for answer in answers)  # type: ignore[index]
     silent.settimeout(1)
-    accepted = []
+    accepted: list[socket.socket] = []
     try:
         while len(accepted) < 10:
             accepted.append(silent.accept()[0])

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.e2e
 def dockerfile_healthcheck() -> list[str]:
     """The HEALTHCHECK CMD of the Dockerfile, with this interpreter for `python`."""
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    argv = json.loads(re.search(r"^HEALTHCHECK .*?CMD (\[.*\])\s*$", text, re.MULTILINE).group(1))
+    found = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])\s*$", text, re.MULTILINE)
+    assert found, "no HEALTHCHECK ... CMD [...] in the Dockerfile"
+    argv = json.loads(found.group(1))
     return [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
 
 

@@ -96,7 +96,7 @@ class GuardedThreadWorker(ThreadWorker):
         self._in_flight = 0
         # Never more connections than descriptors: past the limit accept() fails and the loop spins.
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and self.worker_connections > soft - 64:
+        if soft != resource.RLIM_INFINITY and self.cfg.worker_connections > soft - 64:
             self.worker_connections = max(self.cfg.threads + 1, soft - 64)
             self.max_keepalived = self.worker_connections - self.cfg.threads
         super().init_process()
