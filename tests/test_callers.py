@@ -46,6 +46,7 @@ def server(opensearch: EngineHttp, database_url: str, tmp_path_factory: pytest.T
         yield process.start()
     finally:
         process.close()
+        opensearch.delete_index(index)  # the shared node has a shard limit
 
 
 def _answers(server: GunicornProcess, path: str = "/healthz") -> int:
