@@ -20,12 +20,13 @@ COPY config.py wsgi.py gunicorn.conf.py ./
 COPY rtarf_sync/ ./rtarf_sync/
 
 USER rtarf
-# config.py binds 0.0.0.0:8000 unless RTARF_BIND (or PORT) says otherwise.
+# The port config.py binds unless RTARF_BIND (or PORT) says otherwise.
 EXPOSE 8000
 
-# slim has no curl: ask /healthz with Python, on the port RTARF_BIND (or PORT) gives.
+# slim has no curl: ask /healthz with Python where the server really listens (gunicorn's own -b, else the
+# bind config.py derives from RTARF_BIND / PORT; a wildcard host is asked on loopback, unix: on its socket).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; bind = os.environ.get('RTARF_BIND') or ':' + os.environ.get('PORT', '8000'); urllib.request.urlopen('http://127.0.0.1:' + bind.rsplit(':', 1)[1] + '/healthz', timeout=4)"]
+    CMD ["python", "-m", "rtarf_sync.service.healthcheck"]
 
 # exec form: gunicorn is PID 1 and gets SIGTERM itself, so a running sync stops after its page.
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]

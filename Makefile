@@ -1,4 +1,4 @@
-.PHONY: test demo bench freshness install screenshot
+.PHONY: test demo bench freshness callers install screenshot
 
 ## Install what the service, the demo and the benchmark need (PostgreSQL server, Java, Maven if missing; .venv); the tests add theirs
 install:
@@ -23,3 +23,8 @@ screenshot:
 freshness:
 	scripts/install-deps.sh
 	.venv/bin/python -m benchmarks.freshness $(if $(SECONDS),--seconds $(SECONDS))
+
+## Hostile callers during a real sync: idle keep-alive, late bodies, slowloris, 1,000 concurrent status requests
+callers:
+	scripts/install-deps.sh
+	.venv/bin/python -m benchmarks.callers $(if $(N),--events $(N)) $(if $(SECONDS),--seconds $(SECONDS))

@@ -23,7 +23,7 @@ except ConfigError as _error:
 
 bind = _settings.bind
 workers = 1  # one scheduler per process; more workers are safe (the lease) but only one syncs at a time
-worker_class = "gthread"
+worker_class = "rtarf_sync.service.http_worker.GuardedThreadWorker"  # gthread that never waits on a client
 threads = 4  # status and health answer while a sync-now request runs
 graceful_timeout = _settings.graceful_timeout_seconds
 timeout = 60

@@ -53,6 +53,7 @@ def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = No
 
     verifications.add_listener(announce_drift)
     trigger.init_app(app)
+    health.init_app(app)
     auth.init_app(app, settings.api_token)
     guards.init_app(app, settings)  # after the token check: a caller without the token learns nothing more
     errors.init_app(app, redactor)
