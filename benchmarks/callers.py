@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -100,7 +101,7 @@ def idle_clients(port: int, tally: Tally, count: int, held: list[socket.socket])
     for _ in range(count):
         sock = connect(port, ANSWER_SECONDS)
         held.append(sock)
-        tally.call("idle keep-alive", {200}, lambda: once(sock))
+        tally.call("idle keep-alive", {200}, partial(once, sock))
 
 
 def leftover_client(port: int, tally: Tally, rounds: int, held: list[socket.socket]) -> None:
@@ -110,7 +111,7 @@ def leftover_client(port: int, tally: Tally, rounds: int, held: list[socket.sock
     answer); odd rounds send two bodies where the head announces one.
     """
     for number in range(rounds):
-        def once() -> int:
+        def once(number: int = number) -> int:
             if number % 2 == 0:
                 sock, status = late_body(port, "POST", "/scheduler/trigger", token=TOKEN, pause=0.2)
             else:
@@ -250,7 +251,7 @@ def report(tally: Tally, args: argparse.Namespace, log: str) -> dict[str, Any]:
         print(f"| {name} | {c['answered']} | {c['errors']} | {c['unanswered']} |")
     print(f"\n/healthz: {len(tally.probe_ms)} probes, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(tally.probe_ms):.1f} ms")
-    slow = sorted(zip(tally.probe_ms, tally.probe_at), reverse=True)[:5]
+    slow = sorted(zip(tally.probe_ms, tally.probe_at, strict=True), reverse=True)[:5]
     print(f"1,000-request burst from {tally.burst_at[0]:.1f} s to {tally.burst_at[1]:.1f} s; slowest probes: "
           + ", ".join(f"{ms:.0f} ms at {at:.1f} s" for ms, at in slow))
     print(f"sync in progress in {busy:.0%} of the samples; tracebacks in the service log: "

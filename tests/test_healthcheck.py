@@ -58,7 +58,8 @@ def test_the_health_check_follows_port_to_a_non_default_port(
         service_env: dict[str, str], servers: list[GunicornProcess], tmp_path: Path) -> None:
     server = GunicornProcess(tmp_path, service_env)
     del server.env["RTARF_BIND"]
-    server.env["PORT"] = str(server.port)
+    server.env["PORT"] = str(server.port)  # PORT means 0.0.0.0: a reachable address needs the token
+    server.env["RTARF_API_TOKEN"] = "health-check-token-0123456789"
     servers.append(server.start())
     assert run_healthcheck(server.env).returncode == 0
     stopped = dict(server.env, PORT=str(free_port()))  # nothing listens there

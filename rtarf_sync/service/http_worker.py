@@ -11,6 +11,7 @@ so a queue of slow requests never delays them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import resource
 import selectors
@@ -84,7 +85,7 @@ def is_probe(buffer: bytes) -> bool:
     return len(line) == 3 and line[0] in (b"GET", b"HEAD") and line[1].split(b"?")[0] in PROBE_PATHS
 
 
-class GuardedThreadWorker(ThreadWorker):
+class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type hints
     """gthread with requests gathered by the event loop, a read deadline and a lane for the liveness probes."""
 
     def init_process(self) -> None:
@@ -163,10 +164,8 @@ class GuardedThreadWorker(ThreadWorker):
         if getattr(conn, "rtarf_continued", False) or not expects_continue(conn.rtarf_buffer):
             return
         conn.rtarf_continued = True
-        try:
+        with contextlib.suppress(OSError):  # the client is gone; the next read says so
             conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")  # 25 bytes into an empty send buffer
-        except OSError:
-            pass  # the client is gone; the next read says so
 
     def _dispatch(self, conn: TConn, close_after: bool) -> None:
         buffer, conn.rtarf_buffer, conn.rtarf_deadline = conn.rtarf_buffer, b"", None
@@ -210,10 +209,8 @@ class GuardedThreadWorker(ThreadWorker):
 
     def _drop(self, conn: TConn) -> None:
         with self._lock:
-            try:
+            with contextlib.suppress(KeyError, ValueError, OSError):  # already gone
                 self.poller.unregister(conn.sock)
-            except (KeyError, ValueError, OSError):
-                pass  # already gone
             conn.rtarf_deadline = None
         self.nr_conns -= 1
         conn.close()
@@ -231,7 +228,7 @@ class GuardedThreadWorker(ThreadWorker):
         """Answer `Connection: close` where the connection cannot be reused safely."""
         if getattr(conn, "rtarf_close_after", False):
             req.must_close = True
-        return super().handle_request(req, conn)
+        return bool(super().handle_request(req, conn))
 
     def run(self) -> None:
         """Run gthread's loop, then stop the probe threads too."""
