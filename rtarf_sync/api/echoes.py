@@ -41,7 +41,7 @@ def request_values(request: Request) -> set[str]:
     if body:
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser (the guards refused it)
             document = None
         values.update(_json_strings(document))
     return {value for value in values if value.strip()}
