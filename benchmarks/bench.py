@@ -32,8 +32,8 @@ from benchmarks.dataset import Dataset, say
 from benchmarks.report import record, render, targets
 from rtarf_sync.engine.target.documents import engine_time as iso
 from rtarf_sync.sample import BASE_TIME
-from tests.harness import OpenSearchNode, PostgresCluster
-from tests.harness.http import EngineHttp
+from tests.infra.harness import OpenSearchNode, PostgresCluster
+from tests.infra.harness.http import EngineHttp
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEX = "rtarf-events-bench"

@@ -34,10 +34,10 @@ from typing import Any, Callable
 import requests
 
 from rtarf_sync.sample import load_events
-from tests.gunicorn_process import GunicornProcess
-from tests.harness import OpenSearchNode, PostgresCluster
-from tests.harness.http import EngineHttp
-from tests.hostile_callers import connect, head, late_body, read_response
+from tests.infra.gunicorn_process import GunicornProcess
+from tests.infra.harness import OpenSearchNode, PostgresCluster
+from tests.infra.harness.http import EngineHttp
+from tests.infra.hostile_callers import connect, head, late_body, read_response
 
 TOKEN = "callers-bench-token-0123456789"
 ANSWER_SECONDS = 10.0  # a request unanswered after this counts as never answered

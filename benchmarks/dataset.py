@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from rtarf_sync.engine.target.documents import EventRow, parse_instant
 from rtarf_sync.sample import bulk_payload, load_events, make_event
-from tests.harness.http import EngineHttp
+from tests.infra.harness.http import EngineHttp
 
 
 def say(message: str) -> None:

@@ -33,9 +33,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from rtarf_sync.sample import bulk_payload, make_event
-from tests.gunicorn_process import GunicornProcess
-from tests.harness import OpenSearchNode, PostgresCluster
-from tests.harness.http import EngineHttp
+from tests.infra.gunicorn_process import GunicornProcess
+from tests.infra.harness import OpenSearchNode, PostgresCluster
+from tests.infra.harness.http import EngineHttp
 
 SETTLE = 1
 

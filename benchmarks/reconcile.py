@@ -85,7 +85,7 @@ def checks(figures: dict[str, Any], events: int) -> list[tuple[str, bool]]:
 def main(argv: list[str] | None = None) -> int:
     """Start the engines, load N events, sync them once, then measure; print the report."""
     from benchmarks.bench import INDEX, Bench
-    from tests.harness import OpenSearchNode, PostgresCluster
+    from tests.infra.harness import OpenSearchNode, PostgresCluster
 
     parser = argparse.ArgumentParser(prog="benchmarks.reconcile", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=int(os.environ.get("N") or 50_000))

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.scrape [--scrapes 500] [--runs 200] [--dead-letters 1000]
 
-Starts a throwaway PostgreSQL cluster (tests.harness), records `--runs` finished
+Starts a throwaway PostgreSQL cluster (tests.infra.harness), records `--runs` finished
 runs and `--dead-letters` unresolved dead letters for one target (as a service
 that has been running a while), builds the app and scrapes it through Flask's
 test client: the first (cold) scrape, then `--scrapes` warm ones within one
@@ -24,8 +24,8 @@ from config import load_settings
 from rtarf_sync import create_app
 from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.service.extension import scheduler_of
-from tests.harness import PostgresCluster
-from tests.harness.process import free_port
+from tests.infra.harness import PostgresCluster
+from tests.infra.harness.process import free_port
 
 
 def _history(app: Flask, runs: int, dead_letters: int) -> None:

@@ -117,7 +117,7 @@ def measure(settings: Any, events: int) -> list[tuple[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.bench import INDEX, Bench
-    from tests.harness import OpenSearchNode, PostgresCluster
+    from tests.infra.harness import OpenSearchNode, PostgresCluster
 
     parser = argparse.ArgumentParser(prog="benchmarks.stages", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=int(os.environ.get("N") or 100_000))

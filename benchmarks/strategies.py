@@ -36,7 +36,7 @@ from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.sample import make_event
 from rtarf_sync.engine.target.sink import PostgresSink
 from rtarf_sync.engine.target.tables import build_tables, create_tables
-from tests.harness import PostgresCluster
+from tests.infra.harness import PostgresCluster
 
 INDEX = "rtarf-events-bench"
 COLUMNS = "es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term"

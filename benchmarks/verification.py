@@ -33,8 +33,8 @@ from rtarf_sync.engine.checks.repair import verify_and_repair
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.checks.verify import Verifier, Window, source_counts, target_counts
 from rtarf_sync.sample import BASE_TIME, bulk_payload, make_event
-from tests.harness import OpenSearchNode, PostgresCluster
-from tests.harness.http import EngineHttp
+from tests.infra.harness import OpenSearchNode, PostgresCluster
+from tests.infra.harness.http import EngineHttp
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEX = "rtarf-events-bench"

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))  # run as a script: make the project importable
 
 from rtarf_sync.cli.progress import ProgressLine  # noqa: E402 - importable after sys.path above
 from rtarf_sync.sample import load_events  # noqa: E402 - importable after sys.path above
-from tests.harness import OpenSearchNode, PostgresCluster  # noqa: E402 - importable after sys.path above
-from tests.harness.http import EngineHttp  # noqa: E402 - importable after sys.path above
-from tests.harness.process import log_tail, spawn, stop  # noqa: E402 - importable after sys.path above
+from tests.infra.harness import OpenSearchNode, PostgresCluster  # noqa: E402 - importable after sys.path above
+from tests.infra.harness.http import EngineHttp  # noqa: E402 - importable after sys.path above
+from tests.infra.harness.process import log_tail, spawn, stop  # noqa: E402 - importable after sys.path above
 
 SEED = 7
 LIVE_SPACING_MS = 10  # new events are stamped over the last few seconds, like live traffic

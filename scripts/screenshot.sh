@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --tests
 mkdir -p docs
-STATUS_PAGE_SCREENSHOTS=docs exec .venv/bin/python -m pytest -q tests/test_status_page.py "$@"
+STATUS_PAGE_SCREENSHOTS=docs exec .venv/bin/python -m pytest -q tests/e2e/test_status_page.py "$@"

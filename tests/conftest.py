@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings, load_settings
-from tests.esserver import EsProtocolServer
-from tests.harness import OpenSearchNode, PostgresCluster
-from tests.harness.esprocess import EsServerProcess
-from tests.harness.http import EngineHttp
-from tests.harness.process import say, set_printer
-from tests.support import held_sink
+from tests.infra.esserver import EsProtocolServer
+from tests.infra.harness import OpenSearchNode, PostgresCluster
+from tests.infra.harness.esprocess import EsServerProcess
+from tests.infra.harness.http import EngineHttp
+from tests.infra.harness.process import say, set_printer
+from tests.infra.support import held_sink
 
 ENGINE_KINDS = ("opensearch", "elasticsearch")
 

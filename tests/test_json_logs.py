@@ -24,10 +24,10 @@ from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.logs import configure_logging
 from rtarf_sync.run_context import in_run
 from rtarf_sync.service.extension import scheduler_of
-from tests.gunicorn_process import GunicornProcess
-from tests.harness.http import EngineHttp
-from tests.harness.process import free_port
-from tests.support import load_sample, offline_settings, runs_of, wait_for
+from tests.infra.gunicorn_process import GunicornProcess
+from tests.infra.harness.http import EngineHttp
+from tests.infra.harness.process import free_port
+from tests.infra.support import load_sample, offline_settings, runs_of, wait_for
 
 TOKEN = "planted-Secret-token-7Qx2w9Lm"  # an API token: a secret the Redactor knows
 RUN_FIELDS = ("run_id", "pipeline", "trigger", "mode")

@@ -9,7 +9,7 @@ import pytest
 from rtarf_sync.logs import configure_logging
 from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.service.scheduler import RtarfEventScheduler
-from tests.support import GatedJob, offline_settings, wait_for
+from tests.infra.support import GatedJob, offline_settings, wait_for
 
 LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} "
                   r"\| (?P<logger>[\w.]+) \| (?P<level>[A-Z]+) \| (?P<message>.*)$")

@@ -20,10 +20,10 @@ from config import load_settings
 from rtarf_sync import create_app
 from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.logs import Redactor, RedactingFilter, configure_logging
-from tests.gunicorn_process import GunicornProcess
-from tests.harness.http import EngineHttp
-from tests.harness.process import free_port
-from tests.support import load_sample
+from tests.infra.gunicorn_process import GunicornProcess
+from tests.infra.harness.http import EngineHttp
+from tests.infra.harness.process import free_port
+from tests.infra.support import load_sample
 
 DB_CANARY = "CanaryDbPw-5e1f0a"
 ES_CANARY = "CanaryEsPw-9b7c2d"

@@ -1,6 +1,6 @@
 """GET /openapi.json: every route of the service, its parameters, bodies and answers, as OpenAPI 3.0.
 
-Built with apispec from the tables below; tests/test_openapi.py checks that
+Built with apispec from the tables below; tests/api/test_openapi.py checks that
 every rule of the app's URL map is described here, and drives each operation
 with Schemathesis. Error answers share one shape: {"error", "message", ...}.
 """

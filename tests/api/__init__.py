@@ -1,0 +1,1 @@
+"""The HTTP API through the app factory."""

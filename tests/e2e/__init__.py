@@ -1,0 +1,1 @@
+"""End to end: real gunicorn, browsers, the demo, the documented examples."""

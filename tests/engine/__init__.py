@@ -1,0 +1,1 @@
+"""Tests of the sync core, mirroring rtarf_sync/engine/."""

@@ -1,0 +1,1 @@
+"""Checks: run modes and deletes, verification and repair, scope, bounded work."""

@@ -1,0 +1,1 @@
+"""Runs: counts, incremental windows, transient failures, the lease."""

@@ -1,0 +1,1 @@
+"""Reading the engine: paging, engine choice, faults, TLS."""

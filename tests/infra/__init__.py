@@ -1,0 +1,1 @@
+"""What the tests stand on: engines, the Elasticsearch protocol server, helpers; and their own tests."""

@@ -1,0 +1,1 @@
+"""Webhooks: signing, delivery, the outbox."""

@@ -1,0 +1,1 @@
+"""The repository itself: docs, locks, installs, deployment files."""

@@ -1,0 +1,1 @@
+"""The scheduler wrapper and the features meeting in the service layer."""
