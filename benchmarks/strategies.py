@@ -31,7 +31,8 @@ import sqlalchemy as sa
 
 from benchmarks.cpu import tree_cpu_seconds
 from rtarf_sync.engine.target.documents import EventRow, parse_instant
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.sample import make_event
 from rtarf_sync.engine.target.sink import PostgresSink
@@ -122,7 +123,7 @@ class Strategies:
             fence = lease.acquire(connection, "strategies")
         assert isinstance(fence, Fence)
         run_id = RunHistory(self.engine, tables, INDEX).start("bench", "strategies", datetime.now(timezone.utc))
-        sink, number = PostgresSink(self.engine, tables, lease, INDEX), [0]
+        sink, number = PostgresSink(self.engine, tables, lease.ttl, INDEX), [0]
 
         def write(page: Page) -> None:
             number[0] += 1

@@ -29,7 +29,7 @@ from rtarf_sync.engine.target.documents import (CursorField, Deferred, EventRow,
                                         newest_per_key, to_row)
 from rtarf_sync.engine.fastjson import loads, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Hit, view
-from rtarf_sync.engine.runs.lease import Fence
+from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.target.sink import PageCounts, PostgresSink, _PageOptions
 from tests.oracle import rows, scalar
 from tests.support import held_sink

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.engine.target.documents import EventRow, newest_per_key
 from rtarf_sync.engine.errors import LeaseLost
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.sink import PostgresSink
 from rtarf_sync.engine.runs.sync import SyncService

@@ -28,7 +28,8 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.errors import LeaseLost
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.renewal import LeaseKeeper
 from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.engine.runs.sync import SyncService

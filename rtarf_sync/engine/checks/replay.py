@@ -37,7 +37,8 @@ from rtarf_sync.engine.checks.dead_letters import DeadLetters
 from rtarf_sync.engine.target.documents import EventRow, to_row
 from rtarf_sync.engine.errors import RtarfSyncError, redact
 from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
-from rtarf_sync.engine.runs.lease import Fence, Holder
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Holder
 from rtarf_sync.engine.source.reader import check_complete
 from rtarf_sync.engine.runs.result import SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import with_retry

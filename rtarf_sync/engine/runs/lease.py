@@ -1,7 +1,7 @@
 """One sync at a time across threads, workers and replicas: a lease row with an epoch.
 
 `acquire` takes the lease when it is free or expired and bumps its epoch.
-Every page's transaction calls `fence`, which renews the lease only if this
+Every page's transaction calls `fence` (the statement is fence.py's), which renews the lease only if this
 owner still holds that epoch; otherwise the transaction is refused, so a
 paused or stale owner can never commit after another took over.
 """
@@ -19,20 +19,12 @@ from typing import Iterator
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from rtarf_sync.engine.errors import LeaseLost, RtarfSyncError
+from rtarf_sync.engine.errors import RtarfSyncError
+from rtarf_sync.engine.fence import Fence, renew
 
 
 class LeaseHeld(RtarfSyncError):
     """Another owner holds the lease: the work that needs it was not done (try again later)."""
-
-
-@dataclass(frozen=True)
-class Fence:
-    """Proof of holding the lease: its name, our owner id and the epoch we got."""
-
-    name: str
-    owner: str
-    epoch: int
 
 
 @dataclass(frozen=True)
@@ -88,14 +80,7 @@ class Lease:
 
     def fence(self, connection: sa.Connection, fence: Fence) -> None:
         """Renew the lease inside the caller's transaction, or raise LeaseLost."""
-        lease = self.table
-        renewed = connection.execute(
-            sa.update(lease)
-            .where(lease.c.name == fence.name, lease.c.owner == fence.owner, lease.c.epoch == fence.epoch)
-            .values(expires_at=self._expiry())
-        ).rowcount
-        if renewed != 1:
-            raise LeaseLost(f"lease {fence.name} epoch {fence.epoch} was taken over by another owner")
+        renew(connection, self.table, fence, self.ttl)
 
     def release(self, connection: sa.Connection, fence: Fence) -> None:
         """Give the lease up at once (expire it), if we still hold it."""

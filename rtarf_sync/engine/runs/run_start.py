@@ -14,7 +14,8 @@ from typing import Callable, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.engine.runs.records import RunHistory
 

@@ -28,7 +28,8 @@ from rtarf_sync.engine.target.bookkeeping import COUNTERS
 from rtarf_sync.engine.source.clients import SearchApi, build_api
 from rtarf_sync.engine.target.documents import Deferred, EventRow, PageConverter, Rejected, engine_time as iso
 from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, TransientError, redact
-from rtarf_sync.engine.runs.lease import Fence, Holder, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Holder, Lease
 from rtarf_sync.engine.runs.plan import INCREMENTAL, RunScope
 from rtarf_sync.engine.checks.reconcile import Reconciliation
 from rtarf_sync.engine.runs.renewal import LeaseKeeper
@@ -106,7 +107,7 @@ class SyncService:
     @cached_property
     def sink(self) -> PostgresSink:
         """Where pages are written."""
-        return PostgresSink(self.engine, self.tables, self.lease, self.settings.es_index)
+        return PostgresSink(self.engine, self.tables, self.lease.ttl, self.settings.es_index)
 
     @cached_property
     def history(self) -> RunHistory:

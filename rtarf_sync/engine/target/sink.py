@@ -36,7 +36,7 @@ from rtarf_sync.engine.target.documents import (COPY_HEADER, COPY_TRAILER, Event
                                         newest_per_key)
 from rtarf_sync.engine.errors import TransientError
 from rtarf_sync.engine.hits import Hit, hit_key, hit_version
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence, renew
 from rtarf_sync.engine.target.tables import Tables
 
 log = logging.getLogger("rtarf_sync.sink")  # the name log filters know
@@ -120,10 +120,10 @@ def _first_line(error: BaseException) -> str:
 class PostgresSink:
     """The target table and the state written with it."""
 
-    def __init__(self, engine: sa.Engine, tables: Tables, lease: Lease, source_index: str) -> None:
-        self.engine, self.tables, self.lease, self.source_index = engine, tables, lease, source_index
+    def __init__(self, engine: sa.Engine, tables: Tables, lease_ttl_seconds: float, source_index: str) -> None:
+        self.engine, self.tables, self.lease_ttl, self.source_index = engine, tables, lease_ttl_seconds, source_index
         self.stage = sa.table(STAGE, *(sa.column(name) for name in _COLUMNS))
-        self.bookkeeping = PageBookkeeping(tables, lease.ttl, source_index)
+        self.bookkeeping = PageBookkeeping(tables, lease_ttl_seconds, source_index)
         self._all_new = False  # whether the last page looked up held only new documents
 
     def write_page(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence,
@@ -264,7 +264,7 @@ class PostgresSink:
         """Move the stored cursor forward to `cursor` (never back), fenced by the lease."""
         runs = self.tables.runs
         with self.engine.begin() as connection:
-            self.lease.fence(connection, fence)
+            renew(connection, self.tables.lease, fence, self.lease_ttl)
             self._store_cursor(connection, cursor)
             connection.execute(sa.update(runs).where(runs.c.id == run_id).values(
                 cursor_value=sa.func.greatest(runs.c.cursor_value, cursor)))
