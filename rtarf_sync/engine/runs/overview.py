@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from rtarf_sync.engine.runs.result import utc_iso
 from rtarf_sync.engine.runs.records import run_object
+from rtarf_sync.engine.target.cursor_store import CursorStore
 from rtarf_sync.engine.target.tables import Tables
 
 RUNS_SHOWN = 50
@@ -47,9 +48,7 @@ def _present(connection: sa.Connection, tables: Tables) -> set[str]:
 
 
 def _cursor(connection: sa.Connection, tables: Tables, source_index: str) -> datetime | None:
-    table = tables.cursor
-    return connection.execute(sa.select(table.c.cursor_value).where(
-        table.c.target_table == tables.target.name, table.c.source_index == source_index)).scalar()
+    return CursorStore(tables, source_index).read(connection)
 
 
 def _runs(connection: sa.Connection, tables: Tables) -> list[dict[str, Any]]:

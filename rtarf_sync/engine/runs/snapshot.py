@@ -12,6 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from rtarf_sync.engine.target.cursor_store import CursorStore
 from rtarf_sync.engine.target.tables import Tables
 
 _UNDEFINED_TABLE = "42P01"
@@ -41,8 +42,7 @@ def _newest_finish(runs: sa.Table, *where: sa.ColumnElement[bool]) -> sa.ScalarS
 
 def _statement(tables: Tables, source_index: str) -> sa.Select[tuple[object, ...]]:
     target = tables.target.name
-    runs, dead, lease, cursor, verify = (tables.runs, tables.dead_letters, tables.lease, tables.cursor,
-                                         tables.verifications)
+    runs, dead, lease, verify = (tables.runs, tables.dead_letters, tables.lease, tables.verifications)
     mine = runs.c.target_table == target
     latest_verify = (sa.select(verify).where(verify.c.target_table == target,
                                              verify.c.source_index == source_index)
@@ -50,9 +50,7 @@ def _statement(tables: Tables, source_index: str) -> sa.Select[tuple[object, ...
     return sa.select(
         _newest_finish(runs, mine, runs.c.status.in_(_FINISHED_OK)).label("last_success_at"),
         _newest_finish(runs, mine, runs.c.finished_at.is_not(None)).label("last_run_at"),
-        sa.select(cursor.c.cursor_value).where(cursor.c.target_table == target,
-                                               cursor.c.source_index == source_index)
-        .scalar_subquery().label("cursor"),
+        CursorStore(tables, source_index).query().scalar_subquery().label("cursor"),
         sa.select(sa.func.count()).select_from(dead).where(dead.c.target_table == target,
                                                            dead.c.resolved_at.is_(None))
         .scalar_subquery().label("dead_letters_unresolved"),

@@ -37,7 +37,8 @@ from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, Syn
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 from rtarf_sync.engine.runs.run_start import begin_run, release_now
 from rtarf_sync.engine.runs.records import RunHistory
-from rtarf_sync.engine.target.sink import PageCounts, PostgresSink, is_transient, latest
+from rtarf_sync.engine.target.cursor_store import latest, newest_of_page
+from rtarf_sync.engine.target.sink import PageCounts, PostgresSink, is_transient
 from rtarf_sync.engine.source.slices import read_pages
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.engine.source.timing import TimedSearch
@@ -297,7 +298,7 @@ class SyncService:
                 pages, totals = self._db(lambda: history.committed(result.run_id or 0), "check page")
                 if pages >= page_no:
                     newest = (sink.newest_stored(page.hits) if isinstance(page, Deferred)
-                              else latest(*(row.event_timestamp for row in page[0])))
+                              else newest_of_page(page[0]))
                     return _delta(before, totals), newest
             if isinstance(page, Deferred):
                 return sink.write_hits(page.hits, convert.convert_hits, fence, result.run_id or 0, page_no,
@@ -305,7 +306,7 @@ class SyncService:
             rows, rejects = page
             counts = sink.write_page(rows, rejects, fence, result.run_id or 0, page_no,
                                      advance_cursor=advance_cursor, seen=seen)
-            return counts, latest(*(row.event_timestamp for row in rows))
+            return counts, newest_of_page(rows)
 
         return with_retry(attempt, self.retry, f"write page {page_no}")
 

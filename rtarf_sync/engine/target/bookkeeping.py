@@ -19,6 +19,7 @@ import psycopg
 from sqlalchemy.dialects import postgresql
 
 from rtarf_sync.engine.fence import Fence, check_renewed, renewal, renewal_values
+from rtarf_sync.engine.target.cursor_store import RUN_CURSOR_FORWARD, CursorStore, advance_statement
 from rtarf_sync.engine.target.tables import Tables
 
 COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
@@ -30,7 +31,7 @@ class PageBookkeeping:
 
     def __init__(self, tables: Tables, lease_ttl_seconds: float, source_index: str) -> None:
         lease, runs, cursor = (_QUOTE.format_table(table) for table in (tables.lease, tables.runs, tables.cursor))
-        self.target, self.source_index, self.ttl = tables.target.name, source_index, float(lease_ttl_seconds)
+        self.cursor, self.ttl = CursorStore(tables, source_index), float(lease_ttl_seconds)
         renew = renewal(lease)
         self._fence = renew
         added = ", ".join(f"{name} = {name} + %s" for name in COUNTERS)
@@ -39,11 +40,9 @@ class PageBookkeeping:
                         f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s WHERE id = %s")
         self._counts_and_cursor = (
             f"WITH renewed AS ({renew}), "
-            f"stored AS (INSERT INTO {cursor} (target_table, source_index, cursor_value) VALUES (%s, %s, %s) "
-            "ON CONFLICT (target_table, source_index) DO UPDATE SET "
-            f"cursor_value = greatest({cursor}.cursor_value, excluded.cursor_value), updated_at = now()) "
+            f"stored AS ({advance_statement(cursor)}) "
             f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s, "
-            "cursor_value = greatest(cursor_value, %s) WHERE id = %s")
+            f"{RUN_CURSOR_FORWARD} WHERE id = %s")
 
     def renew(self, cursor: psycopg.Cursor[Any], fence: Fence) -> None:
         """Renew the lease inside the page's transaction; `check_renewed` then raises LeaseLost if it
@@ -65,5 +64,5 @@ class PageBookkeeping:
         if moment is None:
             cursor.execute(self._counts, (*renewed, *added, page_no, total, run_id))
         else:
-            cursor.execute(self._counts_and_cursor, (*renewed, self.target, self.source_index, moment,
+            cursor.execute(self._counts_and_cursor, (*renewed, *self.cursor.values(moment),
                                                      *added, page_no, total, moment, run_id))

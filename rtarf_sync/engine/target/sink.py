@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from rtarf_sync.engine.target.bookkeeping import PageBookkeeping
+from rtarf_sync.engine.target.cursor_store import RUN_CURSOR_FORWARD, CursorStore, newest_of_page
 from rtarf_sync.engine.target.documents import (COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row, newest_hits,
                                         newest_per_key)
 from rtarf_sync.engine.errors import TransientError
@@ -124,6 +125,7 @@ class PostgresSink:
         self.engine, self.tables, self.lease_ttl, self.source_index = engine, tables, lease_ttl_seconds, source_index
         self.stage = sa.table(STAGE, *(sa.column(name) for name in _COLUMNS))
         self.bookkeeping = PageBookkeeping(tables, lease_ttl_seconds, source_index)
+        self.cursor = CursorStore(tables, source_index)
         self._all_new = False  # whether the last page looked up held only new documents
 
     def write_page(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence,
@@ -175,7 +177,7 @@ class PostgresSink:
             return self._retry_careful(page.rows, 0, page.rejects, fence, run_id, page_no, page.options)
 
         counts = self._refusals_row_by_row(lambda: self._commit_hits(page, fence, run_id, page_no), careful, page_no)
-        return counts, latest(page.options.newest_unchanged, *(row.event_timestamp for row in page.rows))
+        return counts, newest_of_page(page.rows, page.options.newest_unchanged)
 
     def _commit_hits(self, page: _HitPage, fence: Fence, run_id: int, page_no: int) -> PageCounts:
         with self.engine.begin() as connection:
@@ -239,8 +241,7 @@ class PostgresSink:
         """Close a page's transaction: dead letters, the keys read, the lease renewed again, the counts and
         the cursor."""
         new_bad = self._dead_letter(connection, rejects, run_id)
-        cursor = (latest(options.newest_unchanged, *(row.event_timestamp for row in rows))
-                  if options.advance_cursor else None)
+        cursor = newest_of_page(rows, options.newest_unchanged) if options.advance_cursor else None
         counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates + options.unchanged,
                             new_bad, len(rejects) - new_bad)
         driver = _driver(connection)
@@ -262,12 +263,12 @@ class PostgresSink:
 
     def move_cursor(self, cursor: datetime, fence: Fence, run_id: int) -> None:
         """Move the stored cursor forward to `cursor` (never back), fenced by the lease."""
-        runs = self.tables.runs
         with self.engine.begin() as connection:
             renew(connection, self.tables.lease, fence, self.lease_ttl)
-            self._store_cursor(connection, cursor)
-            connection.execute(sa.update(runs).where(runs.c.id == run_id).values(
-                cursor_value=sa.func.greatest(runs.c.cursor_value, cursor)))
+            self.cursor.advance(connection, cursor)
+            runs = connection.dialect.identifier_preparer.format_table(self.tables.runs)
+            connection.exec_driver_sql(f"UPDATE {runs} SET {RUN_CURSOR_FORWARD} WHERE id = %s",
+                                       (cursor, run_id))
 
     def _upsert(self, connection: sa.Connection, rows: list[EventRow], flags: str | None = None) -> tuple[int, int]:
         """Write a page: new documents by COPY straight into the target, newer versions by upsert.
@@ -424,16 +425,6 @@ class PostgresSink:
             constraint="rtarf_sync_dead_letters_version_key").returning(dead.c.id)
         return len(connection.execute(statement).all())
 
-    def _store_cursor(self, connection: sa.Connection, cursor: datetime) -> None:
-        table = self.tables.cursor
-        statement = insert(table).values(target_table=self.tables.target.name,
-                                         source_index=self.source_index, cursor_value=cursor)
-        connection.execute(statement.on_conflict_do_update(
-            index_elements=[table.c.target_table, table.c.source_index],
-            set_={"cursor_value": sa.func.greatest(table.c.cursor_value, statement.excluded.cursor_value),
-                  "updated_at": sa.func.now()},
-        ))
-
     def upsert(self, connection: sa.Connection, rows: Sequence[EventRow]) -> tuple[int, int]:
         """Write rows version-guarded inside the caller's transaction, cursor untouched: (inserted, updated).
 
@@ -445,11 +436,8 @@ class PostgresSink:
 
     def load_cursor(self) -> datetime | None:
         """The stored cursor of (source index setting, target table), or None before the first page."""
-        table = self.tables.cursor
         with self.engine.connect() as connection:
-            return connection.execute(sa.select(table.c.cursor_value).where(
-                table.c.target_table == self.tables.target.name,
-                table.c.source_index == self.source_index)).scalar()
+            return self.cursor.read(connection)
 
 
 def _driver(connection: sa.Connection) -> psycopg.Connection[object]:
@@ -475,11 +463,6 @@ def _driver_errors(statement: str) -> Iterator[None]:
         yield
     except psycopg.Error as error:
         raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
-
-
-def latest(*moments: datetime | None) -> datetime | None:
-    """The newest of some instants, None for none."""
-    return max((moment for moment in moments if moment is not None), default=None)
 
 
 def _as_reject(row: EventRow, reason: str) -> Rejected:
