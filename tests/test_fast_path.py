@@ -26,7 +26,8 @@ import pytest
 import sqlalchemy as sa
 
 from rtarf_sync.engine.target.documents import (CursorField, Deferred, EventRow, PageConverter, Rejected, convert_page,
-                                        newest_per_key, to_row)
+                                                to_row)
+from rtarf_sync.engine.target.versions import newest_per_key
 from rtarf_sync.engine.fastjson import loads, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Hit, view
 from rtarf_sync.engine.fence import Fence

@@ -20,7 +20,6 @@ a page that writes nothing costs four round trips, pool check included.
 from __future__ import annotations
 
 import logging
-import operator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,16 +28,17 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence, cast
 import orjson
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from rtarf_sync.engine.target.bookkeeping import PageBookkeeping
 from rtarf_sync.engine.target.cursor_store import RUN_CURSOR_FORWARD, CursorStore, newest_of_page
-from rtarf_sync.engine.target.documents import (COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row, newest_hits,
-                                        newest_per_key)
+from rtarf_sync.engine.target.documents import COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row
 from rtarf_sync.engine.errors import TransientError
 from rtarf_sync.engine.hits import Hit, hit_key, hit_version
 from rtarf_sync.engine.fence import Fence, renew
 from rtarf_sync.engine.target.tables import Tables
+from rtarf_sync.engine.target.versions import KEY_AND_VERSION, newest_hits, newest_per_key, stored_is_older
 
 log = logging.getLogger("rtarf_sync.sink")  # the name log filters know
 STAGE = "rtarf_stage"
@@ -54,7 +54,6 @@ _TRANSIENT_SQLSTATES = {"40001", "40P01", "40003", "55P03", "57014", "57P01", "5
                         "08000", "08001", "08003", "08004", "08006", "53100", "53200", "53300"}
 _COPY_SLICE = 100  # rows per COPY write
 Converter = Callable[[list[Hit]], tuple[list[EventRow], list[Rejected]]]
-_KEY_AND_VERSION = operator.itemgetter(0, 1, 5, 4)  # es_index, es_id, primary_term, seq_no
 
 
 @dataclass(frozen=True)
@@ -126,6 +125,7 @@ class PostgresSink:
         self.stage = sa.table(STAGE, *(sa.column(name) for name in _COLUMNS))
         self.bookkeeping = PageBookkeeping(tables, lease_ttl_seconds, source_index)
         self.cursor = CursorStore(tables, source_index)
+        self._target_name = postgresql.dialect().identifier_preparer.format_table(tables.target)  # type: ignore[no-untyped-call]  # SQLAlchemy dialects are untyped
         self._all_new = False  # whether the last page looked up held only new documents
 
     def write_page(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence,
@@ -207,7 +207,7 @@ class PostgresSink:
         with self.engine.begin() as connection:
             # After a page of only new documents the next is tried as all new, without a lookup.
             lookup = bool(rows) and not careful and not self._all_new
-            flags, _ = self._open(connection, fence, list(map(_KEY_AND_VERSION, rows)) if lookup else None)
+            flags, _ = self._open(connection, fence, list(map(KEY_AND_VERSION, rows)) if lookup else None)
             if careful:
                 inserted, updated, refused = self._upsert_each(connection, rows)
                 rows = [row for row in rows if row.key not in {r[0].key for r in refused}]
@@ -312,7 +312,7 @@ class PostgresSink:
         PostgreSQL compares (`_flags`), unless its answer for these rows is given as `flags`.
         """
         if flags is None:
-            flags, _ = self._flags(connection, list(map(_KEY_AND_VERSION, rows)))
+            flags, _ = self._flags(connection, list(map(KEY_AND_VERSION, rows)))
         if flags.count("n") == len(rows):
             return rows, []  # the usual first read: every document new
         new = [row for row, flag in zip(rows, flags, strict=True) if flag == "n"]
@@ -345,8 +345,7 @@ class PostgresSink:
                        f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)){record} "
                        "SELECT string_agg(flag, '' ORDER BY n), max(event_timestamp) FILTER (WHERE flag = '-') "
                        "FROM (SELECT k.n, t.event_timestamp, CASE WHEN t.es_id IS NULL THEN 'n' "
-                       "WHEN t.deleted_at IS NOT NULL OR t.es_primary_term IS NULL OR t.es_seq_no IS NULL "
-                       "OR (t.es_primary_term, t.es_seq_no) < (k.term, k.seq_no) THEN 'w' ELSE '-' END AS flag "
+                       f"WHEN {stored_is_older('t', 'k.term', 'k.seq_no')} THEN 'w' ELSE '-' END AS flag "
                        f"FROM k LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id) f",
                        (orjson.dumps(documents).decode(),))
 
@@ -379,12 +378,8 @@ class PostgresSink:
 
     def _on_conflict(self, statement: sa.dialects.postgresql.Insert) -> sa.Insert:
         target, excluded = self.tables.target, statement.excluded
-        newer = sa.or_(
-            target.c.es_seq_no.is_(None),
-            target.c.deleted_at.is_not(None),
-            sa.tuple_(target.c.es_primary_term, target.c.es_seq_no)
-            < sa.tuple_(excluded.es_primary_term, excluded.es_seq_no),
-        )
+        # The lookup's test again, so a row written by someone else since can still not be downgraded.
+        newer = sa.text(stored_is_older(self._target_name, "excluded.es_primary_term", "excluded.es_seq_no"))
         return statement.on_conflict_do_update(
             index_elements=[target.c.es_index, target.c.es_id],
             set_={"event_timestamp": excluded.event_timestamp, "source": excluded.source,
