@@ -35,14 +35,13 @@ import sqlalchemy as sa
 
 from rtarf_sync.engine.checks.dead_letters import DeadLetters
 from rtarf_sync.engine.target.documents import EventRow, to_row
-from rtarf_sync.engine.errors import RtarfSyncError, redact
+from rtarf_sync.engine.errors import RtarfSyncError, is_data_error, redact
 from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
 from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.runs.lease import Holder
 from rtarf_sync.engine.source.reader import check_complete
 from rtarf_sync.engine.runs.result import SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import with_retry
-from rtarf_sync.engine.target.sink import is_data_error
 
 if TYPE_CHECKING:
     from rtarf_sync.engine.runs.sync import SyncService

@@ -27,7 +27,7 @@ from config import Settings
 from rtarf_sync.engine.target.bookkeeping import COUNTERS
 from rtarf_sync.engine.source.clients import SearchApi, build_api
 from rtarf_sync.engine.target.documents import Deferred, EventRow, PageConverter, Rejected, engine_time as iso
-from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, TransientError, redact
+from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, redact, transient_database_error
 from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.runs.lease import Holder, Lease
 from rtarf_sync.engine.runs.plan import INCREMENTAL, RunScope
@@ -38,7 +38,7 @@ from rtarf_sync.engine.retry import RetryPolicy, with_retry
 from rtarf_sync.engine.runs.run_start import begin_run, release_now
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.cursor_store import latest, newest_of_page
-from rtarf_sync.engine.target.sink import PageCounts, PostgresSink, is_transient
+from rtarf_sync.engine.target.sink import PageCounts, PostgresSink
 from rtarf_sync.engine.source.slices import read_pages
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.engine.source.timing import TimedSearch
@@ -126,8 +126,8 @@ class SyncService:
             try:
                 return call()
             except sa.exc.DBAPIError as error:
-                if is_transient(error):
-                    raise TransientError(f"PostgreSQL: {str(error.orig or error).strip().splitlines()[0]}") from None
+                if (transient := transient_database_error(error)) is not None:
+                    raise transient from None
                 raise
 
         return with_retry(attempt, self.retry, what)

@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from rtarf_sync.engine.target.bookkeeping import PageBookkeeping
 from rtarf_sync.engine.target.cursor_store import RUN_CURSOR_FORWARD, CursorStore, newest_of_page
 from rtarf_sync.engine.target.documents import COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row
-from rtarf_sync.engine.errors import TransientError
+from rtarf_sync.engine.errors import first_line, is_data_error, is_transient, transient_database_error
 from rtarf_sync.engine.hits import Hit, hit_key, hit_version
 from rtarf_sync.engine.fence import Fence, renew
 from rtarf_sync.engine.target.tables import Tables
@@ -46,12 +46,6 @@ _COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_p
 _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
               "event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint) "
               "ON COMMIT DELETE ROWS")
-# Serialization failure, deadlock, commit outcome unknown, lock timeout, statement timeout or
-# cancel, server shutdown or restart, lost connection, too many connections, out of memory or
-# disk. Everything else answered with an SQLSTATE (bad data, bad SQL, authorization,
-# program limits) fails the same way again.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "40003", "55P03", "57014", "57P01", "57P02", "57P03",
-                        "08000", "08001", "08003", "08004", "08006", "53100", "53200", "53300"}
 _COPY_SLICE = 100  # rows per COPY write
 Converter = Callable[[list[Hit]], tuple[list[EventRow], list[Rejected]]]
 
@@ -98,25 +92,6 @@ class _HitPage:
         return "".join(flag_of[row.key] for row in self.rows)
 
 
-def is_transient(error: sa.exc.DBAPIError) -> bool:
-    """Lost connections, deadlocks and serialization failures pass; bad data does not."""
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    if sqlstate is None:
-        # No server answer to classify: connecting failed or the connection broke.
-        return isinstance(error, sa.exc.OperationalError) or error.connection_invalidated
-    return sqlstate in _TRANSIENT_SQLSTATES
-
-
-def is_data_error(error: sa.exc.DBAPIError) -> bool:
-    """A value or a constraint refused a row (SQLSTATE classes 22 and 23): that row can be set aside."""
-    return str(getattr(error.orig, "sqlstate", "") or "")[:2] in ("22", "23")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error)
-    return text.strip().splitlines()[0][:300] if text.strip() else type(error).__name__
-
-
 class PostgresSink:
     """The target table and the state written with it."""
 
@@ -154,12 +129,12 @@ class PostgresSink:
         try:
             return commit()
         except sa.exc.DBAPIError as error:
-            if is_transient(error):
-                raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
+            if (transient := transient_database_error(error)) is not None:
+                raise transient from None
             if not is_data_error(error):
                 raise
             log.warning("page %d: PostgreSQL refused a row (%s); writing the page row by row",
-                        page_no, _first_line(error))
+                        page_no, first_line(error))
             return careful()
 
     def write_hits(self, hits: list[Hit], convert: Converter, fence: Fence, run_id: int, page_no: int, *,
@@ -198,8 +173,8 @@ class PostgresSink:
         try:
             return self._commit(rows, duplicates, rejects, fence, run_id, page_no, options, careful=True)
         except sa.exc.DBAPIError as error:
-            if is_transient(error):
-                raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
+            if (transient := transient_database_error(error)) is not None:
+                raise transient from None
             raise
 
     def _commit(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected], fence: Fence,
@@ -403,7 +378,7 @@ class PostgresSink:
             except sa.exc.DBAPIError as error:
                 if is_transient(error) or not is_data_error(error):
                     raise
-                refused.append((row, f"PostgreSQL refused the row: {_first_line(error)}"))
+                refused.append((row, f"PostgreSQL refused the row: {first_line(error)}"))
                 continue
             inserted += sum(1 for flag in flags if flag)
             updated += sum(1 for flag in flags if not flag)
