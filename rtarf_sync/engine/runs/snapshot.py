@@ -13,9 +13,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from rtarf_sync.engine.target.cursor_store import CursorStore
-from rtarf_sync.engine.target.tables import Tables
+from rtarf_sync.engine.target.tables import Tables, is_missing_table
 
-_UNDEFINED_TABLE = "42P01"
 _FINISHED_OK = ("success", "partial")
 
 
@@ -64,11 +63,12 @@ def _statement(tables: Tables, source_index: str) -> sa.Select[tuple[object, ...
 
 def read_stored_state(engine: sa.Engine, tables: Tables, source_index: str) -> StoredState:
     """Read the state in one query; before the tables exist everything is empty."""
+    # Asked by the statement itself, not ahead (`present_tables`): a scrape costs one round trip.
     try:
         with engine.connect() as connection:
             row = connection.execute(_statement(tables, source_index)).mappings().one()
     except sa.exc.ProgrammingError as error:
-        if getattr(error.orig, "sqlstate", None) == _UNDEFINED_TABLE:
+        if is_missing_table(error):
             return StoredState()
         raise
     return StoredState(**dict(row))
