@@ -21,10 +21,7 @@ no run is written and `ran` is false, so nothing is recorded or sent.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,7 +35,7 @@ from rtarf_sync.engine.target.documents import EventRow, to_row
 from rtarf_sync.engine.errors import RtarfSyncError, is_data_error, redact
 from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
 from rtarf_sync.engine.fence import Fence
-from rtarf_sync.engine.runs.lease import Holder
+from rtarf_sync.engine.runs.lease import Holder, owner_id
 from rtarf_sync.engine.source.reader import check_complete
 from rtarf_sync.engine.runs.result import SKIPPED, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import with_retry
@@ -157,7 +154,7 @@ class DeadLetterReplay:
 
     def _acquire(self, result: SyncResult) -> Fence | None:
         service = self.service
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        owner = owner_id()
         with service.engine.begin() as connection:
             got = service.lease.acquire(connection, owner)
         if isinstance(got, Holder):

@@ -92,10 +92,15 @@ class Lease:
         )
 
 
+def process_owners() -> str:
+    """What every owner id of this process starts with (host and pid), to find its own runs."""
+    return f"{socket.gethostname()}:{os.getpid()}:"
+
+
 def owner_id(purpose: str = "") -> str:
     """A lease owner id unique to this process and call: host, pid, a random part, and what for."""
     suffix = f":{purpose}" if purpose else ""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}{suffix}"
+    return f"{process_owners()}{uuid.uuid4().hex[:8]}{suffix}"
 
 
 @contextmanager

@@ -12,11 +12,8 @@ nor APScheduler.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from functools import cached_property
 from datetime import datetime, timezone
 from typing import Callable, TypeVar
@@ -29,7 +26,7 @@ from rtarf_sync.engine.source.clients import SearchApi, build_api
 from rtarf_sync.engine.target.documents import Deferred, EventRow, PageConverter, Rejected, engine_time as iso
 from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, redact, transient_database_error
 from rtarf_sync.engine.fence import Fence
-from rtarf_sync.engine.runs.lease import Holder, Lease
+from rtarf_sync.engine.runs.lease import Holder, Lease, owner_id
 from rtarf_sync.engine.runs.plan import INCREMENTAL, RunScope
 from rtarf_sync.engine.checks.reconcile import Reconciliation
 from rtarf_sync.engine.runs.renewal import LeaseKeeper
@@ -195,7 +192,7 @@ class SyncService:
         return result
 
     def _acquire(self, result: SyncResult, scope: RunScope) -> Fence | None:
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        owner = owner_id()
         def attempt() -> Fence | Holder:
             with self.engine.begin() as connection:
                 return self.lease.acquire(connection, owner)
