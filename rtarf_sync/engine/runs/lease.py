@@ -34,6 +34,10 @@ class Holder:
     owner: str
     expires_at: datetime
 
+    def describe(self, name: str) -> str:
+        """Why the lease named `name` could not be taken, for results and errors."""
+        return f"another sync holds the lease on {name} ({self.owner}, until {self.expires_at.isoformat()})"
+
 
 class Lease:
     """The lease named `name` in the lease table."""
@@ -103,19 +107,28 @@ def owner_id(purpose: str = "") -> str:
     return f"{process_owners()}{uuid.uuid4().hex[:8]}{suffix}"
 
 
+def take(engine: sa.Engine, lease: Lease, owner: str) -> Fence | Holder:
+    """Take the lease in a transaction of its own (Lease.acquire), or say who holds it."""
+    with engine.begin() as connection:
+        return lease.acquire(connection, owner)
+
+
+def release(engine: sa.Engine, lease: Lease, fence: Fence) -> None:
+    """Give the lease back in a transaction of its own (Lease.release)."""
+    with engine.begin() as connection:
+        lease.release(connection, fence)
+
+
 @contextmanager
 def holding(engine: sa.Engine, lease: Lease, purpose: str) -> Iterator[Fence]:
     """Hold the lease for short work that is not a run (a verification, a cursor change).
 
     Raises LeaseHeld when another owner holds it; the lease is released on the way out.
     """
-    with engine.begin() as connection:
-        got = lease.acquire(connection, owner_id(purpose))
+    got = take(engine, lease, owner_id(purpose))
     if isinstance(got, Holder):
-        raise LeaseHeld(f"another sync holds the lease on {lease.name} ({got.owner}, until "
-                        f"{got.expires_at.isoformat()})")
+        raise LeaseHeld(got.describe(lease.name))
     try:
         yield got
     finally:
-        with engine.begin() as connection:
-            lease.release(connection, got)
+        release(engine, lease, got)

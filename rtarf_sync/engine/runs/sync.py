@@ -24,15 +24,15 @@ from config import Settings
 from rtarf_sync.engine.target.bookkeeping import COUNTERS
 from rtarf_sync.engine.source.clients import SearchApi, build_api
 from rtarf_sync.engine.target.documents import Deferred, EventRow, PageConverter, Rejected, engine_time as iso
-from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, redact, transient_database_error
+from rtarf_sync.engine.errors import RunInterrupted, redact, transient_database_error
 from rtarf_sync.engine.fence import Fence
-from rtarf_sync.engine.runs.lease import Holder, Lease, owner_id
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.plan import INCREMENTAL, RunScope
 from rtarf_sync.engine.checks.reconcile import Reconciliation
 from rtarf_sync.engine.runs.renewal import LeaseKeeper
-from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
-from rtarf_sync.engine.runs.run_start import begin_run, release_now
+from rtarf_sync.engine.runs.lifecycle import RunLifecycle
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.cursor_store import latest, newest_of_page
 from rtarf_sync.engine.target.sink import PageCounts, PostgresSink
@@ -172,44 +172,23 @@ class SyncService:
         """
         scope = RunScope.build(self.settings, mode, start, end)
         result = SyncResult(trigger=trigger, mode=mode, started_at=datetime.now(timezone.utc))
-        started = time.monotonic()
-        fence: Fence | None = None
-        try:
+
+        def prepare() -> bool:
             self.ensure_tables()
-            fence = self._acquire(result, scope)
-            if fence is not None:
-                with LeaseKeeper(self.engine, self.lease, fence, running=self.renew_lease) as keeper:
-                    self._run_pages(result, fence, scope, force, keeper)
-                result.status = PARTIAL if result.failed else SUCCESS
-        except Exception as error:  # a run reports every failure, never raises
-            if not isinstance(error, (RtarfSyncError, sa.exc.DBAPIError)):
-                log.exception("sync run failed unexpectedly")
-            result.fail(error, self.secrets())
-        finally:
-            result.finished_at = datetime.now(timezone.utc)
-            result.duration_seconds = time.monotonic() - started
-            self._close_run(result, fence)
+            return True
+
+        def work(fence: Fence, keeper: LeaseKeeper) -> None:
+            self._run_pages(result, fence, scope, force, keeper)
+            result.status = PARTIAL if result.failed else SUCCESS
+
+        self.lifecycle().run(result, prepare, work, scope.start, scope.end)
+        self._log_end(result)
         return result
 
-    def _acquire(self, result: SyncResult, scope: RunScope) -> Fence | None:
-        owner = owner_id()
-        def attempt() -> Fence | Holder:
-            with self.engine.begin() as connection:
-                return self.lease.acquire(connection, owner)
-
-        got = self._db(attempt, "acquire lease")
-        if isinstance(got, Holder):
-            result.status = SKIPPED
-            result.error = (f"another sync holds the lease on {self.settings.table} "
-                            f"({got.owner}, until {got.expires_at.isoformat()})")
-            log.info("Sync skipped: %s", result.error)
-            return None
-        try:
-            result.run_id = begin_run(self.history, self._db, result, owner, scope.start, scope.end)
-        except BaseException:
-            release_now(self.engine, self.lease, got, self._db)  # not left blocking others for a TTL
-            raise
-        return got
+    def lifecycle(self, name: str = "sync", logger: logging.Logger = log) -> RunLifecycle:
+        """The lease and run record around a run of this target (a sync, a replay)."""
+        return RunLifecycle(self.engine, self.lease, self.history, self._db, self.secrets, logger, name,
+                            keep_lease=self.renew_lease)
 
     def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool,
                    keeper: LeaseKeeper) -> None:
@@ -307,19 +286,8 @@ class SyncService:
 
         return with_retry(attempt, self.retry, f"write page {page_no}")
 
-    def _close_run(self, result: SyncResult, fence: Fence | None) -> None:
-        if fence is not None:
-            try:
-                self._db(lambda: self.history.finish(result), "record run end")
-
-                def release() -> None:
-                    with self.engine.begin() as connection:
-                        self.lease.release(connection, fence)
-
-                self._db(release, "release lease")
-            except Exception as error:  # noqa: BLE001 - the lease expires on its own
-                log.warning("could not record the end of run %s: %s", result.run_id,
-                            redact(str(error).splitlines()[0], self.secrets()))
+    @staticmethod
+    def _log_end(result: SyncResult) -> None:
         if result.status == FAILED:
             log.error("Sync failed: %s", result.error)
         elif result.status in (SUCCESS, PARTIAL):
