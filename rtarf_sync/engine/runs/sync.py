@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.engine.target.bookkeeping import COUNTERS
 from rtarf_sync.engine.source.clients import SearchApi, build_api
-from rtarf_sync.engine.target.documents import Deferred, EventRow, PageConverter, Rejected, engine_time as iso
+from rtarf_sync.engine.target.documents import Deferred, EventRow, PageConverter, Rejected, engine_time
 from rtarf_sync.engine.errors import RunInterrupted, redact, transient_database_error
 from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.runs.lease import Lease
@@ -210,7 +210,7 @@ class SyncService:
             if deletes is not None:
                 deletes.close()
         stored = self._db(self.sink.load_cursor, "load cursor")
-        result.cursor = iso(stored) if stored is not None else None
+        result.cursor = engine_time(stored) if stored is not None else None
 
     def _copy_pages(self, result: SyncResult, fence: Fence, scope: RunScope, slices: int,
                     deletes: Reconciliation | None, keeper: LeaseKeeper) -> datetime | None:
@@ -233,7 +233,7 @@ class SyncService:
                                                    per_page, deletes.seen if deletes else None)
                 self._observe("write", began)
                 result.add(**vars(counts))
-                convert.eager = counts.inserted + counts.updated > 0
+                convert.convert_ahead = counts.inserted + counts.updated > 0
                 highest = latest(highest, newest)
                 reported = self._report_progress(result, reported)
         finally:

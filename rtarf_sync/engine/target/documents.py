@@ -254,7 +254,7 @@ class Deferred(NamedTuple):
 class PageConverter:
     """Converts a run's pages on the reader's thread while pages bring writes, and defers them while not.
 
-    The writer (the run's critical path: it waits for PostgreSQL) sets `eager` after each page.
+    The writer (the run's critical path: it waits for PostgreSQL) sets `convert_ahead` after each page.
     While pages insert or update, each page is converted here, COPY tuples included, which keeps
     that work off the writer's thread. While pages are unchanged (an overlap, a full re-read or
     a reconciliation), a page goes over as its hits (`Deferred`): the writer asks PostgreSQL
@@ -265,10 +265,10 @@ class PageConverter:
 
     def __init__(self, cursor_field: str, max_bytes: int) -> None:
         self.cursor, self.max_bytes = CursorField(cursor_field), max_bytes
-        self.eager = True
+        self.convert_ahead = True
 
     def __call__(self, hits: Sequence[AnyHit]) -> tuple[list[EventRow], list[Rejected]] | Deferred:
-        if not self.eager and hits and all(isinstance(hit, Hit) for hit in hits):
+        if not self.convert_ahead and hits and all(isinstance(hit, Hit) for hit in hits):
             return Deferred(cast("list[Hit]", hits))  # every hit checked above; a typed page's hits are a list
         return convert_page(hits, self.cursor, self.max_bytes, prepare_copy=True)
 
