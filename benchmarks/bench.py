@@ -30,7 +30,7 @@ from benchmarks import reconcile
 from benchmarks.cpu import tree_cpu_seconds
 from benchmarks.dataset import Dataset, say
 from benchmarks.report import record, render, targets
-from rtarf_sync.engine.target.documents import engine_time as iso
+from rtarf_sync.engine.target.documents import engine_time
 from rtarf_sync.sample import BASE_TIME
 from tests.infra.harness import OpenSearchNode, PostgresCluster
 from tests.infra.harness.http import EngineHttp
@@ -120,7 +120,7 @@ class Bench:
     def window_count(self, cursor: str) -> int:
         """Events at or after `cursor` minus the overlap: what an incremental run re-reads."""
         since = datetime.fromisoformat(cursor.replace("Z", "+00:00")) - timedelta(seconds=OVERLAP_SECONDS)
-        query = {"query": {"range": {"@timestamp": {"gte": iso(since)}}}}
+        query = {"query": {"range": {"@timestamp": {"gte": engine_time(since)}}}}
         return int(self.http.call("POST", f"/{INDEX}/_count", query)["count"])
 
 
@@ -171,7 +171,7 @@ def measure_all(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any],
     f["incremental"] = bench.measure("incremental runs with no new events", "sync", full, runs=2)
     f["incremental_expected"] = bench.window_count(f["ours"]["runs"][0]["cursor"])
     f["reconcile"] = reconcile.measure(bench, full, read=f["read"])
-    before = iso(BASE_TIME + timedelta(seconds=k))  # events 0..k-1 are stamped before this instant
+    before = engine_time(BASE_TIME + timedelta(seconds=k))  # events 0..k-1 are stamped before this instant
     f["baseline"] = bench.measure(f"naive baseline on {k:,} events", "baseline", "ev_naive", before=before)
     naive_rows = bench.sql("SELECT count(*) FROM ev_naive")
     f["bytes"] = {"all": data.source_bytes(), "small": data.source_bytes(small), "baseline": data.source_bytes(k)}

@@ -36,7 +36,7 @@ from config import load_settings
 from rtarf_sync.engine.target.documents import (CursorField, EventRow, PageConverter, convert_page, copy_row,
                                                 parse_instant)
 from rtarf_sync.engine.hits import AnyHit, Hit
-from rtarf_sync.engine.runs.lease import Fence
+from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.runs.plan import RunScope
 from rtarf_sync.engine.source.reader import PitReader
 from rtarf_sync.engine.runs.sync import SyncService

@@ -31,11 +31,13 @@ import sqlalchemy as sa
 
 from benchmarks.cpu import tree_cpu_seconds
 from rtarf_sync.engine.target.documents import EventRow, parse_instant
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.sample import make_event
 from rtarf_sync.engine.target.sink import PostgresSink
 from rtarf_sync.engine.target.tables import build_tables, create_tables
+from rtarf_sync.engine.target.versions import row_version
 from tests.infra.harness import PostgresCluster
 
 INDEX = "rtarf-events-bench"
@@ -80,7 +82,7 @@ def probe_page(connection: psycopg.Connection, table: str, page: Page) -> None:
         f"SELECT es_id, ARRAY[es_primary_term, es_seq_no] FROM {table} WHERE es_index = %s AND es_id = ANY(%s)",
         (INDEX, [r.es_id for r in page])).fetchall())
     new = [r for r in page if r.es_id not in stored]
-    newer = [r for r in page if r.es_id in stored and tuple(stored[r.es_id]) < r.version]
+    newer = [r for r in page if r.es_id in stored and tuple(stored[r.es_id]) < row_version(r)]
     with connection.cursor() as cursor:
         if new:
             copy_rows(cursor, table, new)
@@ -122,7 +124,7 @@ class Strategies:
             fence = lease.acquire(connection, "strategies")
         assert isinstance(fence, Fence)
         run_id = RunHistory(self.engine, tables, INDEX).start("bench", "strategies", datetime.now(timezone.utc))
-        sink, number = PostgresSink(self.engine, tables, lease, INDEX), [0]
+        sink, number = PostgresSink(self.engine, tables, lease.ttl, INDEX), [0]
 
         def write(page: Page) -> None:
             number[0] += 1

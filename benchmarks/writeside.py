@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from benchmarks.dataset import row_pages
 from config import Settings
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.target.migrations import version_table
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.sink import PostgresSink
@@ -38,7 +39,7 @@ def sink_only(settings: Settings, rows_file: Path, index: str, table: str) -> di
         fence = lease.acquire(connection, "benchmark")
     assert isinstance(fence, Fence), "the lease is held by another process"
     run_id = RunHistory(engine, tables, settings.es_index).start("bench", "benchmark", datetime.now(timezone.utc))
-    sink = PostgresSink(engine, tables, lease, settings.es_index)
+    sink = PostgresSink(engine, tables, lease.ttl, settings.es_index)
     events = pages = inserted = 0
     seconds = 0.0
     for page in row_pages(rows_file, index, settings.batch_size):

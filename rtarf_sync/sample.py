@@ -12,7 +12,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator
 
-from rtarf_sync.engine.target.documents import engine_time as iso
+from rtarf_sync.engine.target.documents import engine_time
 
 Event = dict[str, Any]
 BulkPoster = Callable[[str], dict[str, Any]]
@@ -55,13 +55,13 @@ def make_event(number: int, seed: int = 42, start: datetime = BASE_TIME, spacing
     user = rng.choice(USERS)
     source_ip, destination_ip = _ip(rng, internal=False), _ip(rng, internal=True)
     return {
-        "@timestamp": iso(moment),
+        "@timestamp": engine_time(moment),
         "event": {
             "id": f"{seed:04x}-{number:012d}",
             "kind": "alert",
             "category": [category],
             "severity": score,
-            "ingested": iso(moment + timedelta(milliseconds=rng.randint(50, 3000))),
+            "ingested": engine_time(moment + timedelta(milliseconds=rng.randint(50, 3000))),
             "dataset": "rtarf.ids",
             "module": rng.choice(("suricata", "zeek", "sysmon", "wazuh")),
         },

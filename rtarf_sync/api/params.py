@@ -14,10 +14,10 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from rtarf_sync.api.errors import error_response
+from rtarf_sync.engine.target.tables import is_missing_table
 from rtarf_sync.service.extension import scheduler_of
 
 T = TypeVar("T")
-_UNDEFINED_TABLE = "42P01"
 
 
 MAX_ID = 2**63 - 1  # ids are bigint: a larger one cannot exist
@@ -52,7 +52,7 @@ def with_tables(read: Callable[[], T]) -> T:
     try:
         return read()
     except sa.exc.ProgrammingError as error:
-        if getattr(error.orig, "sqlstate", None) != _UNDEFINED_TABLE:
+        if not is_missing_table(error):
             raise
     scheduler_of().service.ensure_tables()
     return read()

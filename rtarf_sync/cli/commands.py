@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from config import Settings, load_settings, mask_url
 from rtarf_sync.engine.errors import RtarfSyncError, TransientError, redact
 from rtarf_sync.cli.progress import ProgressLine, RunWatcher
+from rtarf_sync.engine.runs.lease import process_owners
 from rtarf_sync.engine.runs.result import FAILED, SKIPPED
 from rtarf_sync.sample import BASE_TIME, load_events
 from rtarf_sync.engine.runs.state import MissingTables, format_state, read_state, running_run
@@ -127,8 +127,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     settings = _settings()
     _logging(settings)
     service = SyncService(settings)
-    # SyncService names a run's owner "host:pid:random", so this process finds its own run row.
-    owner = f"{socket.gethostname()}:{os.getpid()}:"
+    # A run's owner id starts with this process's, so it finds its own run row.
+    owner = process_owners()
     try:
         if args.progress_every > 0:
             with RunWatcher(lambda: running_run(service.engine, service.tables, owner), args.progress_every):

@@ -7,7 +7,7 @@ from typing import Any
 
 from apscheduler.job import Job
 
-from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult, utc_iso as iso
+from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult, utc_iso
 
 logger = logging.getLogger("rtarf_sync.scheduler")
 
@@ -53,7 +53,7 @@ def describe_job(job: Job) -> dict[str, Any]:
         "name": job.name,
         "trigger": str(job.trigger),
         "interval_seconds": int(interval.total_seconds()) if interval is not None else None,
-        "next_run_time": iso(job.next_run_time),
+        "next_run_time": utc_iso(job.next_run_time),
         "paused": job.next_run_time is None,
         "max_instances": job.max_instances,
         "coalesce": job.coalesce,

@@ -33,7 +33,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from config import Settings, load_settings
 from rtarf_sync.run_context import in_run
 from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, log_result
-from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SyncResult, utc_iso as iso
+from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SyncResult, utc_iso
 from rtarf_sync.engine.runs.snapshot import StoredState, read_stored_state
 from rtarf_sync.service.pruning import HistoryPruner
 from rtarf_sync.service.state_cache import StateCache, status_fields
@@ -142,7 +142,7 @@ class RtarfEventScheduler:
         if not acquired:
             raise SyncBusy(self._busy_reason())
         try:
-            self._current = {"trigger": trigger, **current, "started_at": iso(datetime.now(timezone.utc))}
+            self._current = {"trigger": trigger, **current, "started_at": utc_iso(datetime.now(timezone.utc))}
             yield
         finally:
             self._current = None
@@ -379,7 +379,7 @@ class RtarfEventScheduler:
             "is_running": self.state() == "running",
             "state": self.state(),
             "interval_seconds": self.interval_seconds,
-            "next_run_time": iso(job.next_run_time) if job is not None else None,
+            "next_run_time": utc_iso(job.next_run_time) if job is not None else None,
             "sync_in_progress": current is not None,
             "current_run": dict(current) if current else None,
             "job_id": JOB_ID,

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.engine.source.clients import ElasticsearchApi, OpenSearchApi, classify
 from rtarf_sync.engine.errors import ContextExpired, SourceError, TransientError
-from rtarf_sync.engine.target.sink import is_transient
+from rtarf_sync.engine.errors import is_transient
 from tests.infra.esserver import EsProtocolServer
 from tests.infra.harness.http import EngineHttp
 from tests.infra.harness.process import free_port

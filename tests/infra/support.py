@@ -147,7 +147,8 @@ def held_sink(db_engine: sa.Engine, table: str, source_index: str = "idx") -> tu
     (sink, fence, run history, run id)."""
     from datetime import datetime, timezone
 
-    from rtarf_sync.engine.runs.lease import Fence, Lease
+    from rtarf_sync.engine.fence import Fence
+    from rtarf_sync.engine.runs.lease import Lease
     from rtarf_sync.engine.runs.records import RunHistory
     from rtarf_sync.engine.target.sink import PostgresSink
     from rtarf_sync.engine.target.tables import build_tables, create_tables
@@ -160,4 +161,4 @@ def held_sink(db_engine: sa.Engine, table: str, source_index: str = "idx") -> tu
     assert isinstance(fence, Fence)
     history = RunHistory(db_engine, tables, source_index)
     run_id = history.start("test", "test-owner", datetime.now(timezone.utc))
-    return PostgresSink(db_engine, tables, lease, source_index), fence, history, run_id
+    return PostgresSink(db_engine, tables, lease.ttl, source_index), fence, history, run_id

@@ -36,7 +36,8 @@ from config import Settings
 from rtarf_sync.engine.source.clients import SearchApi
 from rtarf_sync.engine.errors import RunAborted
 from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.plan import RunScope
 from rtarf_sync.engine.source.reader import check_complete
 from rtarf_sync.engine.retry import RetryPolicy, with_retry

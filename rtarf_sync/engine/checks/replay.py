@@ -5,8 +5,8 @@
         still fails to convert   -> stays unresolved, counted `still_failing` (known_bad in the run)
         converts                 -> version-guarded upsert, resolved in the same transaction, `replayed`
 
-A replay is a run of its own (trigger and mode "replay") under the lease, like a
-sync: every write transaction is fenced, so it never races a sync of another
+A replay is a run of its own (trigger and mode "replay") with a sync's lifecycle
+(runs/lifecycle.py): every write transaction is fenced, so it never races a sync of another
 process. It never moves the stored cursor (a replayed document may be far
 newer or older than it), and the sink's version guard keeps a newer row.
 
@@ -21,10 +21,6 @@ no run is written and `ran` is false, so nothing is recorded or sent.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,13 +31,13 @@ import sqlalchemy as sa
 
 from rtarf_sync.engine.checks.dead_letters import DeadLetters
 from rtarf_sync.engine.target.documents import EventRow, to_row
-from rtarf_sync.engine.errors import RtarfSyncError, redact
+from rtarf_sync.engine.errors import is_data_error
 from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
-from rtarf_sync.engine.runs.lease import Fence, Holder
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.renewal import LeaseKeeper
 from rtarf_sync.engine.source.reader import check_complete
-from rtarf_sync.engine.runs.result import SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.runs.result import SUCCESS, SyncResult
 from rtarf_sync.engine.retry import with_retry
-from rtarf_sync.engine.target.sink import is_data_error
 
 if TYPE_CHECKING:
     from rtarf_sync.engine.runs.sync import SyncService
@@ -101,29 +97,27 @@ class DeadLetterReplay:
     def run(self, ids: Sequence[int] | None = None) -> ReplayOutcome:
         """Replay these dead letters (all unresolved ones when None); never raises for a failed replay."""
         outcome = ReplayOutcome(SyncResult(trigger=TRIGGER, mode=MODE, started_at=datetime.now(timezone.utc)))
-        result, started, fence = outcome.result, time.monotonic(), None
-        try:
+        result = outcome.result
+        pages: Iterator[list[dict[str, Any]]] = iter(())
+
+        def prepare() -> bool:
+            nonlocal pages
             self.service.ensure_tables()
-            pages = self._pages(ids, outcome)
-            first = next(pages, [])
+            first = next(found := self._pages(ids, outcome), [])
             if not first:
                 result.status = SUCCESS  # nothing to replay: no run, nothing to tell anyone
-                return outcome
-            outcome.ran = True
-            fence = self._acquire(result)
-            if fence is not None:
-                scope = resolve_scope(self.service.api, self.service.settings, self.service.retry)
-                for page in chain([first], pages):
-                    self._replay_page(page, scope, fence, outcome)
-                result.status = SUCCESS
-        except Exception as error:  # like a run, a replay reports its failure
-            if not isinstance(error, (RtarfSyncError, sa.exc.DBAPIError)):
-                log.exception("dead-letter replay failed unexpectedly")
-            result.fail(error, self.service.secrets())
-        finally:
-            result.finished_at = datetime.now(timezone.utc)
-            result.duration_seconds = time.monotonic() - started
-            self._close(result, fence)
+                return False
+            outcome.ran, pages = True, chain([first], found)
+            return True
+
+        def work(fence: Fence, keeper: LeaseKeeper) -> None:
+            scope = resolve_scope(self.service.api, self.service.settings, self.service.retry)
+            for page in pages:
+                keeper.check()
+                self._replay_page(page, scope, fence, outcome)
+            result.status = SUCCESS
+
+        self.service.lifecycle("replay", log).run(result, prepare, work)
         return outcome
 
     def _pages(self, ids: Sequence[int] | None, outcome: ReplayOutcome) -> Iterator[list[dict[str, Any]]]:
@@ -154,20 +148,6 @@ class DeadLetterReplay:
             outcome.gone += len(gone)
         for index, letters in _chunks([letter for letter in page if letter["es_index"] in scope.indices]):
             self._replay_chunk(index, letters, fence, outcome)
-
-    def _acquire(self, result: SyncResult) -> Fence | None:
-        service = self.service
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        with service.engine.begin() as connection:
-            got = service.lease.acquire(connection, owner)
-        if isinstance(got, Holder):
-            result.status = SKIPPED
-            result.error = (f"another sync holds the lease on {service.settings.table} "
-                            f"({got.owner}, until {got.expires_at.isoformat()})")
-            return None
-        result.run_id = service.history.start(TRIGGER, owner, result.started_at or datetime.now(timezone.utc),
-                                              MODE)
-        return got
 
     def _lookup(self, index: str, letters: list[dict[str, Any]]) -> _Chunk:
         """Ask the engine for the current version of each document and sort the letters by outcome."""
@@ -248,15 +228,3 @@ class DeadLetterReplay:
             connection.execute(sa.update(runs).where(runs.c.id == result.run_id).values(
                 pages=result.pages, total_processed=result.total_processed, inserted=result.inserted,
                 updated=result.updated, unchanged=result.unchanged, known_bad=result.known_bad))
-
-    def _close(self, result: SyncResult, fence: Fence | None) -> None:
-        if fence is None:
-            return
-        service = self.service
-        try:
-            service.history.finish(result)
-            with service.engine.begin() as connection:
-                service.lease.release(connection, fence)
-        except Exception as error:  # noqa: BLE001 - the lease expires on its own
-            log.warning("could not record the end of replay run %s: %s", result.run_id,
-                        redact(str(error).splitlines()[0], service.secrets()))

@@ -19,11 +19,9 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
-
 from rtarf_sync.engine.runs.lease import holding
 from rtarf_sync.engine.runs.result import utc_iso
+from rtarf_sync.engine.target.cursor_store import CursorStore
 
 if TYPE_CHECKING:
     from rtarf_sync.engine.runs.sync import SyncService
@@ -56,12 +54,9 @@ class CursorControl:
 
     def __init__(self, service: SyncService) -> None:
         self.service = service
-        self.table = service.tables.cursor
+        self.store = CursorStore(service.tables, service.settings.es_index)
         self.target_name = service.tables.target.name
         self.source_index = service.settings.es_index
-
-    def _mine(self) -> sa.ColumnElement[bool]:
-        return sa.and_(self.table.c.target_table == self.target_name, self.table.c.source_index == self.source_index)
 
     def _describe(self, cursor: datetime | None) -> dict[str, Any]:
         return {"cursor": utc_iso(cursor), "source_index": self.source_index, "table": self.target_name}
@@ -77,17 +72,9 @@ class CursorControl:
         service.ensure_tables()
         now = now or datetime.now(timezone.utc)
         with holding(service.engine, service.lease, "cursor") as fence, service.engine.begin() as connection:
-            stored = connection.execute(sa.select(self.table.c.cursor_value).where(self._mine())
-                                        .with_for_update()).scalar()
+            stored = self.store.read(connection, for_update=True)
             check_move(stored, wanted, now, force)
-            if wanted is None:
-                connection.execute(sa.delete(self.table).where(self._mine()))
-            else:
-                statement = insert(self.table).values(target_table=self.target_name, source_index=self.source_index,
-                                                      cursor_value=wanted, updated_at=sa.func.now())
-                connection.execute(statement.on_conflict_do_update(
-                    index_elements=[self.table.c.target_table, self.table.c.source_index],
-                    set_={"cursor_value": wanted, "updated_at": sa.func.now()}))
+            self.store.set(connection, wanted)
             service.lease.fence(connection, fence)  # commit only while the lease is still ours
         log.warning("Cursor of %s for %s set from %s to %s%s", self.target_name, self.source_index,
                     utc_iso(stored) or "none", utc_iso(wanted) or "none (the next run reads the whole history)",

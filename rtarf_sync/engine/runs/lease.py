@@ -1,7 +1,7 @@
 """One sync at a time across threads, workers and replicas: a lease row with an epoch.
 
 `acquire` takes the lease when it is free or expired and bumps its epoch.
-Every page's transaction calls `fence`, which renews the lease only if this
+Every page's transaction calls `fence` (the statement is fence.py's), which renews the lease only if this
 owner still holds that epoch; otherwise the transaction is refused, so a
 paused or stale owner can never commit after another took over.
 """
@@ -19,20 +19,12 @@ from typing import Iterator
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from rtarf_sync.engine.errors import LeaseLost, RtarfSyncError
+from rtarf_sync.engine.errors import RtarfSyncError
+from rtarf_sync.engine.fence import Fence, renew
 
 
 class LeaseHeld(RtarfSyncError):
     """Another owner holds the lease: the work that needs it was not done (try again later)."""
-
-
-@dataclass(frozen=True)
-class Fence:
-    """Proof of holding the lease: its name, our owner id and the epoch we got."""
-
-    name: str
-    owner: str
-    epoch: int
 
 
 @dataclass(frozen=True)
@@ -41,6 +33,10 @@ class Holder:
 
     owner: str
     expires_at: datetime
+
+    def describe(self, name: str) -> str:
+        """Why the lease named `name` could not be taken, for results and errors."""
+        return f"another sync holds the lease on {name} ({self.owner}, until {self.expires_at.isoformat()})"
 
 
 class Lease:
@@ -88,14 +84,7 @@ class Lease:
 
     def fence(self, connection: sa.Connection, fence: Fence) -> None:
         """Renew the lease inside the caller's transaction, or raise LeaseLost."""
-        lease = self.table
-        renewed = connection.execute(
-            sa.update(lease)
-            .where(lease.c.name == fence.name, lease.c.owner == fence.owner, lease.c.epoch == fence.epoch)
-            .values(expires_at=self._expiry())
-        ).rowcount
-        if renewed != 1:
-            raise LeaseLost(f"lease {fence.name} epoch {fence.epoch} was taken over by another owner")
+        renew(connection, self.table, fence, self.ttl)
 
     def release(self, connection: sa.Connection, fence: Fence) -> None:
         """Give the lease up at once (expire it), if we still hold it."""
@@ -107,10 +96,27 @@ class Lease:
         )
 
 
+def process_owners() -> str:
+    """What every owner id of this process starts with (host and pid), to find its own runs."""
+    return f"{socket.gethostname()}:{os.getpid()}:"
+
+
 def owner_id(purpose: str = "") -> str:
     """A lease owner id unique to this process and call: host, pid, a random part, and what for."""
     suffix = f":{purpose}" if purpose else ""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}{suffix}"
+    return f"{process_owners()}{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def take(engine: sa.Engine, lease: Lease, owner: str) -> Fence | Holder:
+    """Take the lease in a transaction of its own (Lease.acquire), or say who holds it."""
+    with engine.begin() as connection:
+        return lease.acquire(connection, owner)
+
+
+def release(engine: sa.Engine, lease: Lease, fence: Fence) -> None:
+    """Give the lease back in a transaction of its own (Lease.release)."""
+    with engine.begin() as connection:
+        lease.release(connection, fence)
 
 
 @contextmanager
@@ -119,13 +125,10 @@ def holding(engine: sa.Engine, lease: Lease, purpose: str) -> Iterator[Fence]:
 
     Raises LeaseHeld when another owner holds it; the lease is released on the way out.
     """
-    with engine.begin() as connection:
-        got = lease.acquire(connection, owner_id(purpose))
+    got = take(engine, lease, owner_id(purpose))
     if isinstance(got, Holder):
-        raise LeaseHeld(f"another sync holds the lease on {lease.name} ({got.owner}, until "
-                        f"{got.expires_at.isoformat()})")
+        raise LeaseHeld(got.describe(lease.name))
     try:
         yield got
     finally:
-        with engine.begin() as connection:
-            lease.release(connection, got)
+        release(engine, lease, got)

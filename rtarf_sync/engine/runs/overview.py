@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from rtarf_sync.engine.runs.result import utc_iso
 from rtarf_sync.engine.runs.records import run_object
-from rtarf_sync.engine.target.tables import Tables
+from rtarf_sync.engine.target.cursor_store import CursorStore
+from rtarf_sync.engine.target.tables import Tables, present_tables
 
 RUNS_SHOWN = 50
 REASONS_SHOWN = 5
@@ -27,7 +28,7 @@ def read_overview(engine: sa.Engine, tables: Tables, source_index: str, *,
     """Recent runs (newest first), cursor and lag, dead letters and the latest verification of one target."""
     now = now or datetime.now(timezone.utc)
     with engine.connect() as connection:
-        present = _present(connection, tables)
+        present = present_tables(connection, tables.cursor, tables.runs, tables.dead_letters, tables.verifications)
         cursor = _cursor(connection, tables, source_index) if tables.cursor.name in present else None
         runs = _runs(connection, tables) if tables.runs.name in present else []
         dead = _dead_letters(connection, tables) if tables.dead_letters.name in present else _no_dead_letters()
@@ -39,17 +40,8 @@ def read_overview(engine: sa.Engine, tables: Tables, source_index: str, *,
             "verification": verification}
 
 
-def _present(connection: sa.Connection, tables: Tables) -> set[str]:
-    names = [tables.cursor.name, tables.runs.name, tables.dead_letters.name, tables.verifications.name]
-    found = connection.execute(sa.text("SELECT name FROM unnest(CAST(:names AS text[])) AS name "
-                                       "WHERE to_regclass(quote_ident(name)) IS NOT NULL"), {"names": names})
-    return {row.name for row in found}
-
-
 def _cursor(connection: sa.Connection, tables: Tables, source_index: str) -> datetime | None:
-    table = tables.cursor
-    return connection.execute(sa.select(table.c.cursor_value).where(
-        table.c.target_table == tables.target.name, table.c.source_index == source_index)).scalar()
+    return CursorStore(tables, source_index).read(connection)
 
 
 def _runs(connection: sa.Connection, tables: Tables) -> list[dict[str, Any]]:

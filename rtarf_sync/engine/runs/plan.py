@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.source.clients import Json
-from rtarf_sync.engine.target.documents import engine_time as iso
+from rtarf_sync.engine.target.documents import engine_time
 from rtarf_sync.engine.source.reader import ReadPlan
 
 INCREMENTAL, FULL, RANGE = "incremental", "full", "range"
@@ -115,10 +115,10 @@ class RunScope:
         """The engine filter of this run."""
         if self.mode == RANGE:
             assert self.start is not None and self.end is not None
-            return {"range": {cursor_field: {"gte": iso(self.start), "lt": iso(self.end)}}}
-        window: Json = {"lte": iso(self.upper)}
+            return {"range": {cursor_field: {"gte": engine_time(self.start), "lt": engine_time(self.end)}}}
+        window: Json = {"lte": engine_time(self.upper)}
         if self.mode == INCREMENTAL and stored is not None:
-            window["gte"] = iso(stored - timedelta(seconds=overlap_seconds))
+            window["gte"] = engine_time(stored - timedelta(seconds=overlap_seconds))
         # Documents without the cursor field are read too, so they are set aside visibly
         # (or kept, once they convert) instead of being skipped in silence.
         return {"bool": {"should": [{"range": {cursor_field: window}},

@@ -25,7 +25,8 @@ from typing import Callable
 import sqlalchemy as sa
 
 from rtarf_sync.engine.errors import LeaseLost
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 
 log = logging.getLogger("rtarf_sync.lease")  # the name log filters know
 

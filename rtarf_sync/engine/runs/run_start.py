@@ -14,7 +14,8 @@ from typing import Callable, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease, release
 from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.engine.runs.records import RunHistory
 
@@ -54,12 +55,8 @@ def begin_run(history: RunHistory, db: Db, result: SyncResult, owner: str, range
 def release_now(engine: sa.Engine, lease: Lease, fence: Fence, db: Db) -> None:
     """Give the lease back at once; a failure is logged (the lease then expires on its own)."""
 
-    def release() -> None:
-        with engine.begin() as connection:
-            lease.release(connection, fence)
-
     try:
-        db(release, "release lease")
+        db(lambda: release(engine, lease, fence), "release lease")
     except Exception as error:  # noqa: BLE001 - never hide the failure that made us release
         log.warning("could not release lease %s at once (it expires within its TTL): %s", fence.name,
                     str(error).splitlines()[0] if str(error) else type(error).__name__)

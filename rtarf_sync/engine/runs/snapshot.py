@@ -12,9 +12,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.target.tables import Tables
+from rtarf_sync.engine.target.cursor_store import CursorStore
+from rtarf_sync.engine.target.tables import Tables, is_missing_table
 
-_UNDEFINED_TABLE = "42P01"
 _FINISHED_OK = ("success", "partial")
 
 
@@ -41,8 +41,7 @@ def _newest_finish(runs: sa.Table, *where: sa.ColumnElement[bool]) -> sa.ScalarS
 
 def _statement(tables: Tables, source_index: str) -> sa.Select[tuple[object, ...]]:
     target = tables.target.name
-    runs, dead, lease, cursor, verify = (tables.runs, tables.dead_letters, tables.lease, tables.cursor,
-                                         tables.verifications)
+    runs, dead, lease, verify = (tables.runs, tables.dead_letters, tables.lease, tables.verifications)
     mine = runs.c.target_table == target
     latest_verify = (sa.select(verify).where(verify.c.target_table == target,
                                              verify.c.source_index == source_index)
@@ -50,9 +49,7 @@ def _statement(tables: Tables, source_index: str) -> sa.Select[tuple[object, ...
     return sa.select(
         _newest_finish(runs, mine, runs.c.status.in_(_FINISHED_OK)).label("last_success_at"),
         _newest_finish(runs, mine, runs.c.finished_at.is_not(None)).label("last_run_at"),
-        sa.select(cursor.c.cursor_value).where(cursor.c.target_table == target,
-                                               cursor.c.source_index == source_index)
-        .scalar_subquery().label("cursor"),
+        CursorStore(tables, source_index).query().scalar_subquery().label("cursor"),
         sa.select(sa.func.count()).select_from(dead).where(dead.c.target_table == target,
                                                            dead.c.resolved_at.is_(None))
         .scalar_subquery().label("dead_letters_unresolved"),
@@ -66,11 +63,12 @@ def _statement(tables: Tables, source_index: str) -> sa.Select[tuple[object, ...
 
 def read_stored_state(engine: sa.Engine, tables: Tables, source_index: str) -> StoredState:
     """Read the state in one query; before the tables exist everything is empty."""
+    # Asked by the statement itself, not ahead (`present_tables`): a scrape costs one round trip.
     try:
         with engine.connect() as connection:
             row = connection.execute(_statement(tables, source_index)).mappings().one()
     except sa.exc.ProgrammingError as error:
-        if getattr(error.orig, "sqlstate", None) == _UNDEFINED_TABLE:
+        if is_missing_table(error):
             return StoredState()
         raise
     return StoredState(**dict(row))

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.target.tables import Tables
+from rtarf_sync.engine.target.tables import Tables, present_tables
 
 _RUN_COLUMNS = ("id", "trigger", "status", "started_at", "finished_at", "pages", "total_processed",
                 "inserted", "updated", "unchanged", "failed", "known_bad", "cursor_value", "error")
@@ -39,8 +39,8 @@ def read_state(engine: sa.Engine, tables: Tables, limit: int = 10) -> dict[str, 
     """Everything `status` shows about one target table; raise MissingTables before the first run."""
     name = tables.target.name
     with engine.connect() as connection:
-        present = set(sa.inspect(connection).get_table_names())
         wanted = (tables.target, tables.cursor, tables.lease, tables.runs, tables.dead_letters)
+        present = present_tables(connection, *wanted)
         missing = [table.name for table in wanted if table.name not in present]
         if missing:
             raise MissingTables(missing)

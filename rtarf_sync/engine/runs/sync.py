@@ -12,11 +12,8 @@ nor APScheduler.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from functools import cached_property
 from datetime import datetime, timezone
 from typing import Callable, TypeVar
@@ -26,22 +23,23 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.engine.target.bookkeeping import COUNTERS
 from rtarf_sync.engine.source.clients import SearchApi, build_api
-from rtarf_sync.engine.target.documents import Deferred, EventRow, PageConverter, Rejected, engine_time as iso
-from rtarf_sync.engine.errors import RtarfSyncError, RunInterrupted, TransientError, redact
-from rtarf_sync.engine.runs.lease import Fence, Holder, Lease
+from rtarf_sync.engine.target.documents import Deferred, EventRow, PageConverter, Rejected, engine_time
+from rtarf_sync.engine.errors import RunInterrupted, redact, transient_database_error
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.plan import INCREMENTAL, RunScope
 from rtarf_sync.engine.checks.reconcile import Reconciliation
 from rtarf_sync.engine.runs.renewal import LeaseKeeper
-from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, SyncResult
+from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SUCCESS, SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
-from rtarf_sync.engine.runs.run_start import begin_run, release_now
+from rtarf_sync.engine.runs.lifecycle import RunLifecycle
 from rtarf_sync.engine.runs.records import RunHistory
-from rtarf_sync.engine.target.sink import PageCounts, PostgresSink, is_transient, latest
+from rtarf_sync.engine.target.cursor_store import latest, newest_of_page
+from rtarf_sync.engine.target.sink import PageCounts, PostgresSink
 from rtarf_sync.engine.source.slices import read_pages
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.engine.source.timing import TimedSearch
 from rtarf_sync.logs import secret_values
-from rtarf_sync.run_context import enter_run, leave_run
 
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
@@ -107,7 +105,7 @@ class SyncService:
     @cached_property
     def sink(self) -> PostgresSink:
         """Where pages are written."""
-        return PostgresSink(self.engine, self.tables, self.lease, self.settings.es_index)
+        return PostgresSink(self.engine, self.tables, self.lease.ttl, self.settings.es_index)
 
     @cached_property
     def history(self) -> RunHistory:
@@ -125,8 +123,8 @@ class SyncService:
             try:
                 return call()
             except sa.exc.DBAPIError as error:
-                if is_transient(error):
-                    raise TransientError(f"PostgreSQL: {str(error.orig or error).strip().splitlines()[0]}") from None
+                if (transient := transient_database_error(error)) is not None:
+                    raise transient from None
                 raise
 
         return with_retry(attempt, self.retry, what)
@@ -174,46 +172,23 @@ class SyncService:
         """
         scope = RunScope.build(self.settings, mode, start, end)
         result = SyncResult(trigger=trigger, mode=mode, started_at=datetime.now(timezone.utc))
-        run_logs = enter_run(result)  # every line of this run (and of the threads it starts) names it
-        started = time.monotonic()
-        fence: Fence | None = None
-        try:
+
+        def prepare() -> bool:
             self.ensure_tables()
-            fence = self._acquire(result, scope)
-            if fence is not None:
-                with LeaseKeeper(self.engine, self.lease, fence, running=self.renew_lease) as keeper:
-                    self._run_pages(result, fence, scope, force, keeper)
-                result.status = PARTIAL if result.failed else SUCCESS
-        except Exception as error:  # a run reports every failure, never raises
-            if not isinstance(error, (RtarfSyncError, sa.exc.DBAPIError)):
-                log.exception("sync run failed unexpectedly")
-            result.fail(error, self.secrets())
-        finally:
-            result.finished_at = datetime.now(timezone.utc)
-            result.duration_seconds = time.monotonic() - started
-            self._close_run(result, fence)
-            leave_run(run_logs)
+            return True
+
+        def work(fence: Fence, keeper: LeaseKeeper) -> None:
+            self._run_pages(result, fence, scope, force, keeper)
+            result.status = PARTIAL if result.failed else SUCCESS
+
+        self.lifecycle().run(result, prepare, work, scope.start, scope.end)
+        self._log_end(result)
         return result
 
-    def _acquire(self, result: SyncResult, scope: RunScope) -> Fence | None:
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        def attempt() -> Fence | Holder:
-            with self.engine.begin() as connection:
-                return self.lease.acquire(connection, owner)
-
-        got = self._db(attempt, "acquire lease")
-        if isinstance(got, Holder):
-            result.status = SKIPPED
-            result.error = (f"another sync holds the lease on {self.settings.table} "
-                            f"({got.owner}, until {got.expires_at.isoformat()})")
-            log.info("Sync skipped: %s", result.error)
-            return None
-        try:
-            result.run_id = begin_run(self.history, self._db, result, owner, scope.start, scope.end)
-        except BaseException:
-            release_now(self.engine, self.lease, got, self._db)  # not left blocking others for a TTL
-            raise
-        return got
+    def lifecycle(self, name: str = "sync", logger: logging.Logger = log) -> RunLifecycle:
+        """The lease and run record around a run of this target (a sync, a replay)."""
+        return RunLifecycle(self.engine, self.lease, self.history, self._db, self.secrets, logger, name,
+                            keep_lease=self.renew_lease)
 
     def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool,
                    keeper: LeaseKeeper) -> None:
@@ -235,7 +210,7 @@ class SyncService:
             if deletes is not None:
                 deletes.close()
         stored = self._db(self.sink.load_cursor, "load cursor")
-        result.cursor = iso(stored) if stored is not None else None
+        result.cursor = engine_time(stored) if stored is not None else None
 
     def _copy_pages(self, result: SyncResult, fence: Fence, scope: RunScope, slices: int,
                     deletes: Reconciliation | None, keeper: LeaseKeeper) -> datetime | None:
@@ -258,7 +233,7 @@ class SyncService:
                                                    per_page, deletes.seen if deletes else None)
                 self._observe("write", began)
                 result.add(**vars(counts))
-                convert.eager = counts.inserted + counts.updated > 0
+                convert.convert_ahead = counts.inserted + counts.updated > 0
                 highest = latest(highest, newest)
                 reported = self._report_progress(result, reported)
         finally:
@@ -299,7 +274,7 @@ class SyncService:
                 pages, totals = self._db(lambda: history.committed(result.run_id or 0), "check page")
                 if pages >= page_no:
                     newest = (sink.newest_stored(page.hits) if isinstance(page, Deferred)
-                              else latest(*(row.event_timestamp for row in page[0])))
+                              else newest_of_page(page[0]))
                     return _delta(before, totals), newest
             if isinstance(page, Deferred):
                 return sink.write_hits(page.hits, convert.convert_hits, fence, result.run_id or 0, page_no,
@@ -307,23 +282,12 @@ class SyncService:
             rows, rejects = page
             counts = sink.write_page(rows, rejects, fence, result.run_id or 0, page_no,
                                      advance_cursor=advance_cursor, seen=seen)
-            return counts, latest(*(row.event_timestamp for row in rows))
+            return counts, newest_of_page(rows)
 
         return with_retry(attempt, self.retry, f"write page {page_no}")
 
-    def _close_run(self, result: SyncResult, fence: Fence | None) -> None:
-        if fence is not None:
-            try:
-                self._db(lambda: self.history.finish(result), "record run end")
-
-                def release() -> None:
-                    with self.engine.begin() as connection:
-                        self.lease.release(connection, fence)
-
-                self._db(release, "release lease")
-            except Exception as error:  # noqa: BLE001 - the lease expires on its own
-                log.warning("could not record the end of run %s: %s", result.run_id,
-                            redact(str(error).splitlines()[0], self.secrets()))
+    @staticmethod
+    def _log_end(result: SyncResult) -> None:
         if result.status == FAILED:
             log.error("Sync failed: %s", result.error)
         elif result.status in (SUCCESS, PARTIAL):

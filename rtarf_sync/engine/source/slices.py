@@ -18,14 +18,13 @@ import logging
 import queue
 import threading
 from contextvars import copy_context
-from typing import Any, Callable, Generator, Generic, Iterator, Sequence, TypeVar, cast
+from typing import Any, Callable, Generator, Generic, Iterator, Protocol, Sequence, TypeVar, cast
 
 from rtarf_sync.engine.source.clients import SearchApi
 from rtarf_sync.engine.hits import AnyHit
 from rtarf_sync.engine.errors import PitUnsupported
 from rtarf_sync.engine.source.prefetch import Prefetch, put_until_stopped
 from rtarf_sync.engine.source.reader import PitReader, ReadPlan, ScrollReader, _quietly
-from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 
 log = logging.getLogger("rtarf_sync.reader")  # the name log filters know
@@ -33,8 +32,15 @@ T = TypeVar("T")
 _DONE = object()
 
 
+class ReadLog(Protocol):
+    """Where a read notes how it read and what it warns of (a run's SyncResult)."""
+
+    read_mode: str | None
+    warnings: list[str]
+
+
 def single_stream(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str,
-                  result: SyncResult) -> Generator[Sequence[AnyHit], None, None]:
+                  result: ReadLog) -> Generator[Sequence[AnyHit], None, None]:
     """Pages of one point in time, or of a scroll where the engine has none."""
     if read_mode in ("auto", "pit"):
         try:
@@ -109,7 +115,7 @@ class SlicedPages(Generic[T]):
 
 
 def read_pages(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str, slices: int,
-               convert: Callable[[Sequence[AnyHit]], T], result: SyncResult) -> Any:
+               convert: Callable[[Sequence[AnyHit]], T], result: ReadLog) -> Any:
     """Converted pages of a run, read ahead on other threads; the caller must `close()` it."""
     if slices > 1 and read_mode in ("auto", "pit"):
         try:

@@ -18,8 +18,8 @@ from typing import Any, Mapping
 import psycopg
 from sqlalchemy.dialects import postgresql
 
-from rtarf_sync.engine.errors import LeaseLost
-from rtarf_sync.engine.runs.lease import Fence
+from rtarf_sync.engine.fence import Fence, check_renewed, renewal, renewal_values
+from rtarf_sync.engine.target.cursor_store import RUN_CURSOR_FORWARD, CursorStore, advance_statement
 from rtarf_sync.engine.target.tables import Tables
 
 COUNTERS = ("inserted", "updated", "unchanged", "failed", "known_bad")
@@ -31,11 +31,8 @@ class PageBookkeeping:
 
     def __init__(self, tables: Tables, lease_ttl_seconds: float, source_index: str) -> None:
         lease, runs, cursor = (_QUOTE.format_table(table) for table in (tables.lease, tables.runs, tables.cursor))
-        self.target, self.source_index, self.ttl = tables.target.name, source_index, float(lease_ttl_seconds)
-        # clock_timestamp(), not now() (the transaction's start), as in Lease: a renewal counts from
-        # when it runs, so the one sent with the counts counts from the end of a page however long it took.
-        renew = (f"UPDATE {lease} SET expires_at = clock_timestamp() + make_interval(secs => %s) "
-                 "WHERE name = %s AND owner = %s AND epoch = %s")
+        self.cursor, self.ttl = CursorStore(tables, source_index), float(lease_ttl_seconds)
+        renew = renewal(lease)
         self._fence = renew
         added = ", ".join(f"{name} = {name} + %s" for name in COUNTERS)
         # The page's fence locked the lease row, so the second renewal cannot miss: its count goes unchecked.
@@ -43,22 +40,19 @@ class PageBookkeeping:
                         f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s WHERE id = %s")
         self._counts_and_cursor = (
             f"WITH renewed AS ({renew}), "
-            f"stored AS (INSERT INTO {cursor} (target_table, source_index, cursor_value) VALUES (%s, %s, %s) "
-            "ON CONFLICT (target_table, source_index) DO UPDATE SET "
-            f"cursor_value = greatest({cursor}.cursor_value, excluded.cursor_value), updated_at = now()) "
+            f"stored AS ({advance_statement(cursor)}) "
             f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s, "
-            "cursor_value = greatest(cursor_value, %s) WHERE id = %s")
+            f"{RUN_CURSOR_FORWARD} WHERE id = %s")
 
     def renew(self, cursor: psycopg.Cursor[Any], fence: Fence) -> None:
         """Renew the lease inside the page's transaction; `check_renewed` then raises LeaseLost if it
         was not (the page rolls back). In pipeline mode the answer comes only when the pipeline syncs."""
-        cursor.execute(self._fence, (self.ttl, fence.name, fence.owner, fence.epoch))
+        cursor.execute(self._fence, renewal_values(fence, self.ttl))
 
     @staticmethod
     def check_renewed(cursor: psycopg.Cursor[Any], fence: Fence) -> None:
         """Raise LeaseLost unless the renewal sent on `cursor` renewed the lease."""
-        if cursor.rowcount != 1:
-            raise LeaseLost(f"lease {fence.name} epoch {fence.epoch} was taken over by another owner")
+        check_renewed(cursor.rowcount, fence)
 
     def advance(self, cursor: psycopg.Cursor[Any], fence: Fence, counts: Mapping[str, int], run_id: int,
                 page_no: int, moment: datetime | None) -> None:
@@ -66,9 +60,9 @@ class PageBookkeeping:
         move the stored cursor forward."""
         added = [counts[name] for name in COUNTERS]
         total = sum(added)
-        renewal = (self.ttl, fence.name, fence.owner, fence.epoch)
+        renewed = renewal_values(fence, self.ttl)
         if moment is None:
-            cursor.execute(self._counts, (*renewal, *added, page_no, total, run_id))
+            cursor.execute(self._counts, (*renewed, *added, page_no, total, run_id))
         else:
-            cursor.execute(self._counts_and_cursor, (*renewal, self.target, self.source_index, moment,
+            cursor.execute(self._counts_and_cursor, (*renewed, *self.cursor.values(moment),
                                                      *added, page_no, total, moment, run_id))

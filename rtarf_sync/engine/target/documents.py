@@ -11,23 +11,21 @@ and re-encodes the `_source`. Both set a document aside for the same reasons.
 from __future__ import annotations
 
 import json
-import operator
 import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, NamedTuple, Sequence, TypeVar, cast
+from typing import Any, NamedTuple, Sequence, cast
 
 import msgspec
 
 from rtarf_sync.engine.fastjson import dumps_utf8, loads
-from rtarf_sync.engine.hits import AnyHit, Hit, as_dict, hit_key
+from rtarf_sync.engine.hits import AnyHit, Hit, as_dict
 
 # A JSON \u0000 escape: an odd number of backslashes before u0000 (an even number is a
 # literal backslash followed by the text "u0000", which is fine).
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _MISSING = object()
-T = TypeVar("T")
 
 
 class EventRow(NamedTuple):
@@ -44,10 +42,6 @@ class EventRow(NamedTuple):
     @property
     def key(self) -> tuple[str, str]:
         return (self.es_index, self.es_id)
-
-    @property
-    def version(self) -> tuple[int, int]:
-        return (self.primary_term, self.seq_no)
 
 
 def copy_row(es_index: str, es_id: str, moment: datetime, source: bytes, seq_no: int, term: int) -> bytes:
@@ -169,12 +163,13 @@ def parse_instant(value: Any) -> datetime | None:
 
 
 def _version(hit: dict[str, Any]) -> tuple[int, int]:
-    return int(hit.get("_seq_no", -1)), int(hit.get("_primary_term", -1))
+    """(primary_term, seq_no), the order of versions.py."""
+    return int(hit.get("_primary_term", -1)), int(hit.get("_seq_no", -1))
 
 
 def reject(hit: dict[str, Any], reason: str) -> Rejected:
     """Build the dead-letter record of a hit."""
-    seq_no, term = _version(hit)
+    term, seq_no = _version(hit)
     raw = json.dumps(hit.get("_source"), ensure_ascii=True, default=str)
     return Rejected(hit["_index"], hit["_id"], seq_no, term, reason, raw)
 
@@ -199,7 +194,7 @@ def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow |
     size = len(data)
     if size > max_bytes:
         return reject(hit, f"document is {size} bytes, over the limit of {max_bytes} (RTARF_SYNC_MAX_DOCUMENT_BYTES)")
-    seq_no, term = _version(hit)
+    term, seq_no = _version(hit)
     return EventRow(hit["_index"], hit["_id"], moment, data, seq_no, term)
 
 
@@ -259,7 +254,7 @@ class Deferred(NamedTuple):
 class PageConverter:
     """Converts a run's pages on the reader's thread while pages bring writes, and defers them while not.
 
-    The writer (the run's critical path: it waits for PostgreSQL) sets `eager` after each page.
+    The writer (the run's critical path: it waits for PostgreSQL) sets `convert_ahead` after each page.
     While pages insert or update, each page is converted here, COPY tuples included, which keeps
     that work off the writer's thread. While pages are unchanged (an overlap, a full re-read or
     a reconciliation), a page goes over as its hits (`Deferred`): the writer asks PostgreSQL
@@ -270,39 +265,13 @@ class PageConverter:
 
     def __init__(self, cursor_field: str, max_bytes: int) -> None:
         self.cursor, self.max_bytes = CursorField(cursor_field), max_bytes
-        self.eager = True
+        self.convert_ahead = True
 
     def __call__(self, hits: Sequence[AnyHit]) -> tuple[list[EventRow], list[Rejected]] | Deferred:
-        if not self.eager and hits and all(isinstance(hit, Hit) for hit in hits):
+        if not self.convert_ahead and hits and all(isinstance(hit, Hit) for hit in hits):
             return Deferred(cast("list[Hit]", hits))  # every hit checked above; a typed page's hits are a list
         return convert_page(hits, self.cursor, self.max_bytes, prepare_copy=True)
 
     def convert_hits(self, hits: list[Hit]) -> tuple[list[EventRow], list[Rejected]]:
         """Convert the hits of a deferred page that PostgreSQL said to write (on the writer's thread)."""
         return convert_page(hits, self.cursor, self.max_bytes)
-
-
-def newest_per_key(rows: list[EventRow]) -> tuple[list[EventRow], int]:
-    """Keep the newest version of each document in a page; return them and how many were dropped."""
-    return newest_versions(rows, _KEY, _VERSION)
-
-
-def newest_hits(hits: list[Hit]) -> tuple[list[Hit], int]:
-    """`newest_per_key` for hits not converted yet."""
-    return newest_versions(hits, hit_key, lambda hit: (hit._primary_term, hit._seq_no))  # noqa: SLF001 - the engine's field names
-
-
-def newest_versions(items: list[T], key: Callable[[T], Any], version: Callable[[T], Any]) -> tuple[list[T], int]:
-    """Keep the item of the highest version for each key, in first-seen order; return them and how many were dropped."""
-    if len(set(map(key, items))) == len(items):
-        return items, 0  # the usual page: every document once
-    newest: dict[Any, T] = {}
-    for item in items:
-        kept = newest.get(key(item))
-        if kept is None or version(item) > version(kept):
-            newest[key(item)] = item
-    return list(newest.values()), len(items) - len(newest)
-
-
-_KEY = operator.itemgetter(0, 1)
-_VERSION = operator.itemgetter(5, 4)  # primary_term, seq_no

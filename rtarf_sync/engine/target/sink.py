@@ -20,7 +20,6 @@ a page that writes nothing costs four round trips, pool check included.
 from __future__ import annotations
 
 import logging
-import operator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,15 +28,17 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence, cast
 import orjson
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from rtarf_sync.engine.target.bookkeeping import PageBookkeeping
-from rtarf_sync.engine.target.documents import (COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row, newest_hits,
-                                        newest_per_key)
-from rtarf_sync.engine.errors import TransientError
+from rtarf_sync.engine.target.cursor_store import RUN_CURSOR_FORWARD, CursorStore, newest_of_page
+from rtarf_sync.engine.target.documents import COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row
+from rtarf_sync.engine.errors import first_line, is_data_error, is_transient, transient_database_error
 from rtarf_sync.engine.hits import Hit, hit_key, hit_version
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence, renew
 from rtarf_sync.engine.target.tables import Tables
+from rtarf_sync.engine.target.versions import KEY_AND_VERSION, newest_hits, newest_per_key, stored_is_older
 
 log = logging.getLogger("rtarf_sync.sink")  # the name log filters know
 STAGE = "rtarf_stage"
@@ -45,15 +46,8 @@ _COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_p
 _STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
               "event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint) "
               "ON COMMIT DELETE ROWS")
-# Serialization failure, deadlock, commit outcome unknown, lock timeout, statement timeout or
-# cancel, server shutdown or restart, lost connection, too many connections, out of memory or
-# disk. Everything else answered with an SQLSTATE (bad data, bad SQL, authorization,
-# program limits) fails the same way again.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "40003", "55P03", "57014", "57P01", "57P02", "57P03",
-                        "08000", "08001", "08003", "08004", "08006", "53100", "53200", "53300"}
 _COPY_SLICE = 100  # rows per COPY write
 Converter = Callable[[list[Hit]], tuple[list[EventRow], list[Rejected]]]
-_KEY_AND_VERSION = operator.itemgetter(0, 1, 5, 4)  # es_index, es_id, primary_term, seq_no
 
 
 @dataclass(frozen=True)
@@ -67,7 +61,9 @@ class PageCounts:
     known_bad: int = 0
 
 
-class _PageOptions(NamedTuple):
+class _PageContext(NamedTuple):
+    """What the writer knows of a page besides its rows: where it goes, and what the lookup found unchanged."""
+
     advance_cursor: bool
     seen: str | None
     # Documents of the page already found unchanged before converting (`write_hits`).
@@ -82,48 +78,31 @@ class _HitPage:
     def __init__(self, hits: list[Hit], duplicates: int, convert: Converter, advance_cursor: bool,
                  seen: str | None) -> None:
         self.hits, self.duplicates, self.convert = hits, duplicates, convert
-        self.options = _PageOptions(advance_cursor, seen)
+        self.context = _PageContext(advance_cursor, seen)
         self.rows: list[EventRow] = []
         self.rejects: list[Rejected] = []
 
-    def looked_up(self, flags: str, newest_unchanged: datetime | None) -> str:
+    def convert_changed(self, verdicts: str, newest_unchanged: datetime | None) -> str:
         """Convert the documents the lookup found new or newer; return the lookup's letters for their rows."""
-        changed = [(hit, flag) for hit, flag in zip(self.hits, flags, strict=True) if flag != "-"]
+        changed = [(hit, verdict) for hit, verdict in zip(self.hits, verdicts, strict=True) if verdict != "-"]
         self.rows, self.rejects = self.convert([hit for hit, _ in changed])
-        unchanged_keys = ([hit_key(hit) for hit, flag in zip(self.hits, flags, strict=True) if flag == "-"]
-                          if self.options.seen else [])
-        self.options = self.options._replace(unchanged=len(self.hits) - len(changed) + self.duplicates,
+        unchanged_keys = ([hit_key(hit) for hit, verdict in zip(self.hits, verdicts, strict=True) if verdict == "-"]
+                          if self.context.seen else [])
+        self.context = self.context._replace(unchanged=len(self.hits) - len(changed) + self.duplicates,
                                              unchanged_keys=unchanged_keys, newest_unchanged=newest_unchanged)
-        flag_of = {hit_key(hit): flag for hit, flag in changed}
-        return "".join(flag_of[row.key] for row in self.rows)
-
-
-def is_transient(error: sa.exc.DBAPIError) -> bool:
-    """Lost connections, deadlocks and serialization failures pass; bad data does not."""
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    if sqlstate is None:
-        # No server answer to classify: connecting failed or the connection broke.
-        return isinstance(error, sa.exc.OperationalError) or error.connection_invalidated
-    return sqlstate in _TRANSIENT_SQLSTATES
-
-
-def is_data_error(error: sa.exc.DBAPIError) -> bool:
-    """A value or a constraint refused a row (SQLSTATE classes 22 and 23): that row can be set aside."""
-    return str(getattr(error.orig, "sqlstate", "") or "")[:2] in ("22", "23")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error)
-    return text.strip().splitlines()[0][:300] if text.strip() else type(error).__name__
+        verdict_of = {hit_key(hit): verdict for hit, verdict in changed}
+        return "".join(verdict_of[row.key] for row in self.rows)
 
 
 class PostgresSink:
     """The target table and the state written with it."""
 
-    def __init__(self, engine: sa.Engine, tables: Tables, lease: Lease, source_index: str) -> None:
-        self.engine, self.tables, self.lease, self.source_index = engine, tables, lease, source_index
+    def __init__(self, engine: sa.Engine, tables: Tables, lease_ttl_seconds: float, source_index: str) -> None:
+        self.engine, self.tables, self.lease_ttl, self.source_index = engine, tables, lease_ttl_seconds, source_index
         self.stage = sa.table(STAGE, *(sa.column(name) for name in _COLUMNS))
-        self.bookkeeping = PageBookkeeping(tables, lease.ttl, source_index)
+        self.bookkeeping = PageBookkeeping(tables, lease_ttl_seconds, source_index)
+        self.cursor = CursorStore(tables, source_index)
+        self._target_name = postgresql.dialect().identifier_preparer.format_table(tables.target)  # type: ignore[no-untyped-call]  # SQLAlchemy dialects are untyped
         self._all_new = False  # whether the last page looked up held only new documents
 
     def write_page(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence,
@@ -135,30 +114,30 @@ class PostgresSink:
         `seen` names a table that records the page's keys in the same transaction
         (runs that reconcile deletes).
         """
-        return self._write(rows, rejects, fence, run_id, page_no, _PageOptions(advance_cursor, seen))
+        return self._write(rows, rejects, fence, run_id, page_no, _PageContext(advance_cursor, seen))
 
     def _write(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence, run_id: int,
-               page_no: int, options: _PageOptions) -> PageCounts:
+               page_no: int, context: _PageContext) -> PageCounts:
         unique, duplicates = newest_per_key(list(rows))
         return self._refusals_row_by_row(
-            lambda: self._commit(unique, duplicates, list(rejects), fence, run_id, page_no, options, careful=False),
-            lambda: self._retry_careful(unique, duplicates, list(rejects), fence, run_id, page_no, options),
+            lambda: self._commit(unique, duplicates, list(rejects), fence, run_id, page_no, context, row_by_row=False),
+            lambda: self._commit_row_by_row(unique, duplicates, list(rejects), fence, run_id, page_no, context),
             page_no)
 
     @staticmethod
-    def _refusals_row_by_row(commit: Callable[[], PageCounts], careful: Callable[[], PageCounts],
+    def _refusals_row_by_row(commit: Callable[[], PageCounts], row_by_row: Callable[[], PageCounts],
                              page_no: int) -> PageCounts:
-        """Run `commit`; if PostgreSQL refused some row, run `careful` (row by row) instead."""
+        """Run `commit`; if PostgreSQL refused some row, run `row_by_row` instead."""
         try:
             return commit()
         except sa.exc.DBAPIError as error:
-            if is_transient(error):
-                raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
+            if (transient := transient_database_error(error)) is not None:
+                raise transient from None
             if not is_data_error(error):
                 raise
             log.warning("page %d: PostgreSQL refused a row (%s); writing the page row by row",
-                        page_no, _first_line(error))
-            return careful()
+                        page_no, first_line(error))
+            return row_by_row()
 
     def write_hits(self, hits: list[Hit], convert: Converter, fence: Fence, run_id: int, page_no: int, *,
                    advance_cursor: bool = True, seen: str | None = None) -> tuple[PageCounts, datetime | None]:
@@ -171,83 +150,82 @@ class PostgresSink:
         """
         page = _HitPage(*newest_hits(hits), convert, advance_cursor, seen)
 
-        def careful() -> PageCounts:  # the lease is held, so what the lookup found still holds
-            return self._retry_careful(page.rows, 0, page.rejects, fence, run_id, page_no, page.options)
+        def row_by_row() -> PageCounts:  # the lease is held, so what the lookup found still holds
+            return self._commit_row_by_row(page.rows, 0, page.rejects, fence, run_id, page_no, page.context)
 
-        counts = self._refusals_row_by_row(lambda: self._commit_hits(page, fence, run_id, page_no), careful, page_no)
-        return counts, latest(page.options.newest_unchanged, *(row.event_timestamp for row in page.rows))
+        counts = self._refusals_row_by_row(lambda: self._commit_hits(page, fence, run_id, page_no), row_by_row, page_no)
+        return counts, newest_of_page(page.rows, page.context.newest_unchanged)
 
     def _commit_hits(self, page: _HitPage, fence: Fence, run_id: int, page_no: int) -> PageCounts:
         with self.engine.begin() as connection:
             # Every key of the page is recorded by the lookup (a page written row by row records its own).
-            flags = page.looked_up(*self._open(connection, fence, [hit_version(hit) for hit in page.hits],
-                                               page.options.seen))
-            inserted, updated = self._upsert(connection, page.rows, flags)
+            verdicts = page.convert_changed(*self._open(connection, fence, [hit_version(hit) for hit in page.hits],
+                                                        page.context.seen))
+            inserted, updated = self._upsert(connection, page.rows, verdicts)
             return self._finish(connection, fence, page.rows, page.rejects, inserted, updated, 0,
-                                page.options._replace(seen=None), run_id, page_no)
+                                page.context._replace(seen=None), run_id, page_no)
 
     def newest_stored(self, hits: list[Hit]) -> datetime | None:
         """The newest stored cursor value among these documents at their versions (a page already committed)."""
         with self.engine.connect() as connection:
-            return self._flags(connection, [hit_version(hit) for hit in hits])[1]
+            return self._compare_versions(connection, [hit_version(hit) for hit in hits])[1]
 
-    def _retry_careful(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected],
-                       fence: Fence, run_id: int, page_no: int, options: _PageOptions) -> PageCounts:
+    def _commit_row_by_row(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected],
+                           fence: Fence, run_id: int, page_no: int, context: _PageContext) -> PageCounts:
         try:
-            return self._commit(rows, duplicates, rejects, fence, run_id, page_no, options, careful=True)
+            return self._commit(rows, duplicates, rejects, fence, run_id, page_no, context, row_by_row=True)
         except sa.exc.DBAPIError as error:
-            if is_transient(error):
-                raise TransientError(f"PostgreSQL: {_first_line(error)}") from None
+            if (transient := transient_database_error(error)) is not None:
+                raise transient from None
             raise
 
     def _commit(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected], fence: Fence,
-                run_id: int, page_no: int, options: _PageOptions, careful: bool) -> PageCounts:
+                run_id: int, page_no: int, context: _PageContext, row_by_row: bool) -> PageCounts:
         with self.engine.begin() as connection:
             # After a page of only new documents the next is tried as all new, without a lookup.
-            lookup = bool(rows) and not careful and not self._all_new
-            flags, _ = self._open(connection, fence, list(map(_KEY_AND_VERSION, rows)) if lookup else None)
-            if careful:
+            lookup = bool(rows) and not row_by_row and not self._all_new
+            verdicts, _ = self._open(connection, fence, list(map(KEY_AND_VERSION, rows)) if lookup else None)
+            if row_by_row:
                 inserted, updated, refused = self._upsert_each(connection, rows)
                 rows = [row for row in rows if row.key not in {r[0].key for r in refused}]
                 rejects = rejects + [_as_reject(row, reason) for row, reason in refused]
             else:
-                inserted, updated = self._upsert(connection, rows, flags if lookup else None)
-            return self._finish(connection, fence, rows, rejects, inserted, updated, duplicates, options, run_id,
+                inserted, updated = self._upsert(connection, rows, verdicts if lookup else None)
+            return self._finish(connection, fence, rows, rejects, inserted, updated, duplicates, context, run_id,
                                 page_no)
 
     def _open(self, connection: sa.Connection, fence: Fence, lookup: list[tuple[str, str, int, int]] | None = None,
               seen: str | None = None) -> tuple[str, datetime | None]:
         """Begin a page's transaction: renew the lease (or raise LeaseLost) and, given documents' keys
-        and versions, look them up (`_flags`) and record their keys in `seen`, all in one round trip."""
+        and versions, look them up (`_compare_versions`) and record their keys in `seen`, all in one round trip."""
         driver = _driver(connection)
         with _driver_errors("open the page"), driver.cursor() as setting, driver.cursor() as renewal, \
-                driver.cursor() as flags:
-            with _together(driver, lookup is not None):
+                driver.cursor() as verdicts:
+            with _pipelined(driver, lookup is not None):
                 # The page, its cursor and its counts commit or vanish together, so a commit
                 # need not wait for the disk: a page lost in a server crash is read again by
                 # the next run, like a page lost in flight.
                 setting.execute("SET LOCAL synchronous_commit = off")
                 self.bookkeeping.renew(renewal, fence)
                 if lookup is not None:
-                    self._send_lookup(connection, flags, lookup, seen)
+                    self._send_lookup(connection, verdicts, lookup, seen)
             self.bookkeeping.check_renewed(renewal, fence)
-            return self._lookup_answer(flags) if lookup is not None else ("", None)
+            return self._lookup_answer(verdicts) if lookup is not None else ("", None)
 
     def _finish(self, connection: sa.Connection, fence: Fence, rows: list[EventRow], rejects: list[Rejected],
-                inserted: int, updated: int, duplicates: int, options: _PageOptions, run_id: int,
+                inserted: int, updated: int, duplicates: int, context: _PageContext, run_id: int,
                 page_no: int) -> PageCounts:
         """Close a page's transaction: dead letters, the keys read, the lease renewed again, the counts and
         the cursor."""
         new_bad = self._dead_letter(connection, rejects, run_id)
-        cursor = (latest(options.newest_unchanged, *(row.event_timestamp for row in rows))
-                  if options.advance_cursor else None)
-        counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates + options.unchanged,
+        cursor = newest_of_page(rows, context.newest_unchanged) if context.advance_cursor else None
+        counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates + context.unchanged,
                             new_bad, len(rejects) - new_bad)
         driver = _driver(connection)
         with (_driver_errors("record the page"), driver.cursor() as remembering, driver.cursor() as advancing,
-              _together(driver, options.seen is not None)):
-            if options.seen is not None:
-                self._remember(remembering, options.seen, rows, rejects, options.unchanged_keys)
+              _pipelined(driver, context.seen is not None)):
+            if context.seen is not None:
+                self._remember(remembering, context.seen, rows, rejects, context.unchanged_keys)
             self.bookkeeping.advance(advancing, fence, vars(counts), run_id, page_no, cursor)
         return counts
 
@@ -262,24 +240,24 @@ class PostgresSink:
 
     def move_cursor(self, cursor: datetime, fence: Fence, run_id: int) -> None:
         """Move the stored cursor forward to `cursor` (never back), fenced by the lease."""
-        runs = self.tables.runs
         with self.engine.begin() as connection:
-            self.lease.fence(connection, fence)
-            self._store_cursor(connection, cursor)
-            connection.execute(sa.update(runs).where(runs.c.id == run_id).values(
-                cursor_value=sa.func.greatest(runs.c.cursor_value, cursor)))
+            renew(connection, self.tables.lease, fence, self.lease_ttl)
+            self.cursor.advance(connection, cursor)
+            runs = connection.dialect.identifier_preparer.format_table(self.tables.runs)
+            connection.exec_driver_sql(f"UPDATE {runs} SET {RUN_CURSOR_FORWARD} WHERE id = %s",
+                                       (cursor, run_id))
 
-    def _upsert(self, connection: sa.Connection, rows: list[EventRow], flags: str | None = None) -> tuple[int, int]:
+    def _upsert(self, connection: sa.Connection, rows: list[EventRow], verdicts: str | None = None) -> tuple[int, int]:
         """Write a page: new documents by COPY straight into the target, newer versions by upsert.
 
-        `flags` is the lookup's answer for these rows when it was already asked (`_open`).
+        `verdicts` is the lookup's answer for these rows when it was already asked (`_open`).
         """
         if not rows:
             return 0, 0
         target = connection.dialect.identifier_preparer.format_table(self.tables.target)
-        if flags is None and self._all_new and self._copy_if_all_new(connection, target, rows):
+        if verdicts is None and self._all_new and self._copy_if_all_new(connection, target, rows):
             return len(rows), 0
-        new, newer = self._changed(connection, rows, flags)
+        new, newer = self._changed(connection, rows, verdicts)
         self._all_new = len(new) == len(rows)
         if new:
             # One writer per target at a time (the lease), so rows not found now are still absent.
@@ -305,20 +283,20 @@ class PostgresSink:
         return True
 
     def _changed(self, connection: sa.Connection, rows: list[EventRow],
-                 flags: str | None = None) -> tuple[list[EventRow], list[EventRow]]:
+                 verdicts: str | None = None) -> tuple[list[EventRow], list[EventRow]]:
         """The rows of new documents, and those whose version is newer than the stored one.
 
-        PostgreSQL compares (`_flags`), unless its answer for these rows is given as `flags`.
+        PostgreSQL compares (`_compare_versions`), unless its answer for these rows is given as `verdicts`.
         """
-        if flags is None:
-            flags, _ = self._flags(connection, list(map(_KEY_AND_VERSION, rows)))
-        if flags.count("n") == len(rows):
+        if verdicts is None:
+            verdicts, _ = self._compare_versions(connection, list(map(KEY_AND_VERSION, rows)))
+        if verdicts.count("n") == len(rows):
             return rows, []  # the usual first read: every document new
-        new = [row for row, flag in zip(rows, flags, strict=True) if flag == "n"]
-        newer = [row for row, flag in zip(rows, flags, strict=True) if flag == "w"]
+        new = [row for row, verdict in zip(rows, verdicts, strict=True) if verdict == "n"]
+        newer = [row for row, verdict in zip(rows, verdicts, strict=True) if verdict == "w"]
         return new, newer
 
-    def _flags(self, connection: sa.Connection,
+    def _compare_versions(self, connection: sa.Connection,
                documents: list[tuple[str, str, int, int]]) -> tuple[str, datetime | None]:
         """One letter per (index, id, primary term, seq_no), in order: n(ew), w(rite: a newer version) or
         - (unchanged); and the newest stored cursor value of the unchanged ones.
@@ -336,23 +314,22 @@ class PostgresSink:
 
     def _send_lookup(self, connection: sa.Connection, cursor: psycopg.Cursor[Any],
                      documents: list[tuple[str, str, int, int]], seen: str | None = None) -> None:
-        """Send `_flags`'s statement; given a `seen` table, the same statement records the keys in it."""
+        """Send `_compare_versions`'s statement; given a `seen` table, the same statement records the keys in it."""
         target = connection.dialect.identifier_preparer.format_table(self.tables.target)
         record = f", recorded AS (INSERT INTO {seen} (es_index, es_id) SELECT es_index, es_id FROM k)" if seen else ""
         cursor.execute("WITH k AS (SELECT n, e->>0 AS es_index, e->>1 AS es_id, "
                        "(e->>2)::bigint AS term, (e->>3)::bigint AS seq_no "
                        f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)){record} "
-                       "SELECT string_agg(flag, '' ORDER BY n), max(event_timestamp) FILTER (WHERE flag = '-') "
+                       "SELECT string_agg(verdict, '' ORDER BY n), max(event_timestamp) FILTER (WHERE verdict = '-') "
                        "FROM (SELECT k.n, t.event_timestamp, CASE WHEN t.es_id IS NULL THEN 'n' "
-                       "WHEN t.deleted_at IS NOT NULL OR t.es_primary_term IS NULL OR t.es_seq_no IS NULL "
-                       "OR (t.es_primary_term, t.es_seq_no) < (k.term, k.seq_no) THEN 'w' ELSE '-' END AS flag "
+                       f"WHEN {stored_is_older('t', 'k.term', 'k.seq_no')} THEN 'w' ELSE '-' END AS verdict "
                        f"FROM k LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id) f",
                        (orjson.dumps(documents).decode(),))
 
     @staticmethod
     def _lookup_answer(cursor: psycopg.Cursor[Any]) -> tuple[str, datetime | None]:
-        flags, newest = cast("tuple[str | None, datetime | None]", cursor.fetchone())  # an aggregate: one row
-        return flags or "", newest
+        verdicts, newest = cast("tuple[str | None, datetime | None]", cursor.fetchone())  # an aggregate: one row
+        return verdicts or "", newest
 
     @staticmethod
     def _copy(connection: sa.Connection, table: str, rows: list[EventRow]) -> None:
@@ -378,12 +355,8 @@ class PostgresSink:
 
     def _on_conflict(self, statement: sa.dialects.postgresql.Insert) -> sa.Insert:
         target, excluded = self.tables.target, statement.excluded
-        newer = sa.or_(
-            target.c.es_seq_no.is_(None),
-            target.c.deleted_at.is_not(None),
-            sa.tuple_(target.c.es_primary_term, target.c.es_seq_no)
-            < sa.tuple_(excluded.es_primary_term, excluded.es_seq_no),
-        )
+        # The lookup's test again, so a row written by someone else since can still not be downgraded.
+        newer = sa.text(stored_is_older(self._target_name, "excluded.es_primary_term", "excluded.es_seq_no"))
         return statement.on_conflict_do_update(
             index_elements=[target.c.es_index, target.c.es_id],
             set_={"event_timestamp": excluded.event_timestamp, "source": excluded.source,
@@ -402,15 +375,15 @@ class PostgresSink:
                                          row.seq_no, row.primary_term), strict=True))
             try:
                 with connection.begin_nested():
-                    flags = connection.execute(
+                    inserted_now = connection.execute(
                         self._on_conflict(insert(self.tables.target).values(**values))).scalars().all()
             except sa.exc.DBAPIError as error:
                 if is_transient(error) or not is_data_error(error):
                     raise
-                refused.append((row, f"PostgreSQL refused the row: {_first_line(error)}"))
+                refused.append((row, f"PostgreSQL refused the row: {first_line(error)}"))
                 continue
-            inserted += sum(1 for flag in flags if flag)
-            updated += sum(1 for flag in flags if not flag)
+            inserted += sum(1 for was_new in inserted_now if was_new)
+            updated += sum(1 for was_new in inserted_now if not was_new)
         return inserted, updated, refused
 
     def _dead_letter(self, connection: sa.Connection, rejects: list[Rejected], run_id: int) -> int:
@@ -424,16 +397,6 @@ class PostgresSink:
             constraint="rtarf_sync_dead_letters_version_key").returning(dead.c.id)
         return len(connection.execute(statement).all())
 
-    def _store_cursor(self, connection: sa.Connection, cursor: datetime) -> None:
-        table = self.tables.cursor
-        statement = insert(table).values(target_table=self.tables.target.name,
-                                         source_index=self.source_index, cursor_value=cursor)
-        connection.execute(statement.on_conflict_do_update(
-            index_elements=[table.c.target_table, table.c.source_index],
-            set_={"cursor_value": sa.func.greatest(table.c.cursor_value, statement.excluded.cursor_value),
-                  "updated_at": sa.func.now()},
-        ))
-
     def upsert(self, connection: sa.Connection, rows: Sequence[EventRow]) -> tuple[int, int]:
         """Write rows version-guarded inside the caller's transaction, cursor untouched: (inserted, updated).
 
@@ -445,11 +408,8 @@ class PostgresSink:
 
     def load_cursor(self) -> datetime | None:
         """The stored cursor of (source index setting, target table), or None before the first page."""
-        table = self.tables.cursor
         with self.engine.connect() as connection:
-            return connection.execute(sa.select(table.c.cursor_value).where(
-                table.c.target_table == self.tables.target.name,
-                table.c.source_index == self.source_index)).scalar()
+            return self.cursor.read(connection)
 
 
 def _driver(connection: sa.Connection) -> psycopg.Connection[object]:
@@ -459,7 +419,7 @@ def _driver(connection: sa.Connection) -> psycopg.Connection[object]:
     return driver
 
 
-def _together(driver: psycopg.Connection[object], pipeline: bool) -> AbstractContextManager[object]:
+def _pipelined(driver: psycopg.Connection[object], pipeline: bool) -> AbstractContextManager[object]:
     """Send the statements of the block without waiting for each answer (pipeline mode), if asked.
 
     Only where it saves a round trip: the mode costs its own Python time, and while the reading
@@ -475,11 +435,6 @@ def _driver_errors(statement: str) -> Iterator[None]:
         yield
     except psycopg.Error as error:
         raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
-
-
-def latest(*moments: datetime | None) -> datetime | None:
-    """The newest of some instants, None for none."""
-    return max((moment for moment in moments if moment is not None), default=None)
 
 
 def _as_reject(row: EventRow, reason: str) -> Rejected:

@@ -20,6 +20,7 @@ LEASE_TABLE = "rtarf_sync_lease"
 RUNS_TABLE = "rtarf_sync_runs"
 DEAD_LETTER_TABLE = "rtarf_sync_dead_letters"
 VERIFICATIONS_TABLE = "rtarf_sync_verifications"
+_UNDEFINED_TABLE = "42P01"  # SQLSTATE undefined_table
 
 
 def _ts(name: str, **kwargs: Any) -> sa.Column[datetime]:
@@ -134,6 +135,19 @@ def build_tables(target_name: str) -> Tables:
     target = _target(metadata, target_name)
     cursor, lease, runs, dead = _state(metadata)
     return Tables(metadata, target, cursor, lease, runs, dead, _verifications(metadata))
+
+
+def present_tables(connection: sa.Connection, *wanted: sa.Table) -> set[str]:
+    """The names of those of `wanted` that exist in the database (as the search path finds them)."""
+    found = connection.execute(sa.text("SELECT name FROM unnest(CAST(:names AS text[])) AS name "
+                                       "WHERE to_regclass(quote_ident(name)) IS NOT NULL"),
+                               {"names": [table.name for table in wanted]})
+    return {row.name for row in found}
+
+
+def is_missing_table(error: sa.exc.DBAPIError) -> bool:
+    """Whether a statement failed because a table it names does not exist (yet)."""
+    return getattr(error.orig, "sqlstate", None) == _UNDEFINED_TABLE
 
 
 def create_tables(engine: sa.Engine, tables: Tables) -> None:

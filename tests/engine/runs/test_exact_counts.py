@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.target.documents import EventRow
-from rtarf_sync.engine.runs.lease import Fence
+from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.sample import bulk_payload, make_event
 from rtarf_sync.engine.target.sink import PostgresSink

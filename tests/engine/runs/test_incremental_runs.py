@@ -13,7 +13,8 @@ from typing import Callable
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.sample import bulk_payload, iso, make_event
+from rtarf_sync.engine.target.documents import engine_time
+from rtarf_sync.sample import bulk_payload, make_event
 from rtarf_sync.engine.runs.sync import SyncService
 from tests.infra.esserver import EsProtocolServer
 from tests.infra.harness.http import EngineHttp
@@ -47,14 +48,14 @@ def test_late_visible_events_older_than_the_cursor_arrive_next_run(
         make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
     engine.create_index(index_name)
     now = datetime.now(timezone.utc) - timedelta(minutes=5)
-    index_docs(engine, index_name, {f"on-time-{n}": {"@timestamp": iso(now + timedelta(seconds=n))}
+    index_docs(engine, index_name, {f"on-time-{n}": {"@timestamp": engine_time(now + timedelta(seconds=n))}
                                     for n in range(20)})
     engine.refresh(index_name)
     service = SyncService(make_settings(engine, index_name, RTARF_SYNC_OVERLAP_SECONDS=60))
     assert service.run().inserted == 20
     # Indexed earlier but visible only now (a slow pipeline), stamped before the cursor.
-    index_docs(engine, index_name, {"late-1": {"@timestamp": iso(now + timedelta(seconds=3))},
-                                    "late-2": {"@timestamp": iso(now - timedelta(seconds=30))}})
+    index_docs(engine, index_name, {"late-1": {"@timestamp": engine_time(now + timedelta(seconds=3))},
+                                    "late-2": {"@timestamp": engine_time(now - timedelta(seconds=30))}})
     engine.refresh(index_name)
     second = service.run()
     assert (second.inserted, second.updated) == (2, 0)
@@ -67,8 +68,8 @@ def test_events_newer_than_the_settle_lag_wait_for_the_next_run(
         make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
     engine.create_index(index_name)
     now = datetime.now(timezone.utc)
-    index_docs(engine, index_name, {"settled": {"@timestamp": iso(now - timedelta(minutes=10))},
-                                    "fresh": {"@timestamp": iso(now - timedelta(seconds=2))}})
+    index_docs(engine, index_name, {"settled": {"@timestamp": engine_time(now - timedelta(minutes=10))},
+                                    "fresh": {"@timestamp": engine_time(now - timedelta(seconds=2))}})
     engine.refresh(index_name)
     settling = SyncService(make_settings(engine, index_name, RTARF_SYNC_SETTLE_SECONDS=60))
     assert settling.run().inserted == 1

@@ -6,7 +6,8 @@ import time
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.runs.lease import Fence, Holder, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Holder, Lease
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 
 

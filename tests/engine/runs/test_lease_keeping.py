@@ -8,7 +8,8 @@
 - recording the run's start failing after the lease was taken gives the
   lease back at once;
 - a retried start record leaves exactly one row;
-- rows left `running` by a dead process are closed as failed by the next run.
+- rows left `running` by a dead process are closed as failed by the next run,
+  a dead-letter replay as much as a sync (one run lifecycle).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.errors import LeaseLost
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.checks.replay import DeadLetterReplay
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.renewal import LeaseKeeper
 from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.engine.runs.sync import SyncService
@@ -37,7 +40,7 @@ from rtarf_sync.sample import bulk_payload, make_event
 from tests.infra.esserver import EsProtocolServer
 from tests.infra.harness.http import EngineHttp
 from tests.infra.harness.process import free_port
-from tests.infra.oracle import engine_docs, scalar, table_docs
+from tests.infra.oracle import engine_docs, index_docs, scalar, table_docs
 from tests.infra.support import lease_holder, prepare_tables, runs_of, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -229,3 +232,52 @@ def test_runs_left_running_by_a_dead_process_are_closed_as_abandoned(
     assert runs[0]["error"].startswith("abandoned:") and runs[0]["finished_at"] is not None
     assert scalar(db_engine, "SELECT count(*) FROM rtarf_sync_runs WHERE status = 'running' "
                              "AND target_table = :t", t=table_name) == 0
+
+
+def _one_dead_letter(engine: EngineHttp, index: str, settings: Settings) -> None:
+    """A sync that sets one oversized document aside (a dead letter to replay)."""
+    engine.create_index(index)
+    index_docs(engine, index, {"big": {**make_event(1), "blob": "x" * 6000}, "small": make_event(2)})
+    engine.refresh(index)
+    service = SyncService(settings)
+    try:
+        assert service.run().failed == 1
+    finally:
+        service.close()
+
+
+def test_a_replay_closes_runs_left_running_by_a_dead_process_and_gives_the_lease_back(
+        elasticsearch: EngineHttp, index_name: str, table_name: str,
+        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    settings = make_settings(elasticsearch, index_name, RTARF_SYNC_MAX_DOCUMENT_BYTES=5000)
+    _one_dead_letter(elasticsearch, index_name, settings)
+    with db_engine.begin() as connection:  # what a process killed mid-run leaves behind
+        connection.execute(sa.text(
+            "INSERT INTO rtarf_sync_runs (target_table, source_index, trigger, owner, status, started_at) "
+            "VALUES (:t, :i, 'scheduled', 'gone-host:4242:deadbeef', 'running', now() - interval '1 hour')"),
+            {"t": table_name, "i": index_name})
+    service = SyncService(settings)
+    try:
+        outcome = DeadLetterReplay(service).run()
+    finally:
+        service.close()
+    assert (outcome.ran, outcome.result.status, outcome.still_failing) == (True, "success", 1), outcome.result.error
+    abandoned = [run for run in runs_of(db_engine, table_name) if run["owner"] == "gone-host:4242:deadbeef"]
+    assert [run["status"] for run in abandoned] == ["failed"]
+    assert abandoned[0]["error"].startswith("abandoned:")
+    assert lease_holder(db_engine, table_name) is None, "the lease was released, not left to expire"
+
+
+def test_a_replay_whose_start_record_fails_gives_the_lease_back_at_once(
+        elasticsearch: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings],
+        db_engine: sa.Engine, request: pytest.FixtureRequest) -> None:
+    settings = make_settings(elasticsearch, index_name, RTARF_SYNC_MAX_DOCUMENT_BYTES=5000)
+    _one_dead_letter(elasticsearch, index_name, settings)
+    request.getfixturevalue("refuse_run_start")
+    service = SyncService(settings)
+    try:
+        outcome = DeadLetterReplay(service).run()
+    finally:
+        service.close()
+    assert outcome.result.status == "failed" and "run history is read-only" in (outcome.result.error or "")
+    assert lease_holder(db_engine, table_name) is None, "the lease was released, not left to expire"

@@ -21,7 +21,8 @@ from typing import Callable
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.runs.lease import Fence, Holder, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Holder, Lease
 from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.target.tables import build_tables, create_tables

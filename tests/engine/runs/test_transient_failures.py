@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.sample import bulk_payload, make_event
 from rtarf_sync.engine.runs.result import SyncResult
-from rtarf_sync.engine.target.sink import is_transient
+from rtarf_sync.engine.errors import is_transient
 from rtarf_sync.engine.runs.sync import SyncService
 from tests.infra.esserver import EsProtocolServer
 from tests.infra.harness.http import EngineHttp

@@ -26,11 +26,12 @@ import pytest
 import sqlalchemy as sa
 
 from rtarf_sync.engine.target.documents import (CursorField, Deferred, EventRow, PageConverter, Rejected, convert_page,
-                                        newest_per_key, to_row)
+                                                to_row)
+from rtarf_sync.engine.target.versions import newest_per_key
 from rtarf_sync.engine.fastjson import loads, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Hit, view
-from rtarf_sync.engine.runs.lease import Fence
-from rtarf_sync.engine.target.sink import PageCounts, PostgresSink, _PageOptions
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.target.sink import PageCounts, PostgresSink, _PageContext
 from tests.infra.oracle import rows, scalar
 from tests.infra.support import held_sink
 
@@ -102,7 +103,7 @@ def _careful(raw: bytes, sink: PostgresSink, fence: Fence, run_id: int) -> PageC
     good = [row for row in converted if isinstance(row, EventRow)]
     bad = [row for row in converted if isinstance(row, Rejected)]
     unique, duplicates = newest_per_key(good)
-    return sink._retry_careful(unique, duplicates, bad, fence, run_id, 2, _PageOptions(True, None))
+    return sink._commit_row_by_row(unique, duplicates, bad, fence, run_id, 2, _PageContext(True, None))
 
 
 def _differences(db: sa.Engine, fast: str, careful: str) -> list[Any]:
@@ -170,7 +171,7 @@ def test_a_deferred_page_converts_only_what_postgresql_lacks_and_counts_like_a_c
     hits = _typed_hits(_page(with_surrogate=False))
     converter = PageConverter("@timestamp", LIMIT)
     converted_table, deferred_table = f"{table_name}_e", f"{table_name}_d"
-    eager = _sink(db_engine, converted_table)
+    converted = _sink(db_engine, converted_table)
     deferred = _sink(db_engine, deferred_table)
     seen = {name: _seen_table(db_engine, f"{name}_seen") for name in (converted_table, deferred_table)}
     converted_calls: list[int] = []
@@ -181,12 +182,12 @@ def test_a_deferred_page_converts_only_what_postgresql_lacks_and_counts_like_a_c
 
     for page_no in (2, 3):  # the page, then the same page again
         page_rows, rejects = convert_page(hits, CursorField("@timestamp"), LIMIT, prepare_copy=True)
-        sink, fence, run_id = eager
+        sink, fence, run_id = converted
         expected = sink.write_page(page_rows, rejects, fence, run_id, page_no, seen=seen[converted_table])
         sink, fence, run_id = deferred
         counts, newest = sink.write_hits(hits, convert_hits, fence, run_id, page_no, seen=seen[deferred_table])
         assert counts == expected
-        assert newest == sink.load_cursor() == eager[0].load_cursor()
+        assert newest == sink.load_cursor() == converted[0].load_cursor()
     # 14 hits, 12 documents. The first time every document but the stored one is converted; the
     # second time only those PostgreSQL still lacks at their version: the four set aside.
     assert converted_calls == [11, 4]
@@ -205,7 +206,7 @@ def test_the_converter_defers_typed_pages_only_after_a_page_without_writes() -> 
     dicts = loads(_page(with_surrogate=True))["hits"]["hits"]
     converter = PageConverter("@timestamp", LIMIT)
     assert isinstance(converter(typed), tuple) and not isinstance(converter(typed), Deferred)
-    converter.eager = False
+    converter.convert_ahead = False
     assert isinstance(converter(typed), Deferred)
     assert not isinstance(converter(dicts), Deferred), "a page decoded into dicts is always converted"
 

@@ -17,9 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.target.documents import EventRow, newest_per_key
+from rtarf_sync.engine.target.documents import EventRow
+from rtarf_sync.engine.target.versions import newest_per_key, row_version
 from rtarf_sync.engine.errors import LeaseLost
-from rtarf_sync.engine.runs.lease import Fence, Lease
+from rtarf_sync.engine.fence import Fence
+from rtarf_sync.engine.runs.lease import Lease
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.sink import PostgresSink
 from rtarf_sync.engine.runs.sync import SyncService
@@ -127,7 +129,7 @@ def test_newest_per_key_keeps_the_newest_version_in_either_order(order: str) -> 
     if order == "newest last":
         page.reverse()
     kept, dropped = newest_per_key(page)
-    assert [(row.version, row.source) for row in kept] == [((3, 1), b'{"note": "newest"}')]
+    assert [(row_version(row), row.source) for row in kept] == [((3, 1), b'{"note": "newest"}')]
     assert dropped == 2
 
 
