@@ -146,9 +146,7 @@ class Settings:
     retry_max_seconds: float = 30.0
     lease_ttl_seconds: int = 60
     misfire_grace_seconds: int = 60
-    database_url: Secret = field(
-        default_factory=lambda: Secret("postgresql+psycopg://postgres@localhost:5432/rtarf")
-    )
+    database_url: Secret = field(default_factory=lambda: Secret("postgresql+psycopg://postgres@localhost:5432/rtarf"))
     table: str = "rtarf_events"
     api_token: Secret | None = None
     log_level: str = "INFO"
@@ -219,8 +217,13 @@ def _boolean(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise _fail(name, value, "true or false")
 
 
-def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...],
-            normalize: Callable[[str], str] = str.lower) -> str:
+def _choice(
+    environ: Mapping[str, str],
+    name: str,
+    default: str,
+    choices: tuple[str, ...],
+    normalize: Callable[[str], str] = str.lower,
+) -> str:
     value = _raw(environ, name)
     if value is None:
         return default
@@ -293,8 +296,14 @@ def _database_url(environ: Mapping[str, str]) -> Secret:
     return Secret(value)
 
 
-def _matching(environ: Mapping[str, str], name: str, default: str, pattern: re.Pattern[str],
-              expected: str, max_bytes: int | None = None) -> str:
+def _matching(
+    environ: Mapping[str, str],
+    name: str,
+    default: str,
+    pattern: re.Pattern[str],
+    expected: str,
+    max_bytes: int | None = None,
+) -> str:
     value = _raw(environ, name) or default
     if not pattern.fullmatch(value) or (max_bytes is not None and len(value.encode()) > max_bytes):
         raise _fail(name, value, expected)
@@ -329,11 +338,21 @@ def _bind(environ: Mapping[str, str], token: Secret | None) -> tuple[str, str]:
 
 def _table(environ: Mapping[str, str]) -> str:
     name = "RTARF_TABLE"
-    table = _matching(environ, name, "rtarf_events", _IDENTIFIER,
-                      "a plain lowercase identifier ([a-z_][a-z0-9_]*) of at most 63 bytes", max_bytes=63)
+    table = _matching(
+        environ,
+        name,
+        "rtarf_events",
+        _IDENTIFIER,
+        "a plain lowercase identifier ([a-z_][a-z0-9_]*) of at most 63 bytes",
+        max_bytes=63,
+    )
     if table.startswith(STATE_TABLE_PREFIX):
-        raise _fail(name, table, f"a name that does not start with {STATE_TABLE_PREFIX} "
-                                 "(the service's own state and work tables use that prefix)")
+        raise _fail(
+            name,
+            table,
+            f"a name that does not start with {STATE_TABLE_PREFIX} "
+            "(the service's own state and work tables use that prefix)",
+        )
     return table
 
 
@@ -350,8 +369,12 @@ def _cors_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
     for origin in origins:
         # An origin never has a path or a trailing slash; "*" would open every write route to every page.
         if not _ORIGIN.fullmatch(origin):
-            raise _fail(name, origin, "comma-separated origins such as https://dash.example.com:8443 "
-                                      "(scheme://host[:port], no path, no wildcard)")
+            raise _fail(
+                name,
+                origin,
+                "comma-separated origins such as https://dash.example.com:8443 "
+                "(scheme://host[:port], no path, no wildcard)",
+            )
     return tuple(dict.fromkeys(origin.lower() for origin in origins))
 
 
@@ -391,14 +414,15 @@ def _webhook_secret(environ: Mapping[str, str]) -> Secret | None:
     value = _secret_text(environ, name)
     if value is None:
         return None
-    body = value[len("whsec_"):] if value.startswith("whsec_") else None
+    body = value[len("whsec_") :] if value.startswith("whsec_") else None
     try:
         valid = body is not None and len(base64.b64decode(body, validate=True)) >= 16
     except (binascii.Error, ValueError):
         valid = False
     if not valid:
-        raise ConfigError(f"{name} is invalid: expected whsec_ followed by base64 of at least 16 bytes "
-                          "(value not shown)")
+        raise ConfigError(
+            f"{name} is invalid: expected whsec_ followed by base64 of at least 16 bytes (value not shown)"
+        )
     return Secret(value)
 
 
@@ -420,7 +444,9 @@ def _webhooks(environ: Mapping[str, str]) -> WebhookSettings:
     if urls and secret is None:
         raise ConfigError("RTARF_WEBHOOK_SECRET is required when RTARF_WEBHOOK_URLS is set")
     return WebhookSettings(
-        urls=urls, secret=secret, events=_webhook_events(environ),
+        urls=urls,
+        secret=secret,
+        events=_webhook_events(environ),
         timeout_seconds=_number(environ, "RTARF_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 300),
         max_attempts=_integer(environ, "RTARF_WEBHOOK_MAX_ATTEMPTS", 8, 1, 100),
         retry_seconds=_number(environ, "RTARF_WEBHOOK_RETRY_SECONDS", 5.0, 0.01, 3600),
@@ -449,13 +475,19 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         es_request_timeout_seconds=_number(environ, "RTARF_ES_REQUEST_TIMEOUT_SECONDS", 30.0, 0.1, 3600),
         source_engine=_choice(environ, "RTARF_SOURCE_ENGINE", "auto", _ENGINES),
         read_mode=_choice(environ, "RTARF_SYNC_READ_MODE", "auto", _READ_MODES),
-        cursor_field=_matching(environ, "RTARF_CURSOR_FIELD", "@timestamp", _FIELD_PATH,
-                               "a field name such as @timestamp or event.ingested"),
+        cursor_field=_matching(
+            environ,
+            "RTARF_CURSOR_FIELD",
+            "@timestamp",
+            _FIELD_PATH,
+            "a field name such as @timestamp or event.ingested",
+        ),
         batch_size=_integer(environ, "RTARF_SYNC_BATCH_SIZE", 1000, 1, 10000),
         overlap_seconds=_integer(environ, "RTARF_SYNC_OVERLAP_SECONDS", 60, 0, 3650 * 86400),
         settle_seconds=_integer(environ, "RTARF_SYNC_SETTLE_SECONDS", 5, 0, 3600),
-        pit_keep_alive=_matching(environ, "RTARF_PIT_KEEP_ALIVE", "5m", _KEEP_ALIVE,
-                                 "a duration such as 90s, 5m or 1h"),
+        pit_keep_alive=_matching(
+            environ, "RTARF_PIT_KEEP_ALIVE", "5m", _KEEP_ALIVE, "a duration such as 90s, 5m or 1h"
+        ),
         max_document_bytes=_integer(environ, "RTARF_SYNC_MAX_DOCUMENT_BYTES", 10 * 1024 * 1024, 1, 2**31 - 1),
         max_retries=_integer(environ, "RTARF_SYNC_MAX_RETRIES", 5, 0, 100),
         retry_max_seconds=_number(environ, "RTARF_SYNC_RETRY_MAX_SECONDS", 30.0, 0.0, 3600),

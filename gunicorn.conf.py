@@ -36,10 +36,11 @@ logconfig_dict = {
     # print every line twice.
     "root": {"level": "INFO", "handlers": []},
     "formatters": {"rtarf": gunicorn_formatter(_settings)},  # RTARF_LOG_FORMAT: text or json
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "rtarf",
-                             "stream": "ext://sys.stderr"}},
-    "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
-                "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "rtarf", "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+    },
 }
 
 
@@ -71,8 +72,13 @@ def post_worker_init(worker: Any) -> None:  # gunicorn has no type hints: its Wo
     def on_term(signum: int, frame: FrameType | None) -> None:
         scheduler.request_stop()  # only sets flags: safe inside a signal handler
         # os.write, not logging: a handler that takes the logging lock could deadlock the worker.
-        os.write(2, unlocked_line("rtarf_sync.scheduler", f"SIGTERM received (pid {os.getpid()}): "
-                                  "a running sync stops after its current page"))
+        os.write(
+            2,
+            unlocked_line(
+                "rtarf_sync.scheduler",
+                f"SIGTERM received (pid {os.getpid()}): a running sync stops after its current page",
+            ),
+        )
         if callable(gunicorn_handler):
             gunicorn_handler(signum, frame)
 

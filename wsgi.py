@@ -22,8 +22,9 @@ if __name__ == "__main__":
     from rtarf_sync.service.exposure import allowed_to_listen
     from rtarf_sync.service.extension import start
 
-    if not allowed_to_listen(settings, [(settings.bind, settings.bind_source)],
-                             logging.getLogger("rtarf_sync.exposure").warning):
+    if not allowed_to_listen(
+        settings, [(settings.bind, settings.bind_source)], logging.getLogger("rtarf_sync.exposure").warning
+    ):
         raise SystemExit(2)
     start(app)
     host, _, port = settings.bind.rpartition(":")

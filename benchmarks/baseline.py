@@ -28,8 +28,11 @@ def _statement(table: sa.Table) -> sa.sql.Executable:
     statement = insert(table)
     return statement.on_conflict_do_update(
         index_elements=[table.c.es_index, table.c.es_id],
-        set_={"event_timestamp": statement.excluded.event_timestamp, "source": statement.excluded.source,
-              "last_synced_at": sa.func.now()},
+        set_={
+            "event_timestamp": statement.excluded.event_timestamp,
+            "source": statement.excluded.source,
+            "last_synced_at": sa.func.now(),
+        },
     )
 
 
@@ -49,8 +52,9 @@ def naive_sync(settings: Settings, table: str, before: str) -> dict[str, Any]:
         for hit in helpers.scan(client, query=query, index=settings.es_index, size=COMMIT_EVERY, scroll="5m"):
             source = hit["_source"]
             stamp = datetime.fromisoformat(source["@timestamp"].replace("Z", "+00:00"))
-            connection.execute(upsert, {"es_index": hit["_index"], "es_id": hit["_id"],
-                                        "event_timestamp": stamp, "source": source})
+            connection.execute(
+                upsert, {"es_index": hit["_index"], "es_id": hit["_id"], "event_timestamp": stamp, "source": source}
+            )
             events += 1
             if events % COMMIT_EVERY == 0:
                 connection.commit()

@@ -43,14 +43,30 @@ OVERLAP_SECONDS = 60
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options; N also comes from the environment variable N (make bench N=...)."""
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=int(os.environ.get("N") or 200_000),
-                        help="events to load and sync (default 200000, or $N)")
-    parser.add_argument("--baseline-events", type=int, default=20_000,
-                        help="events the naive baseline copies (default 20000; it is slow)")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="tries of the full sync and of each ceiling, interleaved; the best counts (default 2)")
-    parser.add_argument("--page-size", type=int, default=1000,
-                        help="RTARF_SYNC_BATCH_SIZE for the sync and the ceilings (default 1000, the service's)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=int(os.environ.get("N") or 200_000),
+        help="events to load and sync (default 200000, or $N)",
+    )
+    parser.add_argument(
+        "--baseline-events",
+        type=int,
+        default=20_000,
+        help="events the naive baseline copies (default 20000; it is slow)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="tries of the full sync and of each ceiling, interleaved; the best counts (default 2)",
+    )
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=1000,
+        help="RTARF_SYNC_BATCH_SIZE for the sync and the ceilings (default 1000, the service's)",
+    )
     parser.add_argument("--heap-mb", type=int, default=1024, help="OpenSearch heap (default 1024)")
     parser.add_argument("--profile", action="store_true", help="profile a sync even when every target passes")
     parser.add_argument("--record", action="store_true", help="write the report into benchmarks/README.md")
@@ -72,14 +88,22 @@ class Bench:
 
     def env(self, table: str) -> dict[str, str]:
         """The RTARF_ settings every job runs with."""
-        return {"RTARF_ES_URL": self.node.url, "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_ES_INDEX": INDEX,
-                "RTARF_DATABASE_URL": self.db_url, "RTARF_TABLE": table, "RTARF_SYNC_SETTLE_SECONDS": "0",
-                "RTARF_SYNC_BATCH_SIZE": str(self.page_size), "RTARF_SYNC_OVERLAP_SECONDS": str(OVERLAP_SECONDS)}
+        return {
+            "RTARF_ES_URL": self.node.url,
+            "RTARF_SOURCE_ENGINE": "opensearch",
+            "RTARF_ES_INDEX": INDEX,
+            "RTARF_DATABASE_URL": self.db_url,
+            "RTARF_TABLE": table,
+            "RTARF_SYNC_SETTLE_SECONDS": "0",
+            "RTARF_SYNC_BATCH_SIZE": str(self.page_size),
+            "RTARF_SYNC_OVERLAP_SECONDS": str(OVERLAP_SECONDS),
+        }
 
     def sql(self, query: str, *params: Any, database: str = "rtarf_bench") -> Any:
         """Run one statement as the superuser; return the first column of the first row, if any."""
-        with psycopg.connect(host="127.0.0.1", port=self.pg.port, user="postgres", dbname=database,
-                             autocommit=True) as connection:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.pg.port, user="postgres", dbname=database, autocommit=True
+        ) as connection:
             cursor = connection.execute(query, params or None)
             if not cursor.description:
                 return None
@@ -93,8 +117,12 @@ class Bench:
             self.sql("CHECKPOINT")  # each write job starts with a clean checkpoint, not the last job's debt
         say(f"{label} ...")
         environ = {k: v for k, v in os.environ.items() if not k.startswith("RTARF_")}
-        argv = [sys.executable, "-m", "benchmarks.job",
-                json.dumps({"job": job, "env": self.env(table), "table": table, **spec})]
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.job",
+            json.dumps({"job": job, "env": self.env(table), "table": table, **spec}),
+        ]
         cpu_before = self.cpu()
         done = subprocess.run(argv, cwd=ROOT, env=environ, capture_output=True, text=True, check=False)
         cpu_after = self.cpu()
@@ -102,20 +130,26 @@ class Bench:
             raise RuntimeError(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         # CPU of the job itself (all its threads, start-up left out) and of each engine meanwhile.
-        figures["cpu"] = {"python": figures.pop("cpu_seconds"),
-                          **{name: cpu_after[name] - cpu_before[name] for name in cpu_before}}
+        figures["cpu"] = {
+            "python": figures.pop("cpu_seconds"),
+            **{name: cpu_after[name] - cpu_before[name] for name in cpu_before},
+        }
         for run in figures.get("runs", []):
             if run["status"] != "success":
                 raise RuntimeError(f"{label}: sync run {run['status']}: {run.get('error')}")
-        say(f"{label}: {figures['events']:,} events in {figures['seconds']:.2f} s, "
-            f"peak RSS {figures['rss_peak_mb']:.1f} MB")
+        say(
+            f"{label}: {figures['events']:,} events in {figures['seconds']:.2f} s, "
+            f"peak RSS {figures['rss_peak_mb']:.1f} MB"
+        )
         return figures
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of PostgreSQL (all its processes) and of OpenSearch."""
         assert self.pg.process is not None and self.node.process is not None
-        return {"postgres": tree_cpu_seconds(self.pg.process.pid),
-                "opensearch": tree_cpu_seconds(self.node.process.pid)}
+        return {
+            "postgres": tree_cpu_seconds(self.pg.process.pid),
+            "opensearch": tree_cpu_seconds(self.node.process.pid),
+        }
 
     def window_count(self, cursor: str) -> int:
         """Events at or after `cursor` minus the overlap: what an incremental run re-reads."""
@@ -139,17 +173,35 @@ def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) ->
     for number in range(1, repeat + 1):
         tag = f"try {number} of {repeat}"
         tries["read"].append(bench.measure(f"read ceiling, {tag}", "read", "ev_unused"))
-        tries["write"].append(bench.measure(f"write ceiling, {tag}", "write", "ev_copy_ceiling",
-                                            rows_file=str(data.rows_file), index=INDEX))
-        tries["write_async"].append(bench.measure(f"write ceiling, commits not waiting for the disk, {tag}",
-                                                  "write", "ev_copy_async", rows_file=str(data.rows_file),
-                                                  index=INDEX, asynchronous=True))
-        tries["sink"].append(bench.measure(f"write side of the sync alone, {tag}", "sink", "ev_sink_only",
-                                           rows_file=str(data.rows_file), index=INDEX))
+        tries["write"].append(
+            bench.measure(
+                f"write ceiling, {tag}", "write", "ev_copy_ceiling", rows_file=str(data.rows_file), index=INDEX
+            )
+        )
+        tries["write_async"].append(
+            bench.measure(
+                f"write ceiling, commits not waiting for the disk, {tag}",
+                "write",
+                "ev_copy_async",
+                rows_file=str(data.rows_file),
+                index=INDEX,
+                asynchronous=True,
+            )
+        )
+        tries["sink"].append(
+            bench.measure(
+                f"write side of the sync alone, {tag}",
+                "sink",
+                "ev_sink_only",
+                rows_file=str(data.rows_file),
+                index=INDEX,
+            )
+        )
         if number > 1:
             bench.sql(f"DROP TABLE ev_full_{number - 1}")
-        tries["ours"].append(bench.measure(f"sync (ours) of {f['events']:,} events, {tag}", "sync",
-                                           f"ev_full_{number}"))
+        tries["ours"].append(
+            bench.measure(f"sync (ours) of {f['events']:,} events, {tag}", "sync", f"ev_full_{number}")
+        )
     for name, figures in tries.items():
         f[name] = best_of(figures)
     return f"ev_full_{repeat}"
@@ -161,8 +213,14 @@ def measure_all(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any],
     data = Dataset(bench.http, INDEX, bench.workdir / "rows.tsv")
     data.create()
     data.load(small)
-    f: dict[str, Any] = {"events": n, "small_events": small, "baseline_events": k, "page_size": args.page_size,
-                         "overlap_seconds": OVERLAP_SECONDS, "repeat": args.repeat}
+    f: dict[str, Any] = {
+        "events": n,
+        "small_events": small,
+        "baseline_events": k,
+        "page_size": args.page_size,
+        "overlap_seconds": OVERLAP_SECONDS,
+        "repeat": args.repeat,
+    }
     f["small"] = bench.measure(f"sync (ours) of the first {small:,} events", "sync", "ev_small")
     data.load(n - small)
     full = measure_full(bench, data, f, args.repeat)
@@ -188,26 +246,40 @@ def _checks(f: dict[str, Any], rows: int, objects: int, naive_rows: int) -> list
     first, cold = f["ours"]["runs"][0], f["incremental"]["runs"]
     resync = f["resync"]["runs"][0]
     return [
-        (f"first {small:,}: inserted {f['small']['runs'][0]['inserted']:,} of {small:,}",
-         f["small"]["runs"][0]["inserted"] == small),
-        (f"full load: inserted {first['inserted']:,}, {rows:,} rows in PostgreSQL, {objects:,} with a JSON "
-         f"object as source, {first['failed']} set aside", first["inserted"] == rows == objects == n),
-        (f"read ceiling read {f['read']['events']:,}, write ceiling wrote {f['write']['events']:,}, "
-         f"the sink alone inserted {f['sink']['inserted']:,}",
-         f["read"]["events"] == f["write"]["events"] == f["sink"]["inserted"] == n),
-        (f"naive baseline copied {f['baseline']['events']:,} events, {naive_rows:,} rows",
-         f["baseline"]["events"] == naive_rows == f["baseline_events"]),
-        ("incremental runs: 0 inserted, 0 updated, re-read = events in the overlap window "
-         f"({f['incremental_expected']})",
-         all(r["inserted"] == r["updated"] == 0 and r["unchanged"] == f["incremental_expected"] for r in cold)),
-        (f"after the change: inserted {resync['inserted']} (0), updated {resync['updated']:,} ({changed:,}), "
-         f"unchanged {resync['unchanged']:,} ({n - changed:,})",
-         (resync["inserted"], resync["updated"], resync["unchanged"]) == (0, changed, n - changed)),
+        (
+            f"first {small:,}: inserted {f['small']['runs'][0]['inserted']:,} of {small:,}",
+            f["small"]["runs"][0]["inserted"] == small,
+        ),
+        (
+            f"full load: inserted {first['inserted']:,}, {rows:,} rows in PostgreSQL, {objects:,} with a JSON "
+            f"object as source, {first['failed']} set aside",
+            first["inserted"] == rows == objects == n,
+        ),
+        (
+            f"read ceiling read {f['read']['events']:,}, write ceiling wrote {f['write']['events']:,}, "
+            f"the sink alone inserted {f['sink']['inserted']:,}",
+            f["read"]["events"] == f["write"]["events"] == f["sink"]["inserted"] == n,
+        ),
+        (
+            f"naive baseline copied {f['baseline']['events']:,} events, {naive_rows:,} rows",
+            f["baseline"]["events"] == naive_rows == f["baseline_events"],
+        ),
+        (
+            "incremental runs: 0 inserted, 0 updated, re-read = events in the overlap window "
+            f"({f['incremental_expected']})",
+            all(r["inserted"] == r["updated"] == 0 and r["unchanged"] == f["incremental_expected"] for r in cold),
+        ),
+        (
+            f"after the change: inserted {resync['inserted']} (0), updated {resync['updated']:,} ({changed:,}), "
+            f"unchanged {resync['unchanged']:,} ({n - changed:,})",
+            (resync["inserted"], resync["updated"], resync["unchanged"]) == (0, changed, n - changed),
+        ),
     ]
 
 
 def machine(bench: Bench, heap_mb: int, load_before: str) -> dict[str, Any]:
     """Where and on what the run happened."""
+
     def git(*argv: str) -> str:
         return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
@@ -215,15 +287,24 @@ def machine(bench: Bench, heap_mb: int, load_before: str) -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    settings = bench.sql("SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings "
-                         "WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes')")
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else ""),
-            "cpus": os.cpu_count(), "cpu_model": model, "memory_gib": mem_kb / 2**20,
-            "python": platform.python_version(), "heap_mb": heap_mb,
-            "opensearch": bench.opensearch_version,
-            "postgresql": bench.sql("SHOW server_version").split()[0], "durability": f"durable: {settings}",
-            "load_before": load_before, "load_after": _load()}
+    settings = bench.sql(
+        "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings "
+        "WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes')"
+    )
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else ""),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": mem_kb / 2**20,
+        "python": platform.python_version(),
+        "heap_mb": heap_mb,
+        "opensearch": bench.opensearch_version,
+        "postgresql": bench.sql("SHOW server_version").split()[0],
+        "durability": f"durable: {settings}",
+        "load_before": load_before,
+        "load_after": _load(),
+    }
 
 
 def _load() -> str:
@@ -234,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the whole benchmark and print its report; 1 when a check fails, 0 otherwise."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started, load_before = time.monotonic(), _load()
-    with tempfile.TemporaryDirectory(prefix="rtarf-bench-") as tmp, \
-            PostgresCluster(durable=True) as pg, OpenSearchNode(heap_mb=args.heap_mb) as node:
+    with (
+        tempfile.TemporaryDirectory(prefix="rtarf-bench-") as tmp,
+        PostgresCluster(durable=True) as pg,
+        OpenSearchNode(heap_mb=args.heap_mb) as node,
+    ):
         bench = Bench(pg, node, Path(tmp), args.page_size)
         try:
             figures, checks = measure_all(bench, args)
@@ -248,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
     text = render(figures, checks)
     if "profile" in figures:
-        text += ("\n\nprofile of a full sync under cProfile (it slows the run; "
-                 f"{figures['profile']['seconds']:.1f} s here)\n" + figures["profile"]["profile"])
+        text += (
+            "\n\nprofile of a full sync under cProfile (it slows the run; "
+            f"{figures['profile']['seconds']:.1f} s here)\n" + figures["profile"]["profile"]
+        )
     print(text, flush=True)
     say(f"benchmark finished in {time.monotonic() - started:.0f} s")
     results = ROOT / "benchmarks" / "results"

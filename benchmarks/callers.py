@@ -94,6 +94,7 @@ def probe(port: int, seconds: float, results: Any) -> None:
 
 def idle_clients(port: int, tally: Tally, count: int, held: list[socket.socket]) -> None:
     """`count` keep-alive clients: one GET /scheduler/status each, then the connection stays open and silent."""
+
     def once(sock: socket.socket) -> int:
         sock.sendall(head("GET", "/scheduler/status"))
         return read_response(sock, ANSWER_SECONDS)[0]
@@ -111,6 +112,7 @@ def leftover_client(port: int, tally: Tally, rounds: int, held: list[socket.sock
     answer); odd rounds send two bodies where the head announces one.
     """
     for number in range(rounds):
+
         def once(number: int = number) -> int:
             if number % 2 == 0:
                 sock, status = late_body(port, "POST", "/scheduler/trigger", token=TOKEN, pause=0.2)
@@ -120,6 +122,7 @@ def leftover_client(port: int, tally: Tally, rounds: int, held: list[socket.sock
                 status = read_response(sock, ANSWER_SECONDS)[0]
             held.append(sock)
             return status
+
         tally.call("bytes after answers", {202}, once)
 
 
@@ -130,7 +133,7 @@ def slowloris(port: int, tally: Tally, count: int, until: float) -> None:
     while time.monotonic() < until:
         for number, (sock, offset) in enumerate(conns):
             try:
-                sock.send(data[offset:offset + 1])
+                sock.send(data[offset : offset + 1])
                 conns[number] = (sock, min(offset + 1, len(data) - 2))  # never the end of the head
             except OSError:
                 sock.close()
@@ -158,7 +161,7 @@ def burst(port: int, tally: Tally, count: int) -> None:
     deadline = time.monotonic() + 3 * ANSWER_SECONDS
     while buffers and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=1.0):
-            sock = key.fileobj  # type: ignore[assignment]
+            sock = key.fileobj  # type: ignore[assignment]  # only sockets are registered
             try:
                 chunk = sock.recv(65536)
             except OSError:
@@ -179,8 +182,12 @@ def keep_syncing(url: str, tally: Tally, until: float) -> None:
     """Full reconciliations back to back, so a real sync runs all through the attack."""
     while time.monotonic() < until:
         try:
-            status = requests.post(f"{url}/scheduler/sync-now", json={"mode": "full"}, timeout=600,
-                                   headers={"Authorization": f"Bearer {TOKEN}"}).status_code
+            status = requests.post(
+                f"{url}/scheduler/sync-now",
+                json={"mode": "full"},
+                timeout=600,
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ).status_code
         except requests.RequestException:
             tally.add("full sync (sync-now)", "unanswered")
             continue
@@ -211,10 +218,12 @@ def attack(server: GunicornProcess, seconds: float) -> Tally:
     prober = multiprocessing.Process(target=probe, args=(server.port, seconds, results))
     prober.start()
     until = time.monotonic() + seconds
-    threads = [threading.Thread(target=sample_sync, args=(server.url, tally, until)),
-               threading.Thread(target=keep_syncing, args=(server.url, tally, until)),
-               threading.Thread(target=slowloris, args=(server.port, tally, 20, until)),
-               threading.Thread(target=idle_clients, args=(server.port, tally, 200, held))]
+    threads = [
+        threading.Thread(target=sample_sync, args=(server.url, tally, until)),
+        threading.Thread(target=keep_syncing, args=(server.url, tally, until)),
+        threading.Thread(target=slowloris, args=(server.port, tally, 20, until)),
+        threading.Thread(target=idle_clients, args=(server.port, tally, 200, held)),
+    ]
     threads += [threading.Thread(target=leftover_client, args=(server.port, tally, 3, held)) for _ in range(50)]
     for thread in threads:
         thread.start()
@@ -244,24 +253,40 @@ def report(tally: Tally, args: argparse.Namespace, log: str) -> dict[str, Any]:
     errors = sum(c["errors"] for c in tally.counts.values())
     p50, p99 = statistics.median(tally.probe_ms), percentile(tally.probe_ms, 0.99)
     busy = sum(tally.sync_samples) / max(len(tally.sync_samples), 1)
-    print(f"callers: {args.events:,} events, {args.seconds:g} s of attack, load {os.getloadavg()[0]:.2f}"
-          + (f", gunicorn {args.server_args}" if args.server_args else ""))
+    print(
+        f"callers: {args.events:,} events, {args.seconds:g} s of attack, load {os.getloadavg()[0]:.2f}"
+        + (f", gunicorn {args.server_args}" if args.server_args else "")
+    )
     print("| scenario | answered | errors | never answered |\n|---|---|---|---|")
     for name, c in tally.counts.items():
         print(f"| {name} | {c['answered']} | {c['errors']} | {c['unanswered']} |")
-    print(f"\n/healthz: {len(tally.probe_ms)} probes, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-          f"max {max(tally.probe_ms):.1f} ms")
+    print(
+        f"\n/healthz: {len(tally.probe_ms)} probes, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"max {max(tally.probe_ms):.1f} ms"
+    )
     slow = sorted(zip(tally.probe_ms, tally.probe_at, strict=True), reverse=True)[:5]
-    print(f"1,000-request burst from {tally.burst_at[0]:.1f} s to {tally.burst_at[1]:.1f} s; slowest probes: "
-          + ", ".join(f"{ms:.0f} ms at {at:.1f} s" for ms, at in slow))
-    print(f"sync in progress in {busy:.0%} of the samples; tracebacks in the service log: "
-          f"{log.count('Traceback')}")
+    print(
+        f"1,000-request burst from {tally.burst_at[0]:.1f} s to {tally.burst_at[1]:.1f} s; slowest probes: "
+        + ", ".join(f"{ms:.0f} ms at {at:.1f} s" for ms, at in slow)
+    )
+    print(f"sync in progress in {busy:.0%} of the samples; tracebacks in the service log: {log.count('Traceback')}")
     met = unanswered == 0 and errors == 0 and p99 < 100
-    print(f"errors {errors}, never answered {unanswered}; target (0, 0, p99 < 100 ms): {'met' if met else 'missed'}",
-          flush=True)
-    return {"events": args.events, "seconds": args.seconds, "counts": tally.counts, "healthz_p50_ms": p50,
-            "healthz_p99_ms": p99, "healthz_max_ms": max(tally.probe_ms), "sync_busy": busy,
-            "errors": errors, "unanswered": unanswered, "met": met}
+    print(
+        f"errors {errors}, never answered {unanswered}; target (0, 0, p99 < 100 ms): {'met' if met else 'missed'}",
+        flush=True,
+    )
+    return {
+        "events": args.events,
+        "seconds": args.seconds,
+        "counts": tally.counts,
+        "healthz_p50_ms": p50,
+        "healthz_p99_ms": p99,
+        "healthz_max_ms": max(tally.probe_ms),
+        "sync_busy": busy,
+        "errors": errors,
+        "unanswered": unanswered,
+        "met": met,
+    }
 
 
 def run(http: EngineHttp, database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -271,9 +296,16 @@ def run(http: EngineHttp, database_url: str, workdir: Path, args: argparse.Names
     http.create_index(index)
     load_events(http.bulk, index, args.events)
     http.refresh(index)
-    env = {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": http.url, "RTARF_ES_INDEX": index,
-           "RTARF_TABLE": f"callers_{suffix}", "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_API_TOKEN": TOKEN,
-           "RTARF_SYNC_SETTLE_SECONDS": "0", "RTARF_SYNC_INTERVAL_SECONDS": "3600"}
+    env = {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": http.url,
+        "RTARF_ES_INDEX": index,
+        "RTARF_TABLE": f"callers_{suffix}",
+        "RTARF_SOURCE_ENGINE": "opensearch",
+        "RTARF_API_TOKEN": TOKEN,
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+    }
     server = GunicornProcess(workdir, env, *args.server_args.split()).start()
     try:
         deadline = time.monotonic() + 60
@@ -293,8 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="callers", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="events in the index (default 100,000)")
     parser.add_argument("--seconds", type=float, default=20, help="length of the attack (default 20)")
-    parser.add_argument("--server-args", default="", help="extra gunicorn options, for comparisons "
-                        "(e.g. \"--worker-class gthread --threads 64\")")
+    parser.add_argument(
+        "--server-args",
+        default="",
+        help='extra gunicorn options, for comparisons (e.g. "--worker-class gthread --threads 64")',
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     url = os.environ.get("RTARF_TEST_OPENSEARCH_URL")
     with tempfile.TemporaryDirectory(prefix="rtarf-callers-") as tmp, PostgresCluster(durable=True) as pg:

@@ -43,8 +43,9 @@ def read_ceiling(settings: Settings) -> dict[str, Any]:
     return {"events": events, "pages": pages, "seconds": seconds}
 
 
-def write_ceiling(settings: Settings, rows_file: Path, index: str, table: str,
-                  asynchronous: bool = False) -> dict[str, Any]:
+def write_ceiling(
+    settings: Settings, rows_file: Path, index: str, table: str, asynchronous: bool = False
+) -> dict[str, Any]:
     """COPY the rows of `rows_file` (id, timestamp, source per line) into a fresh `table`.
 
     Each page commits and waits for the disk, unless `asynchronous`: then, like the sync's page
@@ -61,8 +62,10 @@ def write_ceiling(settings: Settings, rows_file: Path, index: str, table: str,
     seconds = 0.0
     with psycopg.connect(url.render_as_string(hide_password=False)) as connection:
         for page in row_pages(rows_file, index, settings.batch_size):
-            values = [(row.es_index, row.es_id, row.event_timestamp, row.source.decode(), row.seq_no, row.primary_term)
-                      for row in page]
+            values = [
+                (row.es_index, row.es_id, row.event_timestamp, row.source.decode(), row.seq_no, row.primary_term)
+                for row in page
+            ]
             started = time.perf_counter()
             with connection.cursor() as cursor:
                 if asynchronous:

@@ -89,7 +89,7 @@ class Dataset:
         numbers = range(0, self.loaded, every)
         for offset in range(0, len(numbers), batch):
             events = []
-            for number in numbers[offset:offset + batch]:
+            for number in numbers[offset : offset + batch]:
                 event = make_event(number)
                 event["rtarf"]["case_id"] = f"CASE-{number:08d}"
                 event["tags"] = [*event["tags"], "reviewed"]

@@ -84,11 +84,20 @@ def sample(root: int, pod: Pod) -> None:
 def report(pod: Pod) -> dict[str, object]:
     """The figures of the run: per process, and summed for the pod."""
     history = pod.cpu_history
-    rates = [(history[i] - history[i - WINDOW_SAMPLES]) / (WINDOW_SAMPLES * SAMPLE_SECONDS)
-             for i in range(WINDOW_SAMPLES, len(history))]
+    rates = [
+        (history[i] - history[i - WINDOW_SAMPLES]) / (WINDOW_SAMPLES * SAMPLE_SECONDS)
+        for i in range(WINDOW_SAMPLES, len(history))
+    ]
     return {
-        "processes": [{"pid": pid, "role": seen.role, "peak_rss_mb": round(seen.peak_rss_mb, 1),
-                       "cpu_seconds": round(seen.cpu_seconds, 2)} for pid, seen in sorted(pod.processes.items())],
+        "processes": [
+            {
+                "pid": pid,
+                "role": seen.role,
+                "peak_rss_mb": round(seen.peak_rss_mb, 1),
+                "cpu_seconds": round(seen.cpu_seconds, 2),
+            }
+            for pid, seen in sorted(pod.processes.items())
+        ],
         "pod_peak_rss_mb": round(sum(seen.peak_rss_mb for seen in pod.processes.values()), 1),
         "pod_cpu_seconds": round(history[-1] if history else 0.0, 2),
         "pod_peak_cores_1s": round(max(rates, default=0.0), 2),

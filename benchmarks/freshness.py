@@ -76,8 +76,13 @@ class Visibility:
                 outstanding = list(self.acked)
             if outstanding:
                 with self.engine.connect() as connection:
-                    seen = connection.execute(sa.text(f'SELECT es_id FROM "{self.table}" WHERE es_id = ANY(:ids)'),
-                                              {"ids": outstanding}).scalars().all()
+                    seen = (
+                        connection.execute(
+                            sa.text(f'SELECT es_id FROM "{self.table}" WHERE es_id = ANY(:ids)'), {"ids": outstanding}
+                        )
+                        .scalars()
+                        .all()
+                    )
                 now = time.monotonic()
                 with self._lock:
                     for event_id in seen:
@@ -99,15 +104,24 @@ class Visibility:
         return len(self.acked)
 
 
-def ingest(http: EngineHttp, index: str, server: GunicornProcess, seen: Visibility, args: argparse.Namespace,
-           trigger: bool, token: str) -> dict[str, int]:
+def ingest(
+    http: EngineHttp,
+    index: str,
+    server: GunicornProcess,
+    seen: Visibility,
+    args: argparse.Namespace,
+    trigger: bool,
+    token: str,
+) -> dict[str, int]:
     """The ingest loop: bulk, record the acknowledgement, trigger; paced to the rate."""
     per_bulk, gap = args.rate // args.bulks, 1.0 / args.bulks
     started, number, triggers = time.monotonic(), 0, 0
     while time.monotonic() - started < args.seconds:
         now = datetime.now(timezone.utc)
-        events = [make_event(n, seed=11, start=now - timedelta(milliseconds=n), spacing_ms=1)
-                  for n in range(number, number + per_bulk)]
+        events = [
+            make_event(n, seed=11, start=now - timedelta(milliseconds=n), spacing_ms=1)
+            for n in range(number, number + per_bulk)
+        ]
         answer = http.bulk(bulk_payload(index, events))
         acked = time.monotonic()
         if answer.get("errors"):
@@ -124,19 +138,31 @@ def ingest(http: EngineHttp, index: str, server: GunicornProcess, seen: Visibili
     return {"events": number, "triggers": triggers}
 
 
-def scenario(name: str, database_url: str, http: EngineHttp, workdir: Path,
-             args: argparse.Namespace) -> dict[str, Any]:
+def scenario(name: str, database_url: str, http: EngineHttp, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One scenario in a fresh index and table, with its own gunicorn."""
     trigger = name == "trigger"
     suffix = uuid.uuid4().hex[:8]
     index, table, token = f"rtarf-events-fresh-{suffix}", f"fresh_{suffix}", "bench-token-0123456789"
-    http.call("PUT", f"/{index}", {"settings": {"number_of_shards": 1, "number_of_replicas": 0,
-                                                "refresh_interval": "1s"},
-                                   "mappings": {"properties": {"@timestamp": {"type": "date"}}}})
-    env = {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": http.url, "RTARF_ES_INDEX": index,
-           "RTARF_TABLE": table, "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_SYNC_SETTLE_SECONDS": str(SETTLE),
-           "RTARF_SYNC_OVERLAP_SECONDS": str(args.overlap), "RTARF_API_TOKEN": token,
-           "RTARF_SYNC_INTERVAL_SECONDS": "300" if trigger else "5", "RTARF_TRIGGER_DEBOUNCE_SECONDS": "1"}
+    http.call(
+        "PUT",
+        f"/{index}",
+        {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+            "mappings": {"properties": {"@timestamp": {"type": "date"}}},
+        },
+    )
+    env = {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": http.url,
+        "RTARF_ES_INDEX": index,
+        "RTARF_TABLE": table,
+        "RTARF_SOURCE_ENGINE": "opensearch",
+        "RTARF_SYNC_SETTLE_SECONDS": str(SETTLE),
+        "RTARF_SYNC_OVERLAP_SECONDS": str(args.overlap),
+        "RTARF_API_TOKEN": token,
+        "RTARF_SYNC_INTERVAL_SECONDS": "300" if trigger else "5",
+        "RTARF_TRIGGER_DEBOUNCE_SECONDS": "1",
+    }
     server = GunicornProcess(workdir / name, env).start()
     engine = sa.create_engine(database_url)
     try:
@@ -172,13 +198,18 @@ def summary(latencies: list[float]) -> dict[str, float]:
 
 def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The report as a Markdown table."""
-    lines = [f"freshness: {args.rate} events/s for {args.seconds:g} s per scenario, {args.bulks} bulks/s, "
-             f"settle {SETTLE} s, overlap {args.overlap} s, poll {args.poll:g} s, load {os.getloadavg()[0]:.2f}",
-             "", "| scenario | events | triggers | runs | p50 s | p95 s | max s | not visible after 30 s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"freshness: {args.rate} events/s for {args.seconds:g} s per scenario, {args.bulks} bulks/s, "
+        f"settle {SETTLE} s, overlap {args.overlap} s, poll {args.poll:g} s, load {os.getloadavg()[0]:.2f}",
+        "",
+        "| scenario | events | triggers | runs | p50 s | p95 s | max s | not visible after 30 s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r['scenario']} | {r['events']} | {r['triggers']} | {r['runs']} | {r['p50']:.2f} | "
-                     f"{r['p95']:.2f} | {r['max']:.2f} | {r['missing']} |")
+        lines.append(
+            f"| {r['scenario']} | {r['events']} | {r['triggers']} | {r['runs']} | {r['p50']:.2f} | "
+            f"{r['p95']:.2f} | {r['max']:.2f} | {r['missing']} |"
+        )
     trig = next(r for r in results if r["scenario"] == "trigger")
     verdict = "met" if trig["p95"] < SETTLE + 2 else "missed"
     lines += ["", f"target p95 < settle + 2 s = {SETTLE + 2} s with the trigger: {verdict}"]
@@ -192,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rtarf-fresh-") as tmp, PostgresCluster(durable=True) as pg:
         database_url = pg.create_database("rtarf_fresh")
         if url:
-            results = [scenario(name, database_url, EngineHttp(url, "opensearch"), Path(tmp), args)
-                       for name in ("trigger", "interval")]
+            results = [
+                scenario(name, database_url, EngineHttp(url, "opensearch"), Path(tmp), args)
+                for name in ("trigger", "interval")
+            ]
         else:
             with OpenSearchNode() as node:
                 http = EngineHttp(node.url, "opensearch")

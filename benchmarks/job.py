@@ -38,8 +38,11 @@ def profile_text(profiler: cProfile.Profile, top: int = 15) -> str:
     text = out.getvalue()
     for prefix in [*site.getsitepackages(), str(ROOT)]:
         text = text.replace(prefix + "/", "")
-    return "\n".join(line for line in text.splitlines() if line.strip() and "function calls" not in line
-                     and not line.startswith(("Ordered by", "List reduced")))
+    return "\n".join(
+        line
+        for line in text.splitlines()
+        if line.strip() and "function calls" not in line and not line.startswith(("Ordered by", "List reduced"))
+    )
 
 
 def sync(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
@@ -71,8 +74,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if job == "read":
         return read_ceiling(settings)
     if job == "write":
-        return write_ceiling(settings, Path(spec["rows_file"]), spec["index"], spec["table"],
-                             asynchronous=bool(spec.get("asynchronous")))
+        return write_ceiling(
+            settings, Path(spec["rows_file"]), spec["index"], spec["table"], asynchronous=bool(spec.get("asynchronous"))
+        )
     if job == "sink":
         return sink_only(settings, Path(spec["rows_file"]), spec["index"], spec["table"])
     if job == "baseline":
@@ -86,8 +90,9 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     rss_start, cpu_start = current_rss_mb(), time.process_time()
     figures = run(spec)
-    figures.update(job=spec["job"], rss_start_mb=rss_start, rss_peak_mb=peak_rss_mb(),
-                   cpu_seconds=time.process_time() - cpu_start)
+    figures.update(
+        job=spec["job"], rss_start_mb=rss_start, rss_peak_mb=peak_rss_mb(), cpu_seconds=time.process_time() - cpu_start
+    )
     print(json.dumps(figures, default=str))
 
 

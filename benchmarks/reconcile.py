@@ -34,12 +34,21 @@ SLICES = (1, 4)
 def measure(bench: Bench, table: str, read: dict[str, Any] | None = None) -> dict[str, Any]:
     """Full runs over `table` (already in step) with 1 and 4 slices; the read ceiling unless given."""
     figures: dict[str, Any] = {"read": read or bench.measure("read ceiling", "read", "ev_unused")}
-    figures["reread"] = bench.measure("full re-read of unchanged events, no reconciliation", "sync", table,
-                                      mode="full", extra_env={"RTARF_DELETE_MODE": "off"})
+    figures["reread"] = bench.measure(
+        "full re-read of unchanged events, no reconciliation",
+        "sync",
+        table,
+        mode="full",
+        extra_env={"RTARF_DELETE_MODE": "off"},
+    )
     for slices in SLICES:
         figures[f"slices_{slices}"] = bench.measure(
-            f"full reconciliation, {slices} slice{'s' if slices > 1 else ''}", "sync", table, mode="full",
-            extra_env={"RTARF_SYNC_SLICES": str(slices)})
+            f"full reconciliation, {slices} slice{'s' if slices > 1 else ''}",
+            "sync",
+            table,
+            mode="full",
+            extra_env={"RTARF_SYNC_SLICES": str(slices)},
+        )
     return figures
 
 
@@ -47,18 +56,21 @@ def lines(figures: dict[str, Any], events: int) -> list[str]:
     """The report's lines for the reconciliation, with its check."""
     ceiling = rate(figures["read"])
     reread = figures["reread"]
-    out = [f"  full re-read of {events:,} unchanged events, no reconciliation: {reread['seconds']:6.2f} s, "
-           f"{rate(reread):9,.0f} events/s, {rate(reread) / ceiling:4.0%} of the read ceiling; unchanged "
-           f"{reread['runs'][0]['unchanged']:,}, Python CPU {_micros(reread):.1f} us/event",
-           f"  full reconciliation of {events:,} unchanged events (read ceiling {ceiling:,.0f} events/s "
-           "in this run):"]
+    out = [
+        f"  full re-read of {events:,} unchanged events, no reconciliation: {reread['seconds']:6.2f} s, "
+        f"{rate(reread):9,.0f} events/s, {rate(reread) / ceiling:4.0%} of the read ceiling; unchanged "
+        f"{reread['runs'][0]['unchanged']:,}, Python CPU {_micros(reread):.1f} us/event",
+        f"  full reconciliation of {events:,} unchanged events (read ceiling {ceiling:,.0f} events/s in this run):",
+    ]
     for slices in SLICES:
         job = figures[f"slices_{slices}"]
         run = job["runs"][0]
-        out.append(f"    {slices} slice{'s' if slices > 1 else ' '}: {job['seconds']:6.2f} s, "
-                   f"{rate(job):9,.0f} events/s, "
-                   f"{rate(job) / ceiling:4.0%} of the read ceiling; unchanged {run['unchanged']:,}, "
-                   f"deleted {run['deleted']}, peak RSS {job['rss_peak_mb']:.1f} MB")
+        out.append(
+            f"    {slices} slice{'s' if slices > 1 else ' '}: {job['seconds']:6.2f} s, "
+            f"{rate(job):9,.0f} events/s, "
+            f"{rate(job) / ceiling:4.0%} of the read ceiling; unchanged {run['unchanged']:,}, "
+            f"deleted {run['deleted']}, peak RSS {job['rss_peak_mb']:.1f} MB"
+        )
     return out
 
 
@@ -72,14 +84,21 @@ def checks(figures: dict[str, Any], events: int) -> list[tuple[str, bool]]:
     runs = [figures[name]["runs"][0] for name in ("reread", *(f"slices_{slices}" for slices in SLICES))]
     best = max(rate(figures[f"slices_{slices}"]) for slices in SLICES) / rate(figures["read"])
     reread = rate(figures["reread"]) / rate(figures["read"])
-    return [(f"full re-read and reconciliations: unchanged {[r['unchanged'] for r in runs]} of {events:,}, "
-             f"deleted {[r['deleted'] for r in runs]}",
-             all(r["unchanged"] == events and r["deleted"] == 0 and r["inserted"] == r["updated"] == 0
-                 for r in runs)),
-            (f"full re-read of unchanged events at least {REREAD_OF_CEILING:.0%} of the read ceiling: "
-             f"{reread:.0%}", reread >= REREAD_OF_CEILING),
-            (f"full reconciliation at least {TARGET_OF_CEILING:.0%} of the read ceiling: best {best:.0%}",
-             best >= TARGET_OF_CEILING)]
+    return [
+        (
+            f"full re-read and reconciliations: unchanged {[r['unchanged'] for r in runs]} of {events:,}, "
+            f"deleted {[r['deleted'] for r in runs]}",
+            all(r["unchanged"] == events and r["deleted"] == 0 and r["inserted"] == r["updated"] == 0 for r in runs),
+        ),
+        (
+            f"full re-read of unchanged events at least {REREAD_OF_CEILING:.0%} of the read ceiling: {reread:.0%}",
+            reread >= REREAD_OF_CEILING,
+        ),
+        (
+            f"full reconciliation at least {TARGET_OF_CEILING:.0%} of the read ceiling: best {best:.0%}",
+            best >= TARGET_OF_CEILING,
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=int(os.environ.get("N") or 50_000))
     parser.add_argument("--heap-mb", type=int, default=1024)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="rtarf-bench-") as tmp, \
-            PostgresCluster(durable=True) as pg, OpenSearchNode(heap_mb=args.heap_mb) as node:
+    with (
+        tempfile.TemporaryDirectory(prefix="rtarf-bench-") as tmp,
+        PostgresCluster(durable=True) as pg,
+        OpenSearchNode(heap_mb=args.heap_mb) as node,
+    ):
         bench = Bench(pg, node, Path(tmp), 1000)
         data = Dataset(bench.http, INDEX, bench.workdir / "rows.tsv")
         data.create()

@@ -36,27 +36,30 @@ def rate(job: dict[str, Any]) -> float:
 def _row(label: str, job: dict[str, Any], source_bytes: int, rss: bool = True) -> str:
     mb_s = source_bytes / 1e6 / max(float(job["seconds"]), 1e-9)
     peak = f"{job['rss_peak_mb']:10.1f}" if rss else f"{'-':>10}"
-    return (f"  {label:<34}{job['events']:>9,}{job['seconds']:>9.2f}{rate(job):>11,.0f}"
-            f"{mb_s:>8.1f}{peak}")
+    return f"  {label:<34}{job['events']:>9,}{job['seconds']:>9.2f}{rate(job):>11,.0f}{mb_s:>8.1f}{peak}"
 
 
 def _cpu_row(label: str, job: dict[str, Any]) -> str:
     cpu = job["cpu"]
     total = cpu["python"] + cpu["postgres"] + cpu["opensearch"]
-    return (f"  {label:<34}{cpu['python']:>8.2f}{cpu['postgres']:>10.2f}{cpu['opensearch']:>12.2f}"
-            f"{total:>8.2f}{total / job['events'] * 1e6:>10,.0f}")
+    return (
+        f"  {label:<34}{cpu['python']:>8.2f}{cpu['postgres']:>10.2f}{cpu['opensearch']:>12.2f}"
+        f"{total:>8.2f}{total / job['events'] * 1e6:>10,.0f}"
+    )
 
 
 def _cpu_table(figures: dict[str, Any]) -> list[str]:
-    return [f"  {'CPU seconds during the run':<34}{'python':>8}{'postgres':>10}{'opensearch':>12}"
-            f"{'total':>8}{'us/event':>10}",
-            _cpu_row("sync (ours), full load", figures["ours"]),
-            _cpu_row("read ceiling", figures["read"]),
-            _cpu_row("write ceiling", figures["write"]),
-            *([_cpu_row("  same, commits not waiting", figures["write_async"])] if "write_async" in figures else []),
-            _cpu_row("write side of ours alone", figures["sink"]),
-            _cpu_row("naive baseline", figures["baseline"]),
-            _cpu_row("full resync, 10% changed", figures["resync"])]
+    return [
+        f"  {'CPU seconds during the run':<34}{'python':>8}{'postgres':>10}{'opensearch':>12}"
+        f"{'total':>8}{'us/event':>10}",
+        _cpu_row("sync (ours), full load", figures["ours"]),
+        _cpu_row("read ceiling", figures["read"]),
+        _cpu_row("write ceiling", figures["write"]),
+        *([_cpu_row("  same, commits not waiting", figures["write_async"])] if "write_async" in figures else []),
+        _cpu_row("write side of ours alone", figures["sink"]),
+        _cpu_row("naive baseline", figures["baseline"]),
+        _cpu_row("full resync, 10% changed", figures["resync"]),
+    ]
 
 
 def sync_peak(figures: dict[str, Any]) -> float:
@@ -74,17 +77,36 @@ def targets(figures: dict[str, Any]) -> list[Target]:
     small, full = figures["small"]["rss_peak_mb"], figures["ours"]["rss_peak_mb"]
     growth = full / small
     return [
-        Target(f"at least {MIN_VS_BASELINE:.0f}x the naive baseline", vs_baseline >= MIN_VS_BASELINE,
-               f"{vs_baseline:.1f}x", _margin(vs_baseline / MIN_VS_BASELINE - 1)),
-        Target(f"at least {MIN_VS_CEILING:.0%} of the lower ceiling", vs_ceiling >= MIN_VS_CEILING,
-               f"{vs_ceiling:.0%}", f"{(vs_ceiling - MIN_VS_CEILING) * 100:+.0f} points"),
-        Target(f"peak RSS under {MAX_RSS_MB:.0f} MB", peak < MAX_RSS_MB, f"{peak:.1f} MB",
-               f"{MAX_RSS_MB - peak:.1f} MB to spare" if peak < MAX_RSS_MB else f"over by {peak - MAX_RSS_MB:.1f} MB"),
-        Target(f"RSS flat in N: RSS({figures['events']:,}) <= {MAX_RSS_GROWTH}x RSS({figures['small_events']:,})",
-               growth <= MAX_RSS_GROWTH, f"{full:.1f} MB vs {small:.1f} MB, x{growth:.2f}",
-               f"{(MAX_RSS_GROWTH - growth) * 100:+.0f} points"),
-        Target(f"sync's own Python CPU at most {MAX_PYTHON_US:.0f} us per event", python_us(figures) <= MAX_PYTHON_US,
-               f"{python_us(figures):.1f} us", f"{MAX_PYTHON_US - python_us(figures):+.1f} us"),
+        Target(
+            f"at least {MIN_VS_BASELINE:.0f}x the naive baseline",
+            vs_baseline >= MIN_VS_BASELINE,
+            f"{vs_baseline:.1f}x",
+            _margin(vs_baseline / MIN_VS_BASELINE - 1),
+        ),
+        Target(
+            f"at least {MIN_VS_CEILING:.0%} of the lower ceiling",
+            vs_ceiling >= MIN_VS_CEILING,
+            f"{vs_ceiling:.0%}",
+            f"{(vs_ceiling - MIN_VS_CEILING) * 100:+.0f} points",
+        ),
+        Target(
+            f"peak RSS under {MAX_RSS_MB:.0f} MB",
+            peak < MAX_RSS_MB,
+            f"{peak:.1f} MB",
+            f"{MAX_RSS_MB - peak:.1f} MB to spare" if peak < MAX_RSS_MB else f"over by {peak - MAX_RSS_MB:.1f} MB",
+        ),
+        Target(
+            f"RSS flat in N: RSS({figures['events']:,}) <= {MAX_RSS_GROWTH}x RSS({figures['small_events']:,})",
+            growth <= MAX_RSS_GROWTH,
+            f"{full:.1f} MB vs {small:.1f} MB, x{growth:.2f}",
+            f"{(MAX_RSS_GROWTH - growth) * 100:+.0f} points",
+        ),
+        Target(
+            f"sync's own Python CPU at most {MAX_PYTHON_US:.0f} us per event",
+            python_us(figures) <= MAX_PYTHON_US,
+            f"{python_us(figures):.1f} us",
+            f"{MAX_PYTHON_US - python_us(figures):+.1f} us",
+        ),
         *_full_run_targets(figures),
     ]
 
@@ -100,8 +122,10 @@ def _async_share(figures: dict[str, Any]) -> list[str]:
     if "write_async" not in figures:
         return []
     share = rate(figures["ours"]) / min(rate(figures["read"]), rate(figures["write_async"]))
-    return [f"  ours / lower ceiling with commits not waiting for the disk {share:4.0%}   (for information: "
-            "the sync's page commits do not wait either)"]
+    return [
+        f"  ours / lower ceiling with commits not waiting for the disk {share:4.0%}   (for information: "
+        "the sync's page commits do not wait either)"
+    ]
 
 
 def python_us(figures: dict[str, Any]) -> float:
@@ -119,11 +143,20 @@ def _full_run_targets(figures: dict[str, Any]) -> list[Target]:
     ceiling = rate(full["read"])
     reread = rate(full["reread"]) / ceiling
     best = max(rate(full[f"slices_{slices}"]) for slices in SLICES) / ceiling
-    return [Target(f"full re-read of unchanged events at least {REREAD_OF_CEILING:.0%} of the read ceiling",
-                   reread >= REREAD_OF_CEILING, f"{reread:.0%}", f"{(reread - REREAD_OF_CEILING) * 100:+.0f} points"),
-            Target(f"full reconciliation at least {TARGET_OF_CEILING:.0%} of the read ceiling (best of 1 and 4 "
-                   "slices)", best >= TARGET_OF_CEILING, f"{best:.0%}",
-                   f"{(best - TARGET_OF_CEILING) * 100:+.0f} points")]
+    return [
+        Target(
+            f"full re-read of unchanged events at least {REREAD_OF_CEILING:.0%} of the read ceiling",
+            reread >= REREAD_OF_CEILING,
+            f"{reread:.0%}",
+            f"{(reread - REREAD_OF_CEILING) * 100:+.0f} points",
+        ),
+        Target(
+            f"full reconciliation at least {TARGET_OF_CEILING:.0%} of the read ceiling (best of 1 and 4 slices)",
+            best >= TARGET_OF_CEILING,
+            f"{best:.0%}",
+            f"{(best - TARGET_OF_CEILING) * 100:+.0f} points",
+        ),
+    ]
 
 
 def _margin(fraction: float) -> str:
@@ -145,19 +178,22 @@ def _time_split(figures: dict[str, Any]) -> list[str]:
     read_s, write_s, sink_s = (n / rate(figures[name]) for name in ("read", "write", "sink"))
     floor = max(read_s, sink_s)
     cpu = ours["cpu"]
-    return [f"  where the time goes: ours {ours['seconds']:.1f} s. Alone, reading takes {read_s:.1f} s and the sink's",
-            f"    writing {sink_s:.1f} s (plain COPY {write_s:.1f} s). "
-            "Reading overlaps writing (one-page prefetch), so the",
-            f"    floor is about {floor:.1f} s; ours is {ours['seconds'] - floor:+.1f} s from it "
-            "(turning hits into rows,",
-            f"    sharing {figures['machine']['cpus']} CPUs, noise): "
-            f"the run used {sum(cpu.values()):.1f} CPU s (python "
-            f"{cpu['python']:.1f}, postgres {cpu['postgres']:.1f}, opensearch {cpu['opensearch']:.1f})"]
+    return [
+        f"  where the time goes: ours {ours['seconds']:.1f} s. Alone, reading takes {read_s:.1f} s and the sink's",
+        f"    writing {sink_s:.1f} s (plain COPY {write_s:.1f} s). "
+        "Reading overlaps writing (one-page prefetch), so the",
+        f"    floor is about {floor:.1f} s; ours is {ours['seconds'] - floor:+.1f} s from it (turning hits into rows,",
+        f"    sharing {figures['machine']['cpus']} CPUs, noise): "
+        f"the run used {sum(cpu.values()):.1f} CPU s (python "
+        f"{cpu['python']:.1f}, postgres {cpu['postgres']:.1f}, opensearch {cpu['opensearch']:.1f})",
+    ]
 
 
 def _tries(figures: dict[str, Any]) -> str:
-    spread = "; ".join(f"{name} " + ", ".join(f"{seconds:.2f}" for seconds in figures[name]["tries_seconds"])
-                       for name in ("ours", "read", "write", "sink"))
+    spread = "; ".join(
+        f"{name} " + ", ".join(f"{seconds:.2f}" for seconds in figures[name]["tries_seconds"])
+        for name in ("ours", "read", "write", "sink")
+    )
     return f"  best of {figures['repeat']} interleaved tries counts; every try in seconds: {spread}"
 
 
@@ -176,47 +212,48 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
     cold, warm = incremental["runs"][0], incremental["runs"][-1]
     resync = figures["resync"]["runs"][0]
     lower = "read" if rate(figures["read"]) <= rate(figures["write"]) else "write"
-    lines = [*_machine(figures["machine"]),
-             f"events    {n:,} sample events, {b['all'] / n:,.0f} bytes of _source JSON each on average "
-             f"({b['all'] / 1e6:.1f} MB); page size {figures['page_size']}; MB = 10^6 bytes",
-             "",
-             f"  {'run':<34}{'events':>9}{'wall s':>9}{'events/s':>11}{'MB/s':>8}{'peak RSS':>10}",
-             _row("sync (ours), full load", figures["ours"], b["all"]),
-             _row("read ceiling (PIT pages, no write)", figures["read"], b["all"]),
-             _row("write ceiling (plain COPY)", figures["write"], b["all"]),
-             *_async_row(figures),
-             _row("write side of ours alone (sink)", figures["sink"], b["all"]),
-             _row(f"naive baseline (first {figures['baseline_events']:,} only)", figures["baseline"],
-                  b["baseline"]),
-             _row(f"sync (ours), first {figures['small_events']:,}", figures["small"], b["small"]),
-             _row(f"full resync, {figures['changed']:,} changed", figures["resync"], b["resync"]),
-             "",
-             *_cpu_table(figures),
-             "",
-             f"  ours / naive baseline     {rate(figures['ours']) / rate(figures['baseline']):6.1f}x",
-             "  ours / lower ceiling      "
-             f"{rate(figures['ours']) / min(rate(figures['read']), rate(figures['write'])):6.0%}"
-             f"   (lower ceiling: {lower})",
-             *_async_share(figures),
-             f"  sync's own Python CPU     {python_us(figures):6.1f} us per event (every thread of the sync process)",
-             *_time_split(figures),
-             _tries(figures),
-             "",
-             f"  incremental run, no new events: {cold['seconds'] * 1000:.0f} ms in a new process, "
-             f"{warm['seconds'] * 1000:.0f} ms on a second run in the same process (warm pool);",
-             f"    it re-reads the {figures['overlap_seconds']} s overlap window below the cursor: "
-             f"{cold['total_processed']} events read ({expected} expected), inserted {cold['inserted']}, "
-             f"updated {cold['updated']}, unchanged {cold['unchanged']}",
-             *_reconcile_lines(figures),
-             f"  after {figures['changed']:,} of {n:,} events changed (re-indexed, new _seq_no), cursor reset, "
-             f"full re-read: inserted {resync['inserted']:,}, updated {resync['updated']:,}, "
-             f"unchanged {resync['unchanged']:,}",
-             "",
-             "checks",
-             *(f"  {'OK  ' if ok else 'FAIL'}  {text}" for text, ok in checks),
-             "",
-             "targets",
-             *(target.line() for target in targets(figures))]
+    lines = [
+        *_machine(figures["machine"]),
+        f"events    {n:,} sample events, {b['all'] / n:,.0f} bytes of _source JSON each on average "
+        f"({b['all'] / 1e6:.1f} MB); page size {figures['page_size']}; MB = 10^6 bytes",
+        "",
+        f"  {'run':<34}{'events':>9}{'wall s':>9}{'events/s':>11}{'MB/s':>8}{'peak RSS':>10}",
+        _row("sync (ours), full load", figures["ours"], b["all"]),
+        _row("read ceiling (PIT pages, no write)", figures["read"], b["all"]),
+        _row("write ceiling (plain COPY)", figures["write"], b["all"]),
+        *_async_row(figures),
+        _row("write side of ours alone (sink)", figures["sink"], b["all"]),
+        _row(f"naive baseline (first {figures['baseline_events']:,} only)", figures["baseline"], b["baseline"]),
+        _row(f"sync (ours), first {figures['small_events']:,}", figures["small"], b["small"]),
+        _row(f"full resync, {figures['changed']:,} changed", figures["resync"], b["resync"]),
+        "",
+        *_cpu_table(figures),
+        "",
+        f"  ours / naive baseline     {rate(figures['ours']) / rate(figures['baseline']):6.1f}x",
+        "  ours / lower ceiling      "
+        f"{rate(figures['ours']) / min(rate(figures['read']), rate(figures['write'])):6.0%}"
+        f"   (lower ceiling: {lower})",
+        *_async_share(figures),
+        f"  sync's own Python CPU     {python_us(figures):6.1f} us per event (every thread of the sync process)",
+        *_time_split(figures),
+        _tries(figures),
+        "",
+        f"  incremental run, no new events: {cold['seconds'] * 1000:.0f} ms in a new process, "
+        f"{warm['seconds'] * 1000:.0f} ms on a second run in the same process (warm pool);",
+        f"    it re-reads the {figures['overlap_seconds']} s overlap window below the cursor: "
+        f"{cold['total_processed']} events read ({expected} expected), inserted {cold['inserted']}, "
+        f"updated {cold['updated']}, unchanged {cold['unchanged']}",
+        *_reconcile_lines(figures),
+        f"  after {figures['changed']:,} of {n:,} events changed (re-indexed, new _seq_no), cursor reset, "
+        f"full re-read: inserted {resync['inserted']:,}, updated {resync['updated']:,}, "
+        f"unchanged {resync['unchanged']:,}",
+        "",
+        "checks",
+        *(f"  {'OK  ' if ok else 'FAIL'}  {text}" for text, ok in checks),
+        "",
+        "targets",
+        *(target.line() for target in targets(figures)),
+    ]
     return "\n".join(lines)
 
 

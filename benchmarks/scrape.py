@@ -34,13 +34,18 @@ def _history(app: Flask, runs: int, dead_letters: int) -> None:
     start = datetime.now(timezone.utc) - timedelta(days=10)
     for n in range(runs):
         run_id = service.history.start("scheduled", "bench:1:x", start + timedelta(minutes=5 * n))
-        service.history.finish(SyncResult(run_id=run_id, status="success",
-                                          finished_at=start + timedelta(minutes=5 * n, seconds=3)))
+        service.history.finish(
+            SyncResult(run_id=run_id, status="success", finished_at=start + timedelta(minutes=5 * n, seconds=3))
+        )
     with service.engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO rtarf_sync_dead_letters (target_table, es_index, es_id, es_seq_no, es_primary_term, "
-            "reason, raw_document) SELECT :t, 'rtarf-events-x', 'doc-' || n, n, 1, 'missing cursor field', '{}' "
-            "FROM generate_series(1, :n) n"), {"t": service.tables.target.name, "n": dead_letters})
+        connection.execute(
+            sa.text(
+                "INSERT INTO rtarf_sync_dead_letters (target_table, es_index, es_id, es_seq_no, es_primary_term, "
+                "reason, raw_document) SELECT :t, 'rtarf-events-x', 'doc-' || n, n, 1, 'missing cursor field', '{}' "
+                "FROM generate_series(1, :n) n"
+            ),
+            {"t": service.tables.target.name, "n": dead_letters},
+        )
 
 
 def main() -> None:
@@ -53,13 +58,22 @@ def main() -> None:
     cluster = PostgresCluster().start()
     try:
         url = cluster.create_database("rtarf_bench")
-        settings = load_settings({"RTARF_DATABASE_URL": url, "RTARF_ES_URL": f"http://127.0.0.1:{free_port()}",
-                                  "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_TABLE": "bench_events"})
+        settings = load_settings(
+            {
+                "RTARF_DATABASE_URL": url,
+                "RTARF_ES_URL": f"http://127.0.0.1:{free_port()}",
+                "RTARF_SOURCE_ENGINE": "elasticsearch",
+                "RTARF_TABLE": "bench_events",
+            }
+        )
         app = create_app(settings)
         _history(app, args.runs, args.dead_letters)
         statements: list[str] = []
-        sa.event.listen(scheduler_of(app).service.engine, "before_cursor_execute",
-                        lambda conn, cursor, statement, *rest: statements.append(statement))
+        sa.event.listen(
+            scheduler_of(app).service.engine,
+            "before_cursor_execute",
+            lambda conn, cursor, statement, *rest: statements.append(statement),
+        )
         client = app.test_client()
         began = time.perf_counter()
         size = len(client.get("/metrics").data)
@@ -70,9 +84,11 @@ def main() -> None:
             client.get("/metrics")
             warm.append((time.perf_counter() - began) * 1000)
         warm.sort()
-        print(f"scrape of {size:,} bytes; cold {cold:.1f} ms; warm over {args.scrapes}: "
-              f"median {statistics.median(warm):.2f} ms, p95 {warm[int(len(warm) * 0.95)]:.2f} ms, "
-              f"max {warm[-1]:.2f} ms; PostgreSQL statements: {len(statements)}")
+        print(
+            f"scrape of {size:,} bytes; cold {cold:.1f} ms; warm over {args.scrapes}: "
+            f"median {statistics.median(warm):.2f} ms, p95 {warm[int(len(warm) * 0.95)]:.2f} ms, "
+            f"max {warm[-1]:.2f} ms; PostgreSQL statements: {len(statements)}"
+        )
         scheduler_of(app).shutdown(timeout=5)
     finally:
         cluster.stop()

@@ -33,8 +33,14 @@ from typing import Any, Callable, Sequence
 
 from benchmarks.dataset import Dataset, say
 from config import load_settings
-from rtarf_sync.engine.target.documents import (CursorField, EventRow, PageConverter, convert_page, copy_row,
-                                                parse_instant)
+from rtarf_sync.engine.target.documents import (
+    CursorField,
+    EventRow,
+    PageConverter,
+    convert_page,
+    copy_row,
+    parse_instant,
+)
 from rtarf_sync.engine.hits import AnyHit, Hit
 from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.runs.plan import RunScope
@@ -85,15 +91,24 @@ def measure(settings: Any, events: int) -> list[tuple[str, float]]:
         return convert_page(page, cursor, limit)[0]
 
     figures.append(("convert: hits into rows", per_page(lambda page: convert_page(page, cursor, limit))))
-    figures.append(("convert: hits into rows with COPY tuples",
-                    per_page(lambda page: convert_page(page, cursor, limit, prepare_copy=True))))
+    figures.append(
+        (
+            "convert: hits into rows with COPY tuples",
+            per_page(lambda page: convert_page(page, cursor, limit, prepare_copy=True)),
+        )
+    )
     figures.append(("  of which: copying the raw _source", per_page(sources)))
-    figures.append(("  of which: the cursor field from the raw _source",
-                    per_page(lambda given: [cursor.value(source) for source in given], sources)))
+    figures.append(
+        (
+            "  of which: the cursor field from the raw _source",
+            per_page(lambda given: [cursor.value(source) for source in given], sources),
+        )
+    )
     figures.append(("  of which: parsing the date", per_page(lambda given: [parse_instant(v) for v in given], values)))
     figures.append(("  of which: the NUL check", per_page(lambda given: [b"\\u0000" in s for s in given], sources)))
-    figures.append(("  of which: the binary COPY tuple",
-                    per_page(lambda given: [copy_row(*row[:6]) for row in given], rows)))
+    figures.append(
+        ("  of which: the binary COPY tuple", per_page(lambda given: [copy_row(*row[:6]) for row in given], rows))
+    )
     converted = [convert_page(page, cursor, limit, prepare_copy=True) for page in pages]
     create_tables(service.engine, service.tables)
     with service.engine.begin() as connection:
@@ -101,15 +116,18 @@ def measure(settings: Any, events: int) -> list[tuple[str, float]]:
     assert isinstance(fence, Fence), "the lease is held by another process"
     run_id = service.history.start("bench", "stages", datetime.now(timezone.utc))
     for label in ("write: converted pages of new documents", "write: the same pages again, unchanged"):
+
         def write() -> None:
             for number, (page_rows, rejects) in enumerate(converted, start=1):
                 service.sink.write_page(page_rows, rejects, fence, run_id, number)
+
         figures.append((label, _micros(events, write)[0]))
     later = PageConverter(settings.cursor_field, limit)
 
     def deferred() -> None:
         for number, page in enumerate(pages, start=len(pages) + 1):
             service.sink.write_hits(page, later.convert_hits, fence, run_id, number)
+
     figures.append(("write: the same pages deferred, unchanged (lookup first)", _micros(events, deferred)[0]))
     service.close()
     return figures
@@ -122,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.stages", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=int(os.environ.get("N") or 100_000))
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="rtarf-bench-") as tmp, \
-            PostgresCluster(durable=True) as pg, OpenSearchNode(heap_mb=1024) as node:
+    with (
+        tempfile.TemporaryDirectory(prefix="rtarf-bench-") as tmp,
+        PostgresCluster(durable=True) as pg,
+        OpenSearchNode(heap_mb=1024) as node,
+    ):
         bench = Bench(pg, node, Path(tmp), 1000)
         data = Dataset(bench.http, INDEX, bench.workdir / "rows.tsv")
         data.create()

@@ -43,13 +43,17 @@ from tests.infra.harness import PostgresCluster
 INDEX = "rtarf-events-bench"
 COLUMNS = "es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term"
 TYPES = ["text", "text", "timestamptz", "text", "int8", "int8"]
-STAGE = ("CREATE TEMP TABLE IF NOT EXISTS stage (es_index text, es_id text, event_timestamp timestamptz, "
-         "source text, es_seq_no bigint, es_primary_term bigint) ON COMMIT DELETE ROWS")
-UPSERT = ("INSERT INTO {t} ({c}) SELECT es_index, es_id, event_timestamp, source::jsonb, es_seq_no, es_primary_term "
-          "FROM stage ORDER BY es_index, es_id ON CONFLICT (es_index, es_id) DO UPDATE SET "
-          "event_timestamp = excluded.event_timestamp, source = excluded.source, es_seq_no = excluded.es_seq_no, "
-          "es_primary_term = excluded.es_primary_term, last_synced_at = now() WHERE "
-          "({t}.es_primary_term, {t}.es_seq_no) < (excluded.es_primary_term, excluded.es_seq_no)")
+STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS stage (es_index text, es_id text, event_timestamp timestamptz, "
+    "source text, es_seq_no bigint, es_primary_term bigint) ON COMMIT DELETE ROWS"
+)
+UPSERT = (
+    "INSERT INTO {t} ({c}) SELECT es_index, es_id, event_timestamp, source::jsonb, es_seq_no, es_primary_term "
+    "FROM stage ORDER BY es_index, es_id ON CONFLICT (es_index, es_id) DO UPDATE SET "
+    "event_timestamp = excluded.event_timestamp, source = excluded.source, es_seq_no = excluded.es_seq_no, "
+    "es_primary_term = excluded.es_primary_term, last_synced_at = now() WHERE "
+    "({t}.es_primary_term, {t}.es_seq_no) < (excluded.es_primary_term, excluded.es_seq_no)"
+)
 Page = list[EventRow]
 
 
@@ -60,12 +64,23 @@ def pages(count: int, size: int = 1000) -> tuple[list[Page], list[Page]]:
         event = make_event(number)
         moment = parse_instant(event["@timestamp"])
         assert moment is not None
-        rows.append(EventRow(INDEX, event["event"]["id"], moment, json.dumps(event, separators=(",", ":")).encode(),
-                             number, 1))
-    changed = [EventRow(r.es_index, r.es_id, r.event_timestamp, r.source.replace(b'"case_id":null', b'"case_id":"C"'),
-                        r.seq_no + count, 1) if k % 10 == 0 else r for k, r in enumerate(rows)]
-    return ([rows[i:i + size] for i in range(0, count, size)],
-            [changed[i:i + size] for i in range(0, count, size)])
+        rows.append(
+            EventRow(INDEX, event["event"]["id"], moment, json.dumps(event, separators=(",", ":")).encode(), number, 1)
+        )
+    changed = [
+        EventRow(
+            r.es_index,
+            r.es_id,
+            r.event_timestamp,
+            r.source.replace(b'"case_id":null', b'"case_id":"C"'),
+            r.seq_no + count,
+            1,
+        )
+        if k % 10 == 0
+        else r
+        for k, r in enumerate(rows)
+    ]
+    return ([rows[i : i + size] for i in range(0, count, size)], [changed[i : i + size] for i in range(0, count, size)])
 
 
 def copy_rows(cursor: psycopg.Cursor, table: str, rows: Page) -> None:
@@ -78,9 +93,12 @@ def copy_rows(cursor: psycopg.Cursor, table: str, rows: Page) -> None:
 
 def probe_page(connection: psycopg.Connection, table: str, page: Page) -> None:
     """Write one page the probe way."""
-    stored: dict[str, list[int]] = dict(connection.execute(
-        f"SELECT es_id, ARRAY[es_primary_term, es_seq_no] FROM {table} WHERE es_index = %s AND es_id = ANY(%s)",
-        (INDEX, [r.es_id for r in page])).fetchall())
+    stored: dict[str, list[int]] = dict(
+        connection.execute(
+            f"SELECT es_id, ARRAY[es_primary_term, es_seq_no] FROM {table} WHERE es_index = %s AND es_id = ANY(%s)",
+            (INDEX, [r.es_id for r in page]),
+        ).fetchall()
+    )
     new = [r for r in page if r.es_id not in stored]
     newer = [r for r in page if r.es_id in stored and tuple(stored[r.es_id]) < row_version(r)]
     with connection.cursor() as cursor:
@@ -129,6 +147,7 @@ class Strategies:
         def write(page: Page) -> None:
             number[0] += 1
             sink.write_page(page, [], fence, run_id, number[0])
+
         return write
 
 
@@ -142,10 +161,12 @@ def main() -> None:
         print(f"  {'strategy, pass':<36}{'rows/s':>10}{'wall s':>8}{'py CPU s':>9}{'pg CPU s':>11}")
         s.fresh("w_copy")
         with psycopg.connect(s.conninfo) as connection:
+
             def copy_page(page: Page) -> None:
                 with connection.cursor() as cursor:
                     copy_rows(cursor, "w_copy", page)
                 connection.commit()
+
             s.timed("copy, first load", copy_page, first)
         s.fresh("w_sink")
         write = s.sink("w_sink")

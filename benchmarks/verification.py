@@ -80,17 +80,25 @@ def measure(service: SyncService, http: EngineHttp, n: int, repeat: int) -> dict
         engine_side, _ = timed(partial(source_counts, service.api, s.es_index, s.cursor_field, window))
         with service.engine.connect() as connection:
             database_side, _ = timed(partial(target_counts, connection, service.tables, window))
-        f[bucket] = {"seconds": seconds, "tries": tries, "engine": engine_side, "database": database_side,
-                     "in_step": verification.in_step, "source": sum(verification.source.values()),
-                     "target": sum(verification.target.values()), "buckets": len(verification.source)}
+        f[bucket] = {
+            "seconds": seconds,
+            "tries": tries,
+            "engine": engine_side,
+            "database": database_side,
+            "in_step": verification.in_step,
+            "source": sum(verification.source.values()),
+            "target": sum(verification.target.values()),
+            "buckets": len(verification.source),
+        }
     day = BASE_TIME + timedelta(days=1)
     late = [make_event(number, seed=7, start=day + timedelta(hours=1)) for number in range(LATE)]
     http.bulk(bulk_payload(INDEX, late))
     http.refresh(INDEX)
     f["drift_seconds"], drift = timed(lambda: verifier.check(Window(BASE_TIME, end, "1d")))
     f["drift"] = [d.to_dict() for d in drift.differing]
-    f["repair_seconds"], answer = timed(lambda: verify_and_repair(
-        service, start=BASE_TIME, end=end, bucket="1d", repair_drift=True, trigger="bench"))
+    f["repair_seconds"], answer = timed(
+        lambda: verify_and_repair(service, start=BASE_TIME, end=end, bucket="1d", repair_drift=True, trigger="bench")
+    )
     f["repaired"] = answer["repaired"]
     f["after_repair"] = answer["after_repair"]
     return f
@@ -99,45 +107,68 @@ def measure(service: SyncService, http: EngineHttp, n: int, repeat: int) -> dict
 def checks(f: dict[str, Any]) -> list[tuple[str, bool]]:
     n, runs = f["events"], f["repaired"]
     return [
-        (f"verification by hour and by day: {n:,} documents, {n:,} live rows, in step",
-         all(f[b]["in_step"] and f[b]["source"] == f[b]["target"] == n for b in ("1h", "1d"))),
-        (f"{LATE:,} late events found in exactly one day bucket",
-         len(f["drift"]) == 1 and f["drift"][0]["source"] - f["drift"][0]["target"] == LATE),
-        (f"one range run repaired them (inserted {sum(r['inserted'] for r in runs):,}) and the window is in step again",
-         len(runs) == 1 and runs[0]["mode"] == "range" and runs[0]["inserted"] == LATE
-         and f["after_repair"]["in_step"]),
+        (
+            f"verification by hour and by day: {n:,} documents, {n:,} live rows, in step",
+            all(f[b]["in_step"] and f[b]["source"] == f[b]["target"] == n for b in ("1h", "1d")),
+        ),
+        (
+            f"{LATE:,} late events found in exactly one day bucket",
+            len(f["drift"]) == 1 and f["drift"][0]["source"] - f["drift"][0]["target"] == LATE,
+        ),
+        (
+            f"one range run repaired them (inserted {sum(r['inserted'] for r in runs):,}) "
+            "and the window is in step again",
+            len(runs) == 1
+            and runs[0]["mode"] == "range"
+            and runs[0]["inserted"] == LATE
+            and f["after_repair"]["in_step"],
+        ),
     ]
 
 
 def render(f: dict[str, Any], machine: str) -> str:
     """The report as text."""
     run = f["repaired"][0]
-    lines = [machine, f"events    {f['events']:,} sample events, one per second; synced once in "
-             f"{f['sync_seconds']:.1f} s before the measurements", "",
-             "  verification of the whole range     buckets   wall s   engine side   database side   tries"]
+    lines = [
+        machine,
+        f"events    {f['events']:,} sample events, one per second; synced once in "
+        f"{f['sync_seconds']:.1f} s before the measurements",
+        "",
+        "  verification of the whole range     buckets   wall s   engine side   database side   tries",
+    ]
     for bucket in ("1h", "1d"):
         b = f[bucket]
-        lines.append(f"  by {bucket}                          {b['buckets']:>9,}   {b['seconds']:6.3f}   "
-                     f"{b['engine']:9.3f} s   {b['database']:11.3f} s   "
-                     + ", ".join(f"{t:.3f}" for t in b["tries"]))
-    lines += ["", f"  {LATE:,} late events in one day bucket (below the cursor):",
-              f"    verification that finds them          {f['drift_seconds']:.3f} s",
-              f"    verify + repair + verify again        {f['repair_seconds']:.3f} s",
-              f"    the range run over the day bucket     {run['duration_seconds']:.3f} s "
-              f"({run['total_processed']:,} read: {run['inserted']:,} inserted, {run['unchanged']:,} unchanged)", "",
-              "checks"]
+        lines.append(
+            f"  by {bucket}                          {b['buckets']:>9,}   {b['seconds']:6.3f}   "
+            f"{b['engine']:9.3f} s   {b['database']:11.3f} s   " + ", ".join(f"{t:.3f}" for t in b["tries"])
+        )
+    lines += [
+        "",
+        f"  {LATE:,} late events in one day bucket (below the cursor):",
+        f"    verification that finds them          {f['drift_seconds']:.3f} s",
+        f"    verify + repair + verify again        {f['repair_seconds']:.3f} s",
+        f"    the range run over the day bucket     {run['duration_seconds']:.3f} s "
+        f"({run['total_processed']:,} read: {run['inserted']:,} inserted, {run['unchanged']:,} unchanged)",
+        "",
+        "checks",
+    ]
     lines += [f"  {'OK  ' if ok else 'FAIL'}  {text}" for text, ok in checks(f)]
     slowest = max(f["1h"]["seconds"], f["1d"]["seconds"])
-    lines += ["", "target", f"  {'PASS' if slowest < TARGET_SECONDS else 'MISS'}  a verification of "
-              f"{f['events']:,} events under {TARGET_SECONDS:.0f} s: {slowest:.3f} s"]
+    lines += [
+        "",
+        "target",
+        f"  {'PASS' if slowest < TARGET_SECONDS else 'MISS'}  a verification of "
+        f"{f['events']:,} events under {TARGET_SECONDS:.0f} s: {slowest:.3f} s",
+    ]
     return "\n".join(lines)
 
 
 def record(text: str, argv: str) -> None:
     """Replace the block between the verification markers of benchmarks/README.md."""
     readme = ROOT / "benchmarks" / "README.md"
-    block = (f"<!-- verification:start -->\nLast recorded run (`{argv}`):\n\n"
-             f"```text\n{text}\n```\n<!-- verification:end -->")
+    block = (
+        f"<!-- verification:start -->\nLast recorded run (`{argv}`):\n\n```text\n{text}\n```\n<!-- verification:end -->"
+    )
     content = readme.read_text()
     pattern = re.compile(r"<!-- verification:start -->.*?<!-- verification:end -->", re.S)
     content = pattern.sub(lambda _: block, content) if pattern.search(content) else content + "\n" + block + "\n"
@@ -147,15 +178,25 @@ def record(text: str, argv: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    with tempfile.TemporaryDirectory(prefix="rtarf-bench-verify-") as tmp, \
-            PostgresCluster(durable=True) as pg, OpenSearchNode(heap_mb=args.heap_mb) as node:
+    with (
+        tempfile.TemporaryDirectory(prefix="rtarf-bench-verify-") as tmp,
+        PostgresCluster(durable=True) as pg,
+        OpenSearchNode(heap_mb=args.heap_mb) as node,
+    ):
         http = EngineHttp(node.url, "opensearch")
         data = Dataset(http, INDEX, Path(tmp) / "rows.tsv")
         data.create()
         data.load(args.events)
-        settings = load_settings({"RTARF_ES_URL": node.url, "RTARF_SOURCE_ENGINE": "opensearch",
-                                  "RTARF_ES_INDEX": INDEX, "RTARF_DATABASE_URL": pg.create_database("rtarf_bench"),
-                                  "RTARF_TABLE": "ev_verify", "RTARF_SYNC_SETTLE_SECONDS": "0"})
+        settings = load_settings(
+            {
+                "RTARF_ES_URL": node.url,
+                "RTARF_SOURCE_ENGINE": "opensearch",
+                "RTARF_ES_INDEX": INDEX,
+                "RTARF_DATABASE_URL": pg.create_database("rtarf_bench"),
+                "RTARF_TABLE": "ev_verify",
+                "RTARF_SYNC_SETTLE_SECONDS": "0",
+            }
+        )
         service = SyncService(settings)
         try:
             figures = measure(service, http, args.events, args.repeat)
@@ -163,10 +204,12 @@ def main(argv: list[str] | None = None) -> int:
             service.close()
         version = http.call("GET", "/")["version"]["number"]
     load_after = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    machine = (f"date      {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-               f"machine   {os.cpu_count()} CPUs, shared with other work: load avg {load_before} before, "
-               f"{load_after} after; the figures are indicative\n"
-               f"engines   OpenSearch {version} (1 shard); PostgreSQL durable (fsync on)")
+    machine = (
+        f"date      {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+        f"machine   {os.cpu_count()} CPUs, shared with other work: load avg {load_before} before, "
+        f"{load_after} after; the figures are indicative\n"
+        f"engines   OpenSearch {version} (1 shard); PostgreSQL durable (fsync on)"
+    )
     text = render(figures, machine)
     print(text, flush=True)
     if args.record:

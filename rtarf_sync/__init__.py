@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["RtarfEventScheduler", "create_app"]
 
 
-def create_app(settings: Settings, *, scheduler: RtarfEventScheduler | None = None,
-               start_scheduler: bool = False) -> Flask:
+def create_app(
+    settings: Settings, *, scheduler: RtarfEventScheduler | None = None, start_scheduler: bool = False
+) -> Flask:
     """Build the app from validated settings; start the interval job only if asked and enabled."""
     from flask import Flask
 
@@ -76,5 +77,6 @@ def __getattr__(name: str) -> Any:
     """`from rtarf_sync import RtarfEventScheduler` without importing APScheduler up front."""
     if name == "RtarfEventScheduler":
         from rtarf_sync.service.scheduler import RtarfEventScheduler
+
         return RtarfEventScheduler
     raise AttributeError(f"module 'rtarf_sync' has no attribute {name!r}")

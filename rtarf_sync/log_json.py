@@ -31,8 +31,11 @@ class JsonLineFormatter(JsonFormatter):
     """One JSON object a record: the fixed fields first, the run's next, then the rest; secrets masked."""
 
     def __init__(self, redact: Callable[[str], str] | None = None) -> None:
-        super().__init__("%(levelname)s %(name)s %(message)s %(threadName)s", timestamp=True,
-                         rename_fields={"levelname": "level", "name": "logger", "threadName": "thread"})
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s %(threadName)s",
+            timestamp=True,
+            rename_fields={"levelname": "level", "name": "logger", "threadName": "thread"},
+        )
         if redact is None:
             from rtarf_sync.logs import redactor  # late: logs imports this module
 

@@ -32,8 +32,11 @@ _CHATTY_LOGGERS = ("opensearchpy.trace", "opensearch", "elastic_transport.transp
 
 def secret_values(settings: Settings) -> set[str]:
     """Every secret string in `settings`, with the URL-encoded and decoded forms of the database password."""
-    values = {secret.reveal() for secret in (settings.es_password, settings.es_api_key, settings.api_token,
-                                             settings.webhooks.secret) if secret is not None}
+    values = {
+        secret.reveal()
+        for secret in (settings.es_password, settings.es_api_key, settings.api_token, settings.webhooks.secret)
+        if secret is not None
+    }
     if settings.webhooks.secret is not None:
         # The key without its whsec_ prefix is what signing libraries print in their errors.
         values.add(settings.webhooks.secret.reveal().removeprefix("whsec_"))

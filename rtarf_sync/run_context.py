@@ -36,8 +36,12 @@ class RunContext:
 
     def fields(self) -> dict[str, object]:
         """The fields every log line of this run carries."""
-        return {"run_id": self.run.run_id, "pipeline": self.pipeline, "trigger": self.run.trigger,
-                "mode": self.run.mode}
+        return {
+            "run_id": self.run.run_id,
+            "pipeline": self.pipeline,
+            "trigger": self.run.trigger,
+            "mode": self.run.mode,
+        }
 
 
 _current: ContextVar[RunContext | None] = ContextVar("rtarf_run", default=None)

@@ -30,10 +30,23 @@ RULES = (
     ("TLS certificate from an untrusted issuer", "network"),
 )
 USERS = ("somchai.k", "suda.p", "anan.w", "pim.r", "kittipong.t", "nattaya.s", "svc_backup", "admin")
-CITIES = (("TH", "Bangkok"), ("TH", "Chiang Mai"), ("SG", "Singapore"), ("US", "Ashburn"),
-          ("CN", "Shenzhen"), ("RU", "Moscow"), ("NL", "Amsterdam"))
-PROTOCOLS = (("tcp", "https", 443), ("tcp", "ssh", 22), ("udp", "dns", 53), ("tcp", "smb", 445),
-             ("tcp", "rdp", 3389), ("tcp", "http", 80))
+CITIES = (
+    ("TH", "Bangkok"),
+    ("TH", "Chiang Mai"),
+    ("SG", "Singapore"),
+    ("US", "Ashburn"),
+    ("CN", "Shenzhen"),
+    ("RU", "Moscow"),
+    ("NL", "Amsterdam"),
+)
+PROTOCOLS = (
+    ("tcp", "https", 443),
+    ("tcp", "ssh", 22),
+    ("udp", "dns", 53),
+    ("tcp", "smb", 445),
+    ("tcp", "rdp", 3389),
+    ("tcp", "http", 80),
+)
 BASE_TIME = datetime(2025, 11, 14, 0, 0, tzinfo=timezone.utc)
 
 
@@ -66,21 +79,38 @@ def make_event(number: int, seed: int = 42, start: datetime = BASE_TIME, spacing
             "module": rng.choice(("suricata", "zeek", "sysmon", "wazuh")),
         },
         "severity": severity,
-        "rule": {"id": f"RTARF-{2_000_000 + RULES.index((rule_name, category)) * 17:07d}",
-                 "name": rule_name, "ruleset": "rtarf-soc", "category": category},
-        "host": {"name": host, "ip": [_ip(rng, internal=True)],
-                 "os": {"family": rng.choice(("windows", "linux")), "version": rng.choice(("10", "2019", "22.04"))}},
-        "source": {"ip": source_ip, "port": rng.randint(1024, 65535),
-                   "geo": {"country_iso_code": country, "city_name": city}},
+        "rule": {
+            "id": f"RTARF-{2_000_000 + RULES.index((rule_name, category)) * 17:07d}",
+            "name": rule_name,
+            "ruleset": "rtarf-soc",
+            "category": category,
+        },
+        "host": {
+            "name": host,
+            "ip": [_ip(rng, internal=True)],
+            "os": {"family": rng.choice(("windows", "linux")), "version": rng.choice(("10", "2019", "22.04"))},
+        },
+        "source": {
+            "ip": source_ip,
+            "port": rng.randint(1024, 65535),
+            "geo": {"country_iso_code": country, "city_name": city},
+        },
         "destination": {"ip": destination_ip, "port": port},
         "network": {"transport": transport, "protocol": protocol, "bytes": rng.randint(60, 5_000_000)},
         "user": {"name": user, "domain": "RTARF"},
-        "rtarf": {"unit": rng.choice(UNITS), "classification": rng.choice(("UNCLASSIFIED", "RESTRICTED")),
-                  "sensor": f"sensor-{rng.randint(1, 12):02d}", "case_id": None},
+        "rtarf": {
+            "unit": rng.choice(UNITS),
+            "classification": rng.choice(("UNCLASSIFIED", "RESTRICTED")),
+            "sensor": f"sensor-{rng.randint(1, 12):02d}",
+            "case_id": None,
+        },
         "tags": sorted(rng.sample(["ids", "edr", "perimeter", "internal", "priority", "auto-triage"], 2)),
-        "message": (f"{rule_name} from {source_ip}:{rng.randint(1024, 65535)} to {destination_ip}:{port} "
-                    f"({protocol}/{transport}) on {host} by {user}; severity {severity}. "
-                    + "Sensor payload excerpt: " + "".join(rng.choice("0123456789abcdef") for _ in range(96))),
+        "message": (
+            f"{rule_name} from {source_ip}:{rng.randint(1024, 65535)} to {destination_ip}:{port} "
+            f"({protocol}/{transport}) on {host} by {user}; severity {severity}. "
+            + "Sensor payload excerpt: "
+            + "".join(rng.choice("0123456789abcdef") for _ in range(96))
+        ),
     }
 
 
@@ -104,9 +134,16 @@ def bulk_payload(index: str, events: Iterable[Event]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_events(post: BulkPoster, index: str, count: int, seed: int = 42, first: int = 0,
-                batch: int = 2000, progress: Callable[[int, int], None] | None = None,
-                **options: Any) -> int:
+def load_events(
+    post: BulkPoster,
+    index: str,
+    count: int,
+    seed: int = 42,
+    first: int = 0,
+    batch: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> int:
     """Index `count` events into `index` with bulk requests; return how many landed.
 
     `post` sends one NDJSON body to `_bulk` and returns the decoded answer.

@@ -79,8 +79,10 @@ def check_port(port: int) -> None:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as error:
-            raise DemoError(f"port {port} is already in use ({error.strerror}): stop whatever listens there "
-                            f"(another demo or the service?), or run: scripts/demo.sh --port {port + 1}") from None
+            raise DemoError(
+                f"port {port} is already in use ({error.strerror}): stop whatever listens there "
+                f"(another demo or the service?), or run: scripts/demo.sh --port {port + 1}"
+            ) from None
 
 
 def start_engines(args: argparse.Namespace, stack: ExitStack) -> tuple[str, str]:
@@ -109,8 +111,7 @@ def load_history(engine: EngineHttp, index: str, count: int) -> None:
     spacing = max(1, 600_000 // max(count, 1))
     start = datetime.now(timezone.utc) - timedelta(milliseconds=count * spacing)
     line = ProgressLine(f"[demo] loading {count:,} sample events into {index}", sys.stdout)
-    load_events(engine.bulk, index, count, seed=SEED, batch=1000, progress=line.update,
-                start=start, spacing_ms=spacing)
+    load_events(engine.bulk, index, count, seed=SEED, batch=1000, progress=line.update, start=start, spacing_ms=spacing)
     engine.refresh(index)
 
 
@@ -124,12 +125,20 @@ def add_live_events(engine: EngineHttp, index: str, first: int, count: int) -> N
 def service_env(args: argparse.Namespace, database_url: str, opensearch_url: str) -> dict[str, str]:
     """The process environment of gunicorn: ours without RTARF_ variables, plus the demo's."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("RTARF_")}
-    env.update({
-        "RTARF_BIND": f"127.0.0.1:{args.port}", "RTARF_ES_URL": opensearch_url,
-        "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_ES_INDEX": args.index, "RTARF_DATABASE_URL": database_url,
-        "RTARF_TABLE": args.table, "RTARF_SYNC_INTERVAL_SECONDS": str(args.interval),
-        "RTARF_SYNC_SETTLE_SECONDS": "1", "RTARF_SYNC_ENABLED": "true", "RTARF_GRACEFUL_TIMEOUT_SECONDS": "10",
-    })
+    env.update(
+        {
+            "RTARF_BIND": f"127.0.0.1:{args.port}",
+            "RTARF_ES_URL": opensearch_url,
+            "RTARF_SOURCE_ENGINE": "opensearch",
+            "RTARF_ES_INDEX": args.index,
+            "RTARF_DATABASE_URL": database_url,
+            "RTARF_TABLE": args.table,
+            "RTARF_SYNC_INTERVAL_SECONDS": str(args.interval),
+            "RTARF_SYNC_SETTLE_SECONDS": "1",
+            "RTARF_SYNC_ENABLED": "true",
+            "RTARF_GRACEFUL_TIMEOUT_SECONDS": "10",
+        }
+    )
     return env
 
 
@@ -187,20 +196,26 @@ class LogTail:
             text = log.read().decode(errors="replace")
         complete = text[: text.rfind("\n") + 1]
         self.offset += len(complete.encode())
-        return [line for line in complete.splitlines() if "| gunicorn.access |" not in line
-                and any(mark in line for mark in SHOWN)]
+        return [
+            line
+            for line in complete.splitlines()
+            if "| gunicorn.access |" not in line and any(mark in line for mark in SHOWN)
+        ]
 
 
-def show_round(base: str, db: sa.Engine, engine: EngineHttp, args: argparse.Namespace, tail: LogTail,
-               elapsed: float, added: int) -> tuple[int, int]:
+def show_round(
+    base: str, db: sa.Engine, engine: EngineHttp, args: argparse.Namespace, tail: LogTail, elapsed: float, added: int
+) -> tuple[int, int]:
     """Print what the service did since the last round; return (events in OpenSearch, rows in PostgreSQL)."""
     for line in tail.new_lines():
         print(f"    service | {line}", flush=True)
     status = get_json(f"{base}/scheduler/status")
     events, rows = engine.count(args.index), row_count(db, args.table)
-    say(f"{elapsed:5.0f}s  +{added} new events | OpenSearch {events:,} events | PostgreSQL {rows:,} rows | "
+    say(
+        f"{elapsed:5.0f}s  +{added} new events | OpenSearch {events:,} events | PostgreSQL {rows:,} rows | "
         f"syncs {status['total_syncs']} ({status['failed_syncs']} failed, success rate {status['success_rate']}), "
-        f"last: {status['last_sync_status']}")
+        f"last: {status['last_sync_status']}"
+    )
     return events, rows
 
 
@@ -248,8 +263,10 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> None:
     db = sa.create_engine(database_url)
     stack.callback(db.dispose)
     start_service(service_env(args, database_url, opensearch_url), base, workdir / "service.log", stack)
-    say(f"service up on {base}, syncing {args.index} from OpenSearch every {args.interval}s "
-        f"into table {args.table}; Ctrl-C stops everything")
+    say(
+        f"service up on {base}, syncing {args.index} from OpenSearch every {args.interval}s "
+        f"into table {args.table}; Ctrl-C stops everything"
+    )
     wait_first_sync(base)
     run_rounds(base, db, engine, args, LogTail(workdir / "service.log"))
 

@@ -43,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _terminal_printer(config: pytest.Config) -> Callable[[str], None]:
     """Engine start-up and download progress go to the terminal, past pytest's output capture."""
+
     def show(line: str) -> None:
         # Looked up per line: the terminal reporter registers after conftest's configure hook.
         capture = config.pluginmanager.getplugin("capturemanager")
@@ -105,8 +106,7 @@ def opensearch() -> Iterator[EngineHttp]:
     # Expired search contexts are reaped every second instead of every minute, and a new point in
     # time is not kept for 30 s while it is created, so a test can see one really expire after a
     # keep-alive of a few seconds.
-    node = OpenSearchNode(settings={"search.keep_alive_interval": "1s",
-                                    "point_in_time.init.keep_alive": "2s"}).start()
+    node = OpenSearchNode(settings={"search.keep_alive_interval": "1s", "point_in_time.init.keep_alive": "2s"}).start()
     try:
         yield EngineHttp(node.url, "opensearch")
     finally:
@@ -160,8 +160,12 @@ def make_settings(database_url: str, table_name: str) -> Callable[..., Settings]
     """Build Settings the way start-up does, from RTARF_ variables given as keywords."""
 
     def build(engine: EngineHttp | None = None, index: str | None = None, **env: Any) -> Settings:
-        environ = {"RTARF_DATABASE_URL": database_url, "RTARF_TABLE": table_name,
-                   "RTARF_SYNC_RETRY_MAX_SECONDS": "0.2", "RTARF_SYNC_SETTLE_SECONDS": "0"}
+        environ = {
+            "RTARF_DATABASE_URL": database_url,
+            "RTARF_TABLE": table_name,
+            "RTARF_SYNC_RETRY_MAX_SECONDS": "0.2",
+            "RTARF_SYNC_SETTLE_SECONDS": "0",
+        }
         if engine is not None:
             environ["RTARF_ES_URL"] = engine.url
             environ["RTARF_SOURCE_ENGINE"] = engine.kind

@@ -69,18 +69,22 @@ def test_defaults_match_the_design() -> None:
     assert settings.allow_unauthenticated is False
 
 
-@pytest.mark.parametrize(("environ", "bind"), [
-    ({"PORT": "9001"}, "0.0.0.0:9001"),
-    ({"RTARF_API_TOKEN": "a-token-of-16-chars"}, "0.0.0.0:8000"),
-    ({"RTARF_BIND": "127.0.0.1:8123"}, "127.0.0.1:8123"),
-    ({"RTARF_BIND": "127.0.0.1:8123", "PORT": "9001"}, "127.0.0.1:8123"),
-])
+@pytest.mark.parametrize(
+    ("environ", "bind"),
+    [
+        ({"PORT": "9001"}, "0.0.0.0:9001"),
+        ({"RTARF_API_TOKEN": "a-token-of-16-chars"}, "0.0.0.0:8000"),
+        ({"RTARF_BIND": "127.0.0.1:8123"}, "127.0.0.1:8123"),
+        ({"RTARF_BIND": "127.0.0.1:8123", "PORT": "9001"}, "127.0.0.1:8123"),
+    ],
+)
 def test_the_bind_address_follows_rtarf_bind_then_port(environ: dict[str, str], bind: str) -> None:
     assert load_settings(environ).bind == bind
 
 
-@pytest.mark.parametrize(("name", "value"), [("PORT", "http"), ("RTARF_BIND", "somewhere"),
-                                             ("RTARF_GRACEFUL_TIMEOUT_SECONDS", "0")])
+@pytest.mark.parametrize(
+    ("name", "value"), [("PORT", "http"), ("RTARF_BIND", "somewhere"), ("RTARF_GRACEFUL_TIMEOUT_SECONDS", "0")]
+)
 def test_bad_serving_values_are_refused(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
@@ -96,8 +100,9 @@ def test_a_token_with_characters_a_header_cannot_carry_is_refused_without_echoin
 def _start(argv: list[str], name: str, value: str) -> subprocess.CompletedProcess[str]:
     env = {key: val for key, val in os.environ.items() if not key.startswith("RTARF_")}
     env[name] = value
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
 
 
 STARTERS = {
@@ -107,12 +112,19 @@ STARTERS = {
 
 
 @pytest.mark.parametrize("starter", sorted(STARTERS))
-@pytest.mark.parametrize(("name", "value"), [
-    ("RTARF_SYNC_INTERVAL_SECONDS", "abc"), ("RTARF_SYNC_INTERVAL_SECONDS", "0"),
-    ("RTARF_SYNC_INTERVAL_SECONDS", "-5"), ("RTARF_SYNC_INTERVAL_SECONDS", "90000"),
-    ("RTARF_SYNC_ENABLED", "maybe"), ("RTARF_TABLE", "bad-name"), ("RTARF_TABLE", "t" * 64),
-    ("RTARF_DATABASE_URL", "postgresql://user@host:notaport/rtarf"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RTARF_SYNC_INTERVAL_SECONDS", "abc"),
+        ("RTARF_SYNC_INTERVAL_SECONDS", "0"),
+        ("RTARF_SYNC_INTERVAL_SECONDS", "-5"),
+        ("RTARF_SYNC_INTERVAL_SECONDS", "90000"),
+        ("RTARF_SYNC_ENABLED", "maybe"),
+        ("RTARF_TABLE", "bad-name"),
+        ("RTARF_TABLE", "t" * 64),
+        ("RTARF_DATABASE_URL", "postgresql://user@host:notaport/rtarf"),
+    ],
+)
 def test_start_up_stops_with_one_line_naming_the_variable(starter: str, name: str, value: str) -> None:
     completed = _start(STARTERS[starter], name, value)
     assert completed.returncode == 2, completed.stderr

@@ -72,19 +72,31 @@ def test_the_format_is_text_by_default_and_checked() -> None:
 
 @pytest.mark.e2e
 def test_a_run_under_gunicorn_logs_json_lines_naming_it(
-        tmp_path: Path, opensearch: EngineHttp, index_name: str, table_name: str, database_url: str,
-        db_engine: sa.Engine) -> None:
+    tmp_path: Path, opensearch: EngineHttp, index_name: str, table_name: str, database_url: str, db_engine: sa.Engine
+) -> None:
     load_sample(opensearch, index_name, 40)
-    env = {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url, "RTARF_ES_INDEX": index_name,
-           "RTARF_TABLE": table_name, "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_SYNC_SETTLE_SECONDS": "0",
-           "RTARF_SYNC_INTERVAL_SECONDS": "3600", "RTARF_SYNC_BATCH_SIZE": "10", "RTARF_API_TOKEN": TOKEN,
-           # DEBUG: the engine client then logs each request, from the thread that reads the pages.
-           "RTARF_LOG_FORMAT": "json", "RTARF_LOG_LEVEL": "DEBUG"}
+    env = {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": opensearch.url,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_TABLE": table_name,
+        "RTARF_SOURCE_ENGINE": "opensearch",
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+        "RTARF_SYNC_BATCH_SIZE": "10",
+        "RTARF_API_TOKEN": TOKEN,
+        # DEBUG: the engine client then logs each request, from the thread that reads the pages.
+        "RTARF_LOG_FORMAT": "json",
+        "RTARF_LOG_LEVEL": "DEBUG",
+    }
     server = GunicornProcess(tmp_path, env)
     try:
         server.start()
-        wait_for(lambda: server.get("/scheduler/status").json()["total_syncs"] == 1, timeout=90,
-                 what="the first scheduled run")
+        wait_for(
+            lambda: server.get("/scheduler/status").json()["total_syncs"] == 1,
+            timeout=90,
+            what="the first scheduled run",
+        )
         # A careless client puts the token in a query string: the access line must not show it.
         assert server.get(f"/healthz?token={TOKEN}").status_code == 200
         wait_for(lambda: "/healthz?token=" in server.log(), what="the access line")
@@ -111,12 +123,25 @@ def test_a_run_under_gunicorn_logs_json_lines_naming_it(
 
 
 def test_parallel_slices_and_listeners_name_the_run_and_secrets_are_masked_in_every_field(
-        capsys: pytest.CaptureFixture[str], text_logs_after: None, opensearch: EngineHttp, index_name: str,
-        table_name: str, db_engine: sa.Engine, make_settings: Callable[..., Settings]) -> None:
+    capsys: pytest.CaptureFixture[str],
+    text_logs_after: None,
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+) -> None:
     load_sample(opensearch, index_name, 30)
-    settings = make_settings(opensearch, index_name, RTARF_LOG_FORMAT="json", RTARF_LOG_LEVEL="DEBUG",
-                             RTARF_SYNC_SLICES="2", RTARF_SYNC_BATCH_SIZE="5", RTARF_API_TOKEN=TOKEN,
-                             RTARF_SYNC_ENABLED="false")
+    settings = make_settings(
+        opensearch,
+        index_name,
+        RTARF_LOG_FORMAT="json",
+        RTARF_LOG_LEVEL="DEBUG",
+        RTARF_SYNC_SLICES="2",
+        RTARF_SYNC_BATCH_SIZE="5",
+        RTARF_API_TOKEN=TOKEN,
+        RTARF_SYNC_ENABLED="false",
+    )
     scheduler = scheduler_of(create_app(settings))  # configures logging the way the service does
 
     def failing_listener(result: SyncResult) -> None:
@@ -152,7 +177,8 @@ def test_parallel_slices_and_listeners_name_the_run_and_secrets_are_masked_in_ev
 
 
 def test_the_lease_keeper_names_the_run_that_started_it(
-        capsys: pytest.CaptureFixture[str], text_logs_after: None, db_engine: sa.Engine, table_name: str) -> None:
+    capsys: pytest.CaptureFixture[str], text_logs_after: None, db_engine: sa.Engine, table_name: str
+) -> None:
     configure_logging(offline_settings(RTARF_LOG_FORMAT="json"))
     tables = build_tables(table_name)
     create_tables(db_engine, tables)
@@ -161,8 +187,9 @@ def test_the_lease_keeper_names_the_run_that_started_it(
         fence = lease.acquire(connection, "json-logs-test")
     assert isinstance(fence, Fence)
     # PostgreSQL unreachable for the keeper: its renewal fails and it says so, in its own thread.
-    gone = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf",
-                            connect_args={"connect_timeout": 2})
+    gone = sa.create_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf", connect_args={"connect_timeout": 2}
+    )
     run = SyncResult(trigger="scheduled", mode="incremental", run_id=4242)
     seen: list[str] = []
 

@@ -11,8 +11,10 @@ from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.infra.support import GatedJob, offline_settings, wait_for
 
-LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} "
-                  r"\| (?P<logger>[\w.]+) \| (?P<level>[A-Z]+) \| (?P<message>.*)$")
+LINE = re.compile(
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} "
+    r"\| (?P<logger>[\w.]+) \| (?P<level>[A-Z]+) \| (?P<message>.*)$"
+)
 
 
 def _lines(text: str) -> list[dict[str, str]]:
@@ -30,10 +32,16 @@ def test_scheduler_lines_use_the_original_format(capsys: pytest.CaptureFixture[s
     finally:
         scheduler.shutdown(timeout=5)
     lines = _lines(capsys.readouterr().err)
-    assert {"logger": "rtarf_sync.scheduler", "level": "INFO",
-            "message": "RTARF Event Scheduler started (interval: 300s)"} in lines
-    assert {"logger": "rtarf_sync.scheduler", "level": "INFO",
-            "message": "Sync completed successfully: 150 events processed, 10 inserted, 140 updated"} in lines
+    assert {
+        "logger": "rtarf_sync.scheduler",
+        "level": "INFO",
+        "message": "RTARF Event Scheduler started (interval: 300s)",
+    } in lines
+    assert {
+        "logger": "rtarf_sync.scheduler",
+        "level": "INFO",
+        "message": "Sync completed successfully: 150 events processed, 10 inserted, 140 updated",
+    } in lines
 
 
 def test_configuring_twice_installs_one_handler(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,21 +22,39 @@ WEBHOOK_KEY = "Q2FuYXJ5V2ViaG9va0tleS0wMTIzNDU2Nzg5"  # base64 of "CanaryWebhook
 
 # (setting, value, the canary that must never show)
 CASES = {
-    "database password": ({"RTARF_DATABASE_URL": "postgresql+psycopg://app:CanaryDbPw-71c@db:5432/rtarf"},
-                          "CanaryDbPw-71c"),
-    "database password, encoded": ({"RTARF_DATABASE_URL": "postgresql+psycopg://app:Can%40ry-Db%2F72@db/rtarf"},
-                                   "Can@ry-Db/72"),
+    "database password": (
+        {"RTARF_DATABASE_URL": "postgresql+psycopg://app:CanaryDbPw-71c@db:5432/rtarf"},
+        "CanaryDbPw-71c",
+    ),
+    "database password, encoded": (
+        {"RTARF_DATABASE_URL": "postgresql+psycopg://app:Can%40ry-Db%2F72@db/rtarf"},
+        "Can@ry-Db/72",
+    ),
     "engine password": ({"RTARF_ES_USERNAME": "elastic", "RTARF_ES_PASSWORD": "CanaryEsPw-73d"}, "CanaryEsPw-73d"),
     "engine API key": ({"RTARF_ES_API_KEY": "CanaryApiKey-74e=="}, "CanaryApiKey-74e=="),
     "API token": ({"RTARF_API_TOKEN": "CanaryToken-75f-0123"}, "CanaryToken-75f-0123"),
-    "webhook secret": ({"RTARF_WEBHOOK_URLS": "https://hooks.example/in",
-                        "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"}, f"whsec_{WEBHOOK_KEY}"),
-    "webhook secret key alone": ({"RTARF_WEBHOOK_URLS": "https://hooks.example/in",
-                                  "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"}, WEBHOOK_KEY),
-    "webhook URL password": ({"RTARF_WEBHOOK_URLS": "https://hookuser:CanaryHookPw-76a@hooks.example/in",
-                              "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"}, "CanaryHookPw-76a"),
-    "webhook URL path": ({"RTARF_WEBHOOK_URLS": "https://chat.example/hooks/T0/CanaryHookPath-77b",
-                          "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"}, "/hooks/T0/CanaryHookPath-77b"),
+    "webhook secret": (
+        {"RTARF_WEBHOOK_URLS": "https://hooks.example/in", "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"},
+        f"whsec_{WEBHOOK_KEY}",
+    ),
+    "webhook secret key alone": (
+        {"RTARF_WEBHOOK_URLS": "https://hooks.example/in", "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"},
+        WEBHOOK_KEY,
+    ),
+    "webhook URL password": (
+        {
+            "RTARF_WEBHOOK_URLS": "https://hookuser:CanaryHookPw-76a@hooks.example/in",
+            "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}",
+        },
+        "CanaryHookPw-76a",
+    ),
+    "webhook URL path": (
+        {
+            "RTARF_WEBHOOK_URLS": "https://chat.example/hooks/T0/CanaryHookPath-77b",
+            "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}",
+        },
+        "/hooks/T0/CanaryHookPath-77b",
+    ),
 }
 
 

@@ -29,8 +29,11 @@ SECRETS = {
     "RTARF_ES_API_KEY": ("ApiKey-From-File-2==", lambda s: s.es_api_key.reveal(), {}),
     "RTARF_WEBHOOK_SECRET": (WEBHOOK_SECRET, lambda s: s.webhooks.secret.reveal(), {}),
     "RTARF_DATABASE_URL": (DATABASE_URL, lambda s: s.database_url.reveal(), {}),
-    "RTARF_WEBHOOK_URLS": ("https://chat.example.com/hooks/T0/B0/sEcReT", lambda s: s.webhooks.urls[0].reveal(),
-                           {"RTARF_WEBHOOK_SECRET": WEBHOOK_SECRET}),
+    "RTARF_WEBHOOK_URLS": (
+        "https://chat.example.com/hooks/T0/B0/sEcReT",
+        lambda s: s.webhooks.urls[0].reveal(),
+        {"RTARF_WEBHOOK_SECRET": WEBHOOK_SECRET},
+    ),
 }
 
 
@@ -99,13 +102,21 @@ def test_a_token_under_16_characters_is_refused_without_showing_it(token: str) -
 
 
 def test_a_16_character_token_is_accepted() -> None:
-    assert load_settings({"RTARF_API_TOKEN": "x" * 16}).api_token.reveal() == "x" * 16  # type: ignore[union-attr]
+    assert load_settings({"RTARF_API_TOKEN": "x" * 16}).api_token.reveal() == "x" * 16  # type: ignore[union-attr]  # set just above
 
 
 def _own_tables(target: str) -> list[str]:
     """Every table name the service keeps beside a target (the work tables by their run-id prefix)."""
-    state = [tables.CURSOR_TABLE, tables.LEASE_TABLE, tables.RUNS_TABLE, tables.DEAD_LETTER_TABLE,
-             tables.VERIFICATIONS_TABLE, MESSAGES_TABLE, ENDPOINTS_TABLE, version_table(target)]
+    state = [
+        tables.CURSOR_TABLE,
+        tables.LEASE_TABLE,
+        tables.RUNS_TABLE,
+        tables.DEAD_LETTER_TABLE,
+        tables.VERIFICATIONS_TABLE,
+        MESSAGES_TABLE,
+        ENDPOINTS_TABLE,
+        version_table(target),
+    ]
     return state + [f"{prefix}42" for prefix in _WORK_TABLES]
 
 

@@ -38,21 +38,29 @@ def _leaks(text: str) -> list[str]:
 @pytest.fixture
 def canary_app(elasticsearch: EngineHttp, table_name: str) -> Iterator[Flask]:
     """The real service with canary secrets, a reachable engine and an unreachable database."""
-    settings = load_settings({
-        "RTARF_DATABASE_URL": f"postgresql+psycopg://postgres:{DB_CANARY}@127.0.0.1:{free_port()}/rtarf",
-        "RTARF_ES_URL": elasticsearch.url, "RTARF_SOURCE_ENGINE": "elasticsearch",
-        "RTARF_ES_USERNAME": "elastic", "RTARF_ES_PASSWORD": ES_CANARY, "RTARF_API_TOKEN": TOKEN_CANARY,
-        "RTARF_TABLE": table_name, "RTARF_SYNC_MAX_RETRIES": "1", "RTARF_SYNC_RETRY_MAX_SECONDS": "0.1",
-        "RTARF_LOG_LEVEL": "DEBUG",
-    })
+    settings = load_settings(
+        {
+            "RTARF_DATABASE_URL": f"postgresql+psycopg://postgres:{DB_CANARY}@127.0.0.1:{free_port()}/rtarf",
+            "RTARF_ES_URL": elasticsearch.url,
+            "RTARF_SOURCE_ENGINE": "elasticsearch",
+            "RTARF_ES_USERNAME": "elastic",
+            "RTARF_ES_PASSWORD": ES_CANARY,
+            "RTARF_API_TOKEN": TOKEN_CANARY,
+            "RTARF_TABLE": table_name,
+            "RTARF_SYNC_MAX_RETRIES": "1",
+            "RTARF_SYNC_RETRY_MAX_SECONDS": "0.1",
+            "RTARF_LOG_LEVEL": "DEBUG",
+        }
+    )
     app = create_app(settings)
     yield app
     scheduler_of(app).shutdown(timeout=10)
     configure_logging(load_settings({}))  # back to INFO for the tests that follow
 
 
-def test_no_canary_in_any_log_line_or_body(canary_app: Flask, capsys: pytest.CaptureFixture[str],
-                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_no_canary_in_any_log_line_or_body(
+    canary_app: Flask, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     client = canary_app.test_client()
     auth = {"Authorization": f"Bearer {TOKEN_CANARY}"}
     bodies: list[str] = []
@@ -79,10 +87,14 @@ def test_no_canary_in_any_log_line_or_body(canary_app: Flask, capsys: pytest.Cap
 
 
 def test_the_filter_masks_secrets_in_messages_arguments_and_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
-    settings = load_settings({
-        "RTARF_DATABASE_URL": f"postgresql://app:{DB_CANARY}@db.example:5432/rtarf",
-        "RTARF_ES_USERNAME": "elastic", "RTARF_ES_PASSWORD": ES_CANARY, "RTARF_API_TOKEN": TOKEN_CANARY,
-    })
+    settings = load_settings(
+        {
+            "RTARF_DATABASE_URL": f"postgresql://app:{DB_CANARY}@db.example:5432/rtarf",
+            "RTARF_ES_USERNAME": "elastic",
+            "RTARF_ES_PASSWORD": ES_CANARY,
+            "RTARF_API_TOKEN": TOKEN_CANARY,
+        }
+    )
     configure_logging(settings)
     logger = logging.getLogger("rtarf_sync.test_secrets")
     logger.warning("connecting to %s", settings.database_url.reveal())
@@ -115,16 +127,26 @@ def test_a_record_that_cannot_be_rendered_is_kept_not_raised() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("database", ["reachable", "unreachable"])
-def test_no_canary_leaves_a_gunicorn_server(database: str, tmp_path: Path, opensearch: EngineHttp,
-                                           index_name: str, table_name: str, database_url: str) -> None:
+def test_no_canary_leaves_a_gunicorn_server(
+    database: str, tmp_path: Path, opensearch: EngineHttp, index_name: str, table_name: str, database_url: str
+) -> None:
     load_sample(opensearch, index_name, 20)
     url = make_url(database_url).set(password=DB_CANARY)  # trust authentication ignores the password
     if database == "unreachable":
         url = url.set(port=free_port())
-    env = {"RTARF_DATABASE_URL": url.render_as_string(hide_password=False), "RTARF_ES_URL": opensearch.url,
-           "RTARF_ES_INDEX": index_name, "RTARF_TABLE": table_name, "RTARF_ES_USERNAME": "elastic",
-           "RTARF_ES_PASSWORD": ES_CANARY, "RTARF_API_TOKEN": TOKEN_CANARY, "RTARF_LOG_LEVEL": "DEBUG",
-           "RTARF_SYNC_ENABLED": "false", "RTARF_SYNC_MAX_RETRIES": "1", "RTARF_SYNC_RETRY_MAX_SECONDS": "0.1"}
+    env = {
+        "RTARF_DATABASE_URL": url.render_as_string(hide_password=False),
+        "RTARF_ES_URL": opensearch.url,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_TABLE": table_name,
+        "RTARF_ES_USERNAME": "elastic",
+        "RTARF_ES_PASSWORD": ES_CANARY,
+        "RTARF_API_TOKEN": TOKEN_CANARY,
+        "RTARF_LOG_LEVEL": "DEBUG",
+        "RTARF_SYNC_ENABLED": "false",
+        "RTARF_SYNC_MAX_RETRIES": "1",
+        "RTARF_SYNC_RETRY_MAX_SECONDS": "0.1",
+    }
     server = GunicornProcess(tmp_path, env)
     try:
         server.start()

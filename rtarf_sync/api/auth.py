@@ -50,6 +50,7 @@ def init_app(app: Flask, token: Secret | None) -> None:
         if request.method in OPEN_METHODS and request.endpoint not in GUARDED_READS:
             return None
         if not token_matches(request.headers.get("Authorization"), expected):
-            raise Unauthorized(description="a valid 'Authorization: Bearer <token>' header is required",
-                               www_authenticate=_CHALLENGE)
+            raise Unauthorized(
+                description="a valid 'Authorization: Bearer <token>' header is required", www_authenticate=_CHALLENGE
+            )
         return None

@@ -12,8 +12,17 @@ from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import NotFound
 
 from rtarf_sync.api.errors import RunNotCompleted
-from rtarf_sync.api.params import (MAX_ID, BadParameter, choice_param, handle_route_errors, int_param,
-                                   json_object, path_id, text_param, with_tables)
+from rtarf_sync.api.params import (
+    MAX_ID,
+    BadParameter,
+    choice_param,
+    handle_route_errors,
+    int_param,
+    json_object,
+    path_id,
+    text_param,
+    with_tables,
+)
 from rtarf_sync.engine.checks.dead_letters import DeadLetters
 from rtarf_sync.engine.runs.history import MAX_LIMIT
 from rtarf_sync.engine.runs.result import FAILED
@@ -54,12 +63,16 @@ def dead_letter(id: str) -> Response:  # `id`, as the route documents it
 def _replay_ids(body: dict[str, Any]) -> list[int] | None:
     unknown = sorted(set(body) - {"ids"})
     if unknown:
-        raise BadParameter(unknown[0], "is not a field of a replay request (only \"ids\")")
+        raise BadParameter(unknown[0], 'is not a field of a replay request (only "ids")')
     ids = body.get("ids")
     if ids is None:
         return None
-    if (not isinstance(ids, list) or not ids or len(ids) > MAX_IDS
-            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in ids)):
+    if (
+        not isinstance(ids, list)
+        or not ids
+        or len(ids) > MAX_IDS
+        or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in ids)
+    ):
         raise BadParameter("ids", f"must be a list of 1 to {MAX_IDS} dead-letter ids (positive integers)")
     return sorted(set(ids))
 

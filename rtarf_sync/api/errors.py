@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 class RunNotCompleted(Exception):
     """A manual run ended failed or skipped; carries its result, the status and, if probed, reachability."""
 
-    def __init__(self, result: SyncResult, scheduler_status: dict[str, Any],
-                 checks: dict[str, str | None] | None = None) -> None:
+    def __init__(
+        self, result: SyncResult, scheduler_status: dict[str, Any], checks: dict[str, str | None] | None = None
+    ) -> None:
         super().__init__(result.error or result.status)
         self.result = result
         self.scheduler_status = scheduler_status
@@ -78,8 +79,9 @@ def _not_completed(error: RunNotCompleted) -> tuple[Response, int]:
     if unreachable:
         extra["unreachable"] = unreachable
         extra["checks"] = error.checks
-    return error_response(status, "Conflict" if status == 409 else "Sync failed",
-                          f"Manual sync {verb}: {result.error}", **extra)
+    return error_response(
+        status, "Conflict" if status == 409 else "Sync failed", f"Manual sync {verb}: {result.error}", **extra
+    )
 
 
 def _unexpected(error: Exception) -> tuple[Response, int]:

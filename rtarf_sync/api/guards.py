@@ -71,8 +71,9 @@ def _check_origin(allowed: frozenset[str]) -> None:
     origin = _header_origin(header)
     if origin is not None and (origin in allowed or origin == canonical_origin(request.scheme, request.host)):
         return
-    raise Forbidden(description=f"requests from origin {header[:100]!r} are not allowed; "
-                                "list it in RTARF_CORS_ORIGINS to allow it")
+    raise Forbidden(
+        description=f"requests from origin {header[:100]!r} are not allowed; list it in RTARF_CORS_ORIGINS to allow it"
+    )
 
 
 def _check_body() -> None:
@@ -106,8 +107,14 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     if allowed:
         # Compiled exact patterns: flask-cors reads a plain string with "[" or "?" in it as a regex.
-        CORS(app, origins=[re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) for origin in sorted(allowed)],
-             methods=list(CORS_METHODS), allow_headers=list(CORS_HEADERS), vary_header=True, max_age=600)
+        CORS(
+            app,
+            origins=[re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) for origin in sorted(allowed)],
+            methods=list(CORS_METHODS),
+            allow_headers=list(CORS_HEADERS),
+            vary_header=True,
+            max_age=600,
+        )
 
     @app.before_request
     def guard_writes() -> None:

@@ -26,12 +26,17 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 _OBJECT = {"type": "object"}
 _INSTANT = {"type": "string", "format": "date-time", "example": "2026-01-31T00:00:00Z"}
 _REASONS = {
-    200: "Done", 202: "Accepted", 400: "A parameter or body field is invalid; the message names it",
+    200: "Done",
+    202: "Accepted",
+    400: "A parameter or body field is invalid; the message names it",
     401: "The bearer token is missing or wrong (only when RTARF_API_TOKEN is set)",
     403: "The request's Origin is neither this service nor listed in RTARF_CORS_ORIGINS",
-    404: "No such record", 409: "A run holds the lease, or the change was refused",
-    413: "The body is larger than 1 MiB", 415: "The body is not application/json",
-    502: "The search engine is unreachable", 503: "PostgreSQL (or, for /readyz, a dependency) is unreachable",
+    404: "No such record",
+    409: "A run holds the lease, or the change was refused",
+    413: "The body is larger than 1 MiB",
+    415: "The body is not application/json",
+    502: "The search engine is unreachable",
+    503: "PostgreSQL (or, for /readyz, a dependency) is unreachable",
 }
 _WRITE_ERRORS = (400, 401, 403, 413, 415)
 
@@ -50,8 +55,13 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 def _path_id(name: str, what: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": f"the {what}'s id",
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": f"the {what}'s id",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    }
 
 
 def _body(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -59,20 +69,33 @@ def _body(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[st
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         schema["required"] = list(required)
-    return {"required": bool(required), "content": {"application/json": {"schema": schema}},
-            "description": f"JSON, at most 1 MiB and {MAX_DEPTH} levels deep"}
+    return {
+        "required": bool(required),
+        "content": {"application/json": {"schema": schema}},
+        "description": f"JSON, at most 1 MiB and {MAX_DEPTH} levels deep",
+    }
 
 
-def _read(summary: str, ok: int = 200, *errors: int, content: str = "application/json",
-          parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"get": {"summary": summary, "parameters": parameters or [],
-                    "responses": _answers(ok, *errors, content=content)}}
+def _read(
+    summary: str,
+    ok: int = 200,
+    *errors: int,
+    content: str = "application/json",
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "get": {"summary": summary, "parameters": parameters or [], "responses": _answers(ok, *errors, content=content)}
+    }
 
 
-def _write(summary: str, ok: int, *errors: int, body: dict[str, Any] | None = None,
-           method: str = "post") -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": _answers(ok, *_WRITE_ERRORS, *errors),
-                                 "security": [{}, {"bearer": []}]}
+def _write(
+    summary: str, ok: int, *errors: int, body: dict[str, Any] | None = None, method: str = "post"
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": _answers(ok, *_WRITE_ERRORS, *errors),
+        "security": [{}, {"bearer": []}],
+    }
     operation["requestBody"] = body or _body({})
     return {method: operation}
 
@@ -82,16 +105,22 @@ def _enum(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _paging() -> list[dict[str, Any]]:
-    return [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "page size"),
-            _query("before", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "the previous page's next_before")]
+    return [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "page size"),
+        _query("before", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "the previous page's next_before"),
+    ]
 
 
 def _paths() -> dict[str, dict[str, Any]]:
     """Path -> operations, one entry per route of the app."""
     window = {"from": {**_INSTANT, "nullable": True}, "to": {**_INSTANT, "nullable": True}}
     return {
-        "/": _read("The HTML status page", 200, content="text/html", parameters=[
-            _query("refresh", {"type": "integer"}, "the page's refresh period in seconds (1 to 3600)")]),
+        "/": _read(
+            "The HTML status page",
+            200,
+            content="text/html",
+            parameters=[_query("refresh", {"type": "integer"}, "the page's refresh period in seconds (1 to 3600)")],
+        ),
         "/healthz": _read("The process answers"),
         "/livez": _read("The process answers (same as /healthz)"),
         "/readyz": _read("The engine and PostgreSQL answer", 200, 503),
@@ -103,42 +132,111 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/scheduler/webhooks": _read("Webhook endpoints (masked) and the latest deliveries", 200, 503),
         "/scheduler/cursor": {
             **_read("The stored cursor", 200, 503),
-            **_write("Set the cursor (null: read the whole history next)", 200, 409, 502, 503, method="put",
-                     body=_body({"cursor": {**_INSTANT, "nullable": True}, "force": {"type": "boolean"}},
-                                required=("cursor",))),
+            **_write(
+                "Set the cursor (null: read the whole history next)",
+                200,
+                409,
+                502,
+                503,
+                method="put",
+                body=_body(
+                    {"cursor": {**_INSTANT, "nullable": True}, "force": {"type": "boolean"}}, required=("cursor",)
+                ),
+            ),
         },
-        "/scheduler/sync-now": _write("Run one sync now and answer when it is done", 200, 409, 502, 503, body=_body({
-            "mode": _enum(MODES), "from": _INSTANT, "to": _INSTANT, "force": {"type": "boolean"}})),
+        "/scheduler/sync-now": _write(
+            "Run one sync now and answer when it is done",
+            200,
+            409,
+            502,
+            503,
+            body=_body({"mode": _enum(MODES), "from": _INSTANT, "to": _INSTANT, "force": {"type": "boolean"}}),
+        ),
         "/scheduler/start": _write("Start or resume the interval job", 200),
         "/scheduler/stop": _write("Pause the interval job", 200),
         "/scheduler/trigger": _write("Ask for a sync soon (bursts coalesce)", 202, 409),
-        "/scheduler/verify": _write("Compare per-bucket counts; repair differing buckets if asked", 200, 409, 502, 503,
-                                    body=_body({**window, "bucket": {**_enum(("1h", "1d")), "nullable": True},
-                                                "repair": {"type": "boolean"}})),
-        "/scheduler/runs": _read("Runs, newest first", 200, 400, 503, parameters=[
-            *_paging(), _query("status", _enum(RUN_STATUSES), "only runs that ended so"),
-            _query("trigger", _enum(RUN_TRIGGERS), "only runs started so"),
-            _query("mode", _enum(RUN_MODES), "only runs of this mode")]),
+        "/scheduler/verify": _write(
+            "Compare per-bucket counts; repair differing buckets if asked",
+            200,
+            409,
+            502,
+            503,
+            body=_body({**window, "bucket": {**_enum(("1h", "1d")), "nullable": True}, "repair": {"type": "boolean"}}),
+        ),
+        "/scheduler/runs": _read(
+            "Runs, newest first",
+            200,
+            400,
+            503,
+            parameters=[
+                *_paging(),
+                _query("status", _enum(RUN_STATUSES), "only runs that ended so"),
+                _query("trigger", _enum(RUN_TRIGGERS), "only runs started so"),
+                _query("mode", _enum(RUN_MODES), "only runs of this mode"),
+            ],
+        ),
         "/scheduler/runs/{run_id}": _read("One run", 200, 404, 503, parameters=[_path_id("run_id", "run")]),
-        "/scheduler/dead-letters": _read("Dead letters, newest first", 200, 400, 503, parameters=[
-            *_paging(), _query("resolved", _enum(("true", "false")), "only resolved or unresolved ones"),
-            _query("reason", {"type": "string", "maxLength": 200}, "only this reason")]),
-        "/scheduler/dead-letters/{id}": {"get": {
-            **_read("One dead letter with its raw document", 200, 401, 404, 503,
-                    parameters=[_path_id("id", "dead letter")])["get"], "security": [{}, {"bearer": []}]}},
-        "/scheduler/dead-letters/replay": _write("Replay dead letters", 200, 409, 502, 503, body=_body({"ids": {
-            "type": "array", "minItems": 1, "maxItems": MAX_IDS,
-            "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}})),
+        "/scheduler/dead-letters": _read(
+            "Dead letters, newest first",
+            200,
+            400,
+            503,
+            parameters=[
+                *_paging(),
+                _query("resolved", _enum(("true", "false")), "only resolved or unresolved ones"),
+                _query("reason", {"type": "string", "maxLength": 200}, "only this reason"),
+            ],
+        ),
+        "/scheduler/dead-letters/{id}": {
+            "get": {
+                **_read(
+                    "One dead letter with its raw document",
+                    200,
+                    401,
+                    404,
+                    503,
+                    parameters=[_path_id("id", "dead letter")],
+                )["get"],
+                "security": [{}, {"bearer": []}],
+            }
+        },
+        "/scheduler/dead-letters/replay": _write(
+            "Replay dead letters",
+            200,
+            409,
+            502,
+            503,
+            body=_body(
+                {
+                    "ids": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_IDS,
+                        "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                    }
+                }
+            ),
+        ),
     }
 
 
 @lru_cache(maxsize=1)
 def build_spec() -> dict[str, Any]:
     """The OpenAPI document of every route, as a dict."""
-    spec = APISpec(title="RTARF Event Sync", version=VERSION, openapi_version="3.0.3",
-                   info={"description": "Keeps a PostgreSQL copy of Elasticsearch or OpenSearch events."})
-    spec.components.schema("Error", {"type": "object", "required": ["error", "message"],
-                                     "properties": {"error": {"type": "string"}, "message": {"type": "string"}}})
+    spec = APISpec(
+        title="RTARF Event Sync",
+        version=VERSION,
+        openapi_version="3.0.3",
+        info={"description": "Keeps a PostgreSQL copy of Elasticsearch or OpenSearch events."},
+    )
+    spec.components.schema(
+        "Error",
+        {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        },
+    )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for path, operations in _paths().items():
         spec.path(path=path, operations=operations)

@@ -29,7 +29,7 @@ DEFAULT_REFRESH_SECONDS = 5
 # Nothing but this app's own files: an injected tag could neither load nor run anything.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -78,10 +78,17 @@ def collect() -> dict[str, Any]:
     verify_route = _route_exists("/scheduler/verify", "POST")
     view = build_view(status, jobs, overview, database_error, webhooks, verify_route, now)
     settings = scheduler.settings
-    data = {"generated_at": now.isoformat(), "table": settings.table, "source_index": settings.es_index,
-            "database_error": database_error, "scheduler_status": status, "jobs": jobs}
-    data.update(overview or {"cursor": None, "lag_seconds": None, "runs": [], "dead_letters": None,
-                             "verification": None})
+    data = {
+        "generated_at": now.isoformat(),
+        "table": settings.table,
+        "source_index": settings.es_index,
+        "database_error": database_error,
+        "scheduler_status": status,
+        "jobs": jobs,
+    }
+    data.update(
+        overview or {"cursor": None, "lag_seconds": None, "runs": [], "dead_letters": None, "verification": None}
+    )
     data.update(webhooks=webhooks, view=view)
     return data
 
@@ -97,8 +104,9 @@ def status_page() -> Response:
     """The HTML status page: rendered complete on the server, refreshed by its script."""
     data = collect()
     token_required = current_app.config["RTARF_SETTINGS"].api_token is not None
-    html = render_template("status.html", data=data, view=data["view"], refresh_ms=_refresh_seconds() * 1000,
-                           token_required=token_required)
+    html = render_template(
+        "status.html", data=data, view=data["view"], refresh_ms=_refresh_seconds() * 1000, token_required=token_required
+    )
     return Response(html, content_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
 

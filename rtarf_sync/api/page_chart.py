@@ -29,9 +29,11 @@ def events_per_second(run: dict[str, Any]) -> float:
 def _title(run: dict[str, Any], per_second: float) -> str:
     seconds = run.get("duration_seconds")
     took = fmt.duration(seconds) if seconds is not None else "still running"
-    text = (f"run #{run['run_id']} {run['status']} ({run['trigger']}, {run.get('mode', 'incremental')}), "
-            f"started {fmt.clock(run['started_at'])}: {fmt.count(run['total_processed'])} events in {took}, "
-            f"{fmt.rate(per_second)} events/s")
+    text = (
+        f"run #{run['run_id']} {run['status']} ({run['trigger']}, {run.get('mode', 'incremental')}), "
+        f"started {fmt.clock(run['started_at'])}: {fmt.count(run['total_processed'])} events in {took}, "
+        f"{fmt.rate(per_second)} events/s"
+    )
     return text + (f"; error: {run['error']}" if run.get("error") else "")
 
 
@@ -41,11 +43,18 @@ def _mark(run: dict[str, Any], slot: int, top_rate: float, top_seconds: float) -
     step = (WIDTH - LEFT - RIGHT) / SLOTS
     rate_height = round(RATE_HEIGHT * per_second / top_rate, 2) if top_rate else 0.0
     duration_height = round(DURATION_HEIGHT * seconds / top_seconds, 2) if top_seconds else 0.0
-    return {"run_id": run["run_id"], "status": run["status"], "title": _title(run, per_second),
-            "x": round(LEFT + slot * step + GAP / 2, 2), "width": round(step - GAP, 2),
-            "rate_y": round(RATE_TOP + RATE_HEIGHT - max(rate_height, 1.0), 2), "rate_height": max(rate_height, 1.0),
-            "duration_y": round(DURATION_TOP + DURATION_HEIGHT - max(duration_height, 1.0), 2),
-            "duration_height": max(duration_height, 1.0), "failed": run["status"] == "failed"}
+    return {
+        "run_id": run["run_id"],
+        "status": run["status"],
+        "title": _title(run, per_second),
+        "x": round(LEFT + slot * step + GAP / 2, 2),
+        "width": round(step - GAP, 2),
+        "rate_y": round(RATE_TOP + RATE_HEIGHT - max(rate_height, 1.0), 2),
+        "rate_height": max(rate_height, 1.0),
+        "duration_y": round(DURATION_TOP + DURATION_HEIGHT - max(duration_height, 1.0), 2),
+        "duration_height": max(duration_height, 1.0),
+        "failed": run["status"] == "failed",
+    }
 
 
 def build_chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -57,18 +66,31 @@ def build_chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first_slot = SLOTS - len(ordered)
     marks = [_mark(run, first_slot + index, top_rate, top_seconds) for index, run in enumerate(ordered)]
     failed = sum(1 for run in ordered if run["status"] == "failed")
-    finished = [(rate, seconds) for rate, seconds, run in zip(rates, durations, ordered, strict=True)
-                if run.get("duration_seconds") is not None]
+    finished = [
+        (rate, seconds)
+        for rate, seconds, run in zip(rates, durations, ordered, strict=True)
+        if run.get("duration_seconds") is not None
+    ]
     if ordered:
         typical_rate = median(rate for rate, _ in finished) if finished else 0.0
         typical_seconds = median(seconds for _, seconds in finished) if finished else 0.0
-        summary = (f"{fmt.plural(len(ordered), 'run')}, {failed} failed; median {fmt.rate(typical_rate)} "
-                   f"events/s and {fmt.duration(typical_seconds)} per run")
+        summary = (
+            f"{fmt.plural(len(ordered), 'run')}, {failed} failed; median {fmt.rate(typical_rate)} "
+            f"events/s and {fmt.duration(typical_seconds)} per run"
+        )
     else:
         summary = "No runs recorded yet."
-    return {"width": WIDTH, "height": HEIGHT, "rate_top": RATE_TOP, "rate_height": RATE_HEIGHT,
-            "duration_top": DURATION_TOP, "duration_height": DURATION_HEIGHT, "marks": marks,
-            "summary": summary, "rate_max": f"{fmt.rate(top_rate)} events/s",
-            "duration_max": fmt.duration(top_seconds) if ordered else "",
-            "first": fmt.clock(ordered[0]["started_at"]) if ordered else "",
-            "last": fmt.clock(ordered[-1]["started_at"]) if ordered else ""}
+    return {
+        "width": WIDTH,
+        "height": HEIGHT,
+        "rate_top": RATE_TOP,
+        "rate_height": RATE_HEIGHT,
+        "duration_top": DURATION_TOP,
+        "duration_height": DURATION_HEIGHT,
+        "marks": marks,
+        "summary": summary,
+        "rate_max": f"{fmt.rate(top_rate)} events/s",
+        "duration_max": fmt.duration(top_seconds) if ordered else "",
+        "first": fmt.clock(ordered[0]["started_at"]) if ordered else "",
+        "last": fmt.clock(ordered[-1]["started_at"]) if ordered else "",
+    }

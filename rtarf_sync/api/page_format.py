@@ -52,7 +52,7 @@ def relative(value: str | None, now: datetime) -> str:
 
 
 def clock_and_relative(value: str | None, now: datetime) -> str:
-    """"2026-11-30 03:12:05 UTC (2 min ago)", or "never"."""
+    """ "2026-11-30 03:12:05 UTC (2 min ago)", or "never"."""
     if parse_time(value) is None:
         return "never"
     return f"{clock(value)} ({relative(value, now)})"
@@ -69,5 +69,5 @@ def rate(value: float) -> str:
 
 
 def plural(number: int, word: str, words: str | None = None) -> str:
-    """"1 run", "2 runs": the number with thousands separators and the right form of the word."""
+    """ "1 run", "2 runs": the number with thousands separators and the right form of the word."""
     return f"{number:,} {word if number == 1 else (words or word + 's')}"

@@ -37,8 +37,9 @@ def _bad_parameter(error: BadParameter) -> tuple[Response, int]:
 
 def _database_down(error: Exception) -> tuple[Response, int]:
     first = str(getattr(error, "orig", None) or error).strip().splitlines()
-    return error_response(503, "Service Unavailable",
-                          f"PostgreSQL cannot be read: {first[0][:300] if first else type(error).__name__}")
+    return error_response(
+        503, "Service Unavailable", f"PostgreSQL cannot be read: {first[0][:300] if first else type(error).__name__}"
+    )
 
 
 def handle_route_errors(bp: Blueprint) -> None:

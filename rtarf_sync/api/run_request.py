@@ -69,7 +69,7 @@ def parse_run_request(body: Any) -> RunRequest:
     if mode != RANGE:
         for field in ("from", "to"):
             if body.get(field) is not None:
-                raise BadRunRequest(field, f"{field} is only taken by a range run (\"mode\": \"range\")")
+                raise BadRunRequest(field, f'{field} is only taken by a range run ("mode": "range")')
         return RunRequest(mode, force=force)
     for field in ("from", "to"):
         if body.get(field) is None:

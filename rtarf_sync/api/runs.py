@@ -19,8 +19,11 @@ def runs() -> Response:
     """Runs of this target, newest first: {"runs": [...], "next_before": id or null}."""
     limit = int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
     before = int_param("before", None, 1, MAX_ID)
-    where = RunFilter(status=choice_param("status", RUN_STATUSES), trigger=choice_param("trigger", RUN_TRIGGERS),
-                      mode=choice_param("mode", RUN_MODES))
+    where = RunFilter(
+        status=choice_param("status", RUN_STATUSES),
+        trigger=choice_param("trigger", RUN_TRIGGERS),
+        mode=choice_param("mode", RUN_MODES),
+    )
     service = scheduler_of().service
     page = with_tables(lambda: list_runs(service.engine, service.tables, limit, before, where))
     return jsonify({"runs": page.runs, "next_before": page.next_before})

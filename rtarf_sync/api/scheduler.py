@@ -38,8 +38,9 @@ def sync_now() -> Response | tuple[Response, int]:
         raise RunNotCompleted(result, scheduler.get_status(), scheduler.check_ready())
     if not result.ok:
         raise RunNotCompleted(result, scheduler.get_status())
-    return jsonify({"message": "Manual sync completed", "result": result.to_dict(),
-                    "scheduler_status": scheduler.get_status()})
+    return jsonify(
+        {"message": "Manual sync completed", "result": result.to_dict(), "scheduler_status": scheduler.get_status()}
+    )
 
 
 def _json_body() -> object:

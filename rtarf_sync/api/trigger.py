@@ -26,8 +26,9 @@ def init_app(app: Flask) -> SyncTrigger:
 def trigger() -> tuple[Response, int]:
     """202 and whether this request joined a run already requested; 409 while the interval job is paused."""
     coalesced = current_app.extensions[EXTENSION_KEY].request()
-    return jsonify({"message": "Sync requested", "coalesced": coalesced,
-                    "scheduler_status": scheduler_of().get_status()}), 202
+    return jsonify(
+        {"message": "Sync requested", "coalesced": coalesced, "scheduler_status": scheduler_of().get_status()}
+    ), 202
 
 
 @bp.errorhandler(TriggerRefused)

@@ -54,13 +54,13 @@ def _instant(body: dict[str, Any], name: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadRequest(description=f"{name}: {repr(value)[:50]} is not an ISO-8601 time such as "
-                                     "2026-01-31T00:00:00Z")
+        raise BadRequest(description=f"{name}: {repr(value)[:50]} is not an ISO-8601 time such as 2026-01-31T00:00:00Z")
     try:
         moment = parse_bound(value, naive_utc=True)
     except ValueError as error:
-        raise BadRequest(description=f"{name}: {error}; expected an ISO-8601 time such as "
-                                     "2026-01-31T00:00:00Z") from None
+        raise BadRequest(
+            description=f"{name}: {error}; expected an ISO-8601 time such as 2026-01-31T00:00:00Z"
+        ) from None
     return moment.astimezone(timezone.utc)
 
 
@@ -77,7 +77,7 @@ def verify() -> Response:
     body = _body(_VERIFY_FIELDS)
     bucket = body.get("bucket")
     if bucket is not None and not isinstance(bucket, str):
-        raise BadRequest(description=f"bucket: must be \"1h\" or \"1d\", not {bucket!r}")
+        raise BadRequest(description=f'bucket: must be "1h" or "1d", not {bucket!r}')
     start, end, repair = _instant(body, "from"), _instant(body, "to"), _flag(body, "repair")
     try:
         answer = verifications_of().verify(start=start, end=end, bucket=bucket, repair=repair)

@@ -17,5 +17,6 @@ LATEST = 50
 def webhooks() -> Response:
     """Configured endpoints (credentials masked, 410-disabled ones flagged) and the latest 50 messages."""
     notifier = notifier_of()
-    return jsonify(with_tables(lambda: {"endpoints": notifier.endpoints(),
-                                        "deliveries": notifier.outbox.deliveries(LATEST)}))
+    return jsonify(
+        with_tables(lambda: {"endpoints": notifier.endpoints(), "deliveries": notifier.outbox.deliveries(LATEST)})
+    )

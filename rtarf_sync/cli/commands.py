@@ -67,16 +67,20 @@ def database_hint(settings: Settings, reason: str) -> str:
     where, reason = settings.database_url_masked, _plain_reason(reason)
     if "does not exist" in reason:
         database = sa.engine.make_url(settings.database_url.reveal()).database
-        return (f"cannot use PostgreSQL at {where}: {reason}; create the database "
-                f"(createdb {database}) or set RTARF_DATABASE_URL")
+        return (
+            f"cannot use PostgreSQL at {where}: {reason}; create the database "
+            f"(createdb {database}) or set RTARF_DATABASE_URL"
+        )
     return f"cannot reach PostgreSQL at {where}: {reason}; start it or set RTARF_DATABASE_URL"
 
 
 def engine_hint(settings: Settings, reason: str) -> str:
     """What went wrong with the search engine and what to do next."""
     urls, reason = ", ".join(mask_url(url) for url in settings.es_urls), _plain_reason(reason)
-    return (f"cannot reach the search engine at {urls}: {reason}; start it or set RTARF_ES_URL "
-            "(and RTARF_ES_USERNAME/RTARF_ES_PASSWORD or RTARF_ES_API_KEY if it needs credentials)")
+    return (
+        f"cannot reach the search engine at {urls}: {reason}; start it or set RTARF_ES_URL "
+        "(and RTARF_ES_USERNAME/RTARF_ES_PASSWORD or RTARF_ES_API_KEY if it needs credentials)"
+    )
 
 
 def _diagnose(service: SyncService) -> list[str]:
@@ -87,7 +91,7 @@ def _diagnose(service: SyncService) -> list[str]:
         hints.append(database_hint(service.settings, checks["database"]))
     if checks["engine"]:
         hints.append(engine_hint(service.settings, checks["engine"]))
-    return hints or [f"the sync failed (see \"error\" above); `{PROG} status` lists recent runs"]
+    return hints or [f'the sync failed (see "error" above); `{PROG} status` lists recent runs']
 
 
 def _quiet_clients() -> None:
@@ -105,6 +109,7 @@ def _logging(settings: Settings) -> None:
 
 
 # -- commands ---------------------------------------------------------------------------------
+
 
 def cmd_init_db(args: argparse.Namespace) -> int:
     """Create the target table and the state tables when missing."""
@@ -155,12 +160,16 @@ def _service_status(url: str, timeout: float) -> dict[str, Any]:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
             return dict(json.load(response))
     except urllib.error.HTTPError as error:
-        raise CommandFailed(f"{address} answered HTTP {error.code}: {error.read()[:300].decode(errors='replace')}; "
-                            "is --url the RTARF Event Sync service?") from None
+        raise CommandFailed(
+            f"{address} answered HTTP {error.code}: {error.read()[:300].decode(errors='replace')}; "
+            "is --url the RTARF Event Sync service?"
+        ) from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        raise CommandFailed(f"cannot reach the service at {url}: {reason}; start it "
-                            f"(`make demo` or `{PROG} serve`) or pass the right --url") from None
+        raise CommandFailed(
+            f"cannot reach the service at {url}: {reason}; start it "
+            f"(`make demo` or `{PROG} serve`) or pass the right --url"
+        ) from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -173,8 +182,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         state = read_state(service.engine, service.tables, args.limit)
     except MissingTables as missing:
-        raise CommandFailed(f"no sync state for table {settings.table} in {settings.database_url_masked} yet "
-                            f"(missing: {missing}); run `{PROG} init-db` or `{PROG} sync`") from None
+        raise CommandFailed(
+            f"no sync state for table {settings.table} in {settings.database_url_masked} yet "
+            f"(missing: {missing}); run `{PROG} init-db` or `{PROG} sync`"
+        ) from None
     except sa.exc.DBAPIError as error:
         raise CommandFailed(database_hint(settings, _first_line(error, service))) from None
     finally:
@@ -209,8 +220,7 @@ def sample_index(pattern: str) -> str:
         return first
     prefix = first.rstrip("*")
     if "*" in prefix or "?" in prefix or not prefix:
-        raise CommandFailed(f"RTARF_ES_INDEX={pattern!r} has no plain prefix to name a sample index; "
-                            "pass --index NAME")
+        raise CommandFailed(f"RTARF_ES_INDEX={pattern!r} has no plain prefix to name a sample index; pass --index NAME")
     return prefix + ("sample" if prefix[-1] in "-_." else "-sample")
 
 
@@ -220,8 +230,10 @@ def _refresh(api: Any, index: str) -> None:
     try:
         api.client.indices.refresh(index=index)
     except Exception as error:  # noqa: BLE001 - the events are loaded; they become visible later
-        say(f"warning: refresh of {index} failed ({type(error).__name__}); "
-             "the events become searchable at the index's next refresh")
+        say(
+            f"warning: refresh of {index} failed ({type(error).__name__}); "
+            "the events become searchable at the index's next refresh"
+        )
 
 
 def cmd_load_sample(args: argparse.Namespace) -> int:
@@ -236,27 +248,39 @@ def cmd_load_sample(args: argparse.Namespace) -> int:
     try:
         api = service.api
         line = ProgressLine(f"loading sample events into {index}")
-        loaded = load_events(api.bulk, index, args.count, seed=args.seed, first=args.first, batch=args.batch,
-                             progress=line.update, start=start, spacing_ms=args.spacing_ms)
+        loaded = load_events(
+            api.bulk,
+            index,
+            args.count,
+            seed=args.seed,
+            first=args.first,
+            batch=args.batch,
+            progress=line.update,
+            start=start,
+            spacing_ms=args.spacing_ms,
+        )
         _refresh(api, index)
         kind = api.kind
     except TransientError as error:
         raise CommandFailed(engine_hint(settings, redact(str(error), service.secrets()))) from None
     except (RtarfSyncError, RuntimeError) as error:
-        raise CommandFailed(f"the search engine refused the sample events: {redact(str(error), service.secrets())}; "
-                            "check RTARF_ES_INDEX or pass another --index") from None
+        raise CommandFailed(
+            f"the search engine refused the sample events: {redact(str(error), service.secrets())}; "
+            "check RTARF_ES_INDEX or pass another --index"
+        ) from None
     finally:
         service.close()
-    print(f"loaded {loaded:,} sample events into {index} ({kind}); "
-          f"event numbers {args.first}..{args.first + args.count - 1}, seed {args.seed}")
+    print(
+        f"loaded {loaded:,} sample events into {index} ({kind}); "
+        f"event numbers {args.first}..{args.first + args.count - 1}, seed {args.seed}"
+    )
     return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Replace this process with gunicorn serving the app, configured by gunicorn.conf.py."""
     settings = _settings()  # the same one-line error gunicorn.conf.py would give, before exec
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT),
-            "wsgi:app"]
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT), "wsgi:app"]
     say(f"starting gunicorn on {settings.bind}: python {' '.join(argv[1:])}")
     os.execv(sys.executable, argv)
     return EXIT_FAILED  # not reached: execv only returns by raising

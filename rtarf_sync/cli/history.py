@@ -13,8 +13,17 @@ from typing import Any, Callable, TypeVar
 
 import sqlalchemy as sa
 
-from rtarf_sync.cli.commands import (EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, CommandFailed, _first_line, _logging,
-                                     _settings, database_hint, say)
+from rtarf_sync.cli.commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    CommandFailed,
+    _first_line,
+    _logging,
+    _settings,
+    database_hint,
+    say,
+)
 from rtarf_sync.engine.checks.dead_letters import DeadLetters
 from rtarf_sync.engine.runs.history import RunFilter, list_runs
 from rtarf_sync.engine.checks.replay import DeadLetterReplay
@@ -44,13 +53,17 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
     """Run objects as a table, newest first, with each run's error under it."""
     if not runs:
         return "no runs recorded"
-    lines = [f"{'id':>6}  {'trigger':<9}  {'mode':<11}  {'status':<8}  {'started (UTC)':<19}  {'secs':>7}  "
-             f"{'processed':>9}  {'inserted':>8}  {'updated':>8}  {'deleted':>7}  {'set aside':>9}"]
+    lines = [
+        f"{'id':>6}  {'trigger':<9}  {'mode':<11}  {'status':<8}  {'started (UTC)':<19}  {'secs':>7}  "
+        f"{'processed':>9}  {'inserted':>8}  {'updated':>8}  {'deleted':>7}  {'set aside':>9}"
+    ]
     for run in runs:
         seconds = f"{run['duration_seconds']:.1f}" if run["duration_seconds"] is not None else "-"
-        lines.append(f"{run['run_id']:>6}  {run['trigger']:<9}  {run['mode']:<11}  {run['status']:<8}  "
-                     f"{_when(run['started_at']):<19}  {seconds:>7}  {run['total_processed']:>9,}  "
-                     f"{run['inserted']:>8,}  {run['updated']:>8,}  {run['deleted']:>7,}  {run['failed']:>9,}")
+        lines.append(
+            f"{run['run_id']:>6}  {run['trigger']:<9}  {run['mode']:<11}  {run['status']:<8}  "
+            f"{_when(run['started_at']):<19}  {seconds:>7}  {run['total_processed']:>9,}  "
+            f"{run['inserted']:>8,}  {run['updated']:>8,}  {run['deleted']:>7,}  {run['failed']:>9,}"
+        )
         if run["error"]:
             lines.append(f"{'':>8}error: {run['error']}")
     return "\n".join(lines)
@@ -58,8 +71,11 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Print the run history, newest first, as a table or JSON."""
-    page = _with_service(lambda service: list_runs(service.engine, service.tables, args.limit, args.before,
-                                                   RunFilter(args.status, args.trigger, args.mode)))
+    page = _with_service(
+        lambda service: list_runs(
+            service.engine, service.tables, args.limit, args.before, RunFilter(args.status, args.trigger, args.mode)
+        )
+    )
     if args.json:
         print(json.dumps({"runs": page.runs, "next_before": page.next_before}, indent=2))
     else:
@@ -73,23 +89,33 @@ def format_dead_letters(items: list[dict[str, Any]], unresolved: int) -> str:
     """Dead letters as a table, newest first, and the unresolved count."""
     lines = [f"{unresolved:,} unresolved"]
     if items:
-        lines.append(f"{'id':>6}  {'created (UTC)':<19}  {'resolved':<8}  {'run':>6}  {'index':<24}  "
-                     f"{'document id':<24}  reason")
+        lines.append(
+            f"{'id':>6}  {'created (UTC)':<19}  {'resolved':<8}  {'run':>6}  {'index':<24}  {'document id':<24}  reason"
+        )
     for item in items:
-        lines.append(f"{item['id']:>6}  {_when(item['created_at']):<19}  "
-                     f"{'yes' if item['resolved_at'] else 'no':<8}  {item['run_id'] or '-':>6}  "
-                     f"{item['es_index'][:24]:<24}  {item['es_id'][:24]:<24}  {item['reason']}")
+        lines.append(
+            f"{item['id']:>6}  {_when(item['created_at']):<19}  "
+            f"{'yes' if item['resolved_at'] else 'no':<8}  {item['run_id'] or '-':>6}  "
+            f"{item['es_index'][:24]:<24}  {item['es_id'][:24]:<24}  {item['reason']}"
+        )
     return "\n".join(lines)
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     """List, show or replay dead letters."""
     if args.action == "list":
-        page = _with_service(lambda service: DeadLetters(service.engine, service.tables).page(
-            args.limit, args.before, args.reason, False if args.unresolved else None))
-        print(json.dumps({"dead_letters": page.items, "unresolved": page.unresolved,
-                          "next_before": page.next_before}, indent=2) if args.json
-              else format_dead_letters(page.items, page.unresolved))
+        page = _with_service(
+            lambda service: DeadLetters(service.engine, service.tables).page(
+                args.limit, args.before, args.reason, False if args.unresolved else None
+            )
+        )
+        print(
+            json.dumps(
+                {"dead_letters": page.items, "unresolved": page.unresolved, "next_before": page.next_before}, indent=2
+            )
+            if args.json
+            else format_dead_letters(page.items, page.unresolved)
+        )
         return EXIT_OK
     if args.action == "show":
         if len(args.ids) != 1:

@@ -79,26 +79,38 @@ def _limit(text: str) -> int:
     return value
 
 
-def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, command: Command, summary: str,
-         description: str | None = None) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=summary, description=description or summary,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+def _add(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    command: Command,
+    summary: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name, help=summary, description=description or summary, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.set_defaults(command=command)
     return parser
 
 
 def _add_load_sample(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    load = _add(sub, "load-sample", commands.cmd_load_sample, "index sample RTARF events into the engine",
-                _LOAD_HELP)
+    load = _add(sub, "load-sample", commands.cmd_load_sample, "index sample RTARF events into the engine", _LOAD_HELP)
     load.add_argument("--count", type=_positive, default=1000, help="number of events (default 1000)")
     load.add_argument("--seed", type=int, default=42, help="stream of events to draw from (default 42)")
     load.add_argument("--first", type=int, default=0, help="number of the first event (default 0)")
     load.add_argument("--index", help="index to write (default: derived from RTARF_ES_INDEX)")
     load.add_argument("--batch", type=_positive, default=2000, help="events per bulk request (default 2000)")
-    load.add_argument("--recent", action="store_true",
-                      help="stamp the events so the last one is about now (default: from 2025-11-14T00:00Z)")
-    load.add_argument("--spacing-ms", type=_positive, default=1000,
-                      help="milliseconds between consecutive events' timestamps (default 1000)")
+    load.add_argument(
+        "--recent",
+        action="store_true",
+        help="stamp the events so the last one is about now (default: from 2025-11-14T00:00Z)",
+    )
+    load.add_argument(
+        "--spacing-ms",
+        type=_positive,
+        default=1000,
+        help="milliseconds between consecutive events' timestamps (default 1000)",
+    )
 
 
 def _instant(text: str) -> datetime:
@@ -110,14 +122,22 @@ def _instant(text: str) -> datetime:
 
 def _add_run_modes(sync: argparse.ArgumentParser) -> None:
     modes = sync.add_mutually_exclusive_group()
-    modes.add_argument("--full", action="store_true",
-                       help="read every document up to now minus the settle lag and reconcile deletes")
-    modes.add_argument("--from", dest="start", type=_instant, metavar="ISO",
-                       help="a range run from this time (inclusive, with a time zone); needs --to")
-    sync.add_argument("--to", dest="end", type=_instant, metavar="ISO",
-                      help="end of the range run (exclusive); needs --from")
-    sync.add_argument("--force", action="store_true",
-                      help="let the delete reconciliation go past RTARF_DELETE_MAX_FRACTION")
+    modes.add_argument(
+        "--full", action="store_true", help="read every document up to now minus the settle lag and reconcile deletes"
+    )
+    modes.add_argument(
+        "--from",
+        dest="start",
+        type=_instant,
+        metavar="ISO",
+        help="a range run from this time (inclusive, with a time zone); needs --to",
+    )
+    sync.add_argument(
+        "--to", dest="end", type=_instant, metavar="ISO", help="end of the range run (exclusive); needs --from"
+    )
+    sync.add_argument(
+        "--force", action="store_true", help="let the delete reconciliation go past RTARF_DELETE_MAX_FRACTION"
+    )
 
 
 def run_arguments(args: argparse.Namespace) -> dict[str, object]:
@@ -128,22 +148,34 @@ def run_arguments(args: argparse.Namespace) -> dict[str, object]:
         raise ValueError(f"--from {args.start.isoformat()} is not before --to {args.end.isoformat()}")
     mode = "full" if args.full else "range" if args.start is not None else "incremental"
     return {"mode": mode, "start": args.start, "end": args.end, "force": args.force}
+
+
 def _add_records(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    runs = _add(sub, "runs", history.cmd_runs, "list the run history, newest first",
-                "The runs recorded in PostgreSQL for RTARF_TABLE, newest first, as a table (or --json,\n"
-                "the same objects as GET /scheduler/runs). Runs older than RTARF_RUN_HISTORY_DAYS are pruned.")
+    runs = _add(
+        sub,
+        "runs",
+        history.cmd_runs,
+        "list the run history, newest first",
+        "The runs recorded in PostgreSQL for RTARF_TABLE, newest first, as a table (or --json,\n"
+        "the same objects as GET /scheduler/runs). Runs older than RTARF_RUN_HISTORY_DAYS are pruned.",
+    )
     runs.add_argument("--limit", type=_limit, default=20, help="runs to list (default 20, at most 200)")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs that ended so")
     runs.add_argument("--trigger", choices=RUN_TRIGGERS, help="only runs started so")
     runs.add_argument("--mode", choices=RUN_MODES, help="only runs of this mode")
     runs.add_argument("--before", type=_positive, help="only runs older than this run id (paging)")
     runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    dead = _add(sub, "dead-letters", history.cmd_dead_letters, "list, show or replay the documents set aside",
-                "list              dead letters newest first (without their documents)\n"
-                "show ID           one dead letter with its raw document, as JSON\n"
-                "replay [ID ...]   fetch each document again from the engine and write those that now\n"
-                "                  convert (all unresolved ones without IDs); prints replayed,\n"
-                "                  still_failing, gone. Takes the lease like a sync (exit 3 if held).")
+    dead = _add(
+        sub,
+        "dead-letters",
+        history.cmd_dead_letters,
+        "list, show or replay the documents set aside",
+        "list              dead letters newest first (without their documents)\n"
+        "show ID           one dead letter with its raw document, as JSON\n"
+        "replay [ID ...]   fetch each document again from the engine and write those that now\n"
+        "                  convert (all unresolved ones without IDs); prints replayed,\n"
+        "                  still_failing, gone. Takes the lease like a sync (exit 3 if held).",
+    )
     dead.add_argument("action", choices=("list", "show", "replay"))
     dead.add_argument("ids", nargs="*", type=_positive, metavar="ID")
     dead.add_argument("--limit", type=_limit, default=50, help="list: how many (default 50, at most 200)")
@@ -155,16 +187,27 @@ def _add_records(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subcommand per job."""
-    parser = argparse.ArgumentParser(prog=PROG, description=_DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    _add(sub, "init-db", commands.cmd_init_db, "create the target table and the state tables",
-         "Create the target table (RTARF_TABLE) and the state tables rtarf_sync_cursor, rtarf_sync_lease,\n"
-         "rtarf_sync_runs and rtarf_sync_dead_letters in RTARF_DATABASE_URL when they are missing.\n"
-         "Safe to run again, and while the service runs. The service and `sync` also do this on their own.")
+    _add(
+        sub,
+        "init-db",
+        commands.cmd_init_db,
+        "create the target table and the state tables",
+        "Create the target table (RTARF_TABLE) and the state tables rtarf_sync_cursor, rtarf_sync_lease,\n"
+        "rtarf_sync_runs and rtarf_sync_dead_letters in RTARF_DATABASE_URL when they are missing.\n"
+        "Safe to run again, and while the service runs. The service and `sync` also do this on their own.",
+    )
     sync = _add(sub, "sync", commands.cmd_sync, "run one sync now and print its result as JSON", _SYNC_HELP)
-    sync.add_argument("--progress-every", type=float, default=2.0, metavar="SECONDS",
-                      help="report committed pages on stderr this often during the run (0: never; default 2)")
+    sync.add_argument(
+        "--progress-every",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="report committed pages on stderr this often during the run (0: never; default 2)",
+    )
     _add_run_modes(sync)
     status = _add(sub, "status", commands.cmd_status, "show the sync state and recent runs", _STATUS_HELP)
     status.add_argument("--url", help="a running service, e.g. http://localhost:8000")
@@ -172,15 +215,25 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the PostgreSQL state as JSON")
     status.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --url (default 10)")
     _add_records(sub)
-    _add(sub, "check", commands.cmd_check, "check that the search engine and PostgreSQL can be reached",
-         "Probe RTARF_ES_URL (GET /) and RTARF_DATABASE_URL (SELECT 1), as GET /readyz does.\n"
-         "Prints one line for each and what to do about an unreachable one; exit status 1 if any is.")
+    _add(
+        sub,
+        "check",
+        commands.cmd_check,
+        "check that the search engine and PostgreSQL can be reached",
+        "Probe RTARF_ES_URL (GET /) and RTARF_DATABASE_URL (SELECT 1), as GET /readyz does.\n"
+        "Prints one line for each and what to do about an unreachable one; exit status 1 if any is.",
+    )
     _add_load_sample(sub)
     verification.add_parsers(sub)
-    _add(sub, "serve", commands.cmd_serve, "run the HTTP service under gunicorn (port from RTARF_BIND or PORT)",
-         "Validate the settings, then replace this process with\n"
-         "  python -m gunicorn -c gunicorn.conf.py wsgi:app\n"
-         "which serves the /scheduler routes, /healthz, /readyz and /metrics and runs the interval job.")
+    _add(
+        sub,
+        "serve",
+        commands.cmd_serve,
+        "run the HTTP service under gunicorn (port from RTARF_BIND or PORT)",
+        "Validate the settings, then replace this process with\n"
+        "  python -m gunicorn -c gunicorn.conf.py wsgi:app\n"
+        "which serves the /scheduler routes, /healthz, /readyz and /metrics and runs the interval job.",
+    )
     return parser
 
 

@@ -57,8 +57,9 @@ class RunWatcher:
         self._thread.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
 
@@ -78,6 +79,8 @@ class RunWatcher:
 
 def describe_run(row: dict[str, Any]) -> str:
     """One line about a run in progress, from its run-history row."""
-    return (f"sync: {row.get('pages', 0):,} pages committed, {row.get('total_processed', 0):,} events "
-            f"({row.get('inserted', 0):,} inserted, {row.get('updated', 0):,} updated, "
-            f"{row.get('unchanged', 0):,} unchanged, {row.get('failed', 0):,} set aside)")
+    return (
+        f"sync: {row.get('pages', 0):,} pages committed, {row.get('total_processed', 0):,} events "
+        f"({row.get('inserted', 0):,} inserted, {row.get('updated', 0):,} updated, "
+        f"{row.get('unchanged', 0):,} unchanged, {row.get('failed', 0):,} set aside)"
+    )

@@ -17,8 +17,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rtarf_sync.cli.commands import (EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, PROG, CommandFailed, _logging,
-                                     _settings, database_hint, engine_hint, say)
+from rtarf_sync.cli.commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    PROG,
+    CommandFailed,
+    _logging,
+    _settings,
+    database_hint,
+    engine_hint,
+    say,
+)
 from rtarf_sync.engine.runs.cursor import CursorControl, CursorRefused
 from rtarf_sync.engine.errors import RtarfSyncError, redact
 from rtarf_sync.engine.runs.lease import LeaseHeld
@@ -55,15 +65,23 @@ def _instant(text: str) -> datetime:
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `verify` and `cursor` to the command-line parser."""
-    verify = sub.add_parser("verify", help="compare per-bucket counts of the engine and PostgreSQL (and repair)",
-                            description=_VERIFY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verify = sub.add_parser(
+        "verify",
+        help="compare per-bucket counts of the engine and PostgreSQL (and repair)",
+        description=_VERIFY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verify.set_defaults(command=cmd_verify)
     verify.add_argument("--from", dest="start", type=_instant, metavar="ISO", help="window start (inclusive)")
     verify.add_argument("--to", dest="end", type=_instant, metavar="ISO", help="window end (exclusive)")
     verify.add_argument("--bucket", choices=("1h", "1d"), help="bucket width (default 1h)")
     verify.add_argument("--repair", action="store_true", help="re-read every differing bucket with a range run")
-    cursor = sub.add_parser("cursor", help="show, set or reset the stored cursor", description=_CURSOR_HELP,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    cursor = sub.add_parser(
+        "cursor",
+        help="show, set or reset the stored cursor",
+        description=_CURSOR_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cursor.set_defaults(command=cmd_cursor)
     action = cursor.add_subparsers(dest="action", metavar="ACTION", required=True)
     action.add_parser("show", help="print the stored cursor")
@@ -94,8 +112,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _logging(settings)
     service = SyncService(settings)
     try:
-        answer = _run(service, lambda: verify_and_repair(
-            service, start=args.start, end=args.end, bucket=args.bucket, repair_drift=args.repair, trigger="cli"))
+        answer = _run(
+            service,
+            lambda: verify_and_repair(
+                service, start=args.start, end=args.end, bucket=args.bucket, repair_drift=args.repair, trigger="cli"
+            ),
+        )
     except WindowError as error:
         raise CommandFailed(f"--{'from' if error.field == 'from' else error.field}: {error}") from None
     finally:
@@ -103,11 +125,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(json.dumps(answer, indent=2), flush=True)
     final = answer["after_repair"] or answer
     if answer["unrepaired"]:
-        say(f"{len(answer['unrepaired'])} bucket(s) left unrepaired (over RTARF_VERIFY_MAX_REPAIRS="
-            f"{settings.verify.max_repairs}, or a run took the lease); repeat to repair them")
+        say(
+            f"{len(answer['unrepaired'])} bucket(s) left unrepaired (over RTARF_VERIFY_MAX_REPAIRS="
+            f"{settings.verify.max_repairs}, or a run took the lease); repeat to repair them"
+        )
     if not final["in_step"]:
-        say(f"not in step: {len(final['differing'])} bucket(s) differ"
-            + ("" if args.repair else f"; `{PROG} verify --repair` re-reads them"))
+        say(
+            f"not in step: {len(final['differing'])} bucket(s) differ"
+            + ("" if args.repair else f"; `{PROG} verify --repair` re-reads them")
+        )
     return EXIT_OK if final["in_step"] else EXIT_FAILED
 
 

@@ -28,8 +28,24 @@ import sqlalchemy as sa
 # cancel, server shutdown or restart, lost connection, too many connections, out of memory or
 # disk. Everything else answered with an SQLSTATE (bad data, bad SQL, authorization,
 # program limits) fails the same way again.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "40003", "55P03", "57014", "57P01", "57P02", "57P03",
-                        "08000", "08001", "08003", "08004", "08006", "53100", "53200", "53300"}
+_TRANSIENT_SQLSTATES = {
+    "40001",
+    "40P01",
+    "40003",
+    "55P03",
+    "57014",
+    "57P01",
+    "57P02",
+    "57P03",
+    "08000",
+    "08001",
+    "08003",
+    "08004",
+    "08006",
+    "53100",
+    "53200",
+    "53300",
+}
 
 
 class RtarfSyncError(Exception):

@@ -26,8 +26,10 @@ def renewal(lease_table: str) -> str:
     """The renewal statement for a quoted lease table; its parameters are `renewal_values`."""
     # clock_timestamp(), not now() (the transaction's start): a renewal that waited on the row lock
     # of a page longer than the TTL counts from when it runs, so from the end of a page however long.
-    return (f"UPDATE {lease_table} SET expires_at = clock_timestamp() + make_interval(secs => %s) "
-            "WHERE name = %s AND owner = %s AND epoch = %s")
+    return (
+        f"UPDATE {lease_table} SET expires_at = clock_timestamp() + make_interval(secs => %s) "
+        "WHERE name = %s AND owner = %s AND epoch = %s"
+    )
 
 
 def renewal_values(fence: Fence, ttl_seconds: float) -> tuple[float, str, str, int]:

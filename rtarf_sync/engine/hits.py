@@ -71,11 +71,21 @@ class PageView(NamedTuple):
 def view(answer: Answer) -> PageView:
     """The paging fields of a typed page or of a dict answer."""
     if isinstance(answer, SearchPage):
-        return PageView(answer.hits.hits, answer.pit_id, answer._scroll_id,  # noqa: SLF001 - engine field names
-                        answer._shards.failed, answer.timed_out)  # noqa: SLF001 - the engine's field names
+        return PageView(
+            answer.hits.hits,
+            answer.pit_id,
+            answer._scroll_id,
+            answer._shards.failed,
+            answer.timed_out,
+        )
     shards = answer.get("_shards") or {}
-    return PageView((answer.get("hits") or {}).get("hits") or [], answer.get("pit_id"), answer.get("_scroll_id"),
-                    int(shards.get("failed", 0) or 0), bool(answer.get("timed_out")))
+    return PageView(
+        (answer.get("hits") or {}).get("hits") or [],
+        answer.get("pit_id"),
+        answer.get("_scroll_id"),
+        int(shards.get("failed", 0) or 0),
+        bool(answer.get("timed_out")),
+    )
 
 
 def hit_sort(hit: AnyHit) -> list[Any] | None:
@@ -86,21 +96,21 @@ def hit_sort(hit: AnyHit) -> list[Any] | None:
 
 
 def hit_key(hit: Hit) -> tuple[str, str]:
-    return (hit._index, hit._id)  # noqa: SLF001 - the engine's field names
+    return (hit._index, hit._id)
 
 
 def hit_version(hit: Hit) -> tuple[str, str, int, int]:
     """Index, id, primary term and seq_no: what the version lookup needs."""
-    return (hit._index, hit._id, hit._primary_term, hit._seq_no)  # noqa: SLF001 - the engine's field names
+    return (hit._index, hit._id, hit._primary_term, hit._seq_no)
 
 
 def hit_id(hit: AnyHit) -> str:
-    return hit._id if isinstance(hit, Hit) else str(hit["_id"])  # noqa: SLF001 - the engine's field names
+    return hit._id if isinstance(hit, Hit) else str(hit["_id"])
 
 
 def source_of(hit: Hit) -> Any:
     """The hit's `_source` decoded (None when it has none): for the rare document that needs all of it."""
-    data = bytes(hit._source)  # noqa: SLF001 - the engine's field names
+    data = bytes(hit._source)
     return loads(data) if data else None
 
 
@@ -108,11 +118,14 @@ def as_dict(hit: AnyHit) -> Json:
     """A hit as the clients decode it into dicts (dead letters, tools and tests)."""
     if not isinstance(hit, Hit):
         return hit
-    answer: Json = {"_index": hit._index, "_id": hit._id,  # noqa: SLF001 - the engine's field names
-                    "_seq_no": hit._seq_no, "_primary_term": hit._primary_term}  # noqa: SLF001 - the engine's field names
-    if bytes(hit._source):  # noqa: SLF001 - the engine's field names
+    answer: Json = {
+        "_index": hit._index,
+        "_id": hit._id,
+        "_seq_no": hit._seq_no,
+        "_primary_term": hit._primary_term,
+    }
+    if bytes(hit._source):
         answer["_source"] = source_of(hit)
     if bytes(hit.sort):
         answer["sort"] = hit_sort(hit)
     return answer
-

@@ -35,8 +35,9 @@ class RetryPolicy:
     def wait(self) -> wait_base:
         """The tenacity wait: a fixed half of the capped exponential plus a random half."""
         half_base, half_cap = self.base_seconds / 2, self.max_seconds / 2
-        return (tenacity.wait_exponential(multiplier=half_base, max=half_cap, min=0)
-                + tenacity.wait_random_exponential(multiplier=half_base, max=half_cap))
+        return tenacity.wait_exponential(multiplier=half_base, max=half_cap, min=0) + tenacity.wait_random_exponential(
+            multiplier=half_base, max=half_cap
+        )
 
     def delay(self, attempt: int) -> float:
         """Backoff before retry number `attempt` (0-based), drawn from the same wait."""
@@ -45,20 +46,24 @@ class RetryPolicy:
         return float(self.wait()(state))
 
 
-def with_retry(call: Callable[[], T], policy: RetryPolicy, what: str,
-               sleep: Callable[[float], None] = time.sleep) -> T:
+def with_retry(call: Callable[[], T], policy: RetryPolicy, what: str, sleep: Callable[[float], None] = time.sleep) -> T:
     """Run `call`; retry it on TransientError within `policy`, then abort the run."""
 
     def warn(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
-        log.warning("%s failed (%s); retry %d/%d in %.2fs", what, error, state.attempt_number,
-                    policy.max_retries, delay)
+        log.warning(
+            "%s failed (%s); retry %d/%d in %.2fs", what, error, state.attempt_number, policy.max_retries, delay
+        )
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(TransientError),
         stop=tenacity.stop_after_attempt(policy.max_retries + 1),
-        wait=policy.wait(), sleep=sleep, before_sleep=warn, reraise=False)
+        wait=policy.wait(),
+        sleep=sleep,
+        before_sleep=warn,
+        reraise=False,
+    )
     try:
         return retrying(call)
     except tenacity.RetryError as exhausted:

@@ -29,9 +29,12 @@ EXTENSION_KEY = "rtarf_notifier"
 
 def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Notifier:
     """Build the notifier on the scheduler's database engine and subscribe it to every counted run."""
-    notifier = Notifier(scheduler.settings, lambda: scheduler.service.engine,
-                        lambda run_id: scheduler.service.history.get(run_id),
-                        prepare=lambda: scheduler.service.ensure_tables())
+    notifier = Notifier(
+        scheduler.settings,
+        lambda: scheduler.service.engine,
+        lambda run_id: scheduler.service.history.get(run_id),
+        prepare=lambda: scheduler.service.ensure_tables(),
+    )
     scheduler.add_result_listener(notifier.on_result)
     scheduler.add_result_listener(OutboxPruner(notifier.outbox, scheduler.settings.webhooks.retention_days))
     app.extensions[EXTENSION_KEY] = notifier

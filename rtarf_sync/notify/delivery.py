@@ -44,8 +44,11 @@ class Attempt:
 def signed_headers(secret: str, message_id: str, body: str, moment: datetime | None = None) -> dict[str, str]:
     """The Standard Webhooks headers for `body`; the timestamp is the attempt's, so retries stay verifiable."""
     moment = moment or datetime.now(timezone.utc)
-    return {"webhook-id": message_id, "webhook-timestamp": str(int(moment.timestamp())),
-            "webhook-signature": Webhook(secret).sign(message_id, moment, body)}
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, moment, body),
+    }
 
 
 def retry_delay(attempts: int, base: float, rng: random.Random | None = None) -> float:
@@ -90,11 +93,16 @@ class Sender:
     def send(self, url: str, message_id: str, body: str, secret: str) -> Attempt:
         """Make one attempt within the timeout, all included; never raises for what the network or receiver does."""
         target, auth = _split_credentials(url)
-        headers = {"content-type": "application/json", "user-agent": USER_AGENT, **auth,
-                   **signed_headers(secret, message_id, body)}
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            **auth,
+            **signed_headers(secret, message_id, body),
+        }
         parts = urlsplit(target)
-        connection_class = (urllib3.connection.HTTPSConnection if parts.scheme == "https"
-                            else urllib3.connection.HTTPConnection)
+        connection_class = (
+            urllib3.connection.HTTPSConnection if parts.scheme == "https" else urllib3.connection.HTTPConnection
+        )
         try:
             # A fresh connection, not a pool's: the watchdog shuts its socket, which must never be reused.
             connection = connection_class(parts.hostname or "", parts.port, timeout=self.timeout)
@@ -102,13 +110,19 @@ class Sender:
             return Attempt(FAILED, None, "request failed: the URL has no valid host and port")
         deadline = _Deadline(connection, self.timeout)
         try:
-            connection.request("POST", urlunsplit(("", "", parts.path or "/", parts.query, "")),
-                               body=body.encode(), headers=headers, preload_content=False)
+            connection.request(
+                "POST",
+                urlunsplit(("", "", parts.path or "/", parts.query, "")),
+                body=body.encode(),
+                headers=headers,
+                preload_content=False,
+            )
             response = connection.getresponse()
             snippet = _read_capped(response)
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError) as error:
-            return Attempt(FAILED, None, _timed_out(self.timeout) if deadline.expired else
-                           _describe(error, self.timeout))
+            return Attempt(
+                FAILED, None, _timed_out(self.timeout) if deadline.expired else _describe(error, self.timeout)
+            )
         finally:
             deadline.cancel()
             connection.close()

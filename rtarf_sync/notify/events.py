@@ -38,12 +38,26 @@ def sync_event_types(status: str, after_failure: bool) -> list[str]:
 
 def run_from_result(result: SyncResult) -> dict[str, Any]:
     """A run object for a run the history table could not record (the database was down)."""
-    return {"run_id": result.run_id, "trigger": result.trigger, "mode": result.mode, "status": result.status,
-            "owner": None, "started_at": utc_iso(result.started_at), "finished_at": utc_iso(result.finished_at),
-            "duration_seconds": round(result.duration_seconds, 3), "pages": result.pages,
-            "total_processed": result.total_processed, "inserted": result.inserted, "updated": result.updated,
-            "unchanged": result.unchanged, "failed": result.failed, "known_bad": result.known_bad,
-            "deleted": result.deleted, "cursor": result.cursor, "error": result.error}
+    return {
+        "run_id": result.run_id,
+        "trigger": result.trigger,
+        "mode": result.mode,
+        "status": result.status,
+        "owner": None,
+        "started_at": utc_iso(result.started_at),
+        "finished_at": utc_iso(result.finished_at),
+        "duration_seconds": round(result.duration_seconds, 3),
+        "pages": result.pages,
+        "total_processed": result.total_processed,
+        "inserted": result.inserted,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+        "failed": result.failed,
+        "known_bad": result.known_bad,
+        "deleted": result.deleted,
+        "cursor": result.cursor,
+        "error": result.error,
+    }
 
 
 def message_body(event_type: str, data: dict[str, Any], timestamp: datetime | None = None) -> str:
@@ -53,12 +67,17 @@ def message_body(event_type: str, data: dict[str, Any], timestamp: datetime | No
     moment = timestamp or datetime.now(timezone.utc)
     if event_type == VERIFY_DRIFT and isinstance(data.get("verify"), dict):
         data = {**data, "verify": capped_drift(data["verify"])}
-    return json.dumps({"type": event_type, "timestamp": utc_iso(moment), "data": data},
-                      separators=(",", ":"), default=str)
+    return json.dumps(
+        {"type": event_type, "timestamp": utc_iso(moment), "data": data}, separators=(",", ":"), default=str
+    )
 
 
 def capped_drift(verify: dict[str, Any]) -> dict[str, Any]:
     """A verification result with at most MAX_DRIFT_BUCKETS differing buckets, saying how many there were."""
     differing = list(verify.get("differing") or [])
-    return {**verify, "differing": differing[:MAX_DRIFT_BUCKETS], "differing_total": len(differing),
-            "differing_truncated": len(differing) > MAX_DRIFT_BUCKETS}
+    return {
+        **verify,
+        "differing": differing[:MAX_DRIFT_BUCKETS],
+        "differing_total": len(differing),
+        "differing_truncated": len(differing) > MAX_DRIFT_BUCKETS,
+    }

@@ -43,8 +43,13 @@ RunLookup = Callable[[int], "dict[str, Any] | None"]
 class Notifier:
     """Queue, store and deliver webhook messages for one target table."""
 
-    def __init__(self, settings: Settings, engine: Callable[[], sa.Engine], run_lookup: RunLookup,
-                 prepare: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Callable[[], sa.Engine],
+        run_lookup: RunLookup,
+        prepare: Callable[[], None] = lambda: None,
+    ) -> None:
         self.settings = settings
         self.outbox = Outbox(settings, engine)
         self.sender = Sender(settings.webhooks.timeout_seconds)
@@ -85,9 +90,15 @@ class Notifier:
     def endpoints(self) -> list[dict[str, Any]]:
         """The configured endpoints, masked, with whether a 410 disabled them."""
         disabled = self.outbox.disabled() if self.enabled else {}
-        return [{"url": endpoint.masked, "events": list(self.settings.webhooks.events),
-                 "disabled": endpoint.key in disabled, "disabled_reason": disabled.get(endpoint.key)}
-                for endpoint in configured_endpoints(self.settings.webhooks)]
+        return [
+            {
+                "url": endpoint.masked,
+                "events": list(self.settings.webhooks.events),
+                "disabled": endpoint.key in disabled,
+                "disabled_reason": disabled.get(endpoint.key),
+            }
+            for endpoint in configured_endpoints(self.settings.webhooks)
+        ]
 
     # -- the background thread -------------------------------------------------------
 
@@ -156,10 +167,13 @@ class Notifier:
         if result.status not in (SUCCESS, PARTIAL) or result.run_id is None:
             return False
         with self.outbox.engine.connect() as connection:
-            previous = connection.execute(sa.text(
-                "SELECT status FROM rtarf_sync_runs WHERE target_table = :target AND id < :run_id "
-                "AND status IN ('success', 'partial', 'failed') ORDER BY id DESC LIMIT 1"),
-                {"target": self.settings.table, "run_id": result.run_id}).scalar()
+            previous = connection.execute(
+                sa.text(
+                    "SELECT status FROM rtarf_sync_runs WHERE target_table = :target AND id < :run_id "
+                    "AND status IN ('success', 'partial', 'failed') ORDER BY id DESC LIMIT 1"
+                ),
+                {"target": self.settings.table, "run_id": result.run_id},
+            ).scalar()
         return previous == FAILED or self._unrecorded_failure
 
     def _deliver_due(self) -> None:
@@ -184,21 +198,38 @@ class Notifier:
         elif attempt.outcome == GONE:
             self._settle(claimed, "abandoned", attempt.status_code, attempt.error)
             dropped = self.outbox.disable(claimed, "410 Gone")
-            logger.warning("Webhook endpoint %s answered 410 Gone: disabled, %d waiting message(s) abandoned",
-                           claimed.url_masked, dropped)
+            logger.warning(
+                "Webhook endpoint %s answered 410 Gone: disabled, %d waiting message(s) abandoned",
+                claimed.url_masked,
+                dropped,
+            )
         elif claimed.attempts >= hooks.max_attempts:
             self._settle(claimed, "abandoned", attempt.status_code, attempt.error)
-            logger.warning("Webhook %s %s to %s abandoned after %d attempts: %s", claimed.event_type,
-                           claimed.message_id, claimed.url_masked, claimed.attempts, attempt.error)
+            logger.warning(
+                "Webhook %s %s to %s abandoned after %d attempts: %s",
+                claimed.event_type,
+                claimed.message_id,
+                claimed.url_masked,
+                claimed.attempts,
+                attempt.error,
+            )
         else:
             delay = retry_delay(claimed.attempts, hooks.retry_seconds)
             self._settle(claimed, "failed", attempt.status_code, attempt.error, delay)
-            logger.info("Webhook %s %s to %s failed (attempt %d of %d, next in %.1fs): %s", claimed.event_type,
-                        claimed.message_id, claimed.url_masked, claimed.attempts, hooks.max_attempts, delay,
-                        attempt.error)
+            logger.info(
+                "Webhook %s %s to %s failed (attempt %d of %d, next in %.1fs): %s",
+                claimed.event_type,
+                claimed.message_id,
+                claimed.url_masked,
+                claimed.attempts,
+                hooks.max_attempts,
+                delay,
+                attempt.error,
+            )
 
-    def _settle(self, claimed: Claimed, status: str, code: int | None, error: str | None,
-                retry_in: float | None = None) -> None:
+    def _settle(
+        self, claimed: Claimed, status: str, code: int | None, error: str | None, retry_in: float | None = None
+    ) -> None:
         if not self.outbox.settle(claimed, status, code, error, retry_in):
             logger.warning("Webhook %s: another sender took it over; outcome not recorded", claimed.message_id)
             return

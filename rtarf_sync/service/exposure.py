@@ -56,8 +56,10 @@ def listen_refusal(settings: Settings, addresses: Iterable[Address]) -> str | No
     if not exposed:
         return None
     address, source = exposed[0]
-    return (f"refusing to listen on {address} (from {source}) without RTARF_API_TOKEN: set RTARF_API_TOKEN "
-            "(at least 16 characters), listen on 127.0.0.1, or set RTARF_ALLOW_UNAUTHENTICATED=true")
+    return (
+        f"refusing to listen on {address} (from {source}) without RTARF_API_TOKEN: set RTARF_API_TOKEN "
+        "(at least 16 characters), listen on 127.0.0.1, or set RTARF_ALLOW_UNAUTHENTICATED=true"
+    )
 
 
 def open_warning(settings: Settings, addresses: Iterable[Address]) -> str | None:
@@ -67,8 +69,10 @@ def open_warning(settings: Settings, addresses: Iterable[Address]) -> str | None
     exposed = [address for address, _ in addresses if not is_local(address)]
     if not exposed:
         return None
-    return (f"RTARF_ALLOW_UNAUTHENTICATED=true: listening on {', '.join(exposed)} without RTARF_API_TOKEN; "
-            "anyone who can reach it can start, stop and steer the sync")
+    return (
+        f"RTARF_ALLOW_UNAUTHENTICATED=true: listening on {', '.join(exposed)} without RTARF_API_TOKEN; "
+        "anyone who can reach it can start, stop and steer the sync"
+    )
 
 
 def gunicorn_addresses(settings: Settings, server: Any) -> list[Address]:

@@ -37,8 +37,10 @@ def start(app: Flask) -> bool:
     notify.start(app)  # webhooks are delivered whether or not the interval job runs
     scheduler = scheduler_of(app)
     if not scheduler.settings.sync_enabled:
-        logger.info("Interval sync is disabled (RTARF_SYNC_ENABLED=false); "
-                    "POST /scheduler/start enables it, POST /scheduler/sync-now runs once")
+        logger.info(
+            "Interval sync is disabled (RTARF_SYNC_ENABLED=false); "
+            "POST /scheduler/start enables it, POST /scheduler/sync-now runs once"
+        )
         return False
     started = scheduler.start()
     if started:

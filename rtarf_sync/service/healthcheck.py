@@ -64,7 +64,7 @@ class _UnixConnection(http.client.HTTPConnection):
 def connection_for(bind: str, timeout: float = TIMEOUT_SECONDS) -> http.client.HTTPConnection:
     """A connection to `bind`; wildcard hosts (0.0.0.0, ::, none) become the matching loopback."""
     if bind.startswith("unix:"):
-        return _UnixConnection(bind[len("unix:"):], timeout)
+        return _UnixConnection(bind[len("unix:") :], timeout)
     host, _, port = bind.rpartition(":")
     host = host.strip("[]")
     host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)

@@ -53,7 +53,7 @@ def request_state(buffer: bytes) -> str:
                 return READY_CLOSE  # gunicorn answers 400
         elif name == b"transfer-encoding" and b"chunked" in value.lower():
             chunked = True
-    body = buffer[end + 4:]
+    body = buffer[end + 4 :]
     if chunked:
         # The end of a chunked body is only known to the parser; a body that looks complete goes to a
         # thread, whose reads are bounded by SOCKET_TIMEOUT_SECONDS, and the connection closes after it.
@@ -68,7 +68,7 @@ def request_state(buffer: bytes) -> str:
 def expects_continue(buffer: bytes) -> bool:
     """True when the complete head in `buffer` asks `Expect: 100-continue` (curl does for large bodies)."""
     end = buffer.find(b"\r\n\r\n")
-    return end >= 0 and _EXPECT_CONTINUE in buffer[:end + 2].lower().replace(b" ", b"")
+    return end >= 0 and _EXPECT_CONTINUE in buffer[: end + 2].lower().replace(b" ", b"")
 
 
 def without_expect(buffer: bytes) -> bytes:
@@ -81,7 +81,7 @@ def without_expect(buffer: bytes) -> bytes:
 
 def is_probe(buffer: bytes) -> bool:
     """True for a GET or HEAD of /healthz or /livez, which run on the probe threads."""
-    line = buffer[:buffer.find(b"\r\n")].split(b" ")
+    line = buffer[: buffer.find(b"\r\n")].split(b" ")
     return len(line) == 3 and line[0] in (b"GET", b"HEAD") and line[1].split(b"?")[0] in PROBE_PATHS
 
 
@@ -113,16 +113,14 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
             try:
                 sock, client = listener.accept()
             except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK, errno.EMFILE,
-                                       errno.ENFILE):
+                if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK, errno.EMFILE, errno.ENFILE):
                     raise
                 return  # nothing waiting, or out of descriptors: the connection waits in the backlog
             conn = TConn(self.cfg, sock, client, server)
             self.nr_conns += 1
             with self._lock:
                 self._start_reading(conn)
-                self.poller.register(conn.sock, selectors.EVENT_READ,
-                                     partial(self.on_client_socket_readable, conn))
+                self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
 
     def _start_reading(self, conn: TConn) -> None:
         conn.rtarf_buffer = b""
@@ -236,4 +234,3 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
             super().run()
         finally:
             self.probe_pool.shutdown(wait=False)
-

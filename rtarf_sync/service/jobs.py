@@ -26,8 +26,7 @@ class SyncRunFailed(RuntimeError):
 
 def log_result(result: SyncResult) -> None:
     """Say how a run of a custom job ended, in the wording SyncService uses for its own runs."""
-    counts = (f"{result.total_processed} events processed, "
-              f"{result.inserted} inserted, {result.updated} updated")
+    counts = f"{result.total_processed} events processed, {result.inserted} inserted, {result.updated} updated"
     if result.status == SUCCESS:
         logger.info("Sync completed successfully: %s", counts)
     elif result.status == PARTIAL:

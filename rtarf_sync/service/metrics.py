@@ -44,17 +44,31 @@ class SyncMetrics:
     def __init__(self, scheduler: RtarfEventScheduler) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.runs = Counter(PREFIX + "runs", "Runs counted by this process, by trigger, mode and outcome.",
-                            ("trigger", "mode", "status"), registry=r)
-        self.run_duration = Histogram(PREFIX + "run_duration_seconds", "Duration of finished runs.", ("mode",),
-                                      buckets=RUN_BUCKETS, registry=r)
-        self.events = Counter(PREFIX + "events", "Events handled by runs of this process, by outcome.",
-                              ("outcome",), registry=r)
-        self.page_seconds = Histogram(PREFIX + "page_seconds",
-                                      "Time per page: read from the engine, written to PostgreSQL.", ("stage",),
-                                      buckets=PAGE_BUCKETS, registry=r)
-        self.webhooks = Counter(PREFIX + "webhook_deliveries", "Webhook delivery attempts by event type and result.",
-                                ("event_type", "result"), registry=r)
+        self.runs = Counter(
+            PREFIX + "runs",
+            "Runs counted by this process, by trigger, mode and outcome.",
+            ("trigger", "mode", "status"),
+            registry=r,
+        )
+        self.run_duration = Histogram(
+            PREFIX + "run_duration_seconds", "Duration of finished runs.", ("mode",), buckets=RUN_BUCKETS, registry=r
+        )
+        self.events = Counter(
+            PREFIX + "events", "Events handled by runs of this process, by outcome.", ("outcome",), registry=r
+        )
+        self.page_seconds = Histogram(
+            PREFIX + "page_seconds",
+            "Time per page: read from the engine, written to PostgreSQL.",
+            ("stage",),
+            buckets=PAGE_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            PREFIX + "webhook_deliveries",
+            "Webhook delivery attempts by event type and result.",
+            ("event_type", "result"),
+            registry=r,
+        )
         r.register(SyncStateCollector(scheduler))
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -131,28 +145,53 @@ class SyncStateCollector(Collector):
 
         s = stored
         return [
-            _gauge("last_success_timestamp_seconds", "When the last successful (or partial) run finished.",
-                   at(s.last_success_at) if s else None),
-            _gauge("last_run_timestamp_seconds", "When the last run finished, whatever its outcome.",
-                   at(s.last_run_at) if s else None),
-            _gauge("cursor_timestamp_seconds", "The stored cursor; lag = time() - this.",
-                   at(s.cursor) if s else None),
-            _gauge("dead_letters_unresolved", "Documents set aside and not yet resolved.",
-                   of(s.dead_letters_unresolved) if s else None),
-            _gauge("scheduler_running", "1 while the interval job is active in this process.",
-                   float(scheduler.state() == "running") if local else None),
-            _gauge("in_progress", "1 while a run holds this process's run lock.",
-                   float(scheduler.in_progress) if local else None),
-            _gauge("lease_held", "1 while any process holds the sync lease of this target.",
-                   of(s.lease_held) if s else None),
-            _gauge("verify_source_documents", "Engine documents counted by the last verification.",
-                   of(s.verify_source_documents) if s else None),
-            _gauge("verify_target_rows", "Live PostgreSQL rows counted by the last verification.",
-                   of(s.verify_target_rows) if s else None),
-            _gauge("verify_buckets_differing", "Time buckets whose counts differed at the last verification.",
-                   of(s.verify_buckets_differing) if s else None),
-            _gauge("verify_timestamp_seconds", "When the last verification ran.",
-                   at(s.verified_at) if s else None),
+            _gauge(
+                "last_success_timestamp_seconds",
+                "When the last successful (or partial) run finished.",
+                at(s.last_success_at) if s else None,
+            ),
+            _gauge(
+                "last_run_timestamp_seconds",
+                "When the last run finished, whatever its outcome.",
+                at(s.last_run_at) if s else None,
+            ),
+            _gauge("cursor_timestamp_seconds", "The stored cursor; lag = time() - this.", at(s.cursor) if s else None),
+            _gauge(
+                "dead_letters_unresolved",
+                "Documents set aside and not yet resolved.",
+                of(s.dead_letters_unresolved) if s else None,
+            ),
+            _gauge(
+                "scheduler_running",
+                "1 while the interval job is active in this process.",
+                float(scheduler.state() == "running") if local else None,
+            ),
+            _gauge(
+                "in_progress",
+                "1 while a run holds this process's run lock.",
+                float(scheduler.in_progress) if local else None,
+            ),
+            _gauge(
+                "lease_held",
+                "1 while any process holds the sync lease of this target.",
+                of(s.lease_held) if s else None,
+            ),
+            _gauge(
+                "verify_source_documents",
+                "Engine documents counted by the last verification.",
+                of(s.verify_source_documents) if s else None,
+            ),
+            _gauge(
+                "verify_target_rows",
+                "Live PostgreSQL rows counted by the last verification.",
+                of(s.verify_target_rows) if s else None,
+            ),
+            _gauge(
+                "verify_buckets_differing",
+                "Time buckets whose counts differed at the last verification.",
+                of(s.verify_buckets_differing) if s else None,
+            ),
+            _gauge("verify_timestamp_seconds", "When the last verification ran.", at(s.verified_at) if s else None),
         ]
 
 

@@ -66,8 +66,9 @@ class HistoryPruner(Pruner):
 
     what = "runs from the run history"
 
-    def __init__(self, service: Callable[[], SyncService], days: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, service: Callable[[], SyncService], days: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__(days, clock)
         self.service = service
 

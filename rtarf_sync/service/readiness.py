@@ -21,8 +21,13 @@ CACHE_SECONDS = 2.0
 class Readiness:
     """`current()` answers the last check if younger than `ttl`, else joins or starts one and waits `deadline`."""
 
-    def __init__(self, check: Callable[[], Checks], names: tuple[str, ...], deadline: float = DEADLINE_SECONDS,
-                 ttl: float = CACHE_SECONDS) -> None:
+    def __init__(
+        self,
+        check: Callable[[], Checks],
+        names: tuple[str, ...],
+        deadline: float = DEADLINE_SECONDS,
+        ttl: float = CACHE_SECONDS,
+    ) -> None:
         self._check, self._names, self._deadline, self._ttl = check, names, deadline, ttl
         self._lock = threading.Lock()
         self._answer: Checks | None = None
@@ -36,8 +41,7 @@ class Readiness:
                 return self._answer
             if self._pending is None:
                 self._pending = Future()
-                threading.Thread(target=self._run, args=(self._pending,), name="rtarf-readiness",
-                                 daemon=True).start()
+                threading.Thread(target=self._run, args=(self._pending,), name="rtarf-readiness", daemon=True).start()
             pending = self._pending
         try:
             return pending.result(timeout=self._deadline)

@@ -24,8 +24,14 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from apscheduler.events import (EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES,
-                                EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent)
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -59,13 +65,21 @@ PageObserver = Callable[[str, float], None]
 class RtarfEventScheduler:
     """The interval job, its lock and its stats; `start`, `stop` and `get_status` are synchronous."""
 
-    def __init__(self, interval_seconds: int | None = None, *, settings: Settings | None = None,
-                 service: SyncService | None = None, job: SyncJob | None = None) -> None:
+    def __init__(
+        self,
+        interval_seconds: int | None = None,
+        *,
+        settings: Settings | None = None,
+        service: SyncService | None = None,
+        job: SyncJob | None = None,
+    ) -> None:
         settings = settings if settings is not None else load_settings(os.environ)
         if interval_seconds is not None:
             if isinstance(interval_seconds, bool) or not MIN_INTERVAL <= int(interval_seconds) <= MAX_INTERVAL:
-                raise ValueError(f"interval_seconds={interval_seconds!r} is invalid: "
-                                 f"expected an integer from {MIN_INTERVAL} to {MAX_INTERVAL}")
+                raise ValueError(
+                    f"interval_seconds={interval_seconds!r} is invalid: "
+                    f"expected an integer from {MIN_INTERVAL} to {MAX_INTERVAL}"
+                )
             settings = replace(settings, sync_interval_seconds=int(interval_seconds))
         self.settings = settings
         self.stats = SyncStats()
@@ -88,14 +102,21 @@ class RtarfEventScheduler:
         self.add_result_listener(HistoryPruner(lambda: self.service, settings.run_history_days))
 
     def _build_scheduler(self) -> BackgroundScheduler:
-        scheduler = BackgroundScheduler(timezone=timezone.utc,
-                                        executors={"default": ThreadPoolExecutor(max_workers=1)})
+        scheduler = BackgroundScheduler(timezone=timezone.utc, executors={"default": ThreadPoolExecutor(max_workers=1)})
         scheduler.add_listener(self._on_job_event, JOB_EVENTS)
         scheduler.add_listener(self._on_hand_over, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         # Added paused; start() gives it next_run_time=now so the first run starts at once.
-        scheduler.add_job(self._scheduled_run, "interval", id=JOB_ID, name="RTARF event sync",
-                          seconds=self.settings.sync_interval_seconds, max_instances=1, coalesce=True,
-                          misfire_grace_time=self.settings.misfire_grace_seconds, next_run_time=None)
+        scheduler.add_job(
+            self._scheduled_run,
+            "interval",
+            id=JOB_ID,
+            name="RTARF event sync",
+            seconds=self.settings.sync_interval_seconds,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=self.settings.misfire_grace_seconds,
+            next_run_time=None,
+        )
         return scheduler
 
     @property
@@ -119,6 +140,7 @@ class RtarfEventScheduler:
         with self._service_lock:
             if self._service is None:
                 from rtarf_sync.engine.runs.sync import SyncService  # the sync core is only needed once a run starts
+
                 self._service = SyncService(self.settings)
             if self._page_observers:
                 for observer in self._page_observers:
@@ -209,8 +231,14 @@ class RtarfEventScheduler:
             raise SyncRunFailed(result)
         return result
 
-    def sync_now(self, trigger: str = "manual", mode: str = "incremental", start: datetime | None = None,
-                 end: datetime | None = None, force: bool = False) -> SyncResult:
+    def sync_now(
+        self,
+        trigger: str = "manual",
+        mode: str = "incremental",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        force: bool = False,
+    ) -> SyncResult:
         """Run one sync in the calling thread and count it; raise SyncBusy if one is running.
 
         mode, start, end and force are SyncService.run's (full and range runs, the delete valve).
@@ -225,9 +253,18 @@ class RtarfEventScheduler:
     def add_companion_job(self, func: Callable[[], Any], job_id: str, name: str, seconds: int) -> None:
         """Add another interval job on this scheduler's one worker (so it never runs beside a scheduled
         sync) that starts and pauses with the sync job; its first run is at most one interval after start."""
-        self._scheduler.add_job(func, "interval", id=job_id, name=name, seconds=seconds, max_instances=1,
-                                coalesce=True, misfire_grace_time=self.settings.misfire_grace_seconds,
-                                next_run_time=None, replace_existing=True)
+        self._scheduler.add_job(
+            func,
+            "interval",
+            id=job_id,
+            name=name,
+            seconds=seconds,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=self.settings.misfire_grace_seconds,
+            next_run_time=None,
+            replace_existing=True,
+        )
         if job_id not in self._companions:
             self._companions.append(job_id)
         if self.state() == "running":
@@ -271,8 +308,10 @@ class RtarfEventScheduler:
                 self.record(failed_result(event.exception))
             elif event.code == EVENT_JOB_MISSED:
                 self.stats.record_missed()
-                logger.warning("A scheduled sync was missed: it could not start within %ss of its time",
-                               self.settings.misfire_grace_seconds)
+                logger.warning(
+                    "A scheduled sync was missed: it could not start within %ss of its time",
+                    self.settings.misfire_grace_seconds,
+                )
             elif event.code == EVENT_JOB_MAX_INSTANCES:
                 self.stats.record_overlap()
         except Exception:
@@ -365,7 +404,7 @@ class RtarfEventScheduler:
         return read_stored_state(service.engine, service.tables, self.settings.es_index)
 
     def state(self) -> str:
-        """"running" (job active), "paused" (scheduler up, job paused) or "stopped"."""
+        """ "running" (job active), "paused" (scheduler up, job paused) or "stopped"."""
         if self._closed or not self._scheduler.running:
             return "stopped"
         job = self._job_or_none()

@@ -24,8 +24,9 @@ CACHE_SECONDS = 5.0
 class StateCache:
     """A StoredState cached for `ttl` seconds; `clock` is injectable for tests."""
 
-    def __init__(self, read: Callable[[], StoredState], ttl: float = CACHE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, read: Callable[[], StoredState], ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.read, self.ttl, self.clock = read, ttl, clock
         self._value: StoredState | None = None
         self._read_at: float | None = None
@@ -67,8 +68,10 @@ class StateCache:
         except Exception as error:  # noqa: BLE001 - monitoring must answer whatever the database does
             self._value = None
             if not self._failing:
-                logger.warning("Cannot read the sync state from PostgreSQL: %s",
-                               str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__)
+                logger.warning(
+                    "Cannot read the sync state from PostgreSQL: %s",
+                    str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__,
+                )
             self._failing = True
         self._read_at = self.clock() if generation == self._generation else None
 

@@ -58,8 +58,13 @@ class TriggerRefused(RuntimeError):
 class SyncTrigger:
     """Debounces trigger requests into runs of one scheduler; thread-safe."""
 
-    def __init__(self, scheduler: RtarfEventScheduler, *, clock: Callable[[], float] = time.time,
-                 retry_seconds: float = RETRY_SECONDS) -> None:
+    def __init__(
+        self,
+        scheduler: RtarfEventScheduler,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
         self._scheduler = scheduler
         self._clock = clock
         self._retry = retry_seconds
@@ -77,8 +82,10 @@ class SyncTrigger:
         """Ask for a run; return True when it joined a run already requested (coalesced)."""
         state = self._scheduler.state()
         if state != "running" or self._scheduler.stopping:
-            raise TriggerRefused(f"the interval job is {'stopping' if self._scheduler.stopping else state}; "
-                                 "POST /scheduler/start resumes automatic runs (sync-now still works)")
+            raise TriggerRefused(
+                f"the interval job is {'stopping' if self._scheduler.stopping else state}; "
+                "POST /scheduler/start resumes automatic runs (sync-now still works)"
+            )
         now = self._clock()
         with self._cond:
             coalesced = self._first is not None
@@ -92,8 +99,12 @@ class SyncTrigger:
         """What GET /scheduler/status shows: a run pending, a triggered run running, when due, runs so far."""
         with self._cond:
             due = self._due() if self._first is not None else None
-            return {"pending": self._first is not None, "running": self._running, "due_at": _iso(due),
-                    "runs": self._runs}
+            return {
+                "pending": self._first is not None,
+                "running": self._running,
+                "due_at": _iso(due),
+                "runs": self._runs,
+            }
 
     def close(self) -> None:
         """Stop the trigger thread (a run it started finishes under the scheduler's own shutdown)."""
@@ -210,11 +221,14 @@ class SyncTrigger:
         service = self._scheduler.service
         runs = service.tables.runs
         with service.engine.connect() as connection:
-            latest = connection.execute(sa.select(sa.func.max(runs.c.started_at)).where(
-                runs.c.target_table == self._scheduler.settings.table,
-                runs.c.source_index == self._scheduler.settings.es_index,
-                runs.c.mode.in_(("incremental", "full")),
-                runs.c.status.in_(("running", "success", "partial")))).scalar()
+            latest = connection.execute(
+                sa.select(sa.func.max(runs.c.started_at)).where(
+                    runs.c.target_table == self._scheduler.settings.table,
+                    runs.c.source_index == self._scheduler.settings.es_index,
+                    runs.c.mode.in_(("incremental", "full")),
+                    runs.c.status.in_(("running", "success", "partial")),
+                )
+            ).scalar()
         if latest is None or latest.timestamp() - self._settle < last:
             return False
         logger.info("Sync trigger absorbed by the run that started at %s", utc_iso(latest))
@@ -226,8 +240,13 @@ class SyncTrigger:
         service = self._scheduler.service
         lease = service.tables.lease
         with service.engine.connect() as connection:
-            return bool(connection.execute(sa.select(sa.func.count()).where(
-                lease.c.name == self._scheduler.settings.table, lease.c.expires_at > sa.func.now())).scalar())
+            return bool(
+                connection.execute(
+                    sa.select(sa.func.count()).where(
+                        lease.c.name == self._scheduler.settings.table, lease.c.expires_at > sa.func.now()
+                    )
+                ).scalar()
+            )
 
 
 def _iso(moment: float | None) -> str | None:

@@ -42,13 +42,28 @@ class Verifications:
         """Call `listener(answer)` after every verification (webhooks for verify.drift, metrics); keep it quick."""
         self._listeners.append(listener)
 
-    def verify(self, *, start: datetime | None = None, end: datetime | None = None, bucket: str | None = None,
-               repair: bool = False, trigger: str = "manual") -> dict[str, Any]:
+    def verify(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        bucket: str | None = None,
+        repair: bool = False,
+        trigger: str = "manual",
+    ) -> dict[str, Any]:
         """Verify now under the process lock (SyncBusy if a sync runs here, LeaseHeld if one runs elsewhere)."""
         scheduler = self.scheduler
-        answer = verify_and_repair(scheduler.service, start=start, end=end, bucket=bucket, repair_drift=repair,
-                                   trigger=trigger, record=scheduler.record, stopping=lambda: scheduler.stopping,
-                                   step=self._stepper())
+        answer = verify_and_repair(
+            scheduler.service,
+            start=start,
+            end=end,
+            bucket=bucket,
+            repair_drift=repair,
+            trigger=trigger,
+            record=scheduler.record,
+            stopping=lambda: scheduler.stopping,
+            step=self._stepper(),
+        )
         for listener in list(self._listeners):
             try:
                 listener(answer)

@@ -33,8 +33,7 @@ def app(engine: EngineHttp, index_name: str, make_settings: Callable[..., Settin
     """An app over a real engine with the token set, and a first run that set four documents aside."""
     engine.create_index(index_name)
     docs: dict[str, dict[str, Any]] = {f"good-{n}": make_event(n) for n in range(5)}
-    docs.update({f"no-ts-{n}": {"message": f"agent {n} lost its clock", "host": {"name": f"h{n}"}}
-                 for n in range(4)})
+    docs.update({f"no-ts-{n}": {"message": f"agent {n} lost its clock", "host": {"name": f"h{n}"}} for n in range(4)})
     assert index_docs(engine, index_name, docs)["errors"] is False
     engine.refresh(index_name)
     application = create_app(make_settings(engine, index_name, RTARF_API_TOKEN=TOKEN))
@@ -54,13 +53,23 @@ def test_list_and_detail_show_the_documented_fields(app: Flask) -> None:
     body = client.get("/scheduler/dead-letters?limit=3").get_json()
     assert body["unresolved"] == 4 and len(body["dead_letters"]) == 3 and body["next_before"] is not None
     item = body["dead_letters"][0]
-    assert list(item) == ["id", "es_index", "es_id", "es_seq_no", "es_primary_term", "reason", "run_id",
-                          "created_at", "resolved_at"]
+    assert list(item) == [
+        "id",
+        "es_index",
+        "es_id",
+        "es_seq_no",
+        "es_primary_term",
+        "reason",
+        "run_id",
+        "created_at",
+        "resolved_at",
+    ]
     assert item["reason"] == "missing cursor field @timestamp" and item["resolved_at"] is None
     rest = client.get(f"/scheduler/dead-letters?before={body['next_before']}").get_json()
     assert len(rest["dead_letters"]) == 1 and rest["next_before"] is None
     assert [i["id"] for i in body["dead_letters"] + rest["dead_letters"]] == sorted(
-        (i["id"] for i in body["dead_letters"] + rest["dead_letters"]), reverse=True)
+        (i["id"] for i in body["dead_letters"] + rest["dead_letters"]), reverse=True
+    )
     assert client.get("/scheduler/dead-letters?reason=not+a+date").get_json()["dead_letters"] == []
     assert client.get("/scheduler/dead-letters?resolved=true").get_json()["dead_letters"] == []
     assert client.get("/scheduler/dead-letters?resolved=maybe").get_json()["parameter"] == "resolved"
@@ -78,34 +87,52 @@ def test_list_and_detail_show_the_documented_fields(app: Flask) -> None:
 
 
 def test_replay_writes_fixed_documents_and_keeps_the_rest(
-        app: Flask, engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine) -> None:
+    app: Flask, engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine
+) -> None:
     client = app.test_client()
     ids = _ids_by_doc(client)
     cursor_before = client.get("/scheduler/status").get_json()["lag_seconds"]
     # Fixed in the engine: no-ts-0 and no-ts-1 get their timestamp (an old one); no-ts-2 is
     # still broken; no-ts-3 was deleted.
-    index_docs(engine, index_name, {"no-ts-0": {"@timestamp": OLD, "message": "fixed 0"},
-                                    "no-ts-1": {"@timestamp": OLD, "message": "fixed 1"},
-                                    "no-ts-2": {"message": "still no clock"}})
+    index_docs(
+        engine,
+        index_name,
+        {
+            "no-ts-0": {"@timestamp": OLD, "message": "fixed 0"},
+            "no-ts-1": {"@timestamp": OLD, "message": "fixed 1"},
+            "no-ts-2": {"message": "still no clock"},
+        },
+    )
     engine.call("DELETE", f"/{index_name}/_doc/no-ts-3")
     engine.refresh(index_name)
     # A row already in PostgreSQL with a newer version than the engine's must stay as it is.
     with db_engine.begin() as connection:
-        connection.execute(sa.text(
-            f"INSERT INTO \"{table_name}\" (es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term) "
-            "VALUES (:i, 'no-ts-1', now(), '{\"message\": \"newer\"}', 1000000, 1000)"), {"i": index_name})
+        connection.execute(
+            sa.text(
+                f'INSERT INTO "{table_name}" (es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term) '
+                "VALUES (:i, 'no-ts-1', now(), '{\"message\": \"newer\"}', 1000000, 1000)"
+            ),
+            {"i": index_name},
+        )
 
     assert client.post("/scheduler/dead-letters/replay", json={}).status_code == 401
     answer = client.post("/scheduler/dead-letters/replay", json={}, headers=AUTH)
     assert answer.status_code == 200, answer.get_json()
     body = answer.get_json()
-    assert {k: body[k] for k in ("replayed", "still_failing", "gone")} == {"replayed": 2, "still_failing": 1,
-                                                                           "gone": 1}
-    stored = {r.es_id: r.source["message"] for r in rows(
-        db_engine, f"SELECT es_id, source FROM \"{table_name}\" WHERE es_id LIKE 'no-ts-%'")}
+    assert {k: body[k] for k in ("replayed", "still_failing", "gone")} == {"replayed": 2, "still_failing": 1, "gone": 1}
+    stored = {
+        r.es_id: r.source["message"]
+        for r in rows(db_engine, f"SELECT es_id, source FROM \"{table_name}\" WHERE es_id LIKE 'no-ts-%'")
+    }
     assert stored == {"no-ts-0": "fixed 0", "no-ts-1": "newer"}
-    resolved = {r.es_id for r in rows(db_engine, "SELECT es_id FROM rtarf_sync_dead_letters "
-                                                 "WHERE target_table = :t AND resolved_at IS NOT NULL", t=table_name)}
+    resolved = {
+        r.es_id
+        for r in rows(
+            db_engine,
+            "SELECT es_id FROM rtarf_sync_dead_letters WHERE target_table = :t AND resolved_at IS NOT NULL",
+            t=table_name,
+        )
+    }
     assert resolved == {"no-ts-0", "no-ts-1", "no-ts-3"}
     unresolved = client.get("/scheduler/dead-letters?resolved=false").get_json()["dead_letters"]
     assert [item["es_id"] for item in unresolved] == ["no-ts-2"]
@@ -116,23 +143,36 @@ def test_replay_writes_fixed_documents_and_keeps_the_rest(
     status = client.get("/scheduler/status").get_json()
     assert status["dead_letters_unresolved"] == 1
     assert status["lag_seconds"] >= cursor_before  # the old timestamps did not move the cursor
-    assert scalar(db_engine, "SELECT cursor_value FROM rtarf_sync_cursor WHERE target_table = :t",
-                  t=table_name).year > 2024
+    assert (
+        scalar(db_engine, "SELECT cursor_value FROM rtarf_sync_cursor WHERE target_table = :t", t=table_name).year
+        > 2024
+    )
 
     # Replaying the resolved ones again changes nothing; an unknown id is reported.
-    again = client.post("/scheduler/dead-letters/replay", json={"ids": [ids["no-ts-0"], 999999999]},
-                        headers=AUTH).get_json()
+    again = client.post(
+        "/scheduler/dead-letters/replay", json={"ids": [ids["no-ts-0"], 999999999]}, headers=AUTH
+    ).get_json()
     assert (again["replayed"], again["already_resolved"], again["not_found"]) == (0, 1, [999999999])
     bad = client.post("/scheduler/dead-letters/replay", json={"ids": ["x"]}, headers=AUTH)
     assert bad.status_code == 400 and bad.get_json()["parameter"] == "ids"
 
 
-def test_cli_lists_shows_and_replays(app: Flask, engine: EngineHttp, index_name: str, database_url: str,
-                                     table_name: str, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    for name, value in {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": engine.url,
-                        "RTARF_SOURCE_ENGINE": engine.kind, "RTARF_ES_INDEX": index_name,
-                        "RTARF_TABLE": table_name}.items():
+def test_cli_lists_shows_and_replays(
+    app: Flask,
+    engine: EngineHttp,
+    index_name: str,
+    database_url: str,
+    table_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": engine.url,
+        "RTARF_SOURCE_ENGINE": engine.kind,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_TABLE": table_name,
+    }.items():
         monkeypatch.setenv(name, value)
     assert main(["dead-letters", "list"]) == 0
     listing = capsys.readouterr().out
@@ -152,7 +192,8 @@ def test_cli_lists_shows_and_replays(app: Flask, engine: EngineHttp, index_name:
 
 
 def test_find_ids_gives_current_versions_and_refuses_a_missing_index(
-        engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings]) -> None:
+    engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
     from rtarf_sync.engine.source.clients import build_api
 
     engine.create_index(index_name)
@@ -172,7 +213,8 @@ def test_find_ids_gives_current_versions_and_refuses_a_missing_index(
 
 
 def test_replay_waits_for_no_one_while_another_process_holds_the_lease(
-        app: Flask, table_name: str, db_engine: sa.Engine) -> None:
+    app: Flask, table_name: str, db_engine: sa.Engine
+) -> None:
     service = scheduler_of(app).service
     with db_engine.begin() as connection:
         held = service.lease.acquire(connection, "other-host:1:abcdef12")
@@ -180,7 +222,13 @@ def test_replay_waits_for_no_one_while_another_process_holds_the_lease(
     answer = app.test_client().post("/scheduler/dead-letters/replay", json={}, headers=AUTH)
     assert answer.status_code == 409, answer.get_json()
     assert "other-host:1:abcdef12" in answer.get_json()["message"]
-    assert scalar(db_engine, "SELECT count(*) FROM rtarf_sync_dead_letters WHERE target_table = :t "
-                             "AND resolved_at IS NULL", t=table_name) == 4
+    assert (
+        scalar(
+            db_engine,
+            "SELECT count(*) FROM rtarf_sync_dead_letters WHERE target_table = :t AND resolved_at IS NULL",
+            t=table_name,
+        )
+        == 4
+    )
     status = app.test_client().get("/scheduler/status").get_json()
     assert status["skipped_syncs"] == 1  # counted like a skipped sync, for the metrics and webhooks too

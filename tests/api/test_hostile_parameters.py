@@ -37,9 +37,14 @@ def test_a_nul_in_the_reason_filter_answers_400_naming_it(client: FlaskClient) -
 
 
 @pytest.mark.parametrize("value", HOSTILE)
-@pytest.mark.parametrize("route, names", [("/scheduler/runs", ("limit", "before", "status", "trigger", "mode")),
-                                          ("/scheduler/dead-letters", ("limit", "before", "resolved", "reason")),
-                                          ("/", ("refresh",))])
+@pytest.mark.parametrize(
+    "route, names",
+    [
+        ("/scheduler/runs", ("limit", "before", "status", "trigger", "mode")),
+        ("/scheduler/dead-letters", ("limit", "before", "resolved", "reason")),
+        ("/", ("refresh",)),
+    ],
+)
 def test_no_query_value_gives_a_5xx(client: FlaskClient, route: str, names: tuple[str, ...], value: str) -> None:
     for name in names:
         response = client.get(f"{route}?{name}={value}")

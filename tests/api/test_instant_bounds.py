@@ -20,9 +20,15 @@ from rtarf_sync.service.extension import scheduler_of
 from tests.infra.harness.http import EngineHttp
 from tests.infra.support import load_sample
 
-OUT_OF_RANGE = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00",
-                "9999-12-31T23:59:59.999999+00:00", "0999-12-31T23:59:59Z", "9000-01-01T00:00:00Z",
-                "1000-01-01T00:00:00+01:00"]
+OUT_OF_RANGE = [
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59-05:00",
+    "0001-01-01T00:00:00+05:00",
+    "9999-12-31T23:59:59.999999+00:00",
+    "0999-12-31T23:59:59Z",
+    "9000-01-01T00:00:00Z",
+    "1000-01-01T00:00:00+01:00",
+]
 FIRST, LAST = "1000-01-01T00:00:00Z", "8999-12-31T23:59:59.999Z"
 
 
@@ -66,8 +72,9 @@ def test_a_cursor_out_of_range_answers_400_and_is_not_stored(client: FlaskClient
 
 @pytest.mark.parametrize("field", ["from", "to"])
 @pytest.mark.parametrize("text", OUT_OF_RANGE)
-def test_a_range_or_a_verification_out_of_range_answers_400_naming_the_field(client: FlaskClient, field: str,
-                                                                             text: str) -> None:
+def test_a_range_or_a_verification_out_of_range_answers_400_naming_the_field(
+    client: FlaskClient, field: str, text: str
+) -> None:
     window = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", field: text}
     ranged = client.post("/scheduler/sync-now", json={"mode": "range", **window})
     assert ranged.status_code == 400, ranged.get_data(as_text=True)
@@ -90,12 +97,12 @@ def test_the_first_accepted_cursor_runs_cleanly_and_the_last_is_a_future_one(cli
 
 
 def test_range_runs_and_verifications_at_both_edges_run_cleanly(client: FlaskClient) -> None:
-    for start, end in (("1000-01-01T00:00:00Z", "1000-01-03T00:00:00Z"),
-                       ("8999-12-29T00:00:00Z", LAST)):
+    for start, end in (("1000-01-01T00:00:00Z", "1000-01-03T00:00:00Z"), ("8999-12-29T00:00:00Z", LAST)):
         ranged = client.post("/scheduler/sync-now", json={"mode": "range", "from": start, "to": end})
         assert ranged.status_code == 200, ranged.get_data(as_text=True)
         for bucket in ("1h", "1d"):
-            verified = client.post("/scheduler/verify", json={"from": start, "to": end, "bucket": bucket,
-                                                              "repair": True})
+            verified = client.post(
+                "/scheduler/verify", json={"from": start, "to": end, "bucket": bucket, "repair": True}
+            )
             assert verified.status_code == 200, verified.get_data(as_text=True)
             assert verified.get_json()["in_step"] is True

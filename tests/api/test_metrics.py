@@ -27,13 +27,21 @@ from tests.infra.oracle import index_docs
 from tests.infra.support import GatedJob, offline_settings
 
 DESIGN_SERIES = {
-    "rtarf_sync_runs": "counter", "rtarf_sync_run_duration_seconds": "histogram", "rtarf_sync_events": "counter",
-    "rtarf_sync_page_seconds": "histogram", "rtarf_sync_last_success_timestamp_seconds": "gauge",
-    "rtarf_sync_last_run_timestamp_seconds": "gauge", "rtarf_sync_cursor_timestamp_seconds": "gauge",
-    "rtarf_sync_dead_letters_unresolved": "gauge", "rtarf_sync_scheduler_running": "gauge",
-    "rtarf_sync_in_progress": "gauge", "rtarf_sync_lease_held": "gauge",
-    "rtarf_sync_verify_source_documents": "gauge", "rtarf_sync_verify_target_rows": "gauge",
-    "rtarf_sync_verify_buckets_differing": "gauge", "rtarf_sync_verify_timestamp_seconds": "gauge",
+    "rtarf_sync_runs": "counter",
+    "rtarf_sync_run_duration_seconds": "histogram",
+    "rtarf_sync_events": "counter",
+    "rtarf_sync_page_seconds": "histogram",
+    "rtarf_sync_last_success_timestamp_seconds": "gauge",
+    "rtarf_sync_last_run_timestamp_seconds": "gauge",
+    "rtarf_sync_cursor_timestamp_seconds": "gauge",
+    "rtarf_sync_dead_letters_unresolved": "gauge",
+    "rtarf_sync_scheduler_running": "gauge",
+    "rtarf_sync_in_progress": "gauge",
+    "rtarf_sync_lease_held": "gauge",
+    "rtarf_sync_verify_source_documents": "gauge",
+    "rtarf_sync_verify_target_rows": "gauge",
+    "rtarf_sync_verify_buckets_differing": "gauge",
+    "rtarf_sync_verify_timestamp_seconds": "gauge",
     "rtarf_sync_webhook_deliveries": "counter",
 }
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -88,16 +96,24 @@ def test_two_apps_in_one_process_have_their_own_registries(apps: list[Flask]) ->
 def _record_verification(db: sa.Engine, table: str, index: str) -> None:
     """A verification row as the verify job stores it."""
     with db.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO rtarf_sync_verifications (target_table, source_index, checked_at, range_from, range_to, "
-            "bucket, source_total, target_total, buckets_differing, in_step, result) VALUES (:t, :i, "
-            "'2026-01-01T00:00:00Z', '2025-12-25T00:00:00Z', '2026-01-01T00:00:00Z', '1h', 32, 30, 1, false, '{}')"),
-            {"t": table, "i": index})
+        connection.execute(
+            sa.text(
+                "INSERT INTO rtarf_sync_verifications (target_table, source_index, checked_at, range_from, range_to, "
+                "bucket, source_total, target_total, buckets_differing, in_step, result) VALUES (:t, :i, "
+                "'2026-01-01T00:00:00Z', '2025-12-25T00:00:00Z', '2026-01-01T00:00:00Z', '1h', 32, 30, 1, false, '{}')"
+            ),
+            {"t": table, "i": index},
+        )
 
 
 def test_metrics_agree_with_status_and_history_and_survive_a_restart(
-        opensearch: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings],
-        db_engine: sa.Engine, apps: list[Flask]) -> None:
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+    apps: list[Flask],
+) -> None:
     opensearch.create_index(index_name)
     docs: dict[str, dict[str, Any]] = {f"e-{n}": make_event(n) for n in range(30)}
     docs.update({"no-ts-1": {"message": "x"}, "no-ts-2": {"message": "y"}})
@@ -146,8 +162,11 @@ def test_metrics_agree_with_status_and_history_and_survive_a_restart(
     state_matches(restarted)
     assert value(restarted, "rtarf_sync_runs_total", trigger="manual", mode="incremental", status="partial") == 0.0
     assert value(restarted, "rtarf_sync_events_total", outcome="inserted") == 0.0
-    assert (value(restarted, "rtarf_sync_verify_source_documents"), value(restarted, "rtarf_sync_verify_target_rows"),
-            value(restarted, "rtarf_sync_verify_buckets_differing")) == (32.0, 30.0, 1.0)
+    assert (
+        value(restarted, "rtarf_sync_verify_source_documents"),
+        value(restarted, "rtarf_sync_verify_target_rows"),
+        value(restarted, "rtarf_sync_verify_buckets_differing"),
+    ) == (32.0, 30.0, 1.0)
     assert value(restarted, "rtarf_sync_verify_timestamp_seconds") == _epoch("2026-01-01T00:00:00+00:00")
 
 
@@ -157,16 +176,20 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def test_scrapes_read_postgresql_once_per_cache_period(make_settings: Callable[..., Settings],
-                                                       apps: list[Flask]) -> None:
+def test_scrapes_read_postgresql_once_per_cache_period(
+    make_settings: Callable[..., Settings], apps: list[Flask]
+) -> None:
     settings = make_settings(RTARF_ES_URL=f"http://127.0.0.1:{free_port()}", RTARF_SOURCE_ENGINE="elasticsearch")
     apps.append(create_app(settings))
     app = apps[0]
     scheduler = scheduler_of(app)
     scheduler.service.ensure_tables()
     statements: list[str] = []
-    sa.event.listen(scheduler.service.engine, "before_cursor_execute",
-                    lambda conn, cursor, statement, *rest: statements.append(statement))
+    sa.event.listen(
+        scheduler.service.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *rest: statements.append(statement),
+    )
     now = [100.0]
     scheduler.stored_state.clock = lambda: now[0]
     client = app.test_client()

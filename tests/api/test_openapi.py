@@ -46,17 +46,30 @@ def fuzz_app(database_url: str, es_server: EsProtocolServer, fuzz_table: str) ->
     engine = EngineHttp(es_server.url, "elasticsearch")
     index = f"rtarf-events-fuzz-{uuid.uuid4().hex[:8]}"
     load_sample(engine, index, 30)
-    app = create_app(load_settings({
-        "RTARF_DATABASE_URL": database_url, "RTARF_TABLE": fuzz_table, "RTARF_ES_URL": engine.url,
-        "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_ES_INDEX": index, "RTARF_SYNC_SETTLE_SECONDS": "0",
-        "RTARF_SYNC_MAX_RETRIES": "0", "RTARF_SYNC_INTERVAL_SECONDS": "86400", "RTARF_VERIFY_INTERVAL_SECONDS": "0",
-        "RTARF_TRIGGER_DEBOUNCE_SECONDS": "0"}))
+    app = create_app(
+        load_settings(
+            {
+                "RTARF_DATABASE_URL": database_url,
+                "RTARF_TABLE": fuzz_table,
+                "RTARF_ES_URL": engine.url,
+                "RTARF_SOURCE_ENGINE": "elasticsearch",
+                "RTARF_ES_INDEX": index,
+                "RTARF_SYNC_SETTLE_SECONDS": "0",
+                "RTARF_SYNC_MAX_RETRIES": "0",
+                "RTARF_SYNC_INTERVAL_SECONDS": "86400",
+                "RTARF_VERIFY_INTERVAL_SECONDS": "0",
+                "RTARF_TRIGGER_DEBOUNCE_SECONDS": "0",
+            }
+        )
+    )
     try:
         yield app
     finally:
         scheduler_of(app).shutdown(timeout=10)
-        say(f"Schemathesis sent {len(SENT)} requests over {len({(m, p) for m, p, _ in SENT})} method and path pairs; "
-            f"statuses: {sorted({s for _, _, s in SENT})}")
+        say(
+            f"Schemathesis sent {len(SENT)} requests over {len({(m, p) for m, p, _ in SENT})} method and path pairs; "
+            f"statuses: {sorted({s for _, _, s in SENT})}"
+        )
         engine.delete_index(index)
 
 
@@ -79,31 +92,40 @@ def state(app: Flask, db_engine: sa.Engine, table: str) -> dict[str, Any]:
     tables = scheduler.service.tables
     scheduler.service.ensure_tables()
     with db_engine.connect() as connection:
+
         def rows(t: sa.Table, *order: Any) -> list[Any]:
             mine = t.c.target_table == table
             return [tuple(row) for row in connection.execute(sa.select(t).where(mine).order_by(*order))]
 
-        return {"cursor": rows(tables.cursor, tables.cursor.c.source_index),
-                "runs": rows(tables.runs, tables.runs.c.id),
-                "verifications": rows(tables.verifications, tables.verifications.c.id),
-                "dead_letters": rows(tables.dead_letters, tables.dead_letters.c.id),
-                "target": connection.execute(sa.text(f"SELECT count(*), count(deleted_at) FROM {table}")).one(),
-                "running": scheduler.get_status()["is_running"]}
+        return {
+            "cursor": rows(tables.cursor, tables.cursor.c.source_index),
+            "runs": rows(tables.runs, tables.runs.c.id),
+            "verifications": rows(tables.verifications, tables.verifications.c.id),
+            "dead_letters": rows(tables.dead_letters, tables.dead_letters.c.id),
+            "target": connection.execute(sa.text(f"SELECT count(*), count(deleted_at) FROM {table}")).one(),
+            "running": scheduler.get_status()["is_running"],
+        }
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
-          derandomize=True, database=None)
-def test_every_operation_answers_as_documented_without_5xx(case: Any, fuzz_app: Flask, db_engine: sa.Engine,
-                                                            fuzz_table: str) -> None:
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
+def test_every_operation_answers_as_documented_without_5xx(
+    case: Any, fuzz_app: Flask, db_engine: sa.Engine, fuzz_table: str
+) -> None:
     before = state(fuzz_app, db_engine, fuzz_table)
     response = case.call(app=fuzz_app)
     SENT.append((case.method, case.operation.path, response.status_code))
     case.validate_response(response, checks=[not_a_server_error, status_code_conformance])
     if 400 <= response.status_code < 500:
-        assert state(fuzz_app, db_engine, fuzz_table) == before, f"{case.method} {case.path} answered " \
-            f"{response.status_code} but changed the state"
-
+        assert state(fuzz_app, db_engine, fuzz_table) == before, (
+            f"{case.method} {case.path} answered {response.status_code} but changed the state"
+        )
 
 
 def test_every_route_of_the_app_is_in_the_document(fuzz_app: Flask) -> None:

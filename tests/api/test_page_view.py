@@ -24,39 +24,74 @@ from tests.infra.support import prepare_tables
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=timezone.utc)
 
 
-def run(run_id: int, status: str = "success", processed: int = 100, seconds: float | None = 2.0,
-        error: str | None = None) -> dict[str, Any]:
+def run(
+    run_id: int, status: str = "success", processed: int = 100, seconds: float | None = 2.0, error: str | None = None
+) -> dict[str, Any]:
     """A run object as the runs table gives it."""
     started = NOW - timedelta(minutes=60 - run_id)
     finished = None if seconds is None else started + timedelta(seconds=seconds)
-    return {"run_id": run_id, "trigger": "scheduled", "mode": "incremental", "status": status,
-            "started_at": started.isoformat(), "finished_at": finished and finished.isoformat(),
-            "duration_seconds": seconds, "total_processed": processed, "inserted": processed, "updated": 0,
-            "unchanged": 0, "failed": 0, "deleted": 0, "error": error}
+    return {
+        "run_id": run_id,
+        "trigger": "scheduled",
+        "mode": "incremental",
+        "status": status,
+        "started_at": started.isoformat(),
+        "finished_at": finished and finished.isoformat(),
+        "duration_seconds": seconds,
+        "total_processed": processed,
+        "inserted": processed,
+        "updated": 0,
+        "unchanged": 0,
+        "failed": 0,
+        "deleted": 0,
+        "error": error,
+    }
 
 
-STATUS = {"state": "running", "is_running": True, "interval_seconds": 300, "current_run": None,
-          "next_run_time": (NOW + timedelta(minutes=4)).isoformat(), "total_syncs": 3, "failed_syncs": 0,
-          "success_rate": "100.0%", "last_result": None}
+STATUS = {
+    "state": "running",
+    "is_running": True,
+    "interval_seconds": 300,
+    "current_run": None,
+    "next_run_time": (NOW + timedelta(minutes=4)).isoformat(),
+    "total_syncs": 3,
+    "failed_syncs": 0,
+    "success_rate": "100.0%",
+    "last_result": None,
+}
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0.4, "0.4 s"), (45, "45 s"), (192, "3 min 12 s"), (3600, "1 h"), (7500, "2 h 5 min"),
-    (356_400, "4 d 3 h"), (None, "unknown")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.4, "0.4 s"),
+        (45, "45 s"),
+        (192, "3 min 12 s"),
+        (3600, "1 h"),
+        (7500, "2 h 5 min"),
+        (356_400, "4 d 3 h"),
+        (None, "unknown"),
+    ],
+)
 def test_durations_read_in_the_two_largest_units(seconds: float | None, text: str) -> None:
     assert fmt.duration(seconds) == text
 
 
 def test_times_are_utc_with_a_relative_hint() -> None:
-    assert fmt.clock_and_relative((NOW - timedelta(seconds=130)).isoformat(), NOW) == \
-        "2026-11-30 02:57:50 UTC (2 min 10 s ago)"
+    assert (
+        fmt.clock_and_relative((NOW - timedelta(seconds=130)).isoformat(), NOW)
+        == "2026-11-30 02:57:50 UTC (2 min 10 s ago)"
+    )
     assert fmt.relative((NOW + timedelta(minutes=5)).isoformat(), NOW) == "in 5 min"
     assert fmt.clock(None) == "never"
 
 
 def test_the_chart_has_one_mark_per_run_oldest_left_newest_at_the_right_edge() -> None:
-    runs = [run(3, processed=400, seconds=2.0), run(2, "failed", processed=0, seconds=0.5, error="boom"),
-            run(1, processed=100, seconds=1.0)]
+    runs = [
+        run(3, processed=400, seconds=2.0),
+        run(2, "failed", processed=0, seconds=0.5, error="boom"),
+        run(1, processed=100, seconds=1.0),
+    ]
     chart = build_chart(runs)
     assert [mark["run_id"] for mark in chart["marks"]] == [1, 2, 3]
     assert [mark["failed"] for mark in chart["marks"]] == [False, True, False]
@@ -77,9 +112,17 @@ def test_fifty_runs_fill_the_chart_and_older_ones_are_left_out() -> None:
 
 
 def test_verification_panel_lists_differing_buckets_or_says_in_step_or_not_available() -> None:
-    check = {"checked_at": NOW.isoformat(), "from": (NOW - timedelta(days=7)).isoformat(), "to": NOW.isoformat(),
-             "bucket": "1h", "in_step": False, "source_total": 10, "target_total": 8, "buckets_differing": 1,
-             "differing": [{"from": "2026-11-29T10:00:00Z", "to": "2026-11-29T11:00:00Z", "source": 5, "target": 3}]}
+    check = {
+        "checked_at": NOW.isoformat(),
+        "from": (NOW - timedelta(days=7)).isoformat(),
+        "to": NOW.isoformat(),
+        "bucket": "1h",
+        "in_step": False,
+        "source_total": 10,
+        "target_total": 8,
+        "buckets_differing": 1,
+        "differing": [{"from": "2026-11-29T10:00:00Z", "to": "2026-11-29T11:00:00Z", "source": 5, "target": 3}],
+    }
     drift = verification_panel({"verification": check}, True, NOW)
     assert (drift["summary"], drift["level"]) == ("1 bucket differs", "warn")
     assert drift["rows"] == [["2026-11-29 10:00:00 UTC", "2026-11-29 11:00:00 UTC", "5", "3"]]
@@ -91,24 +134,53 @@ def test_verification_panel_lists_differing_buckets_or_says_in_step_or_not_avail
 
 def test_webhook_panel_counts_deliveries_and_says_not_available_without_the_route() -> None:
     assert webhook_panel(None, NOW)["summary"] == "not available"
-    answer = {"endpoints": [{"url": "https://hooks.example/in", "events": ["sync.failed"], "disabled": False}],
-              "deliveries": [{"status": "delivered", "created_at": NOW.isoformat()},
-                             {"status": "abandoned", "created_at": NOW.isoformat(), "last_error": "HTTP 500"}]}
+    answer = {
+        "endpoints": [{"url": "https://hooks.example/in", "events": ["sync.failed"], "disabled": False}],
+        "deliveries": [
+            {"status": "delivered", "created_at": NOW.isoformat()},
+            {"status": "abandoned", "created_at": NOW.isoformat(), "last_error": "HTTP 500"},
+        ],
+    }
     panel = webhook_panel(answer, NOW)
     assert (panel["summary"], panel["level"]) == ("latest 2: 1 abandoned, 1 delivered", "warn")
 
 
 def test_the_headline_names_the_worst_problem_first() -> None:
-    failed = build_view(STATUS, [], {"runs": [run(2, "failed", error="engine down"), run(1)],
-                                     "dead_letters": {"unresolved": 3, "newest": []}, "verification": None,
-                                     "lag_seconds": 30, "cursor": NOW.isoformat()}, None, None, True, NOW)
+    failed = build_view(
+        STATUS,
+        [],
+        {
+            "runs": [run(2, "failed", error="engine down"), run(1)],
+            "dead_letters": {"unresolved": 3, "newest": []},
+            "verification": None,
+            "lag_seconds": 30,
+            "cursor": NOW.isoformat(),
+        },
+        None,
+        None,
+        True,
+        NOW,
+    )
     assert failed["headline"]["level"] == "bad"
-    assert failed["headline"]["text"] == ("Attention: the last run failed; no successful run within three intervals; "
-                                          "dead letters: 3 unresolved")  # run 1 ended 59 minutes ago
+    assert failed["headline"]["text"] == (
+        "Attention: the last run failed; no successful run within three intervals; dead letters: 3 unresolved"
+    )  # run 1 ended 59 minutes ago
     assert "Error: engine down" in failed["cards"][1]["detail"]
-    healthy = build_view(STATUS, [], {"runs": [run(59)], "dead_letters": {"unresolved": 0, "newest": []},
-                                      "verification": None, "lag_seconds": 192, "cursor": NOW.isoformat()},
-                         None, None, True, NOW)
+    healthy = build_view(
+        STATUS,
+        [],
+        {
+            "runs": [run(59)],
+            "dead_letters": {"unresolved": 0, "newest": []},
+            "verification": None,
+            "lag_seconds": 192,
+            "cursor": NOW.isoformat(),
+        },
+        None,
+        None,
+        True,
+        NOW,
+    )
     assert healthy["headline"]["level"] == "ok"
     assert [card["value"] for card in healthy["cards"]] == ["running", "success", "3 min 12 s", "100.0%"]
     down = build_view(STATUS, [], None, "OperationalError: connection refused", None, True, NOW)
@@ -116,30 +188,63 @@ def test_the_headline_names_the_worst_problem_first() -> None:
 
 
 def test_the_overview_reads_runs_dead_letters_and_the_latest_verification(
-        make_settings: Callable[..., Settings], db_engine: sa.Engine, table_name: str) -> None:
+    make_settings: Callable[..., Settings], db_engine: sa.Engine, table_name: str
+) -> None:
     settings = make_settings(index="rtarf-events-x")
     prepare_tables(settings)
     tables = build_tables(table_name)
     with db_engine.begin() as connection:
         for number in range(3):
-            connection.execute(sa.insert(tables.runs).values(
-                target_table=table_name, source_index="rtarf-events-x", trigger="scheduled", owner="test",
-                status="success", started_at=NOW - timedelta(minutes=number), finished_at=NOW, total_processed=9))
+            connection.execute(
+                sa.insert(tables.runs).values(
+                    target_table=table_name,
+                    source_index="rtarf-events-x",
+                    trigger="scheduled",
+                    owner="test",
+                    status="success",
+                    started_at=NOW - timedelta(minutes=number),
+                    finished_at=NOW,
+                    total_processed=9,
+                )
+            )
         for number in range(7):
-            connection.execute(sa.insert(tables.dead_letters).values(
-                target_table=table_name, es_index="rtarf-events-x", es_id=f"doc-{number}", es_seq_no=number,
-                es_primary_term=1, reason=f"reason {number}", raw_document="{}",
-                resolved_at=NOW if number == 0 else None))
+            connection.execute(
+                sa.insert(tables.dead_letters).values(
+                    target_table=table_name,
+                    es_index="rtarf-events-x",
+                    es_id=f"doc-{number}",
+                    es_seq_no=number,
+                    es_primary_term=1,
+                    reason=f"reason {number}",
+                    raw_document="{}",
+                    resolved_at=NOW if number == 0 else None,
+                )
+            )
         for checked, in_step in ((NOW - timedelta(hours=1), True), (NOW, False)):
-            connection.execute(sa.insert(tables.verifications).values(
-                target_table=table_name, source_index="rtarf-events-x", checked_at=checked, range_from=NOW,
-                range_to=NOW, bucket="1h", source_total=5, target_total=4, buckets_differing=int(not in_step),
-                in_step=in_step, result={"differing": [{"from": "a", "to": "b", "source": 5, "target": 4}]}))
-        connection.execute(sa.insert(tables.cursor).values(
-            target_table=table_name, source_index="rtarf-events-x", cursor_value=NOW - timedelta(seconds=90)))
+            connection.execute(
+                sa.insert(tables.verifications).values(
+                    target_table=table_name,
+                    source_index="rtarf-events-x",
+                    checked_at=checked,
+                    range_from=NOW,
+                    range_to=NOW,
+                    bucket="1h",
+                    source_total=5,
+                    target_total=4,
+                    buckets_differing=int(not in_step),
+                    in_step=in_step,
+                    result={"differing": [{"from": "a", "to": "b", "source": 5, "target": 4}]},
+                )
+            )
+        connection.execute(
+            sa.insert(tables.cursor).values(
+                target_table=table_name, source_index="rtarf-events-x", cursor_value=NOW - timedelta(seconds=90)
+            )
+        )
     overview = read_overview(db_engine, tables, "rtarf-events-x", now=NOW)
-    assert [item["run_id"] for item in overview["runs"]] == sorted((r["run_id"] for r in overview["runs"]),
-                                                                    reverse=True)
+    assert [item["run_id"] for item in overview["runs"]] == sorted(
+        (r["run_id"] for r in overview["runs"]), reverse=True
+    )
     assert len(overview["runs"]) == 3 and overview["lag_seconds"] == 90
     assert overview["dead_letters"]["unresolved"] == 6
     assert [letter["es_id"] for letter in overview["dead_letters"]["newest"]] == [f"doc-{n}" for n in (6, 5, 4, 3, 2)]
@@ -158,7 +263,8 @@ def test_the_overview_reads_runs_dead_letters_and_the_latest_verification(
 
 
 def test_a_page_without_tables_yet_shows_no_runs_rather_than_an_error(
-        make_settings: Callable[..., Settings], db_engine: sa.Engine, table_name: str) -> None:
+    make_settings: Callable[..., Settings], db_engine: sa.Engine, table_name: str
+) -> None:
     overview = read_overview(db_engine, build_tables(f"{table_name}_none"), "rtarf-events-x", now=NOW)
     assert (overview["runs"], overview["lag_seconds"], overview["dead_letters"]["unresolved"]) == ([], None, 0)
 
@@ -166,8 +272,10 @@ def test_a_page_without_tables_yet_shows_no_runs_rather_than_an_error(
 def test_panels_read_the_real_routes_and_a_database_outage_is_a_headline() -> None:
     from tests.infra.support import offline_settings
 
-    settings = offline_settings(RTARF_WEBHOOK_URLS="https://user:pw@hooks.example/in",
-                                RTARF_WEBHOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    settings = offline_settings(
+        RTARF_WEBHOOK_URLS="https://user:pw@hooks.example/in",
+        RTARF_WEBHOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )
     client = create_app(settings).test_client()
     view = client.get("/scheduler/overview").get_json()["view"]
     # GET /scheduler/webhooks needs PostgreSQL, which is down here: the panel says so instead of guessing.

@@ -43,8 +43,17 @@ def running(app: Flask) -> bool:
     return bool(app.test_client().get("/scheduler/status").get_json()["is_running"])
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://localhost:8000", "https://localhost",
-                                    "http://localhost/path", "http://dash.example.com:8443"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "null",
+        "http://localhost:8000",
+        "https://localhost",
+        "http://localhost/path",
+        "http://dash.example.com:8443",
+    ],
+)
 def test_a_write_from_a_foreign_origin_is_refused_and_changes_nothing(make_app: AppFactory, origin: str) -> None:
     app, job = make_app(RTARF_CORS_ORIGINS=DASHBOARD)
     client = app.test_client()  # the service's own origin is http://localhost
@@ -81,9 +90,14 @@ def test_the_services_own_origin_and_requests_without_origin_pass(make_app: AppF
 def test_a_listed_origin_gets_a_preflight_and_cors_headers_for_a_token_and_a_json_body(make_app: AppFactory) -> None:
     app, _ = make_app(RTARF_CORS_ORIGINS=f"https://other.example, {DASHBOARD}")
     client = app.test_client()
-    preflight = client.options("/scheduler/start", headers={
-        "Origin": DASHBOARD, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type"})
+    preflight = client.options(
+        "/scheduler/start",
+        headers={
+            "Origin": DASHBOARD,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == DASHBOARD
     assert {"POST", "PUT"} <= {m.strip() for m in preflight.headers["Access-Control-Allow-Methods"].split(",")}
@@ -98,13 +112,23 @@ def test_a_listed_origin_gets_a_preflight_and_cors_headers_for_a_token_and_a_jso
 
 def test_a_preflight_from_a_foreign_origin_gets_no_cors_headers(make_app: AppFactory) -> None:
     app, _ = make_app(RTARF_CORS_ORIGINS=DASHBOARD)
-    preflight = app.test_client().options("/scheduler/start", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    preflight = app.test_client().options(
+        "/scheduler/start", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
-@pytest.mark.parametrize("value", ["*", "https://dash.example.com/", "dash.example.com", "https://a.example,",
-                                   "ftp://dash.example.com", "https://dash.example.com/path"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "*",
+        "https://dash.example.com/",
+        "dash.example.com",
+        "https://a.example,",
+        "ftp://dash.example.com",
+        "https://dash.example.com/path",
+    ],
+)
 def test_cors_origins_must_be_exact_origins(value: str) -> None:
     with pytest.raises(ConfigError, match="RTARF_CORS_ORIGINS"):
         offline_settings(RTARF_CORS_ORIGINS=value)
@@ -116,10 +140,12 @@ def test_cors_origins_are_read_as_a_list() -> None:
     assert offline_settings().cors_origins == ()
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
-                                          None])
-def test_a_body_that_is_not_json_answers_415_and_changes_nothing(make_app: AppFactory,
-                                                                 content_type: str | None) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None]
+)
+def test_a_body_that_is_not_json_answers_415_and_changes_nothing(
+    make_app: AppFactory, content_type: str | None
+) -> None:
     app, job = make_app()
     client = app.test_client()
     headers = {"Content-Type": content_type} if content_type else {}
@@ -142,13 +168,16 @@ def test_no_body_at_all_needs_no_content_type(make_app: AppFactory) -> None:
 def test_a_body_over_one_mebibyte_answers_413_before_it_is_read(make_app: AppFactory) -> None:
     app, job = make_app()
     client = app.test_client()
-    big = b'{"ids": [' + b"1," * (1024 * 1024 // 2) + b'1]}'
+    big = b'{"ids": [' + b"1," * (1024 * 1024 // 2) + b"1]}"
     response = client.post("/scheduler/start", data=big, content_type="application/json")
     assert response.status_code == 413
     assert response.get_json()["error"] == "Request Entity Too Large"
     # Only the header counts: a Content-Length over the limit is refused with no body bytes sent at all.
-    claimed = client.post("/scheduler/sync-now", content_type="application/json", environ_overrides={
-        "wsgi.input": _Unreadable(), "CONTENT_LENGTH": str(1024 * 1024 + 1)})
+    claimed = client.post(
+        "/scheduler/sync-now",
+        content_type="application/json",
+        environ_overrides={"wsgi.input": _Unreadable(), "CONTENT_LENGTH": str(1024 * 1024 + 1)},
+    )
     assert claimed.status_code == 413
     assert running(app) is False
     assert job.call_count() == 0
@@ -185,8 +214,9 @@ def test_json_nested_deeper_than_32_levels_answers_400(make_app: AppFactory, dep
 @pytest.mark.parametrize("body", ['{"mode": ', "nope", '{"a": 1}{', "\xff"])
 def test_invalid_json_answers_400_naming_the_body(make_app: AppFactory, body: str) -> None:
     app, job = make_app()
-    response = app.test_client().post("/scheduler/sync-now", data=body.encode("latin-1"),
-                                      content_type="application/json")
+    response = app.test_client().post(
+        "/scheduler/sync-now", data=body.encode("latin-1"), content_type="application/json"
+    )
     assert response.status_code == 400
     assert response.get_json()["message"].startswith("body:")
     assert job.call_count() == 0
@@ -194,6 +224,7 @@ def test_invalid_json_answers_400_naming_the_body(make_app: AppFactory, body: st
 
 def test_a_token_check_comes_first(make_app: AppFactory) -> None:
     app, _ = make_app(RTARF_API_TOKEN="a-token-of-enough-length")
-    response = app.test_client().post("/scheduler/start", data="x", content_type="text/plain",
-                                      headers={"Origin": "https://evil.example"})
+    response = app.test_client().post(
+        "/scheduler/start", data="x", content_type="text/plain", headers={"Origin": "https://evil.example"}
+    )
     assert response.status_code == 401

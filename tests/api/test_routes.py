@@ -48,8 +48,9 @@ def test_the_factory_builds_and_starts_nothing(make_app: AppFactory) -> None:
     assert not scheduler_of(app).apscheduler.running
 
 
-def test_the_factory_starts_the_job_only_when_asked_and_enabled(make_app: AppFactory,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_the_factory_starts_the_job_only_when_asked_and_enabled(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     enabled = make_app(start=True, RTARF_SYNC_INTERVAL_SECONDS=3600)
     assert scheduler_of(enabled).get_status()["is_running"] is True
     disabled = make_app(start=True, RTARF_SYNC_ENABLED="false")
@@ -78,8 +79,7 @@ def test_sync_now_answers_when_the_run_is_done(make_app: AppFactory) -> None:
     body = response.get_json()
     assert body["message"] == "Manual sync completed"
     assert body["result"]["status"] == "success"
-    assert (body["result"]["total_processed"], body["result"]["inserted"], body["result"]["updated"]) == \
-        (150, 10, 140)
+    assert (body["result"]["total_processed"], body["result"]["inserted"], body["result"]["updated"]) == (150, 10, 140)
     assert body["scheduler_status"]["total_syncs"] == 1
     assert body["scheduler_status"]["last_sync_status"] == "success"
     assert body["scheduler_status"]["last_sync_time"] is not None
@@ -128,12 +128,15 @@ def test_a_failed_run_answers_5xx_with_the_error(make_app: AppFactory) -> None:
     assert body["scheduler_status"]["failed_syncs"] == 1
 
 
-@pytest.mark.parametrize(("checks", "expected"), [
-    ({"engine": None, "database": None}, 500),
-    ({"engine": "ConnectionError: refused", "database": None}, 502),
-    ({"engine": None, "database": "OperationalError: refused"}, 503),
-    ({"engine": "ConnectionError", "database": "OperationalError"}, 503),
-])
+@pytest.mark.parametrize(
+    ("checks", "expected"),
+    [
+        ({"engine": None, "database": None}, 500),
+        ({"engine": "ConnectionError: refused", "database": None}, 502),
+        ({"engine": None, "database": "OperationalError: refused"}, 503),
+        ({"engine": "ConnectionError", "database": "OperationalError"}, 503),
+    ],
+)
 def test_failed_runs_map_to_http_statuses_in_one_place(checks: dict[str, str | None], expected: int) -> None:
     assert run_http_status(SyncResult(status=FAILED, error="x"), checks) == expected
     assert run_http_status(SyncResult(status=SKIPPED, error="x"), checks) == 409

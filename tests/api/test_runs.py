@@ -24,24 +24,35 @@ from tests.infra.oracle import scalar
 from tests.infra.support import offline_settings
 
 # (trigger, mode, status) of the recorded runs, oldest first.
-HISTORY = [("scheduled", "incremental", "success"), ("manual", "full", "failed"), ("cli", "range", "partial"),
-           ("scheduled", "incremental", "success"), ("replay", "replay", "success")]
+HISTORY = [
+    ("scheduled", "incremental", "success"),
+    ("manual", "full", "failed"),
+    ("cli", "range", "partial"),
+    ("scheduled", "incremental", "success"),
+    ("replay", "replay", "success"),
+]
 
 
 @pytest.fixture
 def app(make_settings: Callable[..., Settings]) -> Iterator[Flask]:
     """An app on the test database whose engine cannot be reached, with HISTORY and one failed sync recorded."""
-    settings = make_settings(RTARF_ES_URL=f"http://127.0.0.1:{free_port()}", RTARF_SOURCE_ENGINE="elasticsearch",
-                             RTARF_SYNC_MAX_RETRIES="0")
+    settings = make_settings(
+        RTARF_ES_URL=f"http://127.0.0.1:{free_port()}", RTARF_SOURCE_ENGINE="elasticsearch", RTARF_SYNC_MAX_RETRIES="0"
+    )
     application = create_app(settings)
     service = scheduler_of(application).service
     service.ensure_tables()
     start = datetime.now(timezone.utc) - timedelta(hours=1)
     for n, (trigger, mode, status) in enumerate(HISTORY):
         run_id = service.history.start(trigger, "test:1:abc", start + timedelta(minutes=n), mode)
-        service.history.finish(SyncResult(run_id=run_id, status=status,
-                                          finished_at=start + timedelta(minutes=n, seconds=2),
-                                          error="boom" if status == "failed" else None))
+        service.history.finish(
+            SyncResult(
+                run_id=run_id,
+                status=status,
+                finished_at=start + timedelta(minutes=n, seconds=2),
+                error="boom" if status == "failed" else None,
+            )
+        )
     failed = application.test_client().post("/scheduler/sync-now")
     assert failed.status_code == 502 and failed.get_json()["result"]["status"] == "failed"
     yield application
@@ -54,10 +65,31 @@ def test_runs_page_newest_first_with_keyset_paging(app: Flask) -> None:
     assert everything["next_before"] is None
     runs = everything["runs"]
     assert [(r["trigger"], r["mode"], r["status"]) for r in runs] == [
-        ("manual", "incremental", "failed"), *reversed(HISTORY)]
-    assert list(runs[0]) == ["run_id", "trigger", "mode", "status", "owner", "started_at", "finished_at",
-                             "duration_seconds", "pages", "total_processed", "inserted", "updated", "unchanged",
-                             "failed", "known_bad", "deleted", "cursor", "error", "range_from", "range_to"]
+        ("manual", "incremental", "failed"),
+        *reversed(HISTORY),
+    ]
+    assert list(runs[0]) == [
+        "run_id",
+        "trigger",
+        "mode",
+        "status",
+        "owner",
+        "started_at",
+        "finished_at",
+        "duration_seconds",
+        "pages",
+        "total_processed",
+        "inserted",
+        "updated",
+        "unchanged",
+        "failed",
+        "known_bad",
+        "deleted",
+        "cursor",
+        "error",
+        "range_from",
+        "range_to",
+    ]
     assert "Connection" in runs[0]["error"] or "connect" in runs[0]["error"].lower()
     paged, before = [], None
     while True:
@@ -79,8 +111,10 @@ def test_runs_filter_by_status_trigger_and_mode(app: Flask) -> None:
     client = app.test_client()
 
     def picked(**query: str) -> list[tuple[str, str, str]]:
-        return [(r["trigger"], r["mode"], r["status"])
-                for r in client.get("/scheduler/runs", query_string=query).get_json()["runs"]]
+        return [
+            (r["trigger"], r["mode"], r["status"])
+            for r in client.get("/scheduler/runs", query_string=query).get_json()["runs"]
+        ]
 
     assert picked(status="failed") == [("manual", "incremental", "failed"), ("manual", "full", "failed")]
     assert picked(trigger="scheduled", mode="incremental", status="success") == [HISTORY[3], HISTORY[0]]
@@ -88,10 +122,19 @@ def test_runs_filter_by_status_trigger_and_mode(app: Flask) -> None:
     assert picked(trigger="repair") == []
 
 
-@pytest.mark.parametrize("query, parameter", [
-    ("limit=0", "limit"), ("limit=201", "limit"), ("limit=ten", "limit"), ("before=-3", "before"),
-    ("before=1.5", "before"), ("status=done", "status"), ("trigger=cron", "trigger"), ("mode=fast", "mode"),
-])
+@pytest.mark.parametrize(
+    "query, parameter",
+    [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=ten", "limit"),
+        ("before=-3", "before"),
+        ("before=1.5", "before"),
+        ("status=done", "status"),
+        ("trigger=cron", "trigger"),
+        ("mode=fast", "mode"),
+    ],
+)
 def test_bad_query_values_answer_400_naming_the_parameter(app: Flask, query: str, parameter: str) -> None:
     response = app.test_client().get(f"/scheduler/runs?{query}")
     assert response.status_code == 400
@@ -108,8 +151,9 @@ def test_an_unknown_run_is_a_json_404(app: Flask) -> None:
         assert response.get_json()["error"] == "Not Found"
 
 
-def test_runs_older_than_the_retention_are_pruned_about_hourly(app: Flask, db_engine: sa.Engine,
-                                                                table_name: str) -> None:
+def test_runs_older_than_the_retention_are_pruned_about_hourly(
+    app: Flask, db_engine: sa.Engine, table_name: str
+) -> None:
     service = scheduler_of(app).service
     old = datetime.now(timezone.utc) - timedelta(days=31)
     for _ in range(2):
@@ -135,8 +179,15 @@ def test_the_scheduler_prunes_after_a_counted_run(app: Flask, db_engine: sa.Engi
     fresh = create_app(scheduler_of(app).settings)
     try:
         fresh.test_client().post("/scheduler/sync-now")
-        assert scalar(db_engine, "SELECT count(*) FROM rtarf_sync_runs WHERE target_table = :t "
-                                 "AND started_at < now() - interval '30 days'", t=table_name) == 0
+        assert (
+            scalar(
+                db_engine,
+                "SELECT count(*) FROM rtarf_sync_runs WHERE target_table = :t "
+                "AND started_at < now() - interval '30 days'",
+                t=table_name,
+            )
+            == 0
+        )
     finally:
         scheduler_of(fresh).shutdown(timeout=10)
 

@@ -50,8 +50,14 @@ REQUESTS: list[tuple[str, str, Any]] = [
 @pytest.fixture
 def client(make_settings: Callable[..., Settings]) -> FlaskClient:
     """An app whose engine password is SECRET; the interval job is off."""
-    app = create_app(make_settings(RTARF_ES_USERNAME="elastic", RTARF_ES_PASSWORD=SECRET,
-                                   RTARF_SYNC_ENABLED="false", RTARF_SYNC_MAX_RETRIES="0"))
+    app = create_app(
+        make_settings(
+            RTARF_ES_USERNAME="elastic",
+            RTARF_ES_PASSWORD=SECRET,
+            RTARF_SYNC_ENABLED="false",
+            RTARF_SYNC_MAX_RETRIES="0",
+        )
+    )
     yield app.test_client()
     extension.shutdown(app)
 
@@ -64,7 +70,8 @@ def _ask(client: FlaskClient, method: str, path: str, body: Any, guess: str) -> 
 
 @pytest.mark.parametrize(("method", "path", "body"), REQUESTS, ids=[f"{m} {p} {b}" for m, p, b in REQUESTS])
 def test_the_answer_to_the_real_secret_and_to_a_wrong_guess_is_the_same(
-        client: FlaskClient, method: str, path: str, body: Any) -> None:
+    client: FlaskClient, method: str, path: str, body: Any
+) -> None:
     right = _ask(client, method, path, body, SECRET)
     wrong = _ask(client, method, path, body, WRONG)
     assert right[0] >= 400

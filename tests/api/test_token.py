@@ -33,15 +33,24 @@ def app() -> Iterator[Flask]:
 
 
 def _mutating_rules(app: Flask) -> list[tuple[str, str]]:
-    return sorted((method, rule.rule) for rule in app.url_map.iter_rules()
-                  for method in ("POST", "PUT") if method in (rule.methods or set()))
+    return sorted(
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        for method in ("POST", "PUT")
+        if method in (rule.methods or set())
+    )
 
 
 def test_the_app_has_the_documented_mutating_routes(app: Flask) -> None:
-    assert _mutating_rules(app) == [("POST", "/scheduler/dead-letters/replay"), ("POST", "/scheduler/start"),
-                                    ("POST", "/scheduler/stop"), ("POST", "/scheduler/sync-now"),
-                                    ("POST", "/scheduler/trigger"), ("POST", "/scheduler/verify"),
-                                    ("PUT", "/scheduler/cursor")]
+    assert _mutating_rules(app) == [
+        ("POST", "/scheduler/dead-letters/replay"),
+        ("POST", "/scheduler/start"),
+        ("POST", "/scheduler/stop"),
+        ("POST", "/scheduler/sync-now"),
+        ("POST", "/scheduler/trigger"),
+        ("POST", "/scheduler/verify"),
+        ("PUT", "/scheduler/cursor"),
+    ]
 
 
 def test_every_mutating_route_refuses_a_request_without_the_token(app: Flask) -> None:
@@ -75,16 +84,30 @@ def _answer_when_free(client: FlaskClient, method: str, rule: str, headers: dict
     """The route's answer once it is no longer busy (409)."""
     answers = []
     body = {"cursor": None} if method == "PUT" else None
-    wait_for(lambda: answers.append(client.open(rule, method=method, headers=headers, json=body))
-             or answers[-1].status_code != 409, what=f"{rule} not to be busy")
+    wait_for(
+        lambda: answers.append(client.open(rule, method=method, headers=headers, json=body))
+        or answers[-1].status_code != 409,
+        what=f"{rule} not to be busy",
+    )
     return answers[-1]
 
 
-@pytest.mark.parametrize("header", [
-    f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer ", "Bearer", f"Basic {TOKEN}", TOKEN,
-    "Bearer short", "Bearer " + "x" * 10_000, f"Bearer {TOKEN[:-2]}é", "Bearer тест",
-    f"Bearer {TOKEN} extra",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+        "Bearer ",
+        "Bearer",
+        f"Basic {TOKEN}",
+        TOKEN,
+        "Bearer short",
+        "Bearer " + "x" * 10_000,
+        f"Bearer {TOKEN[:-2]}é",
+        "Bearer тест",
+        f"Bearer {TOKEN} extra",
+    ],
+)
 def test_wrong_tokens_get_401_never_500(app: Flask, header: str) -> None:
     response = app.test_client().post("/scheduler/sync-now", headers={"Authorization": header})
     assert response.status_code == 401

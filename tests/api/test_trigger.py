@@ -14,8 +14,9 @@ from tests.infra.support import GatedJob, offline_settings
 
 def test_trigger_is_refused_while_the_interval_job_is_disabled_and_needs_the_token() -> None:
     settings = offline_settings(RTARF_SYNC_ENABLED="false", RTARF_API_TOKEN="t0ken-for-trigger")
-    app = create_app(settings, scheduler=RtarfEventScheduler(settings=settings, job=GatedJob(gated=False)),
-                     start_scheduler=True)
+    app = create_app(
+        settings, scheduler=RtarfEventScheduler(settings=settings, job=GatedJob(gated=False)), start_scheduler=True
+    )
     try:
         client = app.test_client()
         assert client.post("/scheduler/trigger").status_code == 401

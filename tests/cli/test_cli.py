@@ -43,15 +43,26 @@ COMMANDS = {  # each command's --help must explain it: a phrase its help text ha
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """Run the CLI with only the given RTARF_ variables set."""
     base = {key: value for key, value in os.environ.items() if not key.startswith("RTARF_")}
-    return subprocess.run([sys.executable, "-m", "rtarf_sync", *args], env={**base, **(env or {})}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rtarf_sync", *args],
+        env={**base, **(env or {})},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
 def cli_env(database_url: str, table_name: str, index_name: str) -> dict[str, str]:
     """Variables for a run against the test database, a fresh table and a fresh index."""
-    return {"RTARF_DATABASE_URL": database_url, "RTARF_TABLE": table_name, "RTARF_ES_INDEX": index_name,
-            "RTARF_SYNC_SETTLE_SECONDS": "0", "RTARF_SYNC_RETRY_MAX_SECONDS": "0.2"}
+    return {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_TABLE": table_name,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_SYNC_RETRY_MAX_SECONDS": "0.2",
+    }
 
 
 def engine_env(engine: EngineHttp) -> dict[str, str]:
@@ -75,13 +86,16 @@ def test_no_command_is_a_usage_error() -> None:
     assert "COMMAND" in shown.stderr
 
 
-@pytest.mark.parametrize(("command", "name", "value"), [
-    ("sync", "RTARF_SYNC_INTERVAL_SECONDS", "abc"),
-    ("init-db", "RTARF_TABLE", "Bad-Name"),
-    ("load-sample", "RTARF_SYNC_ENABLED", "maybe"),
-    ("status", "RTARF_SYNC_BATCH_SIZE", "0"),
-    ("check", "RTARF_SOURCE_ENGINE", "solr"),
-])
+@pytest.mark.parametrize(
+    ("command", "name", "value"),
+    [
+        ("sync", "RTARF_SYNC_INTERVAL_SECONDS", "abc"),
+        ("init-db", "RTARF_TABLE", "Bad-Name"),
+        ("load-sample", "RTARF_SYNC_ENABLED", "maybe"),
+        ("status", "RTARF_SYNC_BATCH_SIZE", "0"),
+        ("check", "RTARF_SOURCE_ENGINE", "solr"),
+    ],
+)
 def test_bad_setting_exits_2_with_one_line_naming_it(command: str, name: str, value: str) -> None:
     shown = run_cli(command, env={name: value})
     assert shown.returncode == 2
@@ -125,8 +139,9 @@ def test_sample_index_follows_the_index_setting() -> None:
     assert sample_index("audit") == "audit"
 
 
-def test_init_db_creates_the_tables_and_is_idempotent(cli_env: dict[str, str], db_engine: sa.Engine,
-                                                      table_name: str) -> None:
+def test_init_db_creates_the_tables_and_is_idempotent(
+    cli_env: dict[str, str], db_engine: sa.Engine, table_name: str
+) -> None:
     for _ in range(2):
         shown = run_cli("init-db", env=cli_env)
         assert shown.returncode == 0, shown.stderr
@@ -143,8 +158,9 @@ def _rows(db_engine: sa.Engine, table: str) -> int:
         return int(connection.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one())
 
 
-def test_sync_prints_exact_counts_as_json(engine: EngineHttp, cli_env: dict[str, str], db_engine: sa.Engine,
-                                          index_name: str, table_name: str) -> None:
+def test_sync_prints_exact_counts_as_json(
+    engine: EngineHttp, cli_env: dict[str, str], db_engine: sa.Engine, index_name: str, table_name: str
+) -> None:
     engine.create_index(index_name)
     load_events(engine.bulk, index_name, 2500)
     engine.refresh(index_name)
@@ -164,8 +180,9 @@ def test_sync_prints_exact_counts_as_json(engine: EngineHttp, cli_env: dict[str,
         engine.delete_index(index_name)
 
 
-def test_status_lists_the_runs_from_postgresql(elasticsearch: EngineHttp, cli_env: dict[str, str],
-                                               index_name: str, table_name: str) -> None:
+def test_status_lists_the_runs_from_postgresql(
+    elasticsearch: EngineHttp, cli_env: dict[str, str], index_name: str, table_name: str
+) -> None:
     env = {**cli_env, **engine_env(elasticsearch)}
     missing = run_cli("status", env=env)
     assert missing.returncode == 1 and "init-db" in missing.stderr  # says what to do next
@@ -184,9 +201,14 @@ def test_status_lists_the_runs_from_postgresql(elasticsearch: EngineHttp, cli_en
 
 def test_sync_with_postgresql_down_fails_clearly_without_secrets(elasticsearch: EngineHttp) -> None:
     port = free_port()
-    env = {"RTARF_DATABASE_URL": f"postgresql+psycopg://postgres:Canary-Pg-4471@127.0.0.1:{port}/rtarf",
-           "RTARF_ES_USERNAME": "elastic", "RTARF_ES_PASSWORD": "Canary-Es-5582", **engine_env(elasticsearch),
-           "RTARF_SYNC_MAX_RETRIES": "1", "RTARF_SYNC_RETRY_MAX_SECONDS": "0.1"}
+    env = {
+        "RTARF_DATABASE_URL": f"postgresql+psycopg://postgres:Canary-Pg-4471@127.0.0.1:{port}/rtarf",
+        "RTARF_ES_USERNAME": "elastic",
+        "RTARF_ES_PASSWORD": "Canary-Es-5582",
+        **engine_env(elasticsearch),
+        "RTARF_SYNC_MAX_RETRIES": "1",
+        "RTARF_SYNC_RETRY_MAX_SECONDS": "0.1",
+    }
     shown = run_cli("sync", env=env)
     assert shown.returncode == 1
     assert json.loads(shown.stdout)["status"] == "failed"
@@ -201,8 +223,14 @@ def test_check_names_what_is_unreachable(elasticsearch: EngineHttp, database_url
     up = run_cli("check", env={"RTARF_DATABASE_URL": database_url, **engine_env(elasticsearch)})
     assert up.returncode == 0, up.stderr
     assert up.stdout.count(": reachable") == 2
-    down = run_cli("check", env={"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": f"http://127.0.0.1:{free_port()}",
-                                 "RTARF_SOURCE_ENGINE": "opensearch"})
+    down = run_cli(
+        "check",
+        env={
+            "RTARF_DATABASE_URL": database_url,
+            "RTARF_ES_URL": f"http://127.0.0.1:{free_port()}",
+            "RTARF_SOURCE_ENGINE": "opensearch",
+        },
+    )
     assert down.returncode == 1
     assert "search engine at" in down.stdout and "UNREACHABLE" in down.stdout
     assert "start it or set RTARF_ES_URL" in down.stderr and "cannot reach PostgreSQL" not in down.stderr
@@ -229,15 +257,19 @@ def test_status_url_prints_the_service_status(served_app: str) -> None:
     assert gone.returncode == 1 and "cannot reach the service" in gone.stderr and "--url" in gone.stderr
 
 
-def test_sync_skips_with_exit_3_while_another_process_holds_the_lease(elasticsearch: EngineHttp,
-                                                                    cli_env: dict[str, str], db_engine: sa.Engine,
-                                                                    table_name: str) -> None:
+def test_sync_skips_with_exit_3_while_another_process_holds_the_lease(
+    elasticsearch: EngineHttp, cli_env: dict[str, str], db_engine: sa.Engine, table_name: str
+) -> None:
     env = {**cli_env, **engine_env(elasticsearch)}
     assert run_cli("init-db", env=env).returncode == 0
     with db_engine.begin() as connection:
-        connection.execute(sa.text(
-            f"INSERT INTO {LEASE_TABLE} (name, owner, epoch, acquired_at, expires_at) "
-            "VALUES (:name, 'replica-b:4242:cafe', 7, now(), now() + interval '1 minute')"), {"name": table_name})
+        connection.execute(
+            sa.text(
+                f"INSERT INTO {LEASE_TABLE} (name, owner, epoch, acquired_at, expires_at) "
+                "VALUES (:name, 'replica-b:4242:cafe', 7, now(), now() + interval '1 minute')"
+            ),
+            {"name": table_name},
+        )
     shown = run_cli("sync", env=env)
     assert shown.returncode == 3, shown.stdout + shown.stderr
     result = json.loads(shown.stdout)

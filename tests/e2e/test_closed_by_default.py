@@ -24,12 +24,24 @@ from tests.infra.support import offline_settings
 TOKEN = "closed-by-default-token"
 
 
-@pytest.mark.parametrize(("address", "local"), [
-    ("127.0.0.1:8000", True), ("127.8.9.10:1", True), ("[::1]:8000", True), ("localhost:8000", True),
-    ("[::ffff:127.0.0.1]:8000", True), ("unix:/run/rtarf.sock", True),
-    ("0.0.0.0:8000", False), ("[::]:8000", False), (":8000", False), ("10.1.2.3:8000", False),
-    ("192.168.0.7:80", False), ("[fe80::1]:8000", False), ("no-such-host.invalid:8000", False),
-])
+@pytest.mark.parametrize(
+    ("address", "local"),
+    [
+        ("127.0.0.1:8000", True),
+        ("127.8.9.10:1", True),
+        ("[::1]:8000", True),
+        ("localhost:8000", True),
+        ("[::ffff:127.0.0.1]:8000", True),
+        ("unix:/run/rtarf.sock", True),
+        ("0.0.0.0:8000", False),
+        ("[::]:8000", False),
+        (":8000", False),
+        ("10.1.2.3:8000", False),
+        ("192.168.0.7:80", False),
+        ("[fe80::1]:8000", False),
+        ("no-such-host.invalid:8000", False),
+    ],
+)
 def test_only_loopback_and_unix_sockets_are_local(address: str, local: bool) -> None:
     assert is_local(address) is local
 
@@ -45,9 +57,14 @@ def test_a_reachable_address_is_refused_only_without_a_token_and_without_the_opt
 def _environment(**extra: str) -> dict[str, str]:
     """A service whose runs fail fast (nothing real behind it): only start-up matters here."""
     settings = offline_settings()
-    env = {"RTARF_DATABASE_URL": settings.database_url.reveal(), "RTARF_ES_URL": settings.es_urls[0],
-           "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_SYNC_MAX_RETRIES": "0",
-           "RTARF_SYNC_INTERVAL_SECONDS": "3600", "RTARF_VERIFY_INTERVAL_SECONDS": "0"}
+    env = {
+        "RTARF_DATABASE_URL": settings.database_url.reveal(),
+        "RTARF_ES_URL": settings.es_urls[0],
+        "RTARF_SOURCE_ENGINE": "elasticsearch",
+        "RTARF_SYNC_MAX_RETRIES": "0",
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+        "RTARF_VERIFY_INTERVAL_SECONDS": "0",
+    }
     env.update(extra)
     return env
 
@@ -62,8 +79,9 @@ def _gunicorn(tmp_path: Path, bind_args: bool = False, **extra: str) -> Gunicorn
 
 def _refused(argv: list[str], env: dict[str, str]) -> str:
     """Run a start-up that must stop; return its output after checking status 2 and one refusal line."""
-    completed = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=90,
-                               stdin=subprocess.DEVNULL)
+    completed = subprocess.run(
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL
+    )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 2, output
     refusals = [line for line in output.splitlines() if line.startswith("rtarf-sync: configuration error: ")]
@@ -113,13 +131,17 @@ def test_with_a_token_gunicorn_serves_every_interface_without_a_warning(tmp_path
 
 
 def test_without_a_token_gunicorn_listens_on_loopback_by_default(tmp_path: Path) -> None:
-    env = {key: value for key, value in GunicornProcess(tmp_path, _environment()).env.items()
-           if key not in ("RTARF_BIND", "PORT", "GUNICORN_CMD_ARGS")}
+    env = {
+        key: value
+        for key, value in GunicornProcess(tmp_path, _environment()).env.items()
+        if key not in ("RTARF_BIND", "PORT", "GUNICORN_CMD_ARGS")
+    }
     argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--print-config", "wsgi:app"]
     printed = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60).stdout
     assert "bind                               = ['127.0.0.1:8000']" in printed
-    with_token = subprocess.run(argv, cwd=ROOT, env={**env, "RTARF_API_TOKEN": TOKEN}, capture_output=True,
-                                text=True, timeout=60).stdout
+    with_token = subprocess.run(
+        argv, cwd=ROOT, env={**env, "RTARF_API_TOKEN": TOKEN}, capture_output=True, text=True, timeout=60
+    ).stdout
     assert "= ['0.0.0.0:8000']" in with_token
 
 

@@ -32,8 +32,11 @@ const [url, init, done] = arguments;
 fetch(url, init).then(r => r.text().then(body => done({status: r.status, body: body})))
                 .catch(e => done({error: String(e)}));
 """
-JSON_WITH_TOKEN = {"method": "POST", "headers": {"Authorization": "Bearer dashboard-token",
-                                                 "Content-Type": "application/json"}, "body": "{}"}
+JSON_WITH_TOKEN = {
+    "method": "POST",
+    "headers": {"Authorization": "Bearer dashboard-token", "Content-Type": "application/json"},
+    "body": "{}",
+}
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -57,22 +60,32 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, es_server: EsProtocolServer, database_url: str,
-            dashboard: int) -> Iterator[GunicornProcess]:
+def service(
+    tmp_path_factory: pytest.TempPathFactory, es_server: EsProtocolServer, database_url: str, dashboard: int
+) -> Iterator[GunicornProcess]:
     """gunicorn without a token, listing the dashboard's origin; its first run done."""
     engine = EngineHttp(es_server.url, "elasticsearch")
     index = f"rtarf-events-cors-{uuid.uuid4().hex[:8]}"
     load_sample(engine, index, 10)
-    env = {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": engine.url, "RTARF_ES_INDEX": index,
-           "RTARF_TABLE": f"cors_{uuid.uuid4().hex[:10]}", "RTARF_SOURCE_ENGINE": "elasticsearch",
-           "RTARF_SYNC_SETTLE_SECONDS": "0",
-           "RTARF_SYNC_INTERVAL_SECONDS": "3600", "RTARF_VERIFY_INTERVAL_SECONDS": "0",
-           "RTARF_CORS_ORIGINS": f"http://127.0.0.1:{dashboard}"}
+    env = {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": engine.url,
+        "RTARF_ES_INDEX": index,
+        "RTARF_TABLE": f"cors_{uuid.uuid4().hex[:10]}",
+        "RTARF_SOURCE_ENGINE": "elasticsearch",
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+        "RTARF_VERIFY_INTERVAL_SECONDS": "0",
+        "RTARF_CORS_ORIGINS": f"http://127.0.0.1:{dashboard}",
+    }
     process = GunicornProcess(tmp_path_factory.mktemp("cors"), env)
     try:
         process.start()
-        wait_for(lambda: process.get("/scheduler/status").json()["total_syncs"] == 1, timeout=90,
-                 what="the first scheduled run")
+        wait_for(
+            lambda: process.get("/scheduler/status").json()["total_syncs"] == 1,
+            timeout=90,
+            what="the first scheduled run",
+        )
         yield process
     finally:
         process.close()
@@ -105,13 +118,17 @@ def test_the_pages_own_buttons_still_act(browser: WebDriver, service: GunicornPr
     for label, message, state in (("Stop", "Scheduler stopped", False), ("Start", "Scheduler started", True)):
         browser.execute_script("document.getElementById('action-message').textContent = ''")
         browser.find_element(By.XPATH, f"//button[@data-action][normalize-space()='{label}']").click()
-        wait_for(lambda expected=message: browser.find_element(By.ID, "action-message").text == expected,
-                 timeout=60, what=f"the answer to {label}")
+        wait_for(
+            lambda expected=message: browser.find_element(By.ID, "action-message").text == expected,
+            timeout=60,
+            what=f"the answer to {label}",
+        )
         assert running(service) is state
 
 
-def test_a_listed_dashboard_fetches_with_a_token_and_a_json_body(browser: WebDriver, service: GunicornProcess,
-                                                                 dashboard: int) -> None:
+def test_a_listed_dashboard_fetches_with_a_token_and_a_json_body(
+    browser: WebDriver, service: GunicornProcess, dashboard: int
+) -> None:
     assert running(service) is True
     answer = fetch(browser, f"http://127.0.0.1:{dashboard}/", f"{service.url}/scheduler/stop", JSON_WITH_TOKEN)
     assert answer.get("status") == 200, answer
@@ -122,8 +139,7 @@ def test_a_listed_dashboard_fetches_with_a_token_and_a_json_body(browser: WebDri
     assert service.post("/scheduler/start").status_code == 200
 
 
-def test_a_foreign_page_can_neither_act_nor_read(browser: WebDriver, service: GunicornProcess,
-                                                 dashboard: int) -> None:
+def test_a_foreign_page_can_neither_act_nor_read(browser: WebDriver, service: GunicornProcess, dashboard: int) -> None:
     assert running(service) is True
     foreign = f"http://localhost:{dashboard}/"
     # What a hostile page can send without a preflight: a "simple" POST, no body or a text body.

@@ -24,11 +24,30 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scripts" / "demo.py"
 
 
-def demo_argv(opensearch: EngineHttp, database_url: str, index: str, table: str, port: int,
-              *extra: str) -> list[str]:
-    return [sys.executable, str(DEMO), "--port", str(port), "--opensearch-url", opensearch.url,
-            "--database-url", database_url, "--index", index, "--table", table, "--events", "400",
-            "--batch", "50", "--every", "2", "--interval", "2", *extra]
+def demo_argv(opensearch: EngineHttp, database_url: str, index: str, table: str, port: int, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        str(DEMO),
+        "--port",
+        str(port),
+        "--opensearch-url",
+        opensearch.url,
+        "--database-url",
+        database_url,
+        "--index",
+        index,
+        "--table",
+        table,
+        "--events",
+        "400",
+        "--batch",
+        "50",
+        "--every",
+        "2",
+        "--interval",
+        "2",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -50,13 +69,19 @@ def _rows(db_engine: sa.Engine, table: str) -> int:
         return int(connection.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one())
 
 
-def test_demo_keeps_syncing_new_events_then_stops_cleanly(opensearch: EngineHttp, database_url: str,
-                                                          db_engine: sa.Engine, index_name: str,
-                                                          table_name: str) -> None:
+def test_demo_keeps_syncing_new_events_then_stops_cleanly(
+    opensearch: EngineHttp, database_url: str, db_engine: sa.Engine, index_name: str, table_name: str
+) -> None:
     port = free_port()
     try:
-        shown = subprocess.run(demo_argv(opensearch, database_url, index_name, table_name, port, "--duration", "9"),
-                               capture_output=True, text=True, timeout=240, env=_env(), cwd=ROOT)
+        shown = subprocess.run(
+            demo_argv(opensearch, database_url, index_name, table_name, port, "--duration", "9"),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env=_env(),
+            cwd=ROOT,
+        )
         assert shown.returncode == 0, shown.stdout + shown.stderr
         out = shown.stdout
         assert "first sync done" in out and '"last_sync_status": "success"' in out
@@ -70,11 +95,16 @@ def test_demo_keeps_syncing_new_events_then_stops_cleanly(opensearch: EngineHttp
         opensearch.delete_index(index_name)
 
 
-def test_ctrl_c_stops_the_service(opensearch: EngineHttp, database_url: str, index_name: str,
-                                  table_name: str) -> None:
+def test_ctrl_c_stops_the_service(opensearch: EngineHttp, database_url: str, index_name: str, table_name: str) -> None:
     port = free_port()
-    process = subprocess.Popen(demo_argv(opensearch, database_url, index_name, table_name, port),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
+    process = subprocess.Popen(
+        demo_argv(opensearch, database_url, index_name, table_name, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+    )
     assert process.stdout is not None
     seen: list[str] = []
     try:
@@ -102,8 +132,14 @@ def test_busy_port_is_a_clear_error_before_anything_starts() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         started = time.monotonic()
-        shown = subprocess.run([sys.executable, str(DEMO), "--port", str(port)], capture_output=True, text=True,
-                               timeout=60, env=_env(), cwd=ROOT)
+        shown = subprocess.run(
+            [sys.executable, str(DEMO), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+            cwd=ROOT,
+        )
     assert shown.returncode == 1
     assert f"port {port} is already in use" in shown.stdout and f"--port {port + 1}" in shown.stdout
     assert "[harness]" not in shown.stdout + shown.stderr  # no engine was started
@@ -111,7 +147,8 @@ def test_busy_port_is_a_clear_error_before_anything_starts() -> None:
 
 
 def test_demo_help_names_its_options() -> None:
-    shown = subprocess.run([sys.executable, str(DEMO), "--help"], capture_output=True, text=True, timeout=60,
-                           env=_env(), cwd=ROOT)
+    shown = subprocess.run(
+        [sys.executable, str(DEMO), "--help"], capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT
+    )
     assert shown.returncode == 0
     assert "--duration" in shown.stdout and "Ctrl-C" in shown.stdout

@@ -28,9 +28,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def _environment(port: int) -> dict[str, str]:
     settings = offline_settings()  # the runs fail fast; only the scheduler's start-up matters here
     env = {key: value for key, value in os.environ.items() if not key.startswith("RTARF_")}
-    env.update({"RTARF_DATABASE_URL": settings.database_url.reveal(), "RTARF_ES_URL": settings.es_urls[0],
-                "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_SYNC_MAX_RETRIES": "0",
-                "RTARF_SYNC_INTERVAL_SECONDS": "3600", "RTARF_BIND": f"127.0.0.1:{port}"})
+    env.update(
+        {
+            "RTARF_DATABASE_URL": settings.database_url.reveal(),
+            "RTARF_ES_URL": settings.es_urls[0],
+            "RTARF_SOURCE_ENGINE": "elasticsearch",
+            "RTARF_SYNC_MAX_RETRIES": "0",
+            "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+            "RTARF_BIND": f"127.0.0.1:{port}",
+        }
+    )
     return env
 
 
@@ -54,7 +61,8 @@ def _healthy(port: int) -> bool:
 
 
 def test_python_wsgi_py_starts_the_scheduler_once_and_stops_it_on_ctrl_c(
-        tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     port, log = free_port(), tmp_path / "wsgi.log"
     process = spawn([sys.executable, "wsgi.py"], log, env=_environment(port), cwd=ROOT)
     processes.append(process)
@@ -70,10 +78,22 @@ def test_python_wsgi_py_starts_the_scheduler_once_and_stops_it_on_ctrl_c(
 
 
 def test_the_flask_reloader_starts_the_scheduler_only_in_the_serving_child(
-        tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     port, log = free_port(), tmp_path / "flask.log"
-    argv = [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--debug", "--host", "127.0.0.1",
-            "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "wsgi",
+        "run",
+        "--debug",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     process = spawn(argv, log, env=_environment(port), cwd=ROOT)
     processes.append(process)
     wait_for(lambda: _healthy(port), timeout=90, what="flask run --debug")

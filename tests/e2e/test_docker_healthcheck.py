@@ -40,9 +40,14 @@ def run_healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def service_env(opensearch: EngineHttp, database_url: str) -> dict[str, str]:
     """The variables of a service on an empty index (the health check needs none of its data)."""
     suffix = uuid.uuid4().hex[:8]
-    return {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url,
-            "RTARF_ES_INDEX": f"rtarf-health-{suffix}", "RTARF_TABLE": f"health_{suffix}",
-            "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_SYNC_INTERVAL_SECONDS": "3600"}
+    return {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": opensearch.url,
+        "RTARF_ES_INDEX": f"rtarf-health-{suffix}",
+        "RTARF_TABLE": f"health_{suffix}",
+        "RTARF_SOURCE_ENGINE": "opensearch",
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+    }
 
 
 @pytest.fixture
@@ -55,7 +60,8 @@ def servers(tmp_path: Path) -> Iterator[list[GunicornProcess]]:
 
 
 def test_the_health_check_follows_port_to_a_non_default_port(
-        service_env: dict[str, str], servers: list[GunicornProcess], tmp_path: Path) -> None:
+    service_env: dict[str, str], servers: list[GunicornProcess], tmp_path: Path
+) -> None:
     server = GunicornProcess(tmp_path, service_env)
     del server.env["RTARF_BIND"]
     server.env["PORT"] = str(server.port)  # PORT means 0.0.0.0: a reachable address needs the token
@@ -68,21 +74,25 @@ def test_the_health_check_follows_port_to_a_non_default_port(
 
 
 def test_the_health_check_asks_a_unix_socket_bind_on_its_socket(
-        service_env: dict[str, str], servers: list[GunicornProcess], tmp_path: Path) -> None:
+    service_env: dict[str, str], servers: list[GunicornProcess], tmp_path: Path
+) -> None:
     # The old check took everything after the last ':' of RTARF_BIND as a TCP port on 127.0.0.1.
     server = GunicornProcess(tmp_path, service_env)
     socket_path = Path(tempfile.mkdtemp(prefix="rtarf-")) / "s.sock"  # unix socket paths are short
     server.env["RTARF_BIND"] = f"unix:{socket_path}"
     server.process = spawn(server.argv, server.log_path, env=server.env, cwd=ROOT)
     servers.append(server)
-    wait_for(lambda: "Booting worker" in server.log() and socket_path.exists(), timeout=60,
-             what=f"gunicorn on {socket_path}")
+    wait_for(
+        lambda: "Booting worker" in server.log() and socket_path.exists(), timeout=60, what=f"gunicorn on {socket_path}"
+    )
     wait_for(lambda: run_healthcheck(server.env).returncode == 0, timeout=60, what="a healthy answer on the socket")
 
 
 def test_gunicorns_own_bind_on_its_command_line_wins() -> None:
-    assert command_line_bind(["python", "gunicorn", "-c", "gunicorn.conf.py", "-b", "[::1]:9001", "wsgi:app"]) \
+    assert (
+        command_line_bind(["python", "gunicorn", "-c", "gunicorn.conf.py", "-b", "[::1]:9001", "wsgi:app"])
         == "[::1]:9001"
+    )
     assert command_line_bind(["gunicorn", "--bind=unix:/run/rtarf.sock", "wsgi:app"]) == "unix:/run/rtarf.sock"
     assert command_line_bind(["gunicorn", "-b127.0.0.1:9002"]) == "127.0.0.1:9002"
     assert command_line_bind(["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]) is None

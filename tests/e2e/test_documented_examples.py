@@ -32,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 30
 TOKEN = "readme-example-token"
 
-ORIGINAL_CURL = ["curl -X POST http://localhost:8000/scheduler/sync-now",
-                 "curl http://localhost:8000/scheduler/status"]
+ORIGINAL_CURL = ["curl -X POST http://localhost:8000/scheduler/sync-now", "curl http://localhost:8000/scheduler/status"]
 ORIGINAL_PYTHON = """\
 import requests
 
@@ -48,23 +47,31 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 def readme_blocks(language: str) -> list[str]:
     """The fenced code blocks in `language` of README.md and the docs pages, in reading order."""
-    return [block for path in DOCUMENTS
-            for block in re.findall(rf"^```{language}\n(.*?)^```", path.read_text(), flags=re.S | re.M)]
+    return [
+        block
+        for path in DOCUMENTS
+        for block in re.findall(rf"^```{language}\n(.*?)^```", path.read_text(), flags=re.S | re.M)
+    ]
 
 
 def readme_curl_lines() -> list[str]:
     """Every curl command of the documentation that calls the service, without trailing comments."""
     lines = [line for block in readme_blocks("sh") for line in block.splitlines()]
-    return [line.split("  #")[0].strip() for line in lines
-            if line.startswith("curl ") and "localhost:8000" in line]
+    return [line.split("  #")[0].strip() for line in lines if line.startswith("curl ") and "localhost:8000" in line]
 
 
 @pytest.fixture
 def environment(opensearch: EngineHttp, index_name: str, table_name: str, database_url: str) -> dict[str, str]:
     """Settings of the service (and of the documented standalone scheduler example)."""
     load_sample(opensearch, index_name, EVENTS)
-    return {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url, "RTARF_ES_INDEX": index_name,
-            "RTARF_TABLE": table_name, "RTARF_SYNC_SETTLE_SECONDS": "0", "RTARF_SYNC_ENABLED": "false"}
+    return {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": opensearch.url,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_TABLE": table_name,
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_SYNC_ENABLED": "false",
+    }
 
 
 @pytest.fixture
@@ -89,8 +96,15 @@ def token_server(tmp_path: Path, environment: dict[str, str]) -> Iterator[Gunico
 
 def _run(command: str, port: int, shell: bool = True) -> str:
     env = {**os.environ, "RTARF_API_TOKEN": TOKEN}
-    completed = subprocess.run(command.replace("localhost:8000", f"localhost:{port}"), shell=shell, env=env,
-                               capture_output=True, text=True, timeout=300, executable="/bin/bash")
+    completed = subprocess.run(
+        command.replace("localhost:8000", f"localhost:{port}"),
+        shell=shell,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        executable="/bin/bash",
+    )
     assert completed.returncode == 0, (command, completed.stderr)
     return completed.stdout
 
@@ -110,8 +124,7 @@ def test_the_original_requests_calls(server: GunicornProcess, table_name: str, d
     assert count_rows(db_engine, table_name) == EVENTS
 
 
-def test_every_curl_line_of_the_readme(token_server: GunicornProcess, table_name: str,
-                                       db_engine: sa.Engine) -> None:
+def test_every_curl_line_of_the_readme(token_server: GunicornProcess, table_name: str, db_engine: sa.Engine) -> None:
     lines = readme_curl_lines()
     assert any("/scheduler/sync-now" in line for line in lines)  # the docs still show the routes
     for line in lines:
@@ -145,8 +158,9 @@ def _trigger_idle(server: GunicornProcess) -> bool:
     return not (status["trigger"]["pending"] or status["trigger"]["running"] or status["sync_in_progress"])
 
 
-def test_the_readme_python_blocks(token_server: GunicornProcess, environment: dict[str, str], table_name: str,
-                                  db_engine: sa.Engine) -> None:
+def test_the_readme_python_blocks(
+    token_server: GunicornProcess, environment: dict[str, str], table_name: str, db_engine: sa.Engine
+) -> None:
     blocks = readme_blocks("python")
     client = next(block for block in blocks if "import requests" in block)
     output = _run(f"{sys.executable} - <<'EOF'\n{client}EOF", token_server.port)
@@ -155,8 +169,14 @@ def test_the_readme_python_blocks(token_server: GunicornProcess, environment: di
 
     standalone = next(block for block in blocks if "RtarfEventScheduler(interval_seconds=10)" in block)
     own_table = f"{table_name}_standalone"
-    completed = subprocess.run([sys.executable, "-c", standalone], cwd=ROOT, capture_output=True, text=True,
-                               timeout=300, env={**os.environ, **environment, "RTARF_TABLE": own_table})
+    completed = subprocess.run(
+        [sys.executable, "-c", standalone],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **environment, "RTARF_TABLE": own_table},
+    )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split()[0] == "True"  # is_running right after start()
     # stop() pauses the schedule; the first run, already started, finishes before the process exits.

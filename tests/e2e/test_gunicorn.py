@@ -22,8 +22,16 @@ import sqlalchemy as sa
 from config import Settings
 from tests.infra.gunicorn_process import GunicornProcess
 from tests.infra.harness.http import EngineHttp
-from tests.infra.support import (count_rows, lease_holder, load_sample, prepare_tables, runs_of, target_locked,
-                                 waiting_service_backends, wait_for)
+from tests.infra.support import (
+    count_rows,
+    lease_holder,
+    load_sample,
+    prepare_tables,
+    runs_of,
+    target_locked,
+    waiting_service_backends,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,9 +46,16 @@ ServerFactory = Callable[..., GunicornProcess]
 def server_env(opensearch: EngineHttp, index_name: str, table_name: str, database_url: str) -> dict[str, str]:
     """Environment of a service reading the test index into the test table."""
     load_sample(opensearch, index_name, EVENTS)
-    return {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url, "RTARF_ES_INDEX": index_name,
-            "RTARF_TABLE": table_name, "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_SYNC_SETTLE_SECONDS": "0",
-            "RTARF_SYNC_INTERVAL_SECONDS": "3600", "RTARF_GRACEFUL_TIMEOUT_SECONDS": str(GRACEFUL)}
+    return {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": opensearch.url,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_TABLE": table_name,
+        "RTARF_SOURCE_ENGINE": "opensearch",
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+        "RTARF_GRACEFUL_TIMEOUT_SECONDS": str(GRACEFUL),
+    }
 
 
 @pytest.fixture
@@ -63,16 +78,17 @@ def _sigterm_and_check(server: GunicornProcess) -> None:
     code, seconds = server.terminate(timeout=GRACEFUL + 10)
     assert code == 0, server.log()
     assert seconds < GRACEFUL  # within the graceful timeout, not killed at its end
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                   for pid in workers)
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers)
 
 
 def test_gunicorn_serves_the_routes_syncs_and_stops_on_sigterm(
-        start_server: ServerFactory, server_env: dict[str, str], table_name: str, db_engine: sa.Engine) -> None:
+    start_server: ServerFactory, server_env: dict[str, str], table_name: str, db_engine: sa.Engine
+) -> None:
     server = start_server(server_env)
     # The first scheduled run starts with the worker.
-    wait_for(lambda: server.get("/scheduler/status").json()["total_syncs"] == 1, timeout=90,
-             what="the first scheduled run")
+    wait_for(
+        lambda: server.get("/scheduler/status").json()["total_syncs"] == 1, timeout=90, what="the first scheduled run"
+    )
     status = server.get("/scheduler/status").json()
     assert status["is_running"] is True
     assert status["last_sync_status"] == "success", status["last_result"]
@@ -91,8 +107,9 @@ def test_gunicorn_serves_the_routes_syncs_and_stops_on_sigterm(
     assert server.get("/scheduler/sync-now").status_code == 405
     assert server.post("/scheduler/stop").json()["scheduler_status"]["is_running"] is False
     assert server.post("/scheduler/start").json()["scheduler_status"]["is_running"] is True
-    wait_for(lambda: server.get("/scheduler/status").json()["total_syncs"] == 3, timeout=60,
-             what="the run a start triggers")
+    wait_for(
+        lambda: server.get("/scheduler/status").json()["total_syncs"] == 3, timeout=60, what="the run a start triggers"
+    )
 
     _sigterm_and_check(server)
     log = server.log()
@@ -105,10 +122,12 @@ def test_gunicorn_serves_the_routes_syncs_and_stops_on_sigterm(
 
 
 def test_the_scheduler_starts_once_in_the_worker_never_in_the_master(
-        start_server: ServerFactory, server_env: dict[str, str]) -> None:
+    start_server: ServerFactory, server_env: dict[str, str]
+) -> None:
     server = start_server(server_env)
-    wait_for(lambda: server.get("/scheduler/status").json()["total_syncs"] == 1, timeout=90,
-             what="the first scheduled run")
+    wait_for(
+        lambda: server.get("/scheduler/status").json()["total_syncs"] == 1, timeout=90, what="the first scheduled run"
+    )
     status = server.get("/scheduler/status").json()
     assert status["pid"] in server.worker_pids()
     assert status["pid"] != server.master_pid
@@ -117,8 +136,12 @@ def test_the_scheduler_starts_once_in_the_worker_never_in_the_master(
 
 
 def test_sigterm_during_a_sync_finishes_the_page_records_the_run_and_exits(
-        start_server: ServerFactory, server_env: dict[str, str], table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings]) -> None:
+    start_server: ServerFactory,
+    server_env: dict[str, str],
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+) -> None:
     env = {**server_env, "RTARF_SYNC_BATCH_SIZE": "5"}
     prepare_tables(make_settings(RTARF_TABLE=table_name))
     with target_locked(db_engine, table_name):  # the boot-time run reads page 1 and waits to write it
@@ -148,19 +171,25 @@ def _post_into(server: GunicornProcess, answers: list[object]) -> None:
 
 
 def test_two_workers_never_run_two_syncs_at_once(
-        start_server: ServerFactory, server_env: dict[str, str], table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings]) -> None:
+    start_server: ServerFactory,
+    server_env: dict[str, str],
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+) -> None:
     env = {**server_env, "RTARF_SYNC_BATCH_SIZE": "5"}
     prepare_tables(make_settings(RTARF_TABLE=table_name))
     answers: list[object] = []
     with target_locked(db_engine, table_name):
         server = start_server(env, "-w", "2", workers=2)
         # Both workers started a scheduler; one run holds the lease, the other waits for it or skips.
-        wait_for(lambda: server.log().count("RTARF Event Scheduler started") == 2, timeout=30,
-                 what="both schedulers")
+        wait_for(lambda: server.log().count("RTARF Event Scheduler started") == 2, timeout=30, what="both schedulers")
         wait_for(lambda: lease_holder(db_engine, table_name), timeout=60, what="one run to take the lease")
-        wait_for(lambda: waiting_service_backends(db_engine) == 2 or "Sync skipped" in server.log(),
-                 timeout=60, what="the other worker's run to meet the lease")
+        wait_for(
+            lambda: waiting_service_backends(db_engine) == 2 or "Sync skipped" in server.log(),
+            timeout=60,
+            what="the other worker's run to meet the lease",
+        )
         callers = [threading.Thread(target=_post_into, args=(server, answers)) for _ in range(6)]
         for caller in callers:
             caller.start()
@@ -169,10 +198,16 @@ def test_two_workers_never_run_two_syncs_at_once(
         # While the lease is held, every manual call is refused at once, by either worker.
         assert answers == [409] * 6, server.log()[-3000:]
         assert server.get("/scheduler/status").status_code == 200  # and status still answers
-    wait_for(lambda: "Sync skipped: another sync holds the lease" in server.log(), timeout=60,
-             what="the second worker to log its skip")
-    wait_for(lambda: [run["status"] for run in runs_of(db_engine, table_name)] == ["success"], timeout=60,
-             what="the one run to finish")
+    wait_for(
+        lambda: "Sync skipped: another sync holds the lease" in server.log(),
+        timeout=60,
+        what="the second worker to log its skip",
+    )
+    wait_for(
+        lambda: [run["status"] for run in runs_of(db_engine, table_name)] == ["success"],
+        timeout=60,
+        what="the one run to finish",
+    )
 
     more: list[requests.Response] = []
     callers = [threading.Thread(target=lambda: more.append(server.post("/scheduler/sync-now"))) for _ in range(4)]

@@ -31,16 +31,24 @@ HANG_GUARD = 10  # seconds: a request the service never answers fails the test i
 
 
 @pytest.fixture(scope="module")
-def server(opensearch: EngineHttp, database_url: str, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[GunicornProcess]:
+def server(
+    opensearch: EngineHttp, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornProcess]:
     """One gunicorn for the module, with a token (for the 401s) and a small index."""
     suffix = uuid.uuid4().hex[:8]
     index = f"rtarf-callers-{suffix}"
     load_sample(opensearch, index, 20)
-    env = {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url, "RTARF_ES_INDEX": index,
-           "RTARF_TABLE": f"callers_{suffix}", "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_API_TOKEN": TOKEN,
-           "RTARF_SYNC_INTERVAL_SECONDS": "3600", "RTARF_SYNC_SETTLE_SECONDS": "0",
-           "RTARF_TRIGGER_DEBOUNCE_SECONDS": "0"}
+    env = {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": opensearch.url,
+        "RTARF_ES_INDEX": index,
+        "RTARF_TABLE": f"callers_{suffix}",
+        "RTARF_SOURCE_ENGINE": "opensearch",
+        "RTARF_API_TOKEN": TOKEN,
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_TRIGGER_DEBOUNCE_SECONDS": "0",
+    }
     process = GunicornProcess(tmp_path_factory.mktemp("callers"), env)
     try:
         yield process.start()
@@ -58,14 +66,22 @@ def test_bodies_that_arrive_after_the_head_hold_no_thread_on_any_status(server: 
     # for a next request on the idle connection. Two of each: more than the service has threads.
     held: list[socket.socket] = []
     seen: list[int] = []
-    calls = [("POST", "/scheduler/trigger", TOKEN), ("POST", "/scheduler/trigger", None),
-             ("POST", "/no-such-route", TOKEN), ("POST", "/healthz", TOKEN)]
+    calls = [
+        ("POST", "/scheduler/trigger", TOKEN),
+        ("POST", "/scheduler/trigger", None),
+        ("POST", "/no-such-route", TOKEN),
+        ("POST", "/healthz", TOKEN),
+    ]
     for method, path, token in calls * 2:
         sock, status = late_body(server.port, method, path, token=token)
         held.append(sock)
         seen.append(status)
-    assert requests.post(f"{server.url}/scheduler/stop", headers={"Authorization": f"Bearer {TOKEN}"},
-                         timeout=HANG_GUARD).status_code == 200
+    assert (
+        requests.post(
+            f"{server.url}/scheduler/stop", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=HANG_GUARD
+        ).status_code
+        == 200
+    )
     for _ in range(2):
         sock, status = late_body(server.port, "POST", "/scheduler/trigger", token=TOKEN)
         held.append(sock)
@@ -73,8 +89,12 @@ def test_bodies_that_arrive_after_the_head_hold_no_thread_on_any_status(server: 
     assert sorted(set(seen)) == [202, 401, 404, 405, 409]
     assert _answers(server) == 200
     assert _answers(server, "/scheduler/status") == 200
-    assert requests.post(f"{server.url}/scheduler/start", headers={"Authorization": f"Bearer {TOKEN}"},
-                         timeout=HANG_GUARD).status_code == 200
+    assert (
+        requests.post(
+            f"{server.url}/scheduler/start", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=HANG_GUARD
+        ).status_code
+        == 200
+    )
     for sock in held:
         sock.close()
 
@@ -88,8 +108,12 @@ def test_a_keep_alive_session_shared_by_ten_threads_gets_every_answer(server: Gu
     def caller() -> None:
         for _ in range(5):
             try:
-                status: int | str = session.post(f"{server.url}/scheduler/trigger", json={}, timeout=HANG_GUARD,
-                                                 headers={"Authorization": f"Bearer {TOKEN}"}).status_code
+                status: int | str = session.post(
+                    f"{server.url}/scheduler/trigger",
+                    json={},
+                    timeout=HANG_GUARD,
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                ).status_code
             except requests.RequestException as error:
                 status = type(error).__name__
             with lock:
@@ -169,13 +193,20 @@ def apps() -> Iterator[list[Flask]]:
 
 
 def test_readyz_answers_within_its_deadline_and_probes_share_one_check(
-        make_settings: Callable[..., Settings], apps: list[Flask]) -> None:
+    make_settings: Callable[..., Settings], apps: list[Flask]
+) -> None:
     # An engine that accepts connections and never answers: the client's own timeout is far longer.
     silent = socket.create_server(("127.0.0.1", 0))
     silent.listen(64)
     port = silent.getsockname()[1]
-    app = create_app(make_settings(RTARF_ES_URL=f"http://127.0.0.1:{port}", RTARF_SOURCE_ENGINE="elasticsearch",
-                                   RTARF_SYNC_MAX_RETRIES=0, RTARF_ES_REQUEST_TIMEOUT_SECONDS=120))
+    app = create_app(
+        make_settings(
+            RTARF_ES_URL=f"http://127.0.0.1:{port}",
+            RTARF_SOURCE_ENGINE="elasticsearch",
+            RTARF_SYNC_MAX_RETRIES=0,
+            RTARF_ES_REQUEST_TIMEOUT_SECONDS=120,
+        )
+    )
     apps.append(app)
     answers: list[dict[str, object]] = []
 
@@ -190,7 +221,7 @@ def test_readyz_answers_within_its_deadline_and_probes_share_one_check(
         thread.join(timeout=HANG_GUARD * 2)
     assert len(answers) == 8
     assert {answer["status"] for answer in answers} == {503}
-    assert all(answer["checks"]["engine"] == "no answer within 5 s" for answer in answers)  # type: ignore[index]
+    assert all(answer["checks"]["engine"] == "no answer within 5 s" for answer in answers)  # type: ignore[index]  # each is a JSON object
     silent.settimeout(1)
     accepted: list[socket.socket] = []
     try:

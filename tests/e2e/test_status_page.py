@@ -40,21 +40,31 @@ IMG = '"><img src=x onerror="window.__xss = 2">'
 HOSTILE = {SCRIPT: IMG, IMG: SCRIPT}
 # STATUS_PAGE_SCREENSHOTS=docs (make screenshot) keeps the PNGs; otherwise they go to a temporary folder.
 SCREENSHOTS = os.environ.get("STATUS_PAGE_SCREENSHOTS")
-TEXT = ("h1, h2, .target, .headline, .card dt, .card .value, .card .detail, button:not(:disabled), .message, "
-        ".chart-label, figcaption, .panel .summary, .panel .details li, th, td, footer")
+TEXT = (
+    "h1, h2, .target, .headline, .card dt, .card .value, .card .detail, button:not(:disabled), .message, "
+    ".chart-label, figcaption, .panel .summary, .panel .details li, th, td, footer"
+)
 
 
 @pytest.fixture(scope="module")
 def index(opensearch: EngineHttp) -> Iterator[str]:
     """Recent sample events plus the two hostile documents, in an index that accepts malformed dates."""
     name = f"rtarf-events-page-{uuid.uuid4().hex[:8]}"
-    opensearch.call("PUT", f"/{name}", {
-        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-        "mappings": {"properties": {"@timestamp": {"type": "date", "ignore_malformed": True}}}})
-    load_events(opensearch.bulk, name, EVENTS, start=datetime.now(timezone.utc) - timedelta(minutes=20),
-                spacing_ms=20_000)
-    docs = {doc_id: {**make_event(900 + number), "@timestamp": value}
-            for number, (doc_id, value) in enumerate(HOSTILE.items())}
+    opensearch.call(
+        "PUT",
+        f"/{name}",
+        {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": {"properties": {"@timestamp": {"type": "date", "ignore_malformed": True}}},
+        },
+    )
+    load_events(
+        opensearch.bulk, name, EVENTS, start=datetime.now(timezone.utc) - timedelta(minutes=20), spacing_ms=20_000
+    )
+    docs = {
+        doc_id: {**make_event(900 + number), "@timestamp": value}
+        for number, (doc_id, value) in enumerate(HOSTILE.items())
+    }
     assert index_docs(opensearch, name, docs)["errors"] is False
     opensearch.refresh(name)
     yield name
@@ -68,17 +78,29 @@ def table() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, opensearch: EngineHttp, database_url: str, index: str,
-           table: str) -> Iterator[GunicornProcess]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, opensearch: EngineHttp, database_url: str, index: str, table: str
+) -> Iterator[GunicornProcess]:
     """gunicorn with a token; its interval job runs once at boot, then every hour."""
-    env = {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url, "RTARF_ES_INDEX": index,
-           "RTARF_TABLE": table, "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_SYNC_SETTLE_SECONDS": "0",
-           "RTARF_SYNC_INTERVAL_SECONDS": "3600", "RTARF_API_TOKEN": TOKEN, "RTARF_SYNC_MAX_RETRIES": "0"}
+    env = {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": opensearch.url,
+        "RTARF_ES_INDEX": index,
+        "RTARF_TABLE": table,
+        "RTARF_SOURCE_ENGINE": "opensearch",
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+        "RTARF_API_TOKEN": TOKEN,
+        "RTARF_SYNC_MAX_RETRIES": "0",
+    }
     process = GunicornProcess(tmp_path_factory.mktemp("page"), env)
     try:
         process.start()
-        wait_for(lambda: process.get("/scheduler/status").json()["total_syncs"] == 1, timeout=90,
-                 what="the first scheduled run")
+        wait_for(
+            lambda: process.get("/scheduler/status").json()["total_syncs"] == 1,
+            timeout=90,
+            what="the first scheduled run",
+        )
         yield process
     finally:
         process.close()
@@ -110,8 +132,10 @@ def text_of(driver: WebDriver, element_id: str) -> str:
 
 def chart_marks(driver: WebDriver) -> list[str]:
     """The run ids of the chart's marks, oldest first."""
-    return [mark.get_attribute("data-run-id") or ""
-            for mark in driver.find_elements(By.CSS_SELECTOR, "#chart-marks > g.mark")]
+    return [
+        mark.get_attribute("data-run-id") or ""
+        for mark in driver.find_elements(By.CSS_SELECTOR, "#chart-marks > g.mark")
+    ]
 
 
 def refreshed(driver: WebDriver) -> None:
@@ -148,8 +172,9 @@ def route_missing(server: GunicornProcess, method: str, path: str) -> bool:
     return requests.request(method, f"{server.url}{path}", timeout=30, headers=headers).status_code in (404, 405)
 
 
-def test_the_page_answers_at_a_glance_after_a_sync(page: WebDriver, server: GunicornProcess, table: str,
-                                                   db_engine: sa.Engine) -> None:
+def test_the_page_answers_at_a_glance_after_a_sync(
+    page: WebDriver, server: GunicornProcess, table: str, db_engine: sa.Engine
+) -> None:
     answer = server.get("/")
     assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
     assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
@@ -181,8 +206,10 @@ def test_hostile_ids_and_reasons_show_as_typed_and_never_run(page: WebDriver) ->
         assert console_errors(page) == []  # nothing failed to load, nothing was blocked, no script error
         assert page.execute_script("return window.__xss") is None
         assert page.find_elements(By.CSS_SELECTOR, "main img, main script") == []
-        cells = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
-                 for row in page.find_elements(By.CSS_SELECTOR, "#panel-dead_letters tbody tr")]
+        cells = [
+            [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in page.find_elements(By.CSS_SELECTOR, "#panel-dead_letters tbody tr")
+        ]
         shown = {row[2]: row[3] for row in cells}
         assert set(shown) == {SCRIPT, IMG}
         for doc_id, value in HOSTILE.items():
@@ -194,7 +221,8 @@ def test_hostile_ids_and_reasons_show_as_typed_and_never_run(page: WebDriver) ->
 
 
 def test_actions_ask_for_the_token_refuse_a_wrong_one_and_run_with_the_right_one(
-        page: WebDriver, server: GunicornProcess, table: str, db_engine: sa.Engine) -> None:
+    page: WebDriver, server: GunicornProcess, table: str, db_engine: sa.Engine
+) -> None:
     runs_before = len(runs_of(db_engine, table))
     click(page, "Sync now")
     form = page.find_element(By.ID, "token-form")
@@ -211,15 +239,19 @@ def test_actions_ask_for_the_token_refuse_a_wrong_one_and_run_with_the_right_one
 
     page.find_element(By.ID, "token-input").send_keys(TOKEN)
     page.find_element(By.ID, "token-submit").click()  # the refused action is sent again
-    done = wait_for(lambda: "Manual sync completed" in text_of(page, "action-message")
-                    and text_of(page, "action-message"), timeout=60, what="the manual sync")
+    done = wait_for(
+        lambda: "Manual sync completed" in text_of(page, "action-message") and text_of(page, "action-message"),
+        timeout=60,
+        what="the manual sync",
+    )
     assert "processed" in done
     assert page.execute_script("return sessionStorage.getItem('rtarf-sync-token')") == TOKEN
     assert page.execute_script("return document.cookie") == ""
     runs = runs_of(db_engine, table)
     assert len(runs) == runs_before + 1
-    wait_for(lambda: chart_marks(page) == [str(run["id"]) for run in runs], timeout=30,
-             what="the chart to show the new run")
+    wait_for(
+        lambda: chart_marks(page) == [str(run["id"]) for run in runs], timeout=30, what="the chart to show the new run"
+    )
 
     assert message_after(page, "Stop") == "Scheduler stopped"
     wait_for(lambda: "paused" in text_of(page, "card-state"), timeout=30, what="the state to show paused")
@@ -227,10 +259,14 @@ def test_actions_ask_for_the_token_refuse_a_wrong_one_and_run_with_the_right_one
     wait_for(lambda: "running" in text_of(page, "card-state"), timeout=30, what="the state to show running")
 
 
-def test_a_failed_run_is_marked_in_the_chart(page: WebDriver, server: GunicornProcess, opensearch: EngineHttp,
-                                             index: str, table: str, db_engine: sa.Engine) -> None:
-    wait_for(lambda: not server.get("/scheduler/status").json()["sync_in_progress"], timeout=60,
-             what="the run the start began")
+def test_a_failed_run_is_marked_in_the_chart(
+    page: WebDriver, server: GunicornProcess, opensearch: EngineHttp, index: str, table: str, db_engine: sa.Engine
+) -> None:
+    wait_for(
+        lambda: not server.get("/scheduler/status").json()["sync_in_progress"],
+        timeout=60,
+        what="the run the start began",
+    )
     opensearch.call("POST", f"/{index}/_close")
     try:
         failed = server.post("/scheduler/sync-now", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -251,16 +287,19 @@ def test_a_failed_run_is_marked_in_the_chart(page: WebDriver, server: GunicornPr
 
 
 def test_a_second_sync_while_one_runs_says_a_sync_is_already_running(
-        page: WebDriver, server: GunicornProcess, opensearch: EngineHttp, index: str, table: str,
-        db_engine: sa.Engine) -> None:
+    page: WebDriver, server: GunicornProcess, opensearch: EngineHttp, index: str, table: str, db_engine: sa.Engine
+) -> None:
     opensearch.call("GET", f"/_cluster/health/{index}?wait_for_status=yellow&timeout=60s")  # reopened
     load_events(opensearch.bulk, index, 5, first=EVENTS, start=datetime.now(timezone.utc) - timedelta(minutes=1))
     opensearch.refresh(index)
     page.execute_script(f"sessionStorage.setItem('rtarf-sync-token', '{TOKEN}')")
     answers: list[requests.Response] = []
     with target_locked(db_engine, table):  # the run waits to write its page until the block ends
-        holder = threading.Thread(target=lambda: answers.append(
-            server.post("/scheduler/sync-now", headers={"Authorization": f"Bearer {TOKEN}"})))
+        holder = threading.Thread(
+            target=lambda: answers.append(
+                server.post("/scheduler/sync-now", headers={"Authorization": f"Bearer {TOKEN}"})
+            )
+        )
         holder.start()
         wait_for(lambda: waiting_service_backends(db_engine) >= 1, timeout=60, what="the run to wait on the lock")
         busy = message_after(page, "Sync now")
@@ -280,22 +319,27 @@ def _more_history(server: GunicornProcess, opensearch: EngineHttp, index: str) -
         assert server.post("/scheduler/sync-now", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
-def test_screenshots_in_light_dark_and_phone_width_all_readable(page: WebDriver, server: GunicornProcess,
-                                                   opensearch: EngineHttp, index: str, tmp_path: Path) -> None:
+def test_screenshots_in_light_dark_and_phone_width_all_readable(
+    page: WebDriver, server: GunicornProcess, opensearch: EngineHttp, index: str, tmp_path: Path
+) -> None:
     folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     if SCREENSHOTS:
         _more_history(server, opensearch, index)
     refreshed(page)
-    shots = {"status-page.png": ("light", 1280), "status-page-dark.png": ("dark", 1280),
-             "status-page-phone.png": ("light", 390)}
+    shots = {
+        "status-page.png": ("light", 1280),
+        "status-page-dark.png": ("dark", 1280),
+        "status-page-phone.png": ("light", 390),
+    }
     try:
         for name, (scheme, width) in shots.items():
             color_scheme(page, scheme)
             screenshot(page, str(folder / name), width)
             assert (folder / name).stat().st_size > 10_000
             overflow = page.execute_script(
-                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
             assert overflow <= 0, f"{name}: the page is {overflow}px wider than the window"
             assert low_contrast(page, TEXT) == [], f"{name}: text below a contrast of 4.5:1"
     finally:

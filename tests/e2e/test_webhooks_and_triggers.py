@@ -20,8 +20,15 @@ from rtarf_sync.sample import load_events
 from tests.infra.gunicorn_process import ROOT, GunicornProcess
 from tests.infra.harness.http import EngineHttp
 from tests.infra.harness.process import free_port, spawn
-from tests.infra.support import (count_rows, lease_holder, load_sample, runs_of, target_locked,
-                                 waiting_service_backends, wait_for)
+from tests.infra.support import (
+    count_rows,
+    lease_holder,
+    load_sample,
+    runs_of,
+    target_locked,
+    waiting_service_backends,
+    wait_for,
+)
 from tests.infra.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -36,10 +43,17 @@ ServerFactory = Callable[..., GunicornProcess]
 def server_env(opensearch: EngineHttp, index_name: str, table_name: str, database_url: str) -> dict[str, str]:
     """A service reading 20 old events of the test index into the test table; interval runs an hour apart."""
     load_sample(opensearch, index_name, 20)
-    return {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url, "RTARF_ES_INDEX": index_name,
-            "RTARF_TABLE": table_name, "RTARF_SOURCE_ENGINE": "opensearch", "RTARF_SYNC_SETTLE_SECONDS": "0",
-            "RTARF_SYNC_INTERVAL_SECONDS": "3600", "RTARF_GRACEFUL_TIMEOUT_SECONDS": "20",
-            "RTARF_API_TOKEN": TOKEN}
+    return {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": opensearch.url,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_TABLE": table_name,
+        "RTARF_SOURCE_ENGINE": "opensearch",
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+        "RTARF_GRACEFUL_TIMEOUT_SECONDS": "20",
+        "RTARF_API_TOKEN": TOKEN,
+    }
 
 
 @pytest.fixture
@@ -60,15 +74,19 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
 def index_now(engine: EngineHttp, index: str, count: int, first: int) -> None:
     """Index `count` new events stamped just now and make them searchable (what an ingest pipeline does)."""
     start = datetime.now(timezone.utc) - timedelta(seconds=1)
-    load_events(engine.bulk, index, count, seed=7, first=first, start=start - timedelta(milliseconds=first),
-                spacing_ms=1)
+    load_events(
+        engine.bulk, index, count, seed=7, first=first, start=start - timedelta(milliseconds=first), spacing_ms=1
+    )
     engine.refresh(index)
 
 
 def trigger_runs(db_engine: sa.Engine, table: str, finished: bool = True) -> list[dict[str, Any]]:
     """Runs started by triggers (only the finished ones unless asked)."""
-    return [run for run in runs_of(db_engine, table)
-            if run["trigger"] == "trigger" and (not finished or run["status"] != "running")]
+    return [
+        run
+        for run in runs_of(db_engine, table)
+        if run["trigger"] == "trigger" and (not finished or run["status"] != "running")
+    ]
 
 
 def idle(server: GunicornProcess) -> bool:
@@ -78,11 +96,19 @@ def idle(server: GunicornProcess) -> bool:
 
 
 def test_trigger_coalesces_bursts_queues_one_follow_up_and_refuses_while_paused(
-        start_server: ServerFactory, server_env: dict[str, str], opensearch: EngineHttp, index_name: str,
-        table_name: str, db_engine: sa.Engine) -> None:
+    start_server: ServerFactory,
+    server_env: dict[str, str],
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+) -> None:
     server = start_server({**server_env, "RTARF_TRIGGER_DEBOUNCE_SECONDS": "4"})
-    wait_for(lambda: [r for r in runs_of(db_engine, table_name) if r["status"] == "success"], timeout=60,
-             what="the first scheduled run")
+    wait_for(
+        lambda: [r for r in runs_of(db_engine, table_name) if r["status"] == "success"],
+        timeout=60,
+        what="the first scheduled run",
+    )
     assert server.post("/scheduler/trigger").status_code == 401  # token rules apply
     server.post("/scheduler/stop", headers=AUTH)
     paused = server.post("/scheduler/trigger", headers=AUTH)
@@ -109,19 +135,28 @@ def test_trigger_coalesces_bursts_queues_one_follow_up_and_refuses_while_paused(
         index_now(opensearch, index_name, 10, first=3000)
         during = [server.post("/scheduler/trigger", headers=AUTH).json()["coalesced"] for _ in range(5)]
     assert during == [False, True, True, True, True]
-    wait_for(lambda: idle(server) and len(trigger_runs(db_engine, table_name)) == 3, timeout=60,
-             what="the follow-up run")
+    wait_for(
+        lambda: idle(server) and len(trigger_runs(db_engine, table_name)) == 3, timeout=60, what="the follow-up run"
+    )
     assert len(trigger_runs(db_engine, table_name, finished=False)) == 3
     assert count_rows(db_engine, table_name) == 60
     assert server.get("/scheduler/status").json()["trigger"]["runs"] == 3
 
 
 def test_two_workers_behind_one_lease_lose_no_trigger_and_make_no_storm(
-        start_server: ServerFactory, server_env: dict[str, str], opensearch: EngineHttp, index_name: str,
-        table_name: str, db_engine: sa.Engine) -> None:
+    start_server: ServerFactory,
+    server_env: dict[str, str],
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+) -> None:
     server = start_server({**server_env, "RTARF_TRIGGER_DEBOUNCE_SECONDS": "0.5"}, "-w", "2", workers=2)
-    wait_for(lambda: count_rows(db_engine, table_name) == 20 and lease_holder(db_engine, table_name) is None,
-             timeout=60, what="the first scheduled run")
+    wait_for(
+        lambda: count_rows(db_engine, table_name) == 20 and lease_holder(db_engine, table_name) is None,
+        timeout=60,
+        what="the first scheduled run",
+    )
     rounds, expected = 2, 20
     for number in range(rounds):
         with target_locked(db_engine, table_name):
@@ -131,8 +166,11 @@ def test_two_workers_behind_one_lease_lose_no_trigger_and_make_no_storm(
             index_now(opensearch, index_name, 10, first=10_000 * (number + 1) + 5000)
             _trigger_both_workers(server)  # the worker without the lease now has a trigger pending too
         expected += 20
-        wait_for(lambda rows=expected: count_rows(db_engine, table_name) == rows, timeout=60,
-                 what=f"round {number}: every triggered event in PostgreSQL")
+        wait_for(
+            lambda rows=expected: count_rows(db_engine, table_name) == rows,
+            timeout=60,
+            what=f"round {number}: every triggered event in PostgreSQL",
+        )
     # Each round: the run that was held, then at most one follow-up per worker.
     assert len(trigger_runs(db_engine, table_name, finished=False)) <= 3 * rounds
     assert all(run["status"] in ("success", "running") for run in runs_of(db_engine, table_name))
@@ -152,11 +190,18 @@ def _trigger_both_workers(server: GunicornProcess) -> None:
 
 
 def test_a_backlog_survives_a_restart_and_two_processes_send_each_message_once(
-        start_server: ServerFactory, server_env: dict[str, str], table_name: str, db_engine: sa.Engine) -> None:
+    start_server: ServerFactory, server_env: dict[str, str], table_name: str, db_engine: sa.Engine
+) -> None:
     receiver = WebhookReceiver(SECRET, free_port())  # down for now
-    env = {**server_env, "RTARF_SYNC_ENABLED": "false", "RTARF_WEBHOOK_URLS": receiver.url(),
-           "RTARF_WEBHOOK_SECRET": SECRET, "RTARF_WEBHOOK_EVENTS": "*", "RTARF_WEBHOOK_RETRY_SECONDS": "0.2",
-           "RTARF_WEBHOOK_MAX_ATTEMPTS": "100"}
+    env = {
+        **server_env,
+        "RTARF_SYNC_ENABLED": "false",
+        "RTARF_WEBHOOK_URLS": receiver.url(),
+        "RTARF_WEBHOOK_SECRET": SECRET,
+        "RTARF_WEBHOOK_EVENTS": "*",
+        "RTARF_WEBHOOK_RETRY_SECONDS": "0.2",
+        "RTARF_WEBHOOK_MAX_ATTEMPTS": "100",
+    }
     first, second = start_server(env), start_server(env)
     for server in (first, second, first, second):
         assert server.post("/scheduler/sync-now", headers=AUTH).status_code == 200
@@ -180,22 +225,28 @@ def test_a_backlog_survives_a_restart_and_two_processes_send_each_message_once(
 
 def _statuses(db_engine: sa.Engine, table: str) -> list[str]:
     with db_engine.connect() as connection:
-        return list(connection.execute(sa.text(
-            "SELECT status FROM rtarf_sync_webhook_messages WHERE target_table = :t ORDER BY id"), {"t": table}
-        ).scalars())
+        return list(
+            connection.execute(
+                sa.text("SELECT status FROM rtarf_sync_webhook_messages WHERE target_table = :t ORDER BY id"),
+                {"t": table},
+            ).scalars()
+        )
 
 
-@pytest.mark.parametrize(("name", "value"), [("RTARF_WEBHOOK_SECRET", "whsec_not*base64"),
-                                             ("RTARF_WEBHOOK_URLS", "ftp://user:pw-sekrit@example.org/h")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("RTARF_WEBHOOK_SECRET", "whsec_not*base64"), ("RTARF_WEBHOOK_URLS", "ftp://user:pw-sekrit@example.org/h")],
+)
 def test_a_bad_webhook_setting_stops_start_up_naming_the_variable(
-        tmp_path: Path, server_env: dict[str, str], name: str, value: str) -> None:
-    env = {**server_env, "RTARF_WEBHOOK_URLS": "http://127.0.0.1:9/hook", "RTARF_WEBHOOK_SECRET": SECRET,
-           name: value}
+    tmp_path: Path, server_env: dict[str, str], name: str, value: str
+) -> None:
+    env = {**server_env, "RTARF_WEBHOOK_URLS": "http://127.0.0.1:9/hook", "RTARF_WEBHOOK_SECRET": SECRET, name: value}
     server = GunicornProcess(tmp_path, env)
     process = spawn(server.argv, server.log_path, env=server.env, cwd=ROOT)
     assert process.wait(60) != 0
-    wsgi = subprocess.run([sys.executable, "-c", "import wsgi"], env=server.env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    wsgi = subprocess.run(
+        [sys.executable, "-c", "import wsgi"], env=server.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert wsgi.returncode == 2
     for output in (server.log(), wsgi.stderr):
         errors = [line for line in output.splitlines() if "configuration error" in line]

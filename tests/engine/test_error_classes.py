@@ -42,22 +42,36 @@ def test_other_error_statuses_abort(status: int) -> None:
 
 @pytest.mark.parametrize("kind", ["es_rejected_execution_exception", "rejected_execution_exception"])
 def test_rejected_execution_is_transient_whatever_the_status(kind: str) -> None:
-    body = {"error": {"root_cause": [{"type": kind, "reason": "queue full"}],
-                      "type": "search_phase_execution_exception", "reason": "all shards failed"}}
+    body = {
+        "error": {
+            "root_cause": [{"type": kind, "reason": "queue full"}],
+            "type": "search_phase_execution_exception",
+            "reason": "all shards failed",
+        }
+    }
     assert isinstance(classify(400, body, "search"), TransientError)
 
 
 def test_an_unknown_search_context_is_expiry_not_a_retry() -> None:
-    body = {"error": {"root_cause": [{"type": "search_context_missing_exception", "reason": "No search context"}],
-                      "type": "search_phase_execution_exception"}, "status": 404}
+    body = {
+        "error": {
+            "root_cause": [{"type": "search_context_missing_exception", "reason": "No search context"}],
+            "type": "search_phase_execution_exception",
+        },
+        "status": 404,
+    }
     assert type(classify(404, body, "search page")) is ContextExpired
 
 
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))
 @pytest.mark.parametrize("status", TRANSIENT + (400, 403))
 def test_each_client_adapter_classifies_real_http_answers(
-        adapter: str, status: int, elasticsearch: EngineHttp, es_server: EsProtocolServer,
-        make_settings: Callable[..., Settings]) -> None:
+    adapter: str,
+    status: int,
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    make_settings: Callable[..., Settings],
+) -> None:
     api = ADAPTERS[adapter](make_settings(elasticsearch, RTARF_ES_REQUEST_TIMEOUT_SECONDS=5))
     es_server.faults.fail_next(1, status=status)
     try:
@@ -81,7 +95,8 @@ def test_a_refused_connection_is_transient(adapter: str, make_settings: Callable
 
 
 def test_the_real_node_missing_index_and_unknown_pit_are_classified(
-        opensearch: EngineHttp, make_settings: Callable[..., Settings]) -> None:
+    opensearch: EngineHttp, make_settings: Callable[..., Settings]
+) -> None:
     api = OpenSearchApi(make_settings(opensearch))
     try:
         with pytest.raises(SourceError) as missing:
@@ -99,6 +114,7 @@ def test_the_real_node_missing_index_and_unknown_pit_are_classified(
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
+
 
 def _table(db: sa.Engine, name: str) -> None:
     with db.begin() as connection:
@@ -149,8 +165,9 @@ def test_a_terminated_backend_is_transient(db_engine: sa.Engine) -> None:
 
 
 def test_a_refused_database_connection_is_transient() -> None:
-    engine = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf",
-                              connect_args={"connect_timeout": 2})
+    engine = sa.create_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf", connect_args={"connect_timeout": 2}
+    )
     try:
         with pytest.raises(sa.exc.DBAPIError) as caught:
             engine.connect()
@@ -160,8 +177,9 @@ def test_a_refused_database_connection_is_transient() -> None:
 
 
 @pytest.mark.parametrize(("setting", "sqlstate"), [("lock_timeout", "55P03"), ("statement_timeout", "57014")])
-def test_lock_and_statement_timeouts_are_transient(setting: str, sqlstate: str, db_engine: sa.Engine,
-                                                   table_name: str) -> None:
+def test_lock_and_statement_timeouts_are_transient(
+    setting: str, sqlstate: str, db_engine: sa.Engine, table_name: str
+) -> None:
     _table(db_engine, table_name)
     with db_engine.connect() as holder, db_engine.connect() as waiter:
         holder.execute(sa.text(f'LOCK TABLE "{table_name}" IN ACCESS EXCLUSIVE MODE'))
@@ -173,9 +191,14 @@ def test_lock_and_statement_timeouts_are_transient(setting: str, sqlstate: str, 
     assert is_transient(caught.value)
 
 
-@pytest.mark.parametrize("statement", ["INSERT INTO \"{t}\" VALUES (3, 'not a number')",
-                                       'INSERT INTO "{t}" VALUES (1, 1)',
-                                       'SELECT no_such_column FROM "{t}"'])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO \"{t}\" VALUES (3, 'not a number')",
+        'INSERT INTO "{t}" VALUES (1, 1)',
+        'SELECT no_such_column FROM "{t}"',
+    ],
+)
 def test_bad_data_and_bad_statements_are_permanent(statement: str, db_engine: sa.Engine, table_name: str) -> None:
     _table(db_engine, table_name)
     with db_engine.connect() as connection, pytest.raises(sa.exc.DBAPIError) as refused:

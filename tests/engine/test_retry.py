@@ -53,8 +53,9 @@ def test_running_out_of_attempts_aborts_naming_the_step_and_the_attempts(retries
     with pytest.raises(RunAborted) as caught:
         with_retry(call, RetryPolicy(retries, 0.1, 1), "write page 7", sleep=lambda _: None)
     assert call.calls == retries + 1
-    assert str(caught.value) == (f"write page 7 failed after {retries + 1} attempts: "
-                                 "HTTP 503 unavailable_shards_exception")
+    assert str(caught.value) == (
+        f"write page 7 failed after {retries + 1} attempts: HTTP 503 unavailable_shards_exception"
+    )
     assert isinstance(caught.value.__cause__, TransientError)
 
 
@@ -68,7 +69,7 @@ def test_a_permanent_error_is_never_retried() -> None:
 def test_backoff_doubles_is_capped_and_is_half_random() -> None:
     policy = RetryPolicy(20, 0.5, 4.0)
     for attempt in range(12):
-        ceiling = min(4.0, 0.5 * 2 ** attempt)
+        ceiling = min(4.0, 0.5 * 2**attempt)
         delays = [policy.delay(attempt) for _ in range(200)]
         assert all(ceiling / 2 <= delay <= ceiling for delay in delays), (attempt, min(delays), max(delays))
         assert max(delays) - min(delays) > ceiling / 4, "the random half spreads retries out"
@@ -80,16 +81,19 @@ def test_the_waits_actually_slept_follow_the_policy() -> None:
         with_retry(Flaky(100), RetryPolicy(8, 0.2, 1.0), "open point in time", sleep=slept.append)
     assert len(slept) == 8
     for attempt, delay in enumerate(slept):
-        ceiling = min(1.0, 0.2 * 2 ** attempt)
+        ceiling = min(1.0, 0.2 * 2**attempt)
         assert ceiling / 2 <= delay <= ceiling
 
 
-def test_the_settings_reach_the_retries(elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str,
-                                        make_settings: Callable[..., Settings],
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_the_settings_reach_the_retries(
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     elasticsearch.create_index(index_name)
-    settings = make_settings(elasticsearch, index_name, RTARF_SYNC_MAX_RETRIES=3,
-                             RTARF_SYNC_RETRY_MAX_SECONDS=0.3)
+    settings = make_settings(elasticsearch, index_name, RTARF_SYNC_MAX_RETRIES=3, RTARF_SYNC_RETRY_MAX_SECONDS=0.3)
     service = SyncService(settings)
     assert (service.retry.max_retries, service.retry.max_seconds) == (3, 0.3)
     es_server.faults.only_paths("_pit")
@@ -99,6 +103,7 @@ def test_the_settings_reach_the_retries(elasticsearch: EngineHttp, es_server: Es
     service.close()
     assert result.status == "failed"
     assert (result.error or "").startswith("open point in time failed after 4 attempts: open point in time: HTTP 503")
-    delays = [float(m.group(1)) for r in caplog.records
-              if (m := re.search(r"retry \d/3 in ([0-9.]+)s", r.getMessage()))]
+    delays = [
+        float(m.group(1)) for r in caplog.records if (m := re.search(r"retry \d/3 in ([0-9.]+)s", r.getMessage()))
+    ]
     assert len(delays) == 3 and all(delay <= 0.3 for delay in delays)

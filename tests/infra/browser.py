@@ -18,9 +18,16 @@ def start_browser(width: int = 1280, height: int = 1000) -> webdriver.Chrome:
     """A headless Chromium with a fresh profile; the caller quits it."""
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--disable-extensions", "--no-first-run", f"--window-size={width},{height}",
-                     "--force-prefers-reduced-motion"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--disable-extensions",
+        "--no-first-run",
+        f"--window-size={width},{height}",
+        "--force-prefers-reduced-motion",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, CSP violations
     service = Service(shutil.which("chromedriver") or CHROMEDRIVER)
@@ -37,8 +44,9 @@ def console_errors(driver: webdriver.Chrome) -> list[str]:
 
 def color_scheme(driver: webdriver.Chrome, scheme: str) -> None:
     """Make the page see `prefers-color-scheme: scheme` ("light" or "dark")."""
-    driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
-                           {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    driver.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]}
+    )
 
 
 def screenshot(driver: webdriver.Chrome, path: str, width: int) -> None:

@@ -19,8 +19,7 @@ def connect(port: int, timeout: float = 10.0) -> socket.socket:
     return sock
 
 
-def head(method: str, path: str, body_length: int | None = None, token: str | None = None,
-         extra: str = "") -> bytes:
+def head(method: str, path: str, body_length: int | None = None, token: str | None = None, extra: str = "") -> bytes:
     """An HTTP/1.1 request head (keep-alive), with a JSON Content-Type when a body follows."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}"]
     if body_length is not None:
@@ -40,11 +39,11 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, byte
         if end >= 0:
             status = int(data.split(b" ", 2)[1])
             if status == 100:  # an interim answer: the real one follows
-                data = data[end + 4:]
+                data = data[end + 4 :]
                 continue
             length = _content_length(data[:end])
             if len(data) >= end + 4 + length:
-                return status, data[end + 4:end + 4 + length]
+                return status, data[end + 4 : end + 4 + length]
         if time.monotonic() > deadline:
             raise TimeoutError("no complete response")
         chunk = sock.recv(65536)
@@ -71,8 +70,9 @@ def answered_before(sock: socket.socket, seconds: float) -> bool:
     return bool(data) and not data.startswith(b"HTTP/1.1 100")
 
 
-def late_body(port: int, method: str, path: str, body: bytes = b"{}", token: str | None = None,
-              pause: float = 0.3) -> tuple[socket.socket, int]:
+def late_body(
+    port: int, method: str, path: str, body: bytes = b"{}", token: str | None = None, pause: float = 0.3
+) -> tuple[socket.socket, int]:
     """Send a head, wait `pause` (an answer may come: the old worker gave one), then the body; keep it open."""
     sock = connect(port)
     sock.sendall(head(method, path, len(body), token))
@@ -97,7 +97,7 @@ def drip(connections: list[tuple[socket.socket, bytes]], seconds: float, interva
         for number, (sock, data) in enumerate(connections):
             if offsets[number] < len(data) - 1:  # never the last byte: the request stays incomplete
                 try:
-                    sock.send(data[offsets[number]:offsets[number] + 1])
+                    sock.send(data[offsets[number] : offsets[number] + 1])
                     offsets[number] += 1
                     sent += 1
                 except OSError:

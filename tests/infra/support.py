@@ -19,10 +19,13 @@ if TYPE_CHECKING:
 
 def offline_settings(**env: Any) -> Settings:
     """Settings whose engine and database ports have nothing listening (nothing real is touched)."""
-    environ = {"RTARF_ES_URL": f"http://127.0.0.1:{free_port()}",
-               "RTARF_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf",
-               "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_SYNC_MAX_RETRIES": "0",
-               "RTARF_ES_REQUEST_TIMEOUT_SECONDS": "2"}
+    environ = {
+        "RTARF_ES_URL": f"http://127.0.0.1:{free_port()}",
+        "RTARF_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf",
+        "RTARF_SOURCE_ENGINE": "elasticsearch",
+        "RTARF_SYNC_MAX_RETRIES": "0",
+        "RTARF_ES_REQUEST_TIMEOUT_SECONDS": "2",
+    }
     environ.update({key: str(value) for key, value in env.items()})
     return load_settings(environ)
 
@@ -93,8 +96,9 @@ def runs_of(db_engine: sa.Engine, table: str) -> list[dict[str, Any]]:
     with db_engine.connect() as connection:
         if connection.execute(sa.text("SELECT to_regclass('rtarf_sync_runs')")).scalar() is None:
             return []
-        rows = connection.execute(sa.text(
-            "SELECT * FROM rtarf_sync_runs WHERE target_table = :table ORDER BY id"), {"table": table})
+        rows = connection.execute(
+            sa.text("SELECT * FROM rtarf_sync_runs WHERE target_table = :table ORDER BY id"), {"table": table}
+        )
         return [dict(row) for row in rows.mappings()]
 
 
@@ -127,9 +131,9 @@ def lease_holder(db_engine: sa.Engine, table: str) -> str | None:
     import sqlalchemy as sa
 
     with db_engine.connect() as connection:
-        return connection.execute(sa.text(
-            "SELECT owner FROM rtarf_sync_lease WHERE name = :name AND expires_at > now()"),
-            {"name": table}).scalar()
+        return connection.execute(
+            sa.text("SELECT owner FROM rtarf_sync_lease WHERE name = :name AND expires_at > now()"), {"name": table}
+        ).scalar()
 
 
 def waiting_service_backends(db_engine: sa.Engine) -> int:
@@ -137,9 +141,14 @@ def waiting_service_backends(db_engine: sa.Engine) -> int:
     import sqlalchemy as sa
 
     with db_engine.connect() as connection:
-        return int(connection.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND application_name = 'rtarf-event-sync' AND wait_event_type = 'Lock'")).scalar_one())
+        return int(
+            connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'rtarf-event-sync' AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
 
 
 def held_sink(db_engine: sa.Engine, table: str, source_index: str = "idx") -> tuple[Any, Any, Any, int]:

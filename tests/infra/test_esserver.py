@@ -108,16 +108,18 @@ def test_unknown_route_wrong_method_and_bad_json_answer_like_es(server: EsProtoc
     wrong = requests.get(server.url + "/events/_doc", timeout=5)
     assert wrong.status_code == 405
     assert "Incorrect HTTP method for uri [/events/_doc] and method [GET], allowed: [POST]" in wrong.json()["error"]
-    bad = requests.post(server.url + "/events/_search", data="{not json", timeout=5,
-                        headers={"Content-Type": "application/json"})
+    bad = requests.post(
+        server.url + "/events/_search", data="{not json", timeout=5, headers={"Content-Type": "application/json"}
+    )
     assert bad.status_code == 400
     assert bad.json()["error"]["type"] == "x_content_parse_exception"
     assert bad.headers["X-Elastic-Product"] == "Elasticsearch"
 
 
 def test_standalone_module_prints_url_and_serves() -> None:
-    with subprocess.Popen([sys.executable, "-m", "tests.infra.esserver", "--port", "0"], cwd=REPO_ROOT,
-                          stdout=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.infra.esserver", "--port", "0"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    ) as process:
         try:
             assert process.stdout is not None
             url = process.stdout.readline().strip()
@@ -152,17 +154,21 @@ def test_resolve_index_lists_indices_and_aliases_like_elasticsearch_8(es: Elasti
         es.indices.create(index=name)
     es.indices.put_alias(index="logs-b,other", name="current")
     answer = es.indices.resolve_index(name="logs-*,current")
-    assert answer["indices"] == [{"name": "logs-a", "attributes": ["open"]},
-                                 {"name": "logs-b", "aliases": ["current"], "attributes": ["open"]}]
+    assert answer["indices"] == [
+        {"name": "logs-a", "attributes": ["open"]},
+        {"name": "logs-b", "aliases": ["current"], "attributes": ["open"]},
+    ]
     assert answer["aliases"] == [{"name": "current", "indices": ["logs-b", "other"]}]
     assert answer["data_streams"] == []
     assert es.indices.resolve_index(name="logs-*,-logs-a")["indices"] == [
-        {"name": "logs-b", "aliases": ["current"], "attributes": ["open"]}]
+        {"name": "logs-b", "aliases": ["current"], "attributes": ["open"]}
+    ]
     with pytest.raises(NotFoundError) as missing:
         es.indices.resolve_index(name="logs-a,nothing")
     assert missing.value.error == "index_not_found_exception"
-    assert [i["name"] for i in es.indices.resolve_index(name="logs-a,nothing", ignore_unavailable=True)["indices"]] \
-        == ["logs-a"]
+    assert [i["name"] for i in es.indices.resolve_index(name="logs-a,nothing", ignore_unavailable=True)["indices"]] == [
+        "logs-a"
+    ]
 
 
 def test_writes_are_searchable_only_after_refresh_but_get_is_realtime(es: Elasticsearch) -> None:
@@ -225,13 +231,20 @@ def test_document_versions_seq_no_and_conflicts(es: Elasticsearch) -> None:
 
 
 def test_bulk_reports_seq_no_primary_term_and_item_errors(es: Elasticsearch) -> None:
-    result = es.bulk(operations=[
-        {"index": {"_index": "events", "_id": "1"}}, {"n": 1},
-        {"create": {"_index": "events", "_id": "2"}}, {"n": 2},
-        {"update": {"_index": "events", "_id": "1"}}, {"doc": {"extra": True}},
-        {"create": {"_index": "events", "_id": "2"}}, {"n": 22},
-        {"delete": {"_index": "events", "_id": "2"}},
-    ], refresh=True)
+    result = es.bulk(
+        operations=[
+            {"index": {"_index": "events", "_id": "1"}},
+            {"n": 1},
+            {"create": {"_index": "events", "_id": "2"}},
+            {"n": 2},
+            {"update": {"_index": "events", "_id": "1"}},
+            {"doc": {"extra": True}},
+            {"create": {"_index": "events", "_id": "2"}},
+            {"n": 22},
+            {"delete": {"_index": "events", "_id": "2"}},
+        ],
+        refresh=True,
+    )
     items = [next(iter(item.values())) for item in result["items"]]
     assert result["errors"] is True
     assert [i["status"] for i in items] == [201, 201, 200, 409, 200]
@@ -261,31 +274,48 @@ def test_dates_sort_by_instant_and_come_back_as_epoch_millis(es: Elasticsearch) 
     assert all(h["_score"] is None for h in ascending)
     descending = es.search(index="events", sort=[{"@timestamp": "desc"}])
     assert ids_of(descending) == ["utc", "offset", "millis", "bangkok"]
-    formatted = es.search(index="events", sort=[
-        {"@timestamp": {"order": "asc", "format": "strict_date_optional_time_nanos"}}])
+    formatted = es.search(
+        index="events", sort=[{"@timestamp": {"order": "asc", "format": "strict_date_optional_time_nanos"}}]
+    )
     assert [h["sort"][0] for h in formatted["hits"]["hits"]] == [
-        "2025-01-01T03:00:00.000Z", "2025-01-01T03:30:00.250Z", "2025-01-01T03:45:00.000Z",
-        "2025-01-01T04:00:00.000Z"]
+        "2025-01-01T03:00:00.000Z",
+        "2025-01-01T03:30:00.250Z",
+        "2025-01-01T03:45:00.000Z",
+        "2025-01-01T04:00:00.000Z",
+    ]
 
 
 def test_explicit_date_mapping_on_nested_field_sorts_epoch_numbers_too(es: Elasticsearch) -> None:
-    es.indices.create(index="events", mappings={"properties": {"event": {"properties": {
-        "ingested": {"type": "date"}}}}})
-    load(es, "events", {
-        "iso": {"event": {"ingested": "2025-03-01T00:00:01Z"}},
-        "epoch": {"event": {"ingested": millis("2025-03-01T00:00:00Z")}},
-    })
+    es.indices.create(
+        index="events", mappings={"properties": {"event": {"properties": {"ingested": {"type": "date"}}}}}
+    )
+    load(
+        es,
+        "events",
+        {
+            "iso": {"event": {"ingested": "2025-03-01T00:00:01Z"}},
+            "epoch": {"event": {"ingested": millis("2025-03-01T00:00:00Z")}},
+        },
+    )
     hits = es.search(index="events", sort=[{"event.ingested": "asc"}])["hits"]["hits"]
     assert [(h["_id"], h["sort"]) for h in hits] == [
-        ("epoch", [millis("2025-03-01T00:00:00Z")]), ("iso", [millis("2025-03-01T00:00:01Z")])]
+        ("epoch", [millis("2025-03-01T00:00:00Z")]),
+        ("iso", [millis("2025-03-01T00:00:01Z")]),
+    ]
 
 
 def test_missing_cursor_field_sorts_last_with_long_sentinels(es: Elasticsearch) -> None:
-    load(es, "events", {"late": {"@timestamp": "2025-01-02T00:00:00Z"}, "none": {"other": 1},
-                        "early": {"@timestamp": "2025-01-01T00:00:00Z"}})
+    load(
+        es,
+        "events",
+        {
+            "late": {"@timestamp": "2025-01-02T00:00:00Z"},
+            "none": {"other": 1},
+            "early": {"@timestamp": "2025-01-01T00:00:00Z"},
+        },
+    )
     asc = es.search(index="events", sort=[{"@timestamp": "asc"}])["hits"]["hits"]
-    assert [(h["_id"], h["sort"][0]) for h in asc][1:] == [
-        ("late", millis("2025-01-02T00:00:00Z")), ("none", LONG_MAX)]
+    assert [(h["_id"], h["sort"][0]) for h in asc][1:] == [("late", millis("2025-01-02T00:00:00Z")), ("none", LONG_MAX)]
     desc = es.search(index="events", sort=[{"@timestamp": "desc"}])["hits"]["hits"]
     assert [(h["_id"], h["sort"][0]) for h in desc][2:] == [("none", LONG_MIN)]
     first = es.search(index="events", sort=[{"@timestamp": {"order": "asc", "missing": "_first"}}])
@@ -324,8 +354,7 @@ def test_pit_is_isolated_from_later_writes_refreshes_and_deletes(es: Elasticsear
     es.delete(index="events", id="b", refresh=True)
     in_pit = es.search(pit={"id": pit_id, "keep_alive": "1m"}, size=100, sort=["_shard_doc"])
     assert in_pit["pit_id"] == pit_id
-    assert sorted((h["_id"], h["_source"]["v"]) for h in in_pit["hits"]["hits"]) == [
-        ("a", 1), ("b", 1), ("c", 1)]
+    assert sorted((h["_id"], h["_source"]["v"]) for h in in_pit["hits"]["hits"]) == [("a", 1), ("b", 1), ("c", 1)]
     assert sorted(ids_of(es.search(index="events"))) == ["a", "c", "d"]
     closed = es.close_point_in_time(id=pit_id)
     assert (closed["succeeded"], closed["num_freed"]) == (True, 1)
@@ -400,8 +429,15 @@ def test_range_with_date_math_relative_to_now(es: Elasticsearch) -> None:
     def stamp(seconds_ago: float) -> str:
         return datetime.fromtimestamp(now - seconds_ago, UTC).isoformat()
 
-    load(es, "events", {"old": {"@timestamp": stamp(7200)}, "recent": {"@timestamp": stamp(600)},
-                        "future": {"@timestamp": stamp(-3600)}})
+    load(
+        es,
+        "events",
+        {
+            "old": {"@timestamp": stamp(7200)},
+            "recent": {"@timestamp": stamp(600)},
+            "future": {"@timestamp": stamp(-3600)},
+        },
+    )
     recent = es.search(index="events", query={"range": {"@timestamp": {"gte": "now-1h", "lte": "now"}}})
     assert ids_of(recent) == ["recent"]
     today = es.count(index="events", query={"range": {"@timestamp": {"gte": "now-3h/h"}}})
@@ -409,11 +445,15 @@ def test_range_with_date_math_relative_to_now(es: Elasticsearch) -> None:
 
 
 def test_term_terms_bool_exists_ids_and_dotted_paths(es: Elasticsearch) -> None:
-    load(es, "events", {
-        "1": {"source": {"ip": "10.0.0.1"}, "event": {"action": "login"}, "severity": 3},
-        "2": {"source.ip": "10.0.0.2", "event": {"action": "logout"}, "severity": 5},
-        "3": {"event": {"action": "login"}, "severity": 7, "tags": ["a", "b"]},
-    })
+    load(
+        es,
+        "events",
+        {
+            "1": {"source": {"ip": "10.0.0.1"}, "event": {"action": "login"}, "severity": 3},
+            "2": {"source.ip": "10.0.0.2", "event": {"action": "logout"}, "severity": 5},
+            "3": {"event": {"action": "login"}, "severity": 7, "tags": ["a", "b"]},
+        },
+    )
 
     def found(query: dict[str, Any]) -> list[str]:
         return sorted(ids_of(es.search(index="events", query=query)))
@@ -424,12 +464,19 @@ def test_term_terms_bool_exists_ids_and_dotted_paths(es: Elasticsearch) -> None:
     assert found({"term": {"tags": "b"}}) == ["3"]
     assert found({"exists": {"field": "source.ip"}}) == ["1", "2"]
     assert found({"ids": {"values": ["2", "3", "404"]}}) == ["2", "3"]
-    assert found({"bool": {"filter": [{"term": {"event.action": "login"}}],
-                           "must_not": [{"exists": {"field": "source"}}]}}) == ["3"]
+    assert found(
+        {"bool": {"filter": [{"term": {"event.action": "login"}}], "must_not": [{"exists": {"field": "source"}}]}}
+    ) == ["3"]
     assert found({"bool": {"should": [{"term": {"severity": 3}}, {"term": {"severity": 5}}]}}) == ["1", "2"]
     assert found({"bool": {"must": [{"match_all": {}}], "should": [{"term": {"severity": 99}}]}}) == ["1", "2", "3"]
-    assert found({"bool": {"should": [{"term": {"severity": 3}}, {"range": {"severity": {"gte": 3}}}],
-                           "minimum_should_match": 2}}) == ["1"]
+    assert found(
+        {
+            "bool": {
+                "should": [{"term": {"severity": 3}}, {"range": {"severity": {"gte": 3}}}],
+                "minimum_should_match": 2,
+            }
+        }
+    ) == ["1"]
 
 
 def test_unknown_query_and_unmapped_sort_are_400(es: Elasticsearch) -> None:
@@ -480,10 +527,13 @@ def test_index_patterns_and_missing_index_errors(es: Elasticsearch) -> None:
 # Faults
 
 
-@pytest.mark.parametrize(("status", "error_type"), [
-    (429, "es_rejected_execution_exception"), (500, "exception"), (503, "unavailable_shards_exception")])
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(429, "es_rejected_execution_exception"), (500, "exception"), (503, "unavailable_shards_exception")],
+)
 def test_fail_next_answers_status_with_es_error_body(
-        server: EsProtocolServer, es: Elasticsearch, status: int, error_type: str) -> None:
+    server: EsProtocolServer, es: Elasticsearch, status: int, error_type: str
+) -> None:
     server.faults.fail_next(1, status=status)
     with pytest.raises(ApiError) as failed:
         es.info()
@@ -557,8 +607,9 @@ def test_reset_forgets_indices_and_pits(server: EsProtocolServer, es: Elasticsea
 
 
 def test_ignore_malformed_keeps_the_document_but_not_the_value(es: Elasticsearch) -> None:
-    es.indices.create(index="lenient",
-                      mappings={"properties": {"@timestamp": {"type": "date", "ignore_malformed": True}}})
+    es.indices.create(
+        index="lenient", mappings={"properties": {"@timestamp": {"type": "date", "ignore_malformed": True}}}
+    )
     es.index(index="lenient", id="bad", document={"@timestamp": "yesterday"}, refresh=True)
     es.index(index="lenient", id="good", document={"@timestamp": "2025-01-01T00:00:00Z"}, refresh=True)
     assert es.get(index="lenient", id="bad")["_source"] == {"@timestamp": "yesterday"}

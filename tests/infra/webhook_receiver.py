@@ -1,9 +1,9 @@
 """A real HTTP webhook receiver for the tests: verifies every message with standardwebhooks.
 
-    receiver = WebhookReceiver(SECRET).start()
-    receiver.respond = fail_first(3)        # or gone(), redirect_to(url), hang(event)
-    ...
-    receiver.accepted()                     # verified messages answered 2xx, oldest first
+receiver = WebhookReceiver(SECRET).start()
+receiver.respond = fail_first(3)        # or gone(), redirect_to(url), hang(event)
+...
+receiver.accepted()                     # verified messages answered 2xx, oldest first
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def redirect_to(location: str) -> Responder:
 
 def hang(release: threading.Event) -> Responder:
     """Hold every request until `release` is set, then accept."""
+
     def respond(received: Received) -> tuple[int, dict[str, str]]:
         release.wait(60)
         return 200, {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -60,7 +60,7 @@ class DripReceiver:
             answer = head + b"x" * DRIP_BYTES
             if not self.drip_headers:
                 connection.sendall(head)
-                answer = answer[len(head):]
+                answer = answer[len(head) :]
             self.dripping.set()
             for byte in answer:
                 if self.stopped.wait(0.5):
@@ -86,8 +86,9 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[DripReceiver]:
 
 def _attempt_in_thread(sender: Sender, url: str) -> list[Attempt]:
     outcome: list[Attempt] = []
-    worker = threading.Thread(target=lambda: outcome.append(sender.send(url, "msg_drip", '{"a":1}', SECRET)),
-                              daemon=True)
+    worker = threading.Thread(
+        target=lambda: outcome.append(sender.send(url, "msg_drip", '{"a":1}', SECRET)), daemon=True
+    )
     worker.start()
     worker.join(GUARD_SECONDS)
     assert not worker.is_alive(), "the attempt is still held by the dripping receiver"
@@ -95,7 +96,7 @@ def _attempt_in_thread(sender: Sender, url: str) -> list[Attempt]:
 
 
 def test_a_dripping_receiver_is_cut_at_the_deadline(receiver: DripReceiver) -> None:
-    attempt, = _attempt_in_thread(Sender(timeout=1.0), receiver.url)
+    (attempt,) = _attempt_in_thread(Sender(timeout=1.0), receiver.url)
     assert receiver.dripping.is_set()  # the receiver did start answering
     assert attempt.outcome == FAILED
     assert attempt.error == "timed out after 1s"
@@ -103,10 +104,15 @@ def test_a_dripping_receiver_is_cut_at_the_deadline(receiver: DripReceiver) -> N
 
 
 def test_a_delivery_to_a_dripping_receiver_is_recorded_failed_and_retried(
-        receiver: DripReceiver, make_settings, db_engine: sa.Engine) -> None:  # type: ignore[no-untyped-def]
-    settings: Settings = make_settings(RTARF_WEBHOOK_URLS=receiver.url, RTARF_WEBHOOK_SECRET=SECRET,
-                                       RTARF_WEBHOOK_TIMEOUT_SECONDS="1", RTARF_WEBHOOK_EVENTS="verify.drift",
-                                       RTARF_WEBHOOK_RETRY_SECONDS="3600")
+    receiver: DripReceiver, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
+    settings: Settings = make_settings(
+        RTARF_WEBHOOK_URLS=receiver.url,
+        RTARF_WEBHOOK_SECRET=SECRET,
+        RTARF_WEBHOOK_TIMEOUT_SECONDS="1",
+        RTARF_WEBHOOK_EVENTS="verify.drift",
+        RTARF_WEBHOOK_RETRY_SECONDS="3600",
+    )
     service = SyncService(settings)
     service.ensure_tables()
     notifier = Notifier(settings, lambda: service.engine, lambda run_id: None, prepare=service.ensure_tables)
@@ -121,8 +127,12 @@ def test_a_delivery_to_a_dripping_receiver_is_recorded_failed_and_retried(
     assert "drip-secret-path" not in row.url_masked
 
 
-def _settled(db_engine: sa.Engine, table: str):  # type: ignore[no-untyped-def]
+def _settled(db_engine: sa.Engine, table: str) -> Any:
     with db_engine.connect() as connection:
-        return connection.execute(sa.text(
-            "SELECT status, last_error, attempts, url_masked FROM rtarf_sync_webhook_messages "
-            "WHERE target_table = :t AND status <> 'pending'"), {"t": table}).first()
+        return connection.execute(
+            sa.text(
+                "SELECT status, last_error, attempts, url_masked FROM rtarf_sync_webhook_messages "
+                "WHERE target_table = :t AND status <> 'pending'"
+            ),
+            {"t": table},
+        ).first()

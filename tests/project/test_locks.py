@@ -50,15 +50,19 @@ def test_every_range_is_locked_within_it_with_hashes(source: str, lock: str) -> 
         assert name in locked, f"{requirement.name} of {source} is not in {lock}: run scripts/lock.sh"
         version, _ = locked[name]
         assert requirement.specifier.contains(version, prereleases=True), (
-            f"{lock} pins {name}=={version}, outside {source}'s {requirement.specifier}: run scripts/lock.sh")
+            f"{lock} pins {name}=={version}, outside {source}'s {requirement.specifier}: run scripts/lock.sh"
+        )
     unhashed = sorted(name for name, (_, hashes) in locked.items() if hashes == 0)
     assert not unhashed, f"{lock} pins without hashes: {unhashed}"
 
 
 def test_the_dev_lock_installs_the_same_runtime_versions_as_the_image() -> None:
     runtime, dev = pins("requirements.lock"), pins("requirements-dev.lock")
-    differ = {name: (str(runtime[name][0]), str(dev[name][0])) for name in runtime
-              if name in dev and runtime[name][0] != dev[name][0]}
+    differ = {
+        name: (str(runtime[name][0]), str(dev[name][0]))
+        for name in runtime
+        if name in dev and runtime[name][0] != dev[name][0]
+    }
     assert not differ, f"the locks disagree on runtime packages: {differ}"
 
 

@@ -32,15 +32,25 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def app(make_settings: Callable[..., Settings], opensearch: EngineHttp, index_name: str,
-        receiver: WebhookReceiver) -> Iterator[Flask]:
+def app(
+    make_settings: Callable[..., Settings], opensearch: EngineHttp, index_name: str, receiver: WebhookReceiver
+) -> Iterator[Flask]:
     opensearch.create_index(index_name)
-    index_docs(opensearch, index_name, {f"e{n}": {"@timestamp": (DAY + timedelta(minutes=n)).isoformat()}
-                                        for n in range(10)})
+    index_docs(
+        opensearch, index_name, {f"e{n}": {"@timestamp": (DAY + timedelta(minutes=n)).isoformat()} for n in range(10)}
+    )
     opensearch.refresh(index_name)
-    application = create_app(make_settings(
-        opensearch, index_name, RTARF_SYNC_ENABLED="false", RTARF_WEBHOOK_URLS=receiver.url(),
-        RTARF_WEBHOOK_SECRET=SECRET, RTARF_WEBHOOK_EVENTS="verify.drift", RTARF_VERIFY_INTERVAL_SECONDS="0"))
+    application = create_app(
+        make_settings(
+            opensearch,
+            index_name,
+            RTARF_SYNC_ENABLED="false",
+            RTARF_WEBHOOK_URLS=receiver.url(),
+            RTARF_WEBHOOK_SECRET=SECRET,
+            RTARF_WEBHOOK_EVENTS="verify.drift",
+            RTARF_VERIFY_INTERVAL_SECONDS="0",
+        )
+    )
     extension.start(application)  # the delivery thread only: the interval job is disabled
     yield application
     extension.shutdown(application, timeout=5)
@@ -50,15 +60,17 @@ def _deliveries(app: Flask, event_type: str, result: str) -> float:
     text = app.test_client().get("/metrics").get_data(as_text=True)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if (sample.name == "rtarf_sync_webhook_deliveries_total"
-                    and sample.labels == {"event_type": event_type, "result": result}):
+            if sample.name == "rtarf_sync_webhook_deliveries_total" and sample.labels == {
+                "event_type": event_type,
+                "result": result,
+            }:
                 return sample.value
     return 0.0
 
 
-def test_drift_found_by_a_verification_is_sent_signed_and_counted(app: Flask, opensearch: EngineHttp,
-                                                                  index_name: str,
-                                                                  receiver: WebhookReceiver) -> None:
+def test_drift_found_by_a_verification_is_sent_signed_and_counted(
+    app: Flask, opensearch: EngineHttp, index_name: str, receiver: WebhookReceiver
+) -> None:
     client = app.test_client()
     assert client.post("/scheduler/sync-now").status_code == 200
     window = {"from": DAY.isoformat(), "to": (DAY + timedelta(days=1)).isoformat(), "bucket": "1h"}

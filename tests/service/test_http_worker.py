@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from rtarf_sync.service.http_worker import (BODY_LIMIT, READY, READY_CLOSE, WAIT, expects_continue, is_probe,
-                                            request_state, without_expect)
+from rtarf_sync.service.http_worker import (
+    BODY_LIMIT,
+    READY,
+    READY_CLOSE,
+    WAIT,
+    expects_continue,
+    is_probe,
+    request_state,
+    without_expect,
+)
 
 HEAD = b"POST /scheduler/trigger HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"
 
 
-@pytest.mark.parametrize(("buffer", "state"), [
-    (b"GET /healthz HTTP/1.1\r\nHo", WAIT),  # head still arriving (slowloris)
-    (HEAD, WAIT),  # body announced, not here yet: no thread may wait for it
-    (HEAD + b"{", WAIT),
-    (HEAD + b"{}", READY),
-    (HEAD + b"{}{}", READY_CLOSE),  # bytes past the body are never read as a request
-    (b"GET / HTTP/1.1\r\n\r\n", READY),
-    (b"POST / HTTP/1.1\r\nContent-Length: nope\r\n\r\n", READY_CLOSE),
-    (b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (BODY_LIMIT + 1), READY_CLOSE),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n", WAIT),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", READY_CLOSE),
-    (b"GET /" + b"a" * 70_000, READY_CLOSE),  # a head past the limit: gunicorn answers 400
-])
+@pytest.mark.parametrize(
+    ("buffer", "state"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHo", WAIT),  # head still arriving (slowloris)
+        (HEAD, WAIT),  # body announced, not here yet: no thread may wait for it
+        (HEAD + b"{", WAIT),
+        (HEAD + b"{}", READY),
+        (HEAD + b"{}{}", READY_CLOSE),  # bytes past the body are never read as a request
+        (b"GET / HTTP/1.1\r\n\r\n", READY),
+        (b"POST / HTTP/1.1\r\nContent-Length: nope\r\n\r\n", READY_CLOSE),
+        (b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (BODY_LIMIT + 1), READY_CLOSE),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n", WAIT),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", READY_CLOSE),
+        (b"GET /" + b"a" * 70_000, READY_CLOSE),  # a head past the limit: gunicorn answers 400
+    ],
+)
 def test_request_state(buffer: bytes, state: str) -> None:
     assert request_state(buffer) == state
 

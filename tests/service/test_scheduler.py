@@ -48,7 +48,8 @@ def test_the_job_is_one_interval_job_with_explicit_limits(schedulers: list[Rtarf
 
 
 def test_readme_constructor_reads_the_environment_and_overrides_the_interval(
-        monkeypatch: pytest.MonkeyPatch, schedulers: list[RtarfEventScheduler]) -> None:
+    monkeypatch: pytest.MonkeyPatch, schedulers: list[RtarfEventScheduler]
+) -> None:
     monkeypatch.setenv("RTARF_TABLE", "readme_events")
     monkeypatch.setenv("RTARF_SYNC_INTERVAL_SECONDS", "600")
     scheduler = RtarfEventScheduler(interval_seconds=10)
@@ -86,8 +87,7 @@ def test_the_first_run_starts_as_soon_as_the_scheduler_starts(schedulers: list[R
     assert next_run > datetime.now(timezone.utc) + timedelta(minutes=50)  # then every interval
 
 
-def test_results_reach_listeners_as_retval_and_failures_as_job_errors(
-        schedulers: list[RtarfEventScheduler]) -> None:
+def test_results_reach_listeners_as_retval_and_failures_as_job_errors(schedulers: list[RtarfEventScheduler]) -> None:
     failing = SyncResult(status=FAILED, error="PostgreSQL: connection refused")
     job = GatedJob(failing, gated=False)
     scheduler = build(schedulers, job, RTARF_SYNC_INTERVAL_SECONDS=3600)
@@ -220,8 +220,7 @@ def test_a_hundred_start_stop_cycles_raise_nothing(schedulers: list[RtarfEventSc
     wait_for(lambda: scheduler.get_status()["total_syncs"] == job.call_count(), what="every run to be counted")
 
 
-def test_a_run_still_going_at_the_next_tick_is_counted_as_overlapping(
-        schedulers: list[RtarfEventScheduler]) -> None:
+def test_a_run_still_going_at_the_next_tick_is_counted_as_overlapping(schedulers: list[RtarfEventScheduler]) -> None:
     job = GatedJob()
     scheduler = build(schedulers, job, RTARF_SYNC_INTERVAL_SECONDS=1)
     scheduler.start()
@@ -241,8 +240,9 @@ def test_a_run_later_than_the_grace_time_is_counted_as_missed(schedulers: list[R
     assert job.call_count() == 1
 
 
-def test_a_listener_failure_never_escapes(schedulers: list[RtarfEventScheduler],
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_listener_failure_never_escapes(
+    schedulers: list[RtarfEventScheduler], caplog: pytest.LogCaptureFixture
+) -> None:
     scheduler = build(schedulers)
     # An event whose retval is not a SyncResult makes the stats update fail inside the listener.
     bad = JobExecutionEvent(EVENT_JOB_EXECUTED, JOB_ID, "default", datetime.now(timezone.utc), retval=object())
@@ -293,7 +293,8 @@ def test_skipped_results_of_the_job_are_counted_apart(schedulers: list[RtarfEven
 
 
 def test_result_listeners_see_manual_and_scheduled_runs_and_cannot_break_them(
-        schedulers: list[RtarfEventScheduler]) -> None:
+    schedulers: list[RtarfEventScheduler],
+) -> None:
     scheduler = build(schedulers, RTARF_SYNC_INTERVAL_SECONDS=3600)
     seen: list[SyncResult] = []
 

@@ -14,8 +14,16 @@ from rtarf_sync import create_app
 from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.infra.harness.http import EngineHttp
-from tests.infra.support import (count_rows, lease_holder, load_sample, prepare_tables, runs_of, target_locked,
-                                 waiting_service_backends, wait_for)
+from tests.infra.support import (
+    count_rows,
+    lease_holder,
+    load_sample,
+    prepare_tables,
+    runs_of,
+    target_locked,
+    waiting_service_backends,
+    wait_for,
+)
 
 EVENTS = 60
 
@@ -30,12 +38,21 @@ def apps() -> Iterator[list[Flask]]:
 
 
 def test_readme_python_example_syncs_events_into_postgresql(
-        opensearch: EngineHttp, index_name: str, table_name: str, database_url: str,
-        db_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    database_url: str,
+    db_engine: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     load_sample(opensearch, index_name, EVENTS)
-    for name, value in {"RTARF_DATABASE_URL": database_url, "RTARF_ES_URL": opensearch.url,
-                        "RTARF_ES_INDEX": index_name, "RTARF_TABLE": table_name,
-                        "RTARF_SYNC_SETTLE_SECONDS": "0"}.items():
+    for name, value in {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": opensearch.url,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_TABLE": table_name,
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+    }.items():
         monkeypatch.setenv(name, value)
 
     # The original README's example, verbatim apart from the wait for the first run.
@@ -58,8 +75,13 @@ def test_readme_python_example_syncs_events_into_postgresql(
 
 
 def test_sync_now_over_the_api_lands_events_and_counts_them(
-        opensearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings], apps: list[Flask]) -> None:
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+    apps: list[Flask],
+) -> None:
     load_sample(opensearch, index_name, EVENTS)
     app = create_app(make_settings(opensearch, index_name))
     apps.append(app)
@@ -76,8 +98,9 @@ def test_sync_now_over_the_api_lands_events_and_counts_them(
     assert [run["status"] for run in runs_of(db_engine, table_name)] == ["success", "success"]
 
 
-def test_readyz_is_ready_with_both_engines_up(opensearch: EngineHttp, index_name: str,
-                                             make_settings: Callable[..., Settings], apps: list[Flask]) -> None:
+def test_readyz_is_ready_with_both_engines_up(
+    opensearch: EngineHttp, index_name: str, make_settings: Callable[..., Settings], apps: list[Flask]
+) -> None:
     app = create_app(make_settings(opensearch, index_name))
     apps.append(app)
     response = app.test_client().get("/readyz")
@@ -88,8 +111,13 @@ def test_readyz_is_ready_with_both_engines_up(opensearch: EngineHttp, index_name
 def test_readyz_names_the_unreachable_engine(make_settings: Callable[..., Settings], apps: list[Flask]) -> None:
     from tests.infra.harness.process import free_port
 
-    app = create_app(make_settings(RTARF_ES_URL=f"http://127.0.0.1:{free_port()}",
-                                   RTARF_SOURCE_ENGINE="elasticsearch", RTARF_SYNC_MAX_RETRIES=0))
+    app = create_app(
+        make_settings(
+            RTARF_ES_URL=f"http://127.0.0.1:{free_port()}",
+            RTARF_SOURCE_ENGINE="elasticsearch",
+            RTARF_SYNC_MAX_RETRIES=0,
+        )
+    )
     apps.append(app)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
@@ -97,12 +125,18 @@ def test_readyz_names_the_unreachable_engine(make_settings: Callable[..., Settin
     assert response.get_json()["checks"]["database"] is None
 
 
-def test_a_run_against_an_unreachable_engine_answers_502(make_settings: Callable[..., Settings],
-                                                         apps: list[Flask]) -> None:
+def test_a_run_against_an_unreachable_engine_answers_502(
+    make_settings: Callable[..., Settings], apps: list[Flask]
+) -> None:
     from tests.infra.harness.process import free_port
 
-    app = create_app(make_settings(RTARF_ES_URL=f"http://127.0.0.1:{free_port()}",
-                                   RTARF_SOURCE_ENGINE="elasticsearch", RTARF_SYNC_MAX_RETRIES=0))
+    app = create_app(
+        make_settings(
+            RTARF_ES_URL=f"http://127.0.0.1:{free_port()}",
+            RTARF_SOURCE_ENGINE="elasticsearch",
+            RTARF_SYNC_MAX_RETRIES=0,
+        )
+    )
     apps.append(app)
     response = app.test_client().post("/scheduler/sync-now")
     assert response.status_code == 502
@@ -113,8 +147,13 @@ def test_a_run_against_an_unreachable_engine_answers_502(make_settings: Callable
 
 
 def test_sync_now_during_a_scheduled_run_gets_409(
-        opensearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings], apps: list[Flask]) -> None:
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+    apps: list[Flask],
+) -> None:
     load_sample(opensearch, index_name, 40)
     settings = make_settings(opensearch, index_name, RTARF_SYNC_BATCH_SIZE=5, RTARF_SYNC_INTERVAL_SECONDS=3600)
     prepare_tables(settings)
@@ -129,16 +168,23 @@ def test_sync_now_during_a_scheduled_run_gets_409(
         assert response.get_json()["error"] == "Conflict"
         assert "scheduled sync" in response.get_json()["message"]
         assert client.get("/scheduler/status").get_json()["sync_in_progress"] is True
-    wait_for(lambda: client.get("/scheduler/status").get_json()["total_syncs"] == 1, timeout=60,
-             what="the scheduled run to finish")
+    wait_for(
+        lambda: client.get("/scheduler/status").get_json()["total_syncs"] == 1,
+        timeout=60,
+        what="the scheduled run to finish",
+    )
     assert client.get("/scheduler/status").get_json()["last_sync_status"] == "success"
     assert count_rows(db_engine, table_name) == 40
     assert len(runs_of(db_engine, table_name)) == 1  # the manual call never started a run
 
 
 def test_shutdown_interrupts_a_running_sync_after_its_page_and_records_it(
-        opensearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings]) -> None:
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+) -> None:
     load_sample(opensearch, index_name, 50)
     settings = make_settings(opensearch, index_name, RTARF_SYNC_BATCH_SIZE=5)
     prepare_tables(settings)

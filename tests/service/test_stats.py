@@ -11,9 +11,17 @@ from rtarf_sync.engine.runs.result import FAILED, PARTIAL, SKIPPED, SUCCESS, Syn
 from rtarf_sync.service.stats import SyncStats, success_rate
 
 
-@pytest.mark.parametrize(("total", "failed", "expected"), [
-    (0, 0, "0.0%"), (1, 0, "100.0%"), (1, 1, "0.0%"), (21, 1, "95.2%"), (3, 1, "66.7%"), (8, 1, "87.5%"),
-])
+@pytest.mark.parametrize(
+    ("total", "failed", "expected"),
+    [
+        (0, 0, "0.0%"),
+        (1, 0, "100.0%"),
+        (1, 1, "0.0%"),
+        (21, 1, "95.2%"),
+        (3, 1, "66.7%"),
+        (8, 1, "87.5%"),
+    ],
+)
 def test_success_rate_has_one_decimal_and_a_percent_sign(total: int, failed: int, expected: str) -> None:
     assert success_rate(total, failed) == expected
 

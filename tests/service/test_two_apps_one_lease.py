@@ -19,15 +19,24 @@ from config import Settings
 from rtarf_sync import create_app
 from rtarf_sync.service.extension import scheduler_of
 from tests.infra.harness.http import EngineHttp
-from tests.infra.support import (count_rows, lease_holder, load_sample, prepare_tables, runs_of, target_locked,
-                                 waiting_service_backends, wait_for)
+from tests.infra.support import (
+    count_rows,
+    lease_holder,
+    load_sample,
+    prepare_tables,
+    runs_of,
+    target_locked,
+    waiting_service_backends,
+    wait_for,
+)
 
 EVENTS = 40
 
 
 @pytest.fixture
-def two_apps(opensearch: EngineHttp, index_name: str,
-             make_settings: Callable[..., Settings]) -> Iterator[tuple[Flask, Flask]]:
+def two_apps(
+    opensearch: EngineHttp, index_name: str, make_settings: Callable[..., Settings]
+) -> Iterator[tuple[Flask, Flask]]:
     """Apps A and B with identical settings: same index, same table, same database."""
     load_sample(opensearch, index_name, EVENTS)
     settings = make_settings(opensearch, index_name, RTARF_SYNC_BATCH_SIZE=5, RTARF_SYNC_INTERVAL_SECONDS=3600)
@@ -45,8 +54,8 @@ def _post_in_thread(app: Flask, answers: dict[str, Any], key: str) -> threading.
 
 
 def test_the_second_app_skips_while_the_first_holds_the_lease(
-        two_apps: tuple[Flask, Flask], table_name: str, db_engine: sa.Engine,
-        caplog: pytest.LogCaptureFixture) -> None:
+    two_apps: tuple[Flask, Flask], table_name: str, db_engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     first, second = two_apps
     answers: dict[str, Any] = {}
     with target_locked(db_engine, table_name):
@@ -54,8 +63,9 @@ def test_the_second_app_skips_while_the_first_holds_the_lease(
         holder = wait_for(lambda: lease_holder(db_engine, table_name), timeout=60, what="A to take the lease")
         other = _post_in_thread(second, answers, "b")
         # B either answers at once or queues behind A's lease row until A's page commits.
-        wait_for(lambda: "b" in answers or waiting_service_backends(db_engine) >= 2, timeout=30,
-                 what="B to try the lease")
+        wait_for(
+            lambda: "b" in answers or waiting_service_backends(db_engine) >= 2, timeout=30, what="B to try the lease"
+        )
     other.join(60)
     runner.join(60)
 
@@ -67,8 +77,9 @@ def test_the_second_app_skips_while_the_first_holds_the_lease(
     status = second.test_client().get("/scheduler/status").get_json()
     assert (status["skipped_syncs"], status["total_syncs"]) == (1, 0)
     assert status["last_skip_reason"].startswith("another sync holds the lease")
-    assert any(record.getMessage().startswith("Sync skipped: another sync holds the lease")
-               for record in caplog.records)
+    assert any(
+        record.getMessage().startswith("Sync skipped: another sync holds the lease") for record in caplog.records
+    )
 
     assert answers["a"].status_code == 200
     assert answers["a"].get_json()["result"]["inserted"] == EVENTS
@@ -81,14 +92,18 @@ def test_the_second_app_skips_while_the_first_holds_the_lease(
 
 
 def test_two_schedulers_started_together_never_overlap(
-        two_apps: tuple[Flask, Flask], table_name: str, db_engine: sa.Engine) -> None:
+    two_apps: tuple[Flask, Flask], table_name: str, db_engine: sa.Engine
+) -> None:
     first, second = two_apps
     with target_locked(db_engine, table_name):
         scheduler_of(first).start()
         wait_for(lambda: lease_holder(db_engine, table_name), timeout=60, what="A's first run to take the lease")
         scheduler_of(second).start()
-        wait_for(lambda: scheduler_of(second).get_status()["skipped_syncs"] == 1
-                 or waiting_service_backends(db_engine) >= 2, timeout=30, what="B's first run to try the lease")
+        wait_for(
+            lambda: scheduler_of(second).get_status()["skipped_syncs"] == 1 or waiting_service_backends(db_engine) >= 2,
+            timeout=30,
+            what="B's first run to try the lease",
+        )
 
     def settled() -> bool:
         statuses = [scheduler_of(app).get_status() for app in (first, second)]

@@ -26,10 +26,17 @@ class DeadLetterPage:
 
 def dead_letter_object(row: sa.RowMapping, with_document: bool = False) -> dict[str, Any]:
     """A dead-letter row as the API and the CLI show it (the field names of docs/design.md)."""
-    item = {"id": int(row["id"]), "es_index": row["es_index"], "es_id": row["es_id"],
-            "es_seq_no": int(row["es_seq_no"]), "es_primary_term": int(row["es_primary_term"]),
-            "reason": row["reason"], "run_id": None if row["run_id"] is None else int(row["run_id"]),
-            "created_at": utc_iso(row["failed_at"]), "resolved_at": utc_iso(row["resolved_at"])}
+    item = {
+        "id": int(row["id"]),
+        "es_index": row["es_index"],
+        "es_id": row["es_id"],
+        "es_seq_no": int(row["es_seq_no"]),
+        "es_primary_term": int(row["es_primary_term"]),
+        "reason": row["reason"],
+        "run_id": None if row["run_id"] is None else int(row["run_id"]),
+        "created_at": utc_iso(row["failed_at"]),
+        "resolved_at": utc_iso(row["resolved_at"]),
+    }
     if with_document:
         item["raw_document"] = row["raw_document"]
     return item
@@ -47,8 +54,9 @@ class DeadLetters:
     def _listed(self) -> list[sa.ColumnElement[Any]]:
         return [column for column in self.table.c if column.name != "raw_document"]
 
-    def page(self, limit: int, before: int | None = None, reason: str | None = None,
-             resolved: bool | None = None) -> DeadLetterPage:
+    def page(
+        self, limit: int, before: int | None = None, reason: str | None = None, resolved: bool | None = None
+    ) -> DeadLetterPage:
         """Dead letters newest first (keyset paging on id); `reason` matches a part of the reason, any case."""
         dead = self.table
         query = sa.select(*self._listed()).where(self._mine()).order_by(dead.c.id.desc()).limit(limit + 1)
@@ -67,14 +75,22 @@ class DeadLetters:
 
     def count_unresolved(self, connection: sa.Connection) -> int:
         """Dead letters not yet resolved (the partial index of migration 0002 serves this)."""
-        return int(connection.execute(sa.select(sa.func.count()).select_from(self.table).where(
-            self._mine(), self.table.c.resolved_at.is_(None))).scalar_one())
+        return int(
+            connection.execute(
+                sa.select(sa.func.count())
+                .select_from(self.table)
+                .where(self._mine(), self.table.c.resolved_at.is_(None))
+            ).scalar_one()
+        )
 
     def get(self, dead_letter_id: int) -> dict[str, Any] | None:
         """One dead letter with its raw document, or None."""
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(self.table).where(
-                self._mine(), self.table.c.id == dead_letter_id)).mappings().first()
+            row = (
+                connection.execute(sa.select(self.table).where(self._mine(), self.table.c.id == dead_letter_id))
+                .mappings()
+                .first()
+            )
         return dead_letter_object(row, with_document=True) if row is not None else None
 
     def rows(self, ids: Iterable[int] | None) -> list[dict[str, Any]]:
@@ -88,8 +104,12 @@ class DeadLetters:
     def unresolved_after(self, after: int, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` unresolved dead letters with an id above `after`, oldest first (keyset paging)."""
         dead = self.table
-        query = (sa.select(*self._listed()).where(self._mine(), dead.c.resolved_at.is_(None), dead.c.id > after)
-                 .order_by(dead.c.id).limit(limit))
+        query = (
+            sa.select(*self._listed())
+            .where(self._mine(), dead.c.resolved_at.is_(None), dead.c.id > after)
+            .order_by(dead.c.id)
+            .limit(limit)
+        )
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
@@ -98,6 +118,10 @@ class DeadLetters:
         wanted = list(ids)
         if not wanted:
             return 0
-        return int(connection.execute(sa.update(self.table).where(
-            self._mine(), self.table.c.id.in_(wanted), self.table.c.resolved_at.is_(None))
-            .values(resolved_at=sa.func.now())).rowcount)
+        return int(
+            connection.execute(
+                sa.update(self.table)
+                .where(self._mine(), self.table.c.id.in_(wanted), self.table.c.resolved_at.is_(None))
+                .values(resolved_at=sa.func.now())
+            ).rowcount
+        )

@@ -56,8 +56,18 @@ class DeletesRefused(RunAborted):
 class Reconciliation:
     """The delete reconciliation of one run: its work tables, candidates, lookups and valve."""
 
-    def __init__(self, engine: sa.Engine, tables: Tables, api: SearchApi, settings: Settings,
-                 scope: RunScope, run_id: int, retry: RetryPolicy, lease: Lease, fence: Fence) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        tables: Tables,
+        api: SearchApi,
+        settings: Settings,
+        scope: RunScope,
+        run_id: int,
+        retry: RetryPolicy,
+        lease: Lease,
+        fence: Fence,
+    ) -> None:
         self.engine, self.tables, self.api, self.settings = engine, tables, api, settings
         self.scope, self.run_id, self.retry = scope, run_id, retry
         self.lease, self.fence = lease, fence
@@ -71,20 +81,25 @@ class Reconciliation:
         """Drop work tables left by crashed runs, then create this run's key table."""
         with self.engine.begin() as connection:
             self._drop_orphans(connection)
-            connection.exec_driver_sql(f"CREATE UNLOGGED TABLE IF NOT EXISTS {self.seen} "
-                                       "(es_index text NOT NULL, es_id text NOT NULL)")
+            connection.exec_driver_sql(
+                f"CREATE UNLOGGED TABLE IF NOT EXISTS {self.seen} (es_index text NOT NULL, es_id text NOT NULL)"
+            )
 
     def _drop_orphans(self, connection: sa.Connection) -> None:
         runs = self.tables.runs
-        names = connection.execute(sa.text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-            "AND (tablename LIKE 'rtarf\\_sync\\_seen\\_%' OR tablename LIKE 'rtarf\\_sync\\_gone\\_%')")).scalars()
+        names = connection.execute(
+            sa.text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND (tablename LIKE 'rtarf\\_sync\\_seen\\_%' OR tablename LIKE 'rtarf\\_sync\\_gone\\_%')"
+            )
+        ).scalars()
         for name in list(names):
             run_id = name.rsplit("_", 1)[-1]
             if not run_id.isdigit() or int(run_id) == self.run_id:
                 continue
-            run = connection.execute(sa.select(runs.c.status, runs.c.target_table)
-                                     .where(runs.c.id == int(run_id))).first()
+            run = connection.execute(
+                sa.select(runs.c.status, runs.c.target_table).where(runs.c.id == int(run_id))
+            ).first()
             # Under our lease no other run of this target is alive, whatever its row says (a killed
             # process leaves "running"); a running run of another target still needs its table.
             if run is None or run.status != "running" or run.target_table == self.tables.target.name:
@@ -97,8 +112,11 @@ class Reconciliation:
                 for name in (self.seen, self.gone):
                     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
         except sa.exc.DBAPIError as error:
-            log.warning("could not drop the work tables of run %s: %s", self.run_id,
-                        str(error.orig or error).strip().splitlines()[0])
+            log.warning(
+                "could not drop the work tables of run %s: %s",
+                self.run_id,
+                str(error.orig or error).strip().splitlines()[0],
+            )
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -121,7 +139,8 @@ class Reconciliation:
                     f"reconciliation would delete {confirmed} of {live} live rows in scope "
                     f"({confirmed / live:.1%}), more than RTARF_DELETE_MAX_FRACTION={limit:g} and more than "
                     f"RTARF_DELETE_MIN_COUNT={settings.delete_min_count}; nothing was deleted: check "
-                    "RTARF_ES_INDEX, then repeat with force to delete them")
+                    "RTARF_ES_INDEX, then repeat with force to delete them"
+                )
         return self._apply(mode)
 
     def _in_scope(self, indices: IndexScope) -> sa.ColumnElement[bool]:
@@ -137,8 +156,11 @@ class Reconciliation:
         of_index = sa.true() if self.indices.include_vanished else self.indices.rows(target.c.es_index)
         seen = sa.table(self.seen, sa.column("es_index"), sa.column("es_id"))
         unread = sa.select(target.c.es_index, target.c.es_id).where(
-            target.c.deleted_at.is_(None), self.scope.rows(target), of_index, ~sa.exists().where(
-                seen.c.es_index == target.c.es_index, seen.c.es_id == target.c.es_id))
+            target.c.deleted_at.is_(None),
+            self.scope.rows(target),
+            of_index,
+            ~sa.exists().where(seen.c.es_index == target.c.es_index, seen.c.es_id == target.c.es_id),
+        )
         with self.engine.begin() as connection:
             self.lease.fence(connection, self.fence)
             connection.exec_driver_sql(f"ANALYZE {self.seen}")  # the planner should know it is large
@@ -153,13 +175,15 @@ class Reconciliation:
         """The live rows in the run's scope (the safety valve's measure)."""
         assert self.indices is not None
         with self.engine.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.count()).select_from(self.tables.target)
-                                          .where(self._in_scope(self.indices))).scalar_one())
+            return int(
+                connection.execute(
+                    sa.select(sa.func.count()).select_from(self.tables.target).where(self._in_scope(self.indices))
+                ).scalar_one()
+            )
 
     def _indices(self) -> list[str]:
         with self.engine.connect() as connection:
-            return list(connection.exec_driver_sql(
-                f"SELECT DISTINCT es_index FROM {self.gone} ORDER BY 1").scalars())
+            return list(connection.exec_driver_sql(f"SELECT DISTINCT es_index FROM {self.gone} ORDER BY 1").scalars())
 
     def _drop_outside(self, fresh: IndexScope | None = None) -> None:
         """Drop candidates of indices outside the scope (`fresh`, or the one the candidates were built with):
@@ -170,14 +194,18 @@ class Reconciliation:
         self.indices = scope.with_vanished(self.api, self.retry, names)
         vanished = sorted(self.indices.vanished & set(names))
         if vanished and fresh is None:
-            log.info("rows of %d deleted index(es) are %s: %s", len(vanished),
-                     "reconciled as deleted" if self.indices.include_vanished
-                     else "left alone (RTARF_DELETE_VANISHED_INDICES=false)", ", ".join(vanished[:5]))
+            log.info(
+                "rows of %d deleted index(es) are %s: %s",
+                len(vanished),
+                "reconciled as deleted"
+                if self.indices.include_vanished
+                else "left alone (RTARF_DELETE_VANISHED_INDICES=false)",
+                ", ".join(vanished[:5]),
+            )
         outside = [name for name in names if not self.indices.admits(name)]
         if outside:
             with self.engine.begin() as connection:
-                connection.execute(sa.text(f"DELETE FROM {self.gone} WHERE es_index = ANY(:names)"),
-                                   {"names": outside})
+                connection.execute(sa.text(f"DELETE FROM {self.gone} WHERE es_index = ANY(:names)"), {"names": outside})
 
     def _drop_found(self) -> None:
         """Drop every candidate the engine still has, by an ids lookup over the index setting."""
@@ -185,25 +213,35 @@ class Reconciliation:
             after = ""
             while True:
                 with self.engine.connect() as connection:
-                    ids = list(connection.execute(sa.text(
-                        f"SELECT es_id FROM {self.gone} WHERE es_index = :index AND es_id > :after "
-                        "ORDER BY es_id LIMIT :limit"),
-                        {"index": index, "after": after, "limit": LOOKUP_BATCH}).scalars())
+                    ids = list(
+                        connection.execute(
+                            sa.text(
+                                f"SELECT es_id FROM {self.gone} WHERE es_index = :index AND es_id > :after "
+                                "ORDER BY es_id LIMIT :limit"
+                            ),
+                            {"index": index, "after": after, "limit": LOOKUP_BATCH},
+                        ).scalars()
+                    )
                 if not ids:
                     break
                 found = self._call(partial(self._lookup, index, ids), "look up ids")
                 with self.engine.begin() as connection:
                     self.lease.fence(connection, self.fence)  # the lookups of a large scope take a while
                     if found:
-                        connection.execute(sa.text(
-                            f"DELETE FROM {self.gone} WHERE es_index = :index AND es_id = ANY(:ids)"),
-                            {"index": index, "ids": sorted(found)})
+                        connection.execute(
+                            sa.text(f"DELETE FROM {self.gone} WHERE es_index = :index AND es_id = ANY(:ids)"),
+                            {"index": index, "ids": sorted(found)},
+                        )
                 after = ids[-1]
 
     def _lookup(self, index: str, ids: list[str]) -> set[str]:
         """The ids among `ids` that the index setting still has in `index`."""
-        body = {"size": len(ids), "_source": False, "track_total_hits": False,
-                "query": {"bool": {"filter": [{"ids": {"values": ids}}, {"term": {"_index": index}}]}}}
+        body = {
+            "size": len(ids),
+            "_source": False,
+            "track_total_hits": False,
+            "query": {"bool": {"filter": [{"ids": {"values": ids}}, {"term": {"_index": index}}]}},
+        }
         answer = self.api.search(body, index=self.settings.es_index)
         check_complete(answer, "look up ids")
         return {hit["_id"] for hit in answer["hits"]["hits"] if hit.get("_index") == index}
@@ -223,6 +261,8 @@ class Reconciliation:
                 statement = f"DELETE FROM {target} t USING {self.gone} g WHERE {match}"
             else:
                 # last_synced_at moves too: a reader following it sees the deletion.
-                statement = (f"UPDATE {target} t SET deleted_at = now(), last_synced_at = now() "
-                             f"FROM {self.gone} g WHERE {match} AND t.deleted_at IS NULL")
+                statement = (
+                    f"UPDATE {target} t SET deleted_at = now(), last_synced_at = now() "
+                    f"FROM {self.gone} g WHERE {match} AND t.deleted_at IS NULL"
+                )
             return int(connection.exec_driver_sql(statement).rowcount or 0)

@@ -31,6 +31,8 @@ log = logging.getLogger("rtarf_sync.verify")
 
 RunRecorder = Callable[[SyncResult], None]
 T = TypeVar("T")
+
+
 class Step(Protocol):
     """Runs one part of a verification under the caller's lock."""
 
@@ -51,13 +53,22 @@ def _run_object(service: SyncService, result: SyncResult) -> dict[str, Any]:
         run = service.history.get(result.run_id)
         if run is not None:
             return run
-    return {"run_id": None, "trigger": result.trigger, "mode": result.mode, "status": result.status,
-            "error": result.error}
+    return {
+        "run_id": None,
+        "trigger": result.trigger,
+        "mode": result.mode,
+        "status": result.status,
+        "error": result.error,
+    }
 
 
-def repair(service: SyncService, verification: Verification, record: RunRecorder,
-           stopping: Callable[[], bool] = lambda: False,
-           step: Step = _directly) -> tuple[list[dict[str, Any]], list[Difference]]:
+def repair(
+    service: SyncService,
+    verification: Verification,
+    record: RunRecorder,
+    stopping: Callable[[], bool] = lambda: False,
+    step: Step = _directly,
+) -> tuple[list[dict[str, Any]], list[Difference]]:
     """One range run per differing bucket, oldest first, at most RTARF_VERIFY_MAX_REPAIRS of them.
 
     Each goes through `step` (the caller's lock, released between repairs); returns the runs and
@@ -68,11 +79,17 @@ def repair(service: SyncService, verification: Verification, record: RunRecorder
     for done, difference in enumerate(differing):
         if stopping() or done >= service.settings.verify.max_repairs:
             return runs, differing[done:]
-        log.info("Repairing %s to %s: the engine has %d documents, PostgreSQL %d live rows",
-                 difference.start.isoformat(), difference.end.isoformat(), difference.source, difference.target)
+        log.info(
+            "Repairing %s to %s: the engine has %d documents, PostgreSQL %d live rows",
+            difference.start.isoformat(),
+            difference.end.isoformat(),
+            difference.source,
+            difference.target,
+        )
         try:
-            result = step(partial(service.run, trigger="repair", mode="range", start=difference.start,
-                                  end=difference.end))
+            result = step(
+                partial(service.run, trigger="repair", mode="range", start=difference.start, end=difference.end)
+            )
         except Busy:
             return runs, differing[done:]
         record(result)
@@ -82,11 +99,18 @@ def repair(service: SyncService, verification: Verification, record: RunRecorder
     return runs, []
 
 
-def verify_and_repair(service: SyncService, *, start: datetime | None = None, end: datetime | None = None,
-                      bucket: str | None = None, repair_drift: bool = False, trigger: str = "manual",
-                      record: RunRecorder = lambda result: None,
-                      stopping: Callable[[], bool] = lambda: False,
-                      step: Step = _directly) -> dict[str, Any]:
+def verify_and_repair(
+    service: SyncService,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: str | None = None,
+    repair_drift: bool = False,
+    trigger: str = "manual",
+    record: RunRecorder = lambda result: None,
+    stopping: Callable[[], bool] = lambda: False,
+    step: Step = _directly,
+) -> dict[str, Any]:
     """Verify (the default window unless given), repair when asked, and return the stored answer.
 
     `step` runs each part (the check, each repair, the check after repairs) under the caller's
@@ -106,8 +130,19 @@ def verify_and_repair(service: SyncService, *, start: datetime | None = None, en
         except (Busy, LeaseHeld):
             again = None  # the next verification checks again
         if again is not None:
-            answer["after_repair"] = {key: value for key, value in again.to_dict().items()
-                                      if key in ("in_step", "source_total", "target_total", "differing",
-                                                 "missing_cursor", "checked_at", "verification_id")}
+            answer["after_repair"] = {
+                key: value
+                for key, value in again.to_dict().items()
+                if key
+                in (
+                    "in_step",
+                    "source_total",
+                    "target_total",
+                    "differing",
+                    "missing_cursor",
+                    "checked_at",
+                    "verification_id",
+                )
+            }
     verifier.record_answer(verification, answer)
     return answer

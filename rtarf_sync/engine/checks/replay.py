@@ -62,9 +62,16 @@ class ReplayOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         """The API's answer: the three counts of docs/design.md first, then the details."""
-        return {"replayed": self.replayed, "still_failing": self.still_failing, "gone": self.gone,
-                "already_resolved": self.already_resolved, "outside_scope": self.outside_scope,
-                "not_found": self.not_found, "run_id": self.result.run_id, "status": self.result.status}
+        return {
+            "replayed": self.replayed,
+            "still_failing": self.still_failing,
+            "gone": self.gone,
+            "already_resolved": self.already_resolved,
+            "outside_scope": self.outside_scope,
+            "not_found": self.not_found,
+            "run_id": self.result.run_id,
+            "status": self.result.status,
+        }
 
 
 @dataclass
@@ -84,7 +91,7 @@ def _chunks(letters: list[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str,
         by_index[letter["es_index"]].append(letter)
     for index, group in by_index.items():
         for start in range(0, len(group), CHUNK):
-            yield index, group[start:start + CHUNK]
+            yield index, group[start : start + CHUNK]
 
 
 class DeadLetterReplay:
@@ -133,10 +140,9 @@ class DeadLetterReplay:
         outcome.already_resolved = sum(1 for row in rows if row["resolved_at"] is not None)
         pending = [row for row in rows if row["resolved_at"] is None]
         for start in range(0, len(pending), CHUNK):
-            yield pending[start:start + CHUNK]
+            yield pending[start : start + CHUNK]
 
-    def _replay_page(self, page: list[dict[str, Any]], scope: IndexScope, fence: Fence,
-                     outcome: ReplayOutcome) -> None:
+    def _replay_page(self, page: list[dict[str, Any]], scope: IndexScope, fence: Fence, outcome: ReplayOutcome) -> None:
         """Look up the letters of indices in scope; those of vanished indices the setting names are gone."""
         names = {letter["es_index"] for letter in page} - scope.indices
         if names:
@@ -154,8 +160,11 @@ class DeadLetterReplay:
         service, settings = self.service, self.service.settings
         doc_ids = sorted({letter["es_id"] for letter in letters})
         # An answer with failed shards or timed out is retried, then fails the replay: absent there is not gone.
-        answer = with_retry(lambda: check_complete(service.api.find_ids(index, doc_ids), f"search {index} by id"),
-                            service.retry, f"search {index} by id")
+        answer = with_retry(
+            lambda: check_complete(service.api.find_ids(index, doc_ids), f"search {index} by id"),
+            service.retry,
+            f"search {index} by id",
+        )
         hits = cast(list[dict[str, Any]], answer.hits)  # find_ids answers plain JSON, not typed pages
         current = {hit["_id"]: hit for hit in hits if hit.get("_index", index) == index}
         chunk = _Chunk()
@@ -174,8 +183,7 @@ class DeadLetterReplay:
         chunk.rows = [row for row in converted.values() if row is not None]
         return chunk
 
-    def _replay_chunk(self, index: str, letters: list[dict[str, Any]], fence: Fence,
-                      outcome: ReplayOutcome) -> None:
+    def _replay_chunk(self, index: str, letters: list[dict[str, Any]], fence: Fence, outcome: ReplayOutcome) -> None:
         chunk = self._lookup(index, letters)
         try:
             inserted, updated = self._write(chunk.rows, chunk.written_ids + chunk.gone_ids, fence)
@@ -225,6 +233,15 @@ class DeadLetterReplay:
         """Keep the run's history row in step with its counts (a replay has no page transaction of its own)."""
         runs = self.service.tables.runs
         with self.service.engine.begin() as connection:
-            connection.execute(sa.update(runs).where(runs.c.id == result.run_id).values(
-                pages=result.pages, total_processed=result.total_processed, inserted=result.inserted,
-                updated=result.updated, unchanged=result.unchanged, known_bad=result.known_bad))
+            connection.execute(
+                sa.update(runs)
+                .where(runs.c.id == result.run_id)
+                .values(
+                    pages=result.pages,
+                    total_processed=result.total_processed,
+                    inserted=result.inserted,
+                    updated=result.updated,
+                    unchanged=result.unchanged,
+                    known_bad=result.known_bad,
+                )
+            )

@@ -79,8 +79,15 @@ class Window:
         return max(key, self.start), min(key + self.width, self.end)
 
 
-def plan_window(settings: Settings, *, now: datetime, cursor: datetime | None, start: datetime | None = None,
-                end: datetime | None = None, bucket: str | None = None) -> Window:
+def plan_window(
+    settings: Settings,
+    *,
+    now: datetime,
+    cursor: datetime | None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: str | None = None,
+) -> Window:
     """The window to verify; defaults: the last lookback hours ending at now - settle - overlap.
 
     A default end never passes the stored cursor minus the overlap: events the incremental
@@ -101,8 +108,11 @@ def plan_window(settings: Settings, *, now: datetime, cursor: datetime | None, s
     window = Window(start, end, bucket)
     count = (window.bucket_of(end - timedelta(microseconds=1)) - window.bucket_of(start)) // window.width + 1
     if count > MAX_BUCKETS:
-        raise WindowError("bucket", f"the window holds {count} buckets of {bucket}, more than {MAX_BUCKETS}: "
-                          "use a shorter window or a larger bucket")
+        raise WindowError(
+            "bucket",
+            f"the window holds {count} buckets of {bucket}, more than {MAX_BUCKETS}: "
+            "use a shorter window or a larger bucket",
+        )
     return window
 
 
@@ -137,8 +147,11 @@ class Verification:
     def differing(self) -> list[Difference]:
         """The buckets whose counts differ, oldest first."""
         keys = sorted(set(self.source) | set(self.target))
-        return [Difference(*self.window.edges(key), self.source.get(key, 0), self.target.get(key, 0))
-                for key in keys if self.source.get(key, 0) != self.target.get(key, 0)]
+        return [
+            Difference(*self.window.edges(key), self.source.get(key, 0), self.target.get(key, 0))
+            for key in keys
+            if self.source.get(key, 0) != self.target.get(key, 0)
+        ]
 
     @property
     def in_step(self) -> bool:
@@ -147,24 +160,46 @@ class Verification:
 
     def to_dict(self, repaired: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The answer (docs/design.md) of POST /scheduler/verify (plus `verification_id` and anything in `extra`)."""
-        return {"in_step": self.in_step, "from": utc_iso(self.window.start), "to": utc_iso(self.window.end),
-                "bucket": self.window.bucket, "source_total": sum(self.source.values()),
-                "target_total": sum(self.target.values()),
-                "differing": [difference.to_dict() for difference in self.differing],
-                "missing_cursor": {"source": self.missing_source, "target": self.missing_target},
-                "repaired": repaired, "checked_at": utc_iso(self.checked_at), "verification_id": self.id,
-                **self.extra}
+        return {
+            "in_step": self.in_step,
+            "from": utc_iso(self.window.start),
+            "to": utc_iso(self.window.end),
+            "bucket": self.window.bucket,
+            "source_total": sum(self.source.values()),
+            "target_total": sum(self.target.values()),
+            "differing": [difference.to_dict() for difference in self.differing],
+            "missing_cursor": {"source": self.missing_source, "target": self.missing_target},
+            "repaired": repaired,
+            "checked_at": utc_iso(self.checked_at),
+            "verification_id": self.id,
+            **self.extra,
+        }
 
 
 def source_query(cursor_field: str, window: Window) -> tuple[Json, Json]:
     """The query and aggregations of the engine side: documents in the window or without the field."""
-    in_window = {"range": {cursor_field: {"gte": engine_time(window.start), "lt": engine_time(window.end),
-                                          "format": "strict_date_optional_time"}}}
+    in_window = {
+        "range": {
+            cursor_field: {
+                "gte": engine_time(window.start),
+                "lt": engine_time(window.end),
+                "format": "strict_date_optional_time",
+            }
+        }
+    }
     without = {"bool": {"must_not": [{"exists": {"field": cursor_field}}]}}
     query = {"bool": {"should": [in_window, without], "minimum_should_match": 1}}
-    aggs = {"events": {"date_histogram": {"field": cursor_field, "fixed_interval": window.bucket,
-                                          "time_zone": "UTC", "min_doc_count": 1}},
-            "missing_cursor": {"missing": {"field": cursor_field}}}
+    aggs = {
+        "events": {
+            "date_histogram": {
+                "field": cursor_field,
+                "fixed_interval": window.bucket,
+                "time_zone": "UTC",
+                "min_doc_count": 1,
+            }
+        },
+        "missing_cursor": {"missing": {"field": cursor_field}},
+    }
     return query, aggs
 
 
@@ -185,8 +220,9 @@ def source_counts(api: SearchApi, index: str, cursor_field: str, window: Window)
 _TRUNC_UNIT = {"1h": "hour", "1d": "day"}
 
 
-def target_counts(connection: sa.Connection, tables: Tables, window: Window,
-                  scope: IndexScope) -> tuple[dict[datetime, int], int]:
+def target_counts(
+    connection: sa.Connection, tables: Tables, window: Window, scope: IndexScope
+) -> tuple[dict[datetime, int], int]:
     """Live rows of admitted indices per bucket, and those without event_timestamp, from one SQL query."""
     target = tables.target
     stamp = target.c.event_timestamp
@@ -197,9 +233,11 @@ def target_counts(connection: sa.Connection, tables: Tables, window: Window,
     key = sa.func.timezone(zone, sa.func.date_trunc(unit, sa.func.timezone(zone, stamp))).label("bucket")
     in_window = sa.and_(stamp >= window.start, stamp < window.end)
     rows = connection.execute(
-        sa.select(key, sa.func.count().label("rows")).select_from(target)
+        sa.select(key, sa.func.count().label("rows"))
+        .select_from(target)
         .where(target.c.deleted_at.is_(None), sa.or_(in_window, stamp.is_(None)), scope.rows(target.c.es_index))
-        .group_by(key)).all()
+        .group_by(key)
+    ).all()
     counts = {row.bucket.astimezone(timezone.utc): int(row.rows) for row in rows if row.bucket is not None}
     missing = sum(int(row.rows) for row in rows if row.bucket is None)
     return counts, missing
@@ -209,9 +247,16 @@ def indices_in_window(connection: sa.Connection, tables: Tables, window: Window)
     """The indices of the live rows the window counts (to tell vanished indices from foreign ones)."""
     target = tables.target
     stamp = target.c.event_timestamp
-    return list(connection.execute(sa.select(target.c.es_index).distinct().where(
-        target.c.deleted_at.is_(None), sa.or_(sa.and_(stamp >= window.start, stamp < window.end),
-                                              stamp.is_(None)))).scalars())
+    return list(
+        connection.execute(
+            sa.select(target.c.es_index)
+            .distinct()
+            .where(
+                target.c.deleted_at.is_(None),
+                sa.or_(sa.and_(stamp >= window.start, stamp < window.end), stamp.is_(None)),
+            )
+        ).scalars()
+    )
 
 
 class Verifier:
@@ -235,35 +280,58 @@ class Verifier:
         with holding(service.engine, service.lease, "verify"):
             scope = resolve_scope(service.api, s, service.retry)
             source, missing_source = with_retry(
-                lambda: source_counts(service.api, s.es_index, s.cursor_field, window), service.retry,
-                "verification count")
+                lambda: source_counts(service.api, s.es_index, s.cursor_field, window),
+                service.retry,
+                "verification count",
+            )
             if scope.include_vanished:  # rows of vanished indices count only when a repair would delete them
                 with service.engine.connect() as connection:
                     names = indices_in_window(connection, self.tables, window)
                 scope = scope.with_vanished(service.api, service.retry, names)
             with service.engine.connect() as connection:
                 target, missing_target = target_counts(connection, self.tables, window, scope)
-        verification = Verification(window, source, target, missing_source, missing_target,
-                                    datetime.now(timezone.utc))
+        verification = Verification(window, source, target, missing_source, missing_target, datetime.now(timezone.utc))
         verification.id = self._store(verification)
-        log.info("Verification of %s to %s by %s: %s (%d documents, %d rows, %d buckets differing)",
-                 utc_iso(window.start), utc_iso(window.end), window.bucket,
-                 "in step" if verification.in_step else "NOT in step", sum(source.values()),
-                 sum(target.values()), len(verification.differing))
+        log.info(
+            "Verification of %s to %s by %s: %s (%d documents, %d rows, %d buckets differing)",
+            utc_iso(window.start),
+            utc_iso(window.end),
+            window.bucket,
+            "in step" if verification.in_step else "NOT in step",
+            sum(source.values()),
+            sum(target.values()),
+            len(verification.differing),
+        )
         return verification
 
     def _store(self, verification: Verification) -> int:
         table, window = self.tables.verifications, verification.window
         with self.service.engine.begin() as connection:
-            connection.execute(sa.delete(table).where(
-                table.c.target_table == self.tables.target.name,
-                table.c.checked_at < sa.func.now() - timedelta(days=self.settings.run_history_days)))
-            row_id = int(connection.execute(sa.insert(table).values(
-                target_table=self.tables.target.name, source_index=self.settings.es_index,
-                checked_at=verification.checked_at, range_from=window.start, range_to=window.end,
-                bucket=window.bucket, source_total=sum(verification.source.values()),
-                target_total=sum(verification.target.values()), buckets_differing=len(verification.differing),
-                in_step=verification.in_step, result={}).returning(table.c.id)).scalar_one())
+            connection.execute(
+                sa.delete(table).where(
+                    table.c.target_table == self.tables.target.name,
+                    table.c.checked_at < sa.func.now() - timedelta(days=self.settings.run_history_days),
+                )
+            )
+            row_id = int(
+                connection.execute(
+                    sa.insert(table)
+                    .values(
+                        target_table=self.tables.target.name,
+                        source_index=self.settings.es_index,
+                        checked_at=verification.checked_at,
+                        range_from=window.start,
+                        range_to=window.end,
+                        bucket=window.bucket,
+                        source_total=sum(verification.source.values()),
+                        target_total=sum(verification.target.values()),
+                        buckets_differing=len(verification.differing),
+                        in_step=verification.in_step,
+                        result={},
+                    )
+                    .returning(table.c.id)
+                ).scalar_one()
+            )
             verification.id = row_id
             connection.execute(sa.update(table).where(table.c.id == row_id).values(result=verification.to_dict()))
             return row_id
@@ -280,5 +348,9 @@ class Verifier:
         """The newest stored verification answer of this target, if any."""
         table = self.tables.verifications
         with self.service.engine.connect() as connection:
-            return connection.execute(sa.select(table.c.result).where(
-                table.c.target_table == self.tables.target.name).order_by(table.c.id.desc()).limit(1)).scalar()
+            return connection.execute(
+                sa.select(table.c.result)
+                .where(table.c.target_table == self.tables.target.name)
+                .order_by(table.c.id.desc())
+                .limit(1)
+            ).scalar()

@@ -42,11 +42,15 @@ def check_move(stored: datetime | None, wanted: datetime | None, now: datetime, 
     if force:
         return
     if stored is None:
-        raise CursorRefused(f"no cursor is stored, so the next run reads the whole history; setting "
-                            f"{utc_iso(wanted)} would skip every event before it. Send \"force\": true to accept")
+        raise CursorRefused(
+            f"no cursor is stored, so the next run reads the whole history; setting "
+            f'{utc_iso(wanted)} would skip every event before it. Send "force": true to accept'
+        )
     if wanted > stored:
-        raise CursorRefused(f"cursor {utc_iso(wanted)} is later than the stored cursor {utc_iso(stored)}: the events "
-                            "in between would never be read. Send \"force\": true to accept")
+        raise CursorRefused(
+            f"cursor {utc_iso(wanted)} is later than the stored cursor {utc_iso(stored)}: the events "
+            'in between would never be read. Send "force": true to accept'
+        )
 
 
 class CursorControl:
@@ -76,7 +80,12 @@ class CursorControl:
             check_move(stored, wanted, now, force)
             self.store.set(connection, wanted)
             service.lease.fence(connection, fence)  # commit only while the lease is still ours
-        log.warning("Cursor of %s for %s set from %s to %s%s", self.target_name, self.source_index,
-                    utc_iso(stored) or "none", utc_iso(wanted) or "none (the next run reads the whole history)",
-                    " (forced)" if force and wanted is not None and (stored is None or wanted > stored) else "")
+        log.warning(
+            "Cursor of %s for %s set from %s to %s%s",
+            self.target_name,
+            self.source_index,
+            utc_iso(stored) or "none",
+            utc_iso(wanted) or "none (the next run reads the whole history)",
+            " (forced)" if force and wanted is not None and (stored is None or wanted > stored) else "",
+        )
         return {**self._describe(wanted), "previous": utc_iso(stored)}

@@ -36,14 +36,14 @@ class RunPage:
     next_before: int | None
 
 
-def list_runs(engine: sa.Engine, tables: Tables, limit: int = 20, before: int | None = None,
-              where: RunFilter = RunFilter()) -> RunPage:
+def list_runs(
+    engine: sa.Engine, tables: Tables, limit: int = 20, before: int | None = None, where: RunFilter = RunFilter()
+) -> RunPage:
     """Runs of this target, newest first, at most `limit` (1 to MAX_LIMIT)."""
     from rtarf_sync.engine.runs.records import run_object  # with the sink: the app imports this module at start-up
 
     runs = tables.runs
-    query = (sa.select(runs).where(runs.c.target_table == tables.target.name)
-             .order_by(runs.c.id.desc()).limit(limit + 1))
+    query = sa.select(runs).where(runs.c.target_table == tables.target.name).order_by(runs.c.id.desc()).limit(limit + 1)
     if before is not None:
         query = query.where(runs.c.id < before)
     for column, value in (("status", where.status), ("trigger", where.trigger), ("mode", where.mode)):
@@ -62,5 +62,8 @@ def prune_runs(engine: sa.Engine, tables: Tables, days: int) -> int:
     with engine.begin() as connection:
         # A short lock wait: pruning is housekeeping and must never hold up a run's page.
         connection.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
-        return int(connection.execute(sa.delete(runs).where(
-            runs.c.target_table == tables.target.name, runs.c.started_at < cutoff)).rowcount)
+        return int(
+            connection.execute(
+                sa.delete(runs).where(runs.c.target_table == tables.target.name, runs.c.started_at < cutoff)
+            ).rowcount
+        )

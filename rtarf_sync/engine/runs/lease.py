@@ -58,28 +58,35 @@ class Lease:
         # waiting for it would stall this caller for as long as that page takes.
         row = connection.execute(
             sa.select(lease.c.owner, lease.c.expires_at, (lease.c.expires_at < sa.func.now()).label("expired"))
-            .where(mine).with_for_update(skip_locked=True)).first()
+            .where(mine)
+            .with_for_update(skip_locked=True)
+        ).first()
         if row is None:
             held = connection.execute(sa.select(lease.c.owner, lease.c.expires_at).where(mine)).first()
             if held is not None:
                 return Holder(held.owner, held.expires_at)
             epoch = connection.execute(
-                insert(lease).values(name=self.name, owner=owner, epoch=1, acquired_at=sa.func.now(),
-                                     expires_at=self._expiry())
-                .on_conflict_do_nothing(index_elements=[lease.c.name]).returning(lease.c.epoch)).scalar()
+                insert(lease)
+                .values(name=self.name, owner=owner, epoch=1, acquired_at=sa.func.now(), expires_at=self._expiry())
+                .on_conflict_do_nothing(index_elements=[lease.c.name])
+                .returning(lease.c.epoch)
+            ).scalar()
             return Fence(self.name, owner, int(epoch)) if epoch is not None else self._holder(connection)
         # Our own owner id matches only when a retried acquire already landed.
         if not row.expired and row.owner != owner:
             return Holder(row.owner, row.expires_at)
         epoch = connection.execute(
-            sa.update(lease).where(mine)
+            sa.update(lease)
+            .where(mine)
             .values(owner=owner, epoch=lease.c.epoch + 1, acquired_at=sa.func.now(), expires_at=self._expiry())
-            .returning(lease.c.epoch)).scalar_one()
+            .returning(lease.c.epoch)
+        ).scalar_one()
         return Fence(self.name, owner, int(epoch))
 
     def _holder(self, connection: sa.Connection) -> Holder:
-        row = connection.execute(sa.select(self.table.c.owner, self.table.c.expires_at)
-                                 .where(self.table.c.name == self.name)).one()
+        row = connection.execute(
+            sa.select(self.table.c.owner, self.table.c.expires_at).where(self.table.c.name == self.name)
+        ).one()
         return Holder(row.owner, row.expires_at)
 
     def fence(self, connection: sa.Connection, fence: Fence) -> None:

@@ -1,8 +1,8 @@
 """One run's life under the lease, the same for a sync and a dead-letter replay.
 
-    prepare -> take the lease (skipped when held) -> begin the run (close abandoned runs, record
-    its start once; give the lease back at once if that fails) -> work, the lease kept by a
-    LeaseKeeper -> record the end -> give the lease back. A failure is reported, never raised.
+prepare -> take the lease (skipped when held) -> begin the run (close abandoned runs, record
+its start once; give the lease back at once if that fails) -> work, the lease kept by a
+LeaseKeeper -> record the end -> give the lease back. A failure is reported, never raised.
 """
 
 from __future__ import annotations
@@ -29,15 +29,29 @@ Work = Callable[[Fence, LeaseKeeper], None]
 class RunLifecycle:
     """Takes, keeps and gives back one target's lease around a run, and records the run."""
 
-    def __init__(self, engine: sa.Engine, lease: Lease, history: RunHistory, db: Db,
-                 secrets: Callable[[], list[str]], log: logging.Logger, name: str = "sync",
-                 keep_lease: bool = True) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        lease: Lease,
+        history: RunHistory,
+        db: Db,
+        secrets: Callable[[], list[str]],
+        log: logging.Logger,
+        name: str = "sync",
+        keep_lease: bool = True,
+    ) -> None:
         self.engine, self.lease, self.history, self.db = engine, lease, history, db
         # `name` says whose run it is in the log ("sync", "replay"), on that module's logger.
         self.secrets, self.log, self.name, self.keep_lease = secrets, log, name, keep_lease
 
-    def run(self, result: SyncResult, prepare: Callable[[], bool], work: Work,
-            range_from: datetime | None = None, range_to: datetime | None = None) -> None:
+    def run(
+        self,
+        result: SyncResult,
+        prepare: Callable[[], bool],
+        work: Work,
+        range_from: datetime | None = None,
+        range_to: datetime | None = None,
+    ) -> None:
         """Run `work` under the lease as the run `result` describes; `prepare` returning False ends it
         before the lease is taken (nothing to do). Fills in the result; never raises for a failure."""
         started, fence = time.monotonic(), None
@@ -81,5 +95,9 @@ class RunLifecycle:
             self.db(lambda: self.history.finish(result), "record run end")
             self.db(lambda: release(self.engine, self.lease, fence), "release lease")
         except Exception as error:  # noqa: BLE001 - the lease expires on its own
-            self.log.warning("could not record the end of %s run %s: %s", self.name, result.run_id,
-                             redact(str(error).splitlines()[0], self.secrets()))
+            self.log.warning(
+                "could not record the end of %s run %s: %s",
+                self.name,
+                result.run_id,
+                redact(str(error).splitlines()[0], self.secrets()),
+            )

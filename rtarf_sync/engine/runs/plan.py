@@ -90,8 +90,9 @@ class RunScope:
     end: datetime | None = None
 
     @classmethod
-    def build(cls, settings: Settings, mode: str, start: datetime | None, end: datetime | None,
-              now: datetime | None = None) -> "RunScope":
+    def build(
+        cls, settings: Settings, mode: str, start: datetime | None, end: datetime | None, now: datetime | None = None
+    ) -> "RunScope":
         """The scope of a run asked for now; raise ValueError for bad arguments."""
         check_run(mode, start, end)
         now = now or datetime.now(timezone.utc)
@@ -121,9 +122,15 @@ class RunScope:
             window["gte"] = engine_time(stored - timedelta(seconds=overlap_seconds))
         # Documents without the cursor field are read too, so they are set aside visibly
         # (or kept, once they convert) instead of being skipped in silence.
-        return {"bool": {"should": [{"range": {cursor_field: window}},
-                                    {"bool": {"must_not": [{"exists": {"field": cursor_field}}]}}],
-                         "minimum_should_match": 1}}
+        return {
+            "bool": {
+                "should": [
+                    {"range": {cursor_field: window}},
+                    {"bool": {"must_not": [{"exists": {"field": cursor_field}}]}},
+                ],
+                "minimum_should_match": 1,
+            }
+        }
 
     def rows(self, target: sa.Table) -> sa.ColumnElement[bool]:
         """The target rows this run answers for: the same events its query reads."""
@@ -135,5 +142,4 @@ class RunScope:
     def read_plan(self, settings: Settings, stored: datetime | None) -> ReadPlan:
         """The reader's plan for this scope."""
         query = self.query(settings.cursor_field, stored, settings.overlap_seconds)
-        return ReadPlan(settings.es_index, query, settings.cursor_field, settings.batch_size,
-                        settings.pit_keep_alive)
+        return ReadPlan(settings.es_index, query, settings.cursor_field, settings.batch_size, settings.pit_keep_alive)

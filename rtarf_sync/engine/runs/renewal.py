@@ -34,24 +34,36 @@ log = logging.getLogger("rtarf_sync.lease")  # the name log filters know
 class LeaseKeeper:
     """Renews `fence` every `interval` seconds (a third of the TTL) until stopped; `running=False`: never."""
 
-    def __init__(self, engine: sa.Engine, lease: Lease, fence: Fence, interval: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, running: bool = True) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        lease: Lease,
+        fence: Fence,
+        interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        running: bool = True,
+    ) -> None:
         self.engine, self.lease, self.fence, self.clock, self.running = engine, lease, fence, clock, running
         self.interval = interval if interval is not None else lease.ttl / 3
         self.renewals = 0
         self._lost: str | None = None
         self._renewed = clock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=copy_context().run, args=(self._loop,),  # its lines name the run
-                                        name=f"lease-keeper-{fence.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=copy_context().run,
+            args=(self._loop,),  # its lines name the run
+            name=f"lease-keeper-{fence.name}",
+            daemon=True,
+        )
 
     def __enter__(self) -> "LeaseKeeper":
         if self.running:
             self._thread.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._stop.set()
         if not self.running:
             return
@@ -84,8 +96,10 @@ class LeaseKeeper:
         except Exception as error:  # noqa: BLE001 - any failure to reach PostgreSQL is retried next tick
             silent = self.clock() - self._renewed
             if silent >= self.lease.ttl:
-                self._lose(f"lease {self.fence.name} could not be renewed for {silent:.0f}s "
-                           f"(TTL {self.lease.ttl}s): {str(error).splitlines()[0]}")
+                self._lose(
+                    f"lease {self.fence.name} could not be renewed for {silent:.0f}s "
+                    f"(TTL {self.lease.ttl}s): {str(error).splitlines()[0]}"
+                )
                 return False
             log.warning("could not renew lease %s (will retry): %s", self.fence.name, str(error).splitlines()[0])
             return True

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from rtarf_sync.engine.errors import RtarfSyncError, redact
 
+
 def utc_iso(moment: datetime | None) -> str | None:
     """ISO-8601 in UTC, or None: how every time leaves the service."""
     return None if moment is None else moment.astimezone(timezone.utc).isoformat()

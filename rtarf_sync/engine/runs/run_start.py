@@ -29,13 +29,22 @@ class Db(Protocol):
     def __call__(self, call: Callable[[], T], what: str) -> T: ...
 
 
-def begin_run(history: RunHistory, db: Db, result: SyncResult, owner: str, range_from: datetime | None = None,
-              range_to: datetime | None = None) -> int:
+def begin_run(
+    history: RunHistory,
+    db: Db,
+    result: SyncResult,
+    owner: str,
+    range_from: datetime | None = None,
+    range_to: datetime | None = None,
+) -> int:
     """Close abandoned runs, then record this one (its mode and range) as running; return its id."""
     abandoned = db(lambda: history.close_abandoned(owner), "close abandoned runs")
     if abandoned:
-        log.warning("closed %d run(s) left running by a stopped process as failed (abandoned): %s",
-                    len(abandoned), ", ".join(map(str, abandoned)))
+        log.warning(
+            "closed %d run(s) left running by a stopped process as failed (abandoned): %s",
+            len(abandoned),
+            ", ".join(map(str, abandoned)),
+        )
     attempts = 0
 
     def attempt() -> int:
@@ -46,8 +55,9 @@ def begin_run(history: RunHistory, db: Db, result: SyncResult, owner: str, range
             landed = history.running_of(owner)
             if landed is not None:
                 return landed
-        return history.start(result.trigger, owner, result.started_at or sa.func.now(), result.mode,
-                             range_from, range_to)
+        return history.start(
+            result.trigger, owner, result.started_at or sa.func.now(), result.mode, range_from, range_to
+        )
 
     return db(attempt, "record run start")
 
@@ -58,5 +68,8 @@ def release_now(engine: sa.Engine, lease: Lease, fence: Fence, db: Db) -> None:
     try:
         db(lambda: release(engine, lease, fence), "release lease")
     except Exception as error:  # noqa: BLE001 - never hide the failure that made us release
-        log.warning("could not release lease %s at once (it expires within its TTL): %s", fence.name,
-                    str(error).splitlines()[0] if str(error) else type(error).__name__)
+        log.warning(
+            "could not release lease %s at once (it expires within its TTL): %s",
+            fence.name,
+            str(error).splitlines()[0] if str(error) else type(error).__name__,
+        )

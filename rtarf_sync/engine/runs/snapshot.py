@@ -43,16 +43,22 @@ def _statement(tables: Tables, source_index: str) -> sa.Select[tuple[object, ...
     target = tables.target.name
     runs, dead, lease, verify = (tables.runs, tables.dead_letters, tables.lease, tables.verifications)
     mine = runs.c.target_table == target
-    latest_verify = (sa.select(verify).where(verify.c.target_table == target,
-                                             verify.c.source_index == source_index)
-                     .order_by(verify.c.id.desc()).limit(1).subquery())
+    latest_verify = (
+        sa.select(verify)
+        .where(verify.c.target_table == target, verify.c.source_index == source_index)
+        .order_by(verify.c.id.desc())
+        .limit(1)
+        .subquery()
+    )
     return sa.select(
         _newest_finish(runs, mine, runs.c.status.in_(_FINISHED_OK)).label("last_success_at"),
         _newest_finish(runs, mine, runs.c.finished_at.is_not(None)).label("last_run_at"),
         CursorStore(tables, source_index).query().scalar_subquery().label("cursor"),
-        sa.select(sa.func.count()).select_from(dead).where(dead.c.target_table == target,
-                                                           dead.c.resolved_at.is_(None))
-        .scalar_subquery().label("dead_letters_unresolved"),
+        sa.select(sa.func.count())
+        .select_from(dead)
+        .where(dead.c.target_table == target, dead.c.resolved_at.is_(None))
+        .scalar_subquery()
+        .label("dead_letters_unresolved"),
         sa.exists().where(lease.c.name == target, lease.c.expires_at > sa.func.now()).label("lease_held"),
         sa.select(latest_verify.c.checked_at).scalar_subquery().label("verified_at"),
         sa.select(latest_verify.c.source_total).scalar_subquery().label("verify_source_documents"),

@@ -55,14 +55,19 @@ def _delta(before: PageCounts, after: PageCounts) -> PageCounts:
 class SyncService:
     """Copies one index setting into one target table; safe to call from any thread."""
 
-    def __init__(self, settings: Settings, *, api: SearchApi | None = None,
-                 engine: sa.Engine | None = None, renew_lease: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api: SearchApi | None = None,
+        engine: sa.Engine | None = None,
+        renew_lease: bool = True,
+    ) -> None:
         self.settings = settings
         # False only in the tests that prove page commits alone keep the lease (the thread held back).
         self.renew_lease = renew_lease
         self.tables = build_tables(settings.table)
-        self.retry = RetryPolicy(settings.max_retries, min(0.5, settings.retry_max_seconds),
-                                 settings.retry_max_seconds)
+        self.retry = RetryPolicy(settings.max_retries, min(0.5, settings.retry_max_seconds), settings.retry_max_seconds)
         self.lease = Lease(self.tables.lease, settings.table, settings.lease_ttl_seconds)
         self._api, self._engine = api, engine
         self._stop = threading.Event()
@@ -90,8 +95,12 @@ class SyncService:
         with self._build_lock:
             if self._engine is None:
                 self._engine = sa.create_engine(
-                    self.settings.database_url.reveal(), pool_pre_ping=True, pool_size=2, max_overflow=3,
-                    connect_args={"connect_timeout": 10, "application_name": "rtarf-event-sync"})
+                    self.settings.database_url.reveal(),
+                    pool_pre_ping=True,
+                    pool_size=2,
+                    max_overflow=3,
+                    connect_args={"connect_timeout": 10, "application_name": "rtarf-event-sync"},
+                )
             return self._engine
 
     @property
@@ -146,8 +155,7 @@ class SyncService:
             with self.engine.connect() as connection:
                 connection.execute(sa.text("SELECT 1"))
         except Exception as error:  # noqa: BLE001 - any failure means not ready
-            status["database"] = redact(f"{type(error).__name__}: {str(error).splitlines()[0]}",
-                                        self.secrets())[:300]
+            status["database"] = redact(f"{type(error).__name__}: {str(error).splitlines()[0]}", self.secrets())[:300]
         return status
 
     def request_stop(self) -> None:
@@ -163,8 +171,14 @@ class SyncService:
 
     # -- one run ---------------------------------------------------------------------------
 
-    def run(self, trigger: str = "manual", mode: str = INCREMENTAL, start: datetime | None = None,
-            end: datetime | None = None, force: bool = False) -> SyncResult:
+    def run(
+        self,
+        trigger: str = "manual",
+        mode: str = INCREMENTAL,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        force: bool = False,
+    ) -> SyncResult:
         """Run one sync and report what it did; never raises for a failed run.
 
         `mode` is incremental, full or range; a range reads [start, end) (aware datetimes);
@@ -187,15 +201,18 @@ class SyncService:
 
     def lifecycle(self, name: str = "sync", logger: logging.Logger = log) -> RunLifecycle:
         """The lease and run record around a run of this target (a sync, a replay)."""
-        return RunLifecycle(self.engine, self.lease, self.history, self._db, self.secrets, logger, name,
-                            keep_lease=self.renew_lease)
+        return RunLifecycle(
+            self.engine, self.lease, self.history, self._db, self.secrets, logger, name, keep_lease=self.renew_lease
+        )
 
-    def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool,
-                   keeper: LeaseKeeper) -> None:
+    def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool, keeper: LeaseKeeper) -> None:
         s = self.settings
         result.engine = self.api.kind
-        log.info("Starting RTARF event sync (%s) from %s...", scope.mode,
-                 "OpenSearch" if result.engine == "opensearch" else "Elasticsearch")
+        log.info(
+            "Starting RTARF event sync (%s) from %s...",
+            scope.mode,
+            "OpenSearch" if result.engine == "opensearch" else "Elasticsearch",
+        )
         slices = s.reconcile.slices if scope.reconciles else 1
         deletes = self._reconciliation(scope, result, fence) if scope.reconciles else None
         try:
@@ -204,16 +221,22 @@ class SyncService:
             if scope.moves_cursor and slices > 1 and highest is not None:
                 self._db(lambda: self.sink.move_cursor(highest, fence, result.run_id or 0), "move cursor")
             if deletes is not None:
-                result.deleted = self._db(lambda: deletes.finish(s.reconcile.delete_mode, force),
-                                          "reconcile deletes")
+                result.deleted = self._db(lambda: deletes.finish(s.reconcile.delete_mode, force), "reconcile deletes")
         finally:
             if deletes is not None:
                 deletes.close()
         stored = self._db(self.sink.load_cursor, "load cursor")
         result.cursor = engine_time(stored) if stored is not None else None
 
-    def _copy_pages(self, result: SyncResult, fence: Fence, scope: RunScope, slices: int,
-                    deletes: Reconciliation | None, keeper: LeaseKeeper) -> datetime | None:
+    def _copy_pages(
+        self,
+        result: SyncResult,
+        fence: Fence,
+        scope: RunScope,
+        slices: int,
+        deletes: Reconciliation | None,
+        keeper: LeaseKeeper,
+    ) -> datetime | None:
         """Read the scope and commit it page by page; return the newest cursor value read."""
         sink, history, s = self.sink, self.history, self.settings
         plan = scope.read_plan(s, self._db(sink.load_cursor, "load cursor"))
@@ -229,8 +252,9 @@ class SyncService:
                     raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
                 keeper.check()
                 began = time.perf_counter()
-                counts, newest = self._commit_page(sink, history, page, convert, fence, result, page_no,
-                                                   per_page, deletes.seen if deletes else None)
+                counts, newest = self._commit_page(
+                    sink, history, page, convert, fence, result, page_no, per_page, deletes.seen if deletes else None
+                )
                 self._observe("write", began)
                 result.add(**vars(counts))
                 convert.convert_ahead = counts.inserted + counts.updated > 0
@@ -244,8 +268,9 @@ class SyncService:
         """The run's delete reconciliation, its key table ready; None when RTARF_DELETE_MODE=off."""
         if self.settings.reconcile.delete_mode == "off":
             return None
-        deletes = Reconciliation(self.engine, self.tables, self.api, self.settings, scope,
-                                 result.run_id or 0, self.retry, self.lease, fence)
+        deletes = Reconciliation(
+            self.engine, self.tables, self.api, self.settings, scope, result.run_id or 0, self.retry, self.lease, fence
+        )
         self._db(deletes.open, "create the run's key table")
         return deletes
 
@@ -255,13 +280,27 @@ class SyncService:
         now = time.monotonic()
         if now - last < PROGRESS_SECONDS:
             return last
-        log.info("Sync in progress: %d events processed in %d pages (%d inserted, %d updated)",
-                 result.total_processed, result.pages, result.inserted, result.updated)
+        log.info(
+            "Sync in progress: %d events processed in %d pages (%d inserted, %d updated)",
+            result.total_processed,
+            result.pages,
+            result.inserted,
+            result.updated,
+        )
         return now
 
-    def _commit_page(self, sink: PostgresSink, history: RunHistory, page: Page, convert: PageConverter,
-                     fence: Fence, result: SyncResult, page_no: int, advance_cursor: bool,
-                     seen: str | None) -> tuple[PageCounts, datetime | None]:
+    def _commit_page(
+        self,
+        sink: PostgresSink,
+        history: RunHistory,
+        page: Page,
+        convert: PageConverter,
+        fence: Fence,
+        result: SyncResult,
+        page_no: int,
+        advance_cursor: bool,
+        seen: str | None,
+    ) -> tuple[PageCounts, datetime | None]:
         """Commit a page exactly once; return its counts and its newest cursor value."""
         before = PageCounts(**{name: getattr(result, name) for name in COUNTERS})
         attempts = 0
@@ -273,15 +312,22 @@ class SyncService:
                 # The last commit may have landed before its answer was lost: never commit a page twice.
                 pages, totals = self._db(lambda: history.committed(result.run_id or 0), "check page")
                 if pages >= page_no:
-                    newest = (sink.newest_stored(page.hits) if isinstance(page, Deferred)
-                              else newest_of_page(page[0]))
+                    newest = sink.newest_stored(page.hits) if isinstance(page, Deferred) else newest_of_page(page[0])
                     return _delta(before, totals), newest
             if isinstance(page, Deferred):
-                return sink.write_hits(page.hits, convert.convert_hits, fence, result.run_id or 0, page_no,
-                                       advance_cursor=advance_cursor, seen=seen)
+                return sink.write_hits(
+                    page.hits,
+                    convert.convert_hits,
+                    fence,
+                    result.run_id or 0,
+                    page_no,
+                    advance_cursor=advance_cursor,
+                    seen=seen,
+                )
             rows, rejects = page
-            counts = sink.write_page(rows, rejects, fence, result.run_id or 0, page_no,
-                                     advance_cursor=advance_cursor, seen=seen)
+            counts = sink.write_page(
+                rows, rejects, fence, result.run_id or 0, page_no, advance_cursor=advance_cursor, seen=seen
+            )
             return counts, newest_of_page(rows)
 
         return with_retry(attempt, self.retry, f"write page {page_no}")
@@ -291,7 +337,11 @@ class SyncService:
         if result.status == FAILED:
             log.error("Sync failed: %s", result.error)
         elif result.status in (SUCCESS, PARTIAL):
-            log.info("Sync completed %s: %d events processed, %d inserted, %d updated%s",
-                     "successfully" if result.status == SUCCESS else "partially", result.total_processed,
-                     result.inserted, result.updated,
-                     f", {result.failed} set aside" if result.failed else "")
+            log.info(
+                "Sync completed %s: %d events processed, %d inserted, %d updated%s",
+                "successfully" if result.status == SUCCESS else "partially",
+                result.total_processed,
+                result.inserted,
+                result.updated,
+                f", {result.failed} set aside" if result.failed else "",
+            )

@@ -53,8 +53,12 @@ class SearchApi(Protocol):
 
 def ids_body(ids: Sequence[str]) -> Json:
     """A search for documents by `_id`, with the versions the sink's guard needs."""
-    return {"query": {"ids": {"values": list(ids)}}, "size": len(ids), "seq_no_primary_term": True,
-            "track_total_hits": False}
+    return {
+        "query": {"ids": {"values": list(ids)}},
+        "size": len(ids),
+        "seq_no_primary_term": True,
+        "track_total_hits": False,
+    }
 
 
 def _error_type(body: Any) -> str:
@@ -101,17 +105,25 @@ def tls_refused(what: str, error: BaseException) -> SourceError:
     text = " ".join(str(cause) for cause in causes)
     found = re.search(r"certificate verify failed: [^()'\"]*", text) or re.search(r"\[SSL[^\]]*\][^()'\"]*", text)
     detail = found.group(0).strip() if found else text[:200]
-    return SourceError(f"{what}: TLS handshake with the engine failed ({detail}); check RTARF_ES_CA_CERTS "
-                       "(the CA that signed the engine's certificate) or the engine URL")
+    return SourceError(
+        f"{what}: TLS handshake with the engine failed ({detail}); check RTARF_ES_CA_CERTS "
+        "(the CA that signed the engine's certificate) or the engine URL"
+    )
 
 
 def _connection_options(settings: Settings, timeout_key: str) -> Json:
     """Timeout and TLS options both clients take; their own retries stay off (retry.py retries)."""
-    options: Json = {timeout_key: settings.es_request_timeout_seconds, "max_retries": 0,
-                     "retry_on_timeout": False, "verify_certs": settings.es_verify_certs}
+    options: Json = {
+        timeout_key: settings.es_request_timeout_seconds,
+        "max_retries": 0,
+        "retry_on_timeout": False,
+        "verify_certs": settings.es_verify_certs,
+    }
     if not settings.es_verify_certs:
-        log.warning("RTARF_ES_VERIFY_CERTS=false: the engine's TLS certificate is not verified; anyone on the "
-                    "network path can read or change what the sync copies")
+        log.warning(
+            "RTARF_ES_VERIFY_CERTS=false: the engine's TLS certificate is not verified; anyone on the "
+            "network path can read or change what the sync copies"
+        )
         options["ssl_show_warn"] = False  # said once above, not on every request
     if settings.es_ca_certs:
         options["ca_certs"] = settings.es_ca_certs
@@ -152,9 +164,11 @@ class _Resolving:
         names = sorted(self._mappings(expression))
         states: dict[str, bool] = {}
         for start in range(0, len(names), _RESOLVE_BATCH):
-            answer = self._resolve(",".join(names[start:start + _RESOLVE_BATCH]))
-            states.update((str(entry["name"]), "closed" not in (entry.get("attributes") or []))
-                          for entry in answer.get("indices") or [])
+            answer = self._resolve(",".join(names[start : start + _RESOLVE_BATCH]))
+            states.update(
+                (str(entry["name"]), "closed" not in (entry.get("attributes") or []))
+                for entry in answer.get("indices") or []
+            )
         return {name: states[name] for name in names if name in states}  # one deleted meanwhile is gone
 
 
@@ -188,9 +202,14 @@ class ElasticsearchApi(_TypedPages):
         if settings.es_api_key:
             options["api_key"] = settings.es_api_key.reveal()
         json_serializer = ElasticsearchJson()
-        self.client = elasticsearch.Elasticsearch(list(settings.es_urls), serializers={
-            "application/json": json_serializer, "application/vnd.elasticsearch+json": json_serializer,
-        }, **options)
+        self.client = elasticsearch.Elasticsearch(
+            list(settings.es_urls),
+            serializers={
+                "application/json": json_serializer,
+                "application/vnd.elasticsearch+json": json_serializer,
+            },
+            **options,
+        )
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         try:
@@ -209,8 +228,12 @@ class ElasticsearchApi(_TypedPages):
         return cast(Json, self._call("GET /", self.client.info))
 
     def open_pit(self, index: str, keep_alive: str) -> str:
-        answer = _open_pit(lambda: self._call("open point in time", lambda: self.client.open_point_in_time(
-            index=index, keep_alive=keep_alive, ignore_unavailable=False)))
+        answer = _open_pit(
+            lambda: self._call(
+                "open point in time",
+                lambda: self.client.open_point_in_time(index=index, keep_alive=keep_alive, ignore_unavailable=False),
+            )
+        )
         return str(answer["id"])
 
     def close_pit(self, pit_id: str) -> None:
@@ -221,8 +244,13 @@ class ElasticsearchApi(_TypedPages):
 
     def aggregate(self, index: str, query: Json, aggs: Json) -> Json:
         """Aggregations only (no hits, no total): the whole answer, so shard failures can be checked."""
-        return cast(Json, self._call("aggregate", lambda: self.client.search(
-            index=index, size=0, track_total_hits=False, query=query, aggs=aggs)))
+        return cast(
+            Json,
+            self._call(
+                "aggregate",
+                lambda: self.client.search(index=index, size=0, track_total_hits=False, query=query, aggs=aggs),
+            ),
+        )
 
     def scroll(self, scroll_id: str, keep_alive: str) -> Json:
         return cast(Json, self._call("scroll", lambda: self.client.scroll(scroll_id=scroll_id, scroll=keep_alive)))
@@ -231,26 +259,31 @@ class ElasticsearchApi(_TypedPages):
         self._call("clear scroll", lambda: self.client.clear_scroll(scroll_id=scroll_id))
 
     def bulk(self, ndjson: str) -> Json:
-        return cast(Json, self._call("bulk", lambda: self.client.bulk(
-            operations=ndjson)))  # type: ignore[arg-type]  # NDJSON text is sent as it is; the hints name lists
+        return cast(Json, self._call("bulk", lambda: self.client.bulk(operations=ndjson)))  # type: ignore[arg-type]  # NDJSON text is sent as it is; the hints name lists
 
     def refresh(self, index: str) -> None:
         """Make every acknowledged document of `index` searchable now."""
-        self._call("refresh", lambda: self.client.indices.refresh(
-            index=index, ignore_unavailable=True, allow_no_indices=True))
+        self._call(
+            "refresh", lambda: self.client.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
+        )
 
     def _mappings(self, expression: str) -> Json:
-        return cast(Json, self._call("get mappings", lambda: self.client.indices.get_mapping(
-            index=expression, **_RESOLVE_OPTIONS)))
+        return cast(
+            Json,
+            self._call("get mappings", lambda: self.client.indices.get_mapping(index=expression, **_RESOLVE_OPTIONS)),
+        )
 
     def _resolve(self, expression: str) -> Json:
-        return cast(Json, self._call("resolve indices", lambda: self.client.indices.resolve_index(
-            name=expression, **_RESOLVE_OPTIONS)))
+        return cast(
+            Json,
+            self._call(
+                "resolve indices", lambda: self.client.indices.resolve_index(name=expression, **_RESOLVE_OPTIONS)
+            ),
+        )
 
     def find_ids(self, index: str, ids: Sequence[str]) -> Json:
         """The whole answer of a search of `index` by id (a closed or missing index is an error, not "no hits")."""
-        return cast(Json, self._call("search by id", lambda: self.client.search(
-            index=index, **ids_body(ids))))
+        return cast(Json, self._call("search by id", lambda: self.client.search(index=index, **ids_body(ids))))
 
     def close(self) -> None:
         self.client.close()
@@ -289,8 +322,11 @@ class OpenSearchApi(_TypedPages):
         return cast(Json, self._call("GET /", self.client.info))
 
     def open_pit(self, index: str, keep_alive: str) -> str:
-        answer = _open_pit(lambda: self._call("open point in time", lambda: self.client.create_pit(
-            index=index, params={"keep_alive": keep_alive})))
+        answer = _open_pit(
+            lambda: self._call(
+                "open point in time", lambda: self.client.create_pit(index=index, params={"keep_alive": keep_alive})
+            )
+        )
         return str(answer["pit_id"])
 
     def close_pit(self, pit_id: str) -> None:
@@ -306,8 +342,9 @@ class OpenSearchApi(_TypedPages):
         return cast(Json, self._call("aggregate", lambda: self.client.search(body=body, index=index)))
 
     def scroll(self, scroll_id: str, keep_alive: str) -> Json:
-        return cast(Json, self._call("scroll", lambda: self.client.scroll(
-            body={"scroll_id": scroll_id, "scroll": keep_alive})))
+        return cast(
+            Json, self._call("scroll", lambda: self.client.scroll(body={"scroll_id": scroll_id, "scroll": keep_alive}))
+        )
 
     def clear_scroll(self, scroll_id: str) -> None:
         self._call("clear scroll", lambda: self.client.clear_scroll(body={"scroll_id": scroll_id}))
@@ -317,23 +354,29 @@ class OpenSearchApi(_TypedPages):
 
     def refresh(self, index: str) -> None:
         """Make every acknowledged document of `index` searchable now."""
-        self._call("refresh", lambda: self.client.indices.refresh(
-            index=index, params={"ignore_unavailable": "true", "allow_no_indices": "true"}))
+        self._call(
+            "refresh",
+            lambda: self.client.indices.refresh(
+                index=index, params={"ignore_unavailable": "true", "allow_no_indices": "true"}
+            ),
+        )
 
     def _mappings(self, expression: str) -> Json:
         params = {key: str(value).lower() for key, value in _RESOLVE_OPTIONS.items()}
-        return cast(Json, self._call("get mappings", lambda: self.client.indices.get_mapping(
-            index=expression, params=params)))
+        return cast(
+            Json, self._call("get mappings", lambda: self.client.indices.get_mapping(index=expression, params=params))
+        )
 
     def _resolve(self, expression: str) -> Json:
         params = {key: str(value).lower() for key, value in _RESOLVE_OPTIONS.items()}
-        return cast(Json, self._call("resolve indices", lambda: self.client.indices.resolve_index(
-            name=expression, params=params)))
+        return cast(
+            Json,
+            self._call("resolve indices", lambda: self.client.indices.resolve_index(name=expression, params=params)),
+        )
 
     def find_ids(self, index: str, ids: Sequence[str]) -> Json:
         """The whole answer of a search of `index` by id (a closed or missing index is an error, not "no hits")."""
-        return cast(Json, self._call("search by id", lambda: self.client.search(
-            body=ids_body(ids), index=index)))
+        return cast(Json, self._call("search by id", lambda: self.client.search(body=ids_body(ids), index=index)))
 
     def close(self) -> None:
         self.client.close()

@@ -65,7 +65,7 @@ class IndexScope:
         asked = sorted({name for name in names if name not in self.indices and named_by(self.setting, name)})
         existing: set[str] = set()
         for start in range(0, len(asked), _CHECK_BATCH):
-            batch = ",".join(asked[start:start + _CHECK_BATCH])
+            batch = ",".join(asked[start : start + _CHECK_BATCH])
             existing |= set(with_retry(partial(api.resolve_indices, batch), retry, "check indices"))
         return replace(self, vanished=self.vanished | {name for name in asked if name not in existing})
 
@@ -75,7 +75,9 @@ def resolve_scope(api: SearchApi, settings: Settings, retry: RetryPolicy) -> Ind
     states = with_retry(lambda: api.resolve_indices(settings.es_index), retry, "resolve indices")
     closed = sorted(name for name, is_open in states.items() if not is_open)
     if closed:
-        raise SourceError(f"index {', '.join(closed[:5])} of {settings.es_index} is closed: the engine cannot "
-                          "answer for its documents, so nothing is counted, deleted or resolved; open it or "
-                          "narrow RTARF_ES_INDEX")
+        raise SourceError(
+            f"index {', '.join(closed[:5])} of {settings.es_index} is closed: the engine cannot "
+            "answer for its documents, so nothing is counted, deleted or resolved; open it or "
+            "narrow RTARF_ES_INDEX"
+        )
     return IndexScope(settings.es_index, frozenset(states), include_vanished=settings.reconcile.delete_vanished_indices)

@@ -37,8 +37,9 @@ class Prefetch(Generic[T]):
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         # Run in a copy of the context: the reader's log lines name the run, as the consumer's do.
-        self._thread = threading.Thread(target=copy_context().run, args=(self._produce,), name="rtarf-page-reader",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=copy_context().run, args=(self._produce,), name="rtarf-page-reader", daemon=True
+        )
         self._thread.start()
 
     def _put(self, item: object) -> bool:

@@ -61,9 +61,17 @@ class PitReader:
 
     mode = "pit"
 
-    def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy, *, pit_id: str | None = None,
-                 slice_of: tuple[int, int] | None = None, on_reopen: Callable[[str], None] | None = None,
-                 max_reopens: int = 3) -> None:
+    def __init__(
+        self,
+        api: SearchApi,
+        plan: ReadPlan,
+        retry: RetryPolicy,
+        *,
+        pit_id: str | None = None,
+        slice_of: tuple[int, int] | None = None,
+        on_reopen: Callable[[str], None] | None = None,
+        max_reopens: int = 3,
+    ) -> None:
         self.api, self.plan, self.retry = api, plan, retry
         # A slice reads a point in time its caller opened and closes; alone it owns its own.
         self.pit_id: str | None = pit_id
@@ -74,27 +82,34 @@ class PitReader:
         self.reopens, self.on_reopen = 0, on_reopen
         self.max_reopens = max_reopens if self.owns_pit else 0
         # Elasticsearch has _shard_doc; OpenSearch 2.x does not, so it sorts on (_index, _id).
-        self.tiebreakers: list[Any] = ([{"_shard_doc": "asc"}] if api.kind == "elasticsearch"
-                                       else [{"_index": "asc"}, {"_id": "asc"}])
+        self.tiebreakers: list[Any] = (
+            [{"_shard_doc": "asc"}] if api.kind == "elasticsearch" else [{"_index": "asc"}, {"_id": "asc"}]
+        )
 
     def __enter__(self) -> "PitReader":
         if not self.owns_pit:
             return self
-        self.pit_id = with_retry(lambda: self.api.open_pit(self.plan.index, self.plan.keep_alive),
-                                 self.retry, "open point in time")
+        self.pit_id = with_retry(
+            lambda: self.api.open_pit(self.plan.index, self.plan.keep_alive), self.retry, "open point in time"
+        )
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self.pit_id is not None and self.owns_pit:
             _quietly(lambda: self.api.close_pit(self.pit_id or ""), "close point in time")
             self.pit_id = None
 
     def _body(self, after: list[Any] | None) -> Json:
-        body: Json = {"size": self.plan.size, "query": self.plan.query,
-                      "sort": cursor_sort(self.plan.cursor_field, self.tiebreakers),
-                      "pit": {"id": self.pit_id, "keep_alive": self.plan.keep_alive},
-                      "seq_no_primary_term": True, "track_total_hits": False}
+        body: Json = {
+            "size": self.plan.size,
+            "query": self.plan.query,
+            "sort": cursor_sort(self.plan.cursor_field, self.tiebreakers),
+            "pit": {"id": self.pit_id, "keep_alive": self.plan.keep_alive},
+            "seq_no_primary_term": True,
+            "track_total_hits": False,
+        }
         if after is not None:
             body["search_after"] = after
         if self.slice_of is not None:
@@ -111,8 +126,9 @@ class PitReader:
                 return with_retry(lambda: self._page(after), self.retry, "search page")
             except ContextExpired as expired:
                 if self.reopens >= self.max_reopens:
-                    raise ContextExpired(f"{expired} (after reopening the point in time {self.reopens} "
-                                         "times)") from None
+                    raise ContextExpired(
+                        f"{expired} (after reopening the point in time {self.reopens} times)"
+                    ) from None
                 self._reopen(after, pages, expired)
 
     def _reopen(self, after: list[Any] | None, pages: int, expired: ContextExpired) -> None:
@@ -120,15 +136,18 @@ class PitReader:
         # not yet read; one made visible since is read too, like any document of the window, and
         # the version guard keeps a document read twice from being counted or written twice.
         self.reopens += 1
-        note = (f"the point in time expired after page {pages} ({expired}); reopened it and resumed "
-                f"after sort values {after!r} (reopen {self.reopens} of at most {self.max_reopens})")
+        note = (
+            f"the point in time expired after page {pages} ({expired}); reopened it and resumed "
+            f"after sort values {after!r} (reopen {self.reopens} of at most {self.max_reopens})"
+        )
         log.warning(note)
         if self.on_reopen is not None:
             self.on_reopen(note)
         stale, self.pit_id = self.pit_id, None
         _quietly(lambda: self.api.close_pit(stale or ""), "close the expired point in time")
-        self.pit_id = with_retry(lambda: self.api.open_pit(self.plan.index, self.plan.keep_alive),
-                                 self.retry, "reopen point in time")
+        self.pit_id = with_retry(
+            lambda: self.api.open_pit(self.plan.index, self.plan.keep_alive), self.retry, "reopen point in time"
+        )
 
     def pages(self) -> Iterator[Sequence[AnyHit]]:
         """Yield pages of hits until the point in time is exhausted."""
@@ -161,17 +180,23 @@ class ScrollReader:
     def __enter__(self) -> "ScrollReader":
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self.scroll_id is not None:
             _quietly(lambda: self.api.clear_scroll(self.scroll_id or ""), "clear scroll")
             self.scroll_id = None
 
     def _first(self) -> PageView:
-        body = {"size": self.plan.size, "query": self.plan.query, "seq_no_primary_term": True,
-                "sort": cursor_sort(self.plan.cursor_field, ["_doc"])}
-        return check_complete(self.api.search_hits(body, index=self.plan.index, scroll=self.plan.keep_alive),
-                              "scroll start")
+        body = {
+            "size": self.plan.size,
+            "query": self.plan.query,
+            "seq_no_primary_term": True,
+            "sort": cursor_sort(self.plan.cursor_field, ["_doc"]),
+        }
+        return check_complete(
+            self.api.search_hits(body, index=self.plan.index, scroll=self.plan.keep_alive), "scroll start"
+        )
 
     def pages(self) -> Iterator[Sequence[AnyHit]]:
         """Yield pages of hits until the scroll is exhausted."""

@@ -39,8 +39,9 @@ class ReadLog(Protocol):
     warnings: list[str]
 
 
-def single_stream(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str,
-                  result: ReadLog) -> Generator[Sequence[AnyHit], None, None]:
+def single_stream(
+    api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str, result: ReadLog
+) -> Generator[Sequence[AnyHit], None, None]:
     """Pages of one point in time, or of a scroll where the engine has none."""
     if read_mode in ("auto", "pit"):
         try:
@@ -69,23 +70,37 @@ def _converted(pages: Generator[Sequence[AnyHit], None, None], convert: Callable
 class SlicedPages(Generic[T]):
     """Read `slices` slices of one point in time in parallel; iterate their pages as they come."""
 
-    def __init__(self, api: SearchApi, plan: ReadPlan, retry: RetryPolicy, pit_id: str, slices: int,
-                 convert: Callable[[Sequence[AnyHit]], T]) -> None:
+    def __init__(
+        self,
+        api: SearchApi,
+        plan: ReadPlan,
+        retry: RetryPolicy,
+        pit_id: str,
+        slices: int,
+        convert: Callable[[Sequence[AnyHit]], T],
+    ) -> None:
         self.api, self.pit_id = api, pit_id
         self._queue: queue.Queue[object] = queue.Queue(maxsize=slices)
         self._stop = threading.Event()
         # One copy of the context each (a context runs in one thread at a time): their lines name the run.
-        self._threads = [threading.Thread(target=copy_context().run,
-                                          args=(self._produce, plan, retry, (i, slices), convert),
-                                          name=f"rtarf-slice-{i}", daemon=True) for i in range(slices)]
+        self._threads = [
+            threading.Thread(
+                target=copy_context().run,
+                args=(self._produce, plan, retry, (i, slices), convert),
+                name=f"rtarf-slice-{i}",
+                daemon=True,
+            )
+            for i in range(slices)
+        ]
         for thread in self._threads:
             thread.start()
 
     def _put(self, item: object) -> bool:
         return put_until_stopped(self._queue, item, self._stop)
 
-    def _produce(self, plan: ReadPlan, retry: RetryPolicy, slice_of: tuple[int, int],
-                 convert: Callable[[Sequence[AnyHit]], T]) -> None:
+    def _produce(
+        self, plan: ReadPlan, retry: RetryPolicy, slice_of: tuple[int, int], convert: Callable[[Sequence[AnyHit]], T]
+    ) -> None:
         try:
             with PitReader(self.api, plan, retry, pit_id=self.pit_id, slice_of=slice_of) as reader:
                 for hits in reader.pages():
@@ -114,8 +129,15 @@ class SlicedPages(Generic[T]):
         _quietly(lambda: self.api.close_pit(self.pit_id), "close point in time")
 
 
-def read_pages(api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str, slices: int,
-               convert: Callable[[Sequence[AnyHit]], T], result: ReadLog) -> Any:
+def read_pages(
+    api: SearchApi,
+    plan: ReadPlan,
+    retry: RetryPolicy,
+    read_mode: str,
+    slices: int,
+    convert: Callable[[Sequence[AnyHit]], T],
+    result: ReadLog,
+) -> Any:
     """Converted pages of a run, read ahead on other threads; the caller must `close()` it."""
     if slices > 1 and read_mode in ("auto", "pit"):
         try:

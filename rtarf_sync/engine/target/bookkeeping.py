@@ -36,13 +36,16 @@ class PageBookkeeping:
         self._fence = renew
         added = ", ".join(f"{name} = {name} + %s" for name in COUNTERS)
         # The page's fence locked the lease row, so the second renewal cannot miss: its count goes unchecked.
-        self._counts = (f"WITH renewed AS ({renew}) "
-                        f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s WHERE id = %s")
+        self._counts = (
+            f"WITH renewed AS ({renew}) "
+            f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s WHERE id = %s"
+        )
         self._counts_and_cursor = (
             f"WITH renewed AS ({renew}), "
             f"stored AS ({advance_statement(cursor)}) "
             f"UPDATE {runs} SET {added}, pages = %s, total_processed = total_processed + %s, "
-            f"{RUN_CURSOR_FORWARD} WHERE id = %s")
+            f"{RUN_CURSOR_FORWARD} WHERE id = %s"
+        )
 
     def renew(self, cursor: psycopg.Cursor[Any], fence: Fence) -> None:
         """Renew the lease inside the page's transaction; `check_renewed` then raises LeaseLost if it
@@ -54,8 +57,15 @@ class PageBookkeeping:
         """Raise LeaseLost unless the renewal sent on `cursor` renewed the lease."""
         check_renewed(cursor.rowcount, fence)
 
-    def advance(self, cursor: psycopg.Cursor[Any], fence: Fence, counts: Mapping[str, int], run_id: int,
-                page_no: int, moment: datetime | None) -> None:
+    def advance(
+        self,
+        cursor: psycopg.Cursor[Any],
+        fence: Fence,
+        counts: Mapping[str, int],
+        run_id: int,
+        page_no: int,
+        moment: datetime | None,
+    ) -> None:
         """Renew the lease again, add the page's counts to the run's row and, given a cursor value,
         move the stored cursor forward."""
         added = [counts[name] for name in COUNTERS]
@@ -64,5 +74,6 @@ class PageBookkeeping:
         if moment is None:
             cursor.execute(self._counts, (*renewed, *added, page_no, total, run_id))
         else:
-            cursor.execute(self._counts_and_cursor, (*renewed, *self.cursor.values(moment),
-                                                     *added, page_no, total, moment, run_id))
+            cursor.execute(
+                self._counts_and_cursor, (*renewed, *self.cursor.values(moment), *added, page_no, total, moment, run_id)
+            )

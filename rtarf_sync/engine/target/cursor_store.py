@@ -21,9 +21,11 @@ RUN_CURSOR_FORWARD = "cursor_value = greatest(cursor_value, %s)"
 
 def advance_statement(cursor_table: str) -> str:
     """The advance for a quoted cursor table; parameters (target table, source index, value)."""
-    return (f"INSERT INTO {cursor_table} (target_table, source_index, cursor_value) VALUES (%s, %s, %s) "
-            "ON CONFLICT (target_table, source_index) DO UPDATE SET "
-            f"cursor_value = greatest({cursor_table}.cursor_value, excluded.cursor_value), updated_at = now()")
+    return (
+        f"INSERT INTO {cursor_table} (target_table, source_index, cursor_value) VALUES (%s, %s, %s) "
+        "ON CONFLICT (target_table, source_index) DO UPDATE SET "
+        f"cursor_value = greatest({cursor_table}.cursor_value, excluded.cursor_value), updated_at = now()"
+    )
 
 
 def latest(*moments: datetime | None) -> datetime | None:
@@ -68,8 +70,12 @@ class CursorStore:
         if wanted is None:
             connection.execute(sa.delete(self.table).where(self._mine()))
             return
-        statement = insert(self.table).values(target_table=self.target_name, source_index=self.source_index,
-                                              cursor_value=wanted, updated_at=sa.func.now())
-        connection.execute(statement.on_conflict_do_update(
-            index_elements=[self.table.c.target_table, self.table.c.source_index],
-            set_={"cursor_value": wanted, "updated_at": sa.func.now()}))
+        statement = insert(self.table).values(
+            target_table=self.target_name, source_index=self.source_index, cursor_value=wanted, updated_at=sa.func.now()
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[self.table.c.target_table, self.table.c.source_index],
+                set_={"cursor_value": wanted, "updated_at": sa.func.now()},
+            )
+        )

@@ -53,9 +53,19 @@ def copy_row(es_index: str, es_id: str, moment: datetime, source: bytes, seq_no:
     microseconds since 2000-01-01 UTC, a version as two 64-bit integers.
     """
     index, doc_id = es_index.encode(), es_id.encode()
-    return b"".join((_SIX_FIELDS, _LENGTH(len(index)), index, _LENGTH(len(doc_id)), doc_id,
-                     _STAMP_THEN_LENGTH(8, (moment - _PG_EPOCH) // _MICROSECOND, len(source) + 1),
-                     _JSONB_VERSION, source, _TWO_BIGINTS(8, seq_no, 8, term)))
+    return b"".join(
+        (
+            _SIX_FIELDS,
+            _LENGTH(len(index)),
+            index,
+            _LENGTH(len(doc_id)),
+            doc_id,
+            _STAMP_THEN_LENGTH(8, (moment - _PG_EPOCH) // _MICROSECOND, len(source) + 1),
+            _JSONB_VERSION,
+            source,
+            _TWO_BIGINTS(8, seq_no, 8, term),
+        )
+    )
 
 
 _SIX_FIELDS = struct.pack("!h", 6)
@@ -120,8 +130,9 @@ def _lookup_type(flat: str, parts: list[str]) -> type:
 def _nested_type(parts: list[str]) -> type:
     """A record whose field `parts[0]` holds the record of the rest of the path."""
     inner = _lookup_type(parts[1], []) if len(parts) == 2 else _nested_type(parts[1:])
-    return msgspec.defstruct("CursorStep", [("nested", inner | msgspec.UnsetType, msgspec.UNSET)],
-                             rename={"nested": parts[0]}, gc=False)
+    return msgspec.defstruct(
+        "CursorStep", [("nested", inner | msgspec.UnsetType, msgspec.UNSET)], rename={"nested": parts[0]}, gc=False
+    )
 
 
 def field_value(source: dict[str, Any], path: str) -> Any:
@@ -220,15 +231,24 @@ def raw_row(hit: Hit, cursor: CursorField, max_bytes: int, prepare_copy: bool = 
         # Near the limit, measure as `to_row` does: the compact encoding of the decoded document.
         size = len(dumps_utf8(loads(data)))
         if size > max_bytes:
-            return reject(as_dict(hit), f"document is {size} bytes, over the limit of {max_bytes} "
-                                        "(RTARF_SYNC_MAX_DOCUMENT_BYTES)")
+            return reject(
+                as_dict(hit), f"document is {size} bytes, over the limit of {max_bytes} (RTARF_SYNC_MAX_DOCUMENT_BYTES)"
+            )
     index, doc_id, seq_no, term = hit._index, hit._id, hit._seq_no, hit._primary_term  # noqa: SLF001 - the engine's field names
-    return EventRow(index, doc_id, moment, data, seq_no, term,
-                    copy_row(index, doc_id, moment, data, seq_no, term) if prepare_copy else b"")
+    return EventRow(
+        index,
+        doc_id,
+        moment,
+        data,
+        seq_no,
+        term,
+        copy_row(index, doc_id, moment, data, seq_no, term) if prepare_copy else b"",
+    )
 
 
-def convert_page(hits: Sequence[AnyHit], cursor: CursorField, max_bytes: int,
-                 prepare_copy: bool = False) -> tuple[list[EventRow], list[Rejected]]:
+def convert_page(
+    hits: Sequence[AnyHit], cursor: CursorField, max_bytes: int, prepare_copy: bool = False
+) -> tuple[list[EventRow], list[Rejected]]:
     """Split a page into rows to write and documents to set aside, each hit by the path its shape takes.
 
     With `prepare_copy`, each row also carries its COPY tuple (otherwise the sink builds it if written).
@@ -236,8 +256,11 @@ def convert_page(hits: Sequence[AnyHit], cursor: CursorField, max_bytes: int,
     rows: list[EventRow] = []
     rejects: list[Rejected] = []
     for hit in hits:
-        converted = (raw_row(hit, cursor, max_bytes, prepare_copy) if isinstance(hit, Hit)
-                     else to_row(hit, cursor.path, max_bytes))
+        converted = (
+            raw_row(hit, cursor, max_bytes, prepare_copy)
+            if isinstance(hit, Hit)
+            else to_row(hit, cursor.path, max_bytes)
+        )
         if isinstance(converted, EventRow):
             rows.append(converted)
         else:

@@ -43,9 +43,11 @@ from rtarf_sync.engine.target.versions import KEY_AND_VERSION, newest_hits, newe
 log = logging.getLogger("rtarf_sync.sink")  # the name log filters know
 STAGE = "rtarf_stage"
 _COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_primary_term")
-_STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
-              "event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint) "
-              "ON COMMIT DELETE ROWS")
+_STAGE_DDL = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
+    "event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint) "
+    "ON COMMIT DELETE ROWS"
+)
 _COPY_SLICE = 100  # rows per COPY write
 Converter = Callable[[list[Hit]], tuple[list[EventRow], list[Rejected]]]
 
@@ -75,8 +77,9 @@ class _PageContext(NamedTuple):
 class _HitPage:
     """A page of hits not converted yet (`write_hits`), converted once PostgreSQL said what to write."""
 
-    def __init__(self, hits: list[Hit], duplicates: int, convert: Converter, advance_cursor: bool,
-                 seen: str | None) -> None:
+    def __init__(
+        self, hits: list[Hit], duplicates: int, convert: Converter, advance_cursor: bool, seen: str | None
+    ) -> None:
         self.hits, self.duplicates, self.convert = hits, duplicates, convert
         self.context = _PageContext(advance_cursor, seen)
         self.rows: list[EventRow] = []
@@ -86,10 +89,16 @@ class _HitPage:
         """Convert the documents the lookup found new or newer; return the lookup's letters for their rows."""
         changed = [(hit, verdict) for hit, verdict in zip(self.hits, verdicts, strict=True) if verdict != "-"]
         self.rows, self.rejects = self.convert([hit for hit, _ in changed])
-        unchanged_keys = ([hit_key(hit) for hit, verdict in zip(self.hits, verdicts, strict=True) if verdict == "-"]
-                          if self.context.seen else [])
-        self.context = self.context._replace(unchanged=len(self.hits) - len(changed) + self.duplicates,
-                                             unchanged_keys=unchanged_keys, newest_unchanged=newest_unchanged)
+        unchanged_keys = (
+            [hit_key(hit) for hit, verdict in zip(self.hits, verdicts, strict=True) if verdict == "-"]
+            if self.context.seen
+            else []
+        )
+        self.context = self.context._replace(
+            unchanged=len(self.hits) - len(changed) + self.duplicates,
+            unchanged_keys=unchanged_keys,
+            newest_unchanged=newest_unchanged,
+        )
         verdict_of = {hit_key(hit): verdict for hit, verdict in changed}
         return "".join(verdict_of[row.key] for row in self.rows)
 
@@ -105,9 +114,17 @@ class PostgresSink:
         self._target_name = postgresql.dialect().identifier_preparer.format_table(tables.target)  # type: ignore[no-untyped-call]  # SQLAlchemy dialects are untyped
         self._all_new = False  # whether the last page looked up held only new documents
 
-    def write_page(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence,
-                   run_id: int, page_no: int, *, advance_cursor: bool = True,
-                   seen: str | None = None) -> PageCounts:
+    def write_page(
+        self,
+        rows: Sequence[EventRow],
+        rejects: Sequence[Rejected],
+        fence: Fence,
+        run_id: int,
+        page_no: int,
+        *,
+        advance_cursor: bool = True,
+        seen: str | None = None,
+    ) -> PageCounts:
         """Commit one page, or nothing; bad rows found by PostgreSQL are set aside too.
 
         `advance_cursor=False` leaves the stored cursor alone (range runs, sliced reads);
@@ -116,17 +133,26 @@ class PostgresSink:
         """
         return self._write(rows, rejects, fence, run_id, page_no, _PageContext(advance_cursor, seen))
 
-    def _write(self, rows: Sequence[EventRow], rejects: Sequence[Rejected], fence: Fence, run_id: int,
-               page_no: int, context: _PageContext) -> PageCounts:
+    def _write(
+        self,
+        rows: Sequence[EventRow],
+        rejects: Sequence[Rejected],
+        fence: Fence,
+        run_id: int,
+        page_no: int,
+        context: _PageContext,
+    ) -> PageCounts:
         unique, duplicates = newest_per_key(list(rows))
         return self._refusals_row_by_row(
             lambda: self._commit(unique, duplicates, list(rejects), fence, run_id, page_no, context, row_by_row=False),
             lambda: self._commit_row_by_row(unique, duplicates, list(rejects), fence, run_id, page_no, context),
-            page_no)
+            page_no,
+        )
 
     @staticmethod
-    def _refusals_row_by_row(commit: Callable[[], PageCounts], row_by_row: Callable[[], PageCounts],
-                             page_no: int) -> PageCounts:
+    def _refusals_row_by_row(
+        commit: Callable[[], PageCounts], row_by_row: Callable[[], PageCounts], page_no: int
+    ) -> PageCounts:
         """Run `commit`; if PostgreSQL refused some row, run `row_by_row` instead."""
         try:
             return commit()
@@ -135,12 +161,22 @@ class PostgresSink:
                 raise transient from None
             if not is_data_error(error):
                 raise
-            log.warning("page %d: PostgreSQL refused a row (%s); writing the page row by row",
-                        page_no, first_line(error))
+            log.warning(
+                "page %d: PostgreSQL refused a row (%s); writing the page row by row", page_no, first_line(error)
+            )
             return row_by_row()
 
-    def write_hits(self, hits: list[Hit], convert: Converter, fence: Fence, run_id: int, page_no: int, *,
-                   advance_cursor: bool = True, seen: str | None = None) -> tuple[PageCounts, datetime | None]:
+    def write_hits(
+        self,
+        hits: list[Hit],
+        convert: Converter,
+        fence: Fence,
+        run_id: int,
+        page_no: int,
+        *,
+        advance_cursor: bool = True,
+        seen: str | None = None,
+    ) -> tuple[PageCounts, datetime | None]:
         """Commit a page of hits not converted yet; also return the newest cursor value of the page.
 
         Inside the page's transaction, PostgreSQL first says which documents are new or carry a
@@ -159,19 +195,38 @@ class PostgresSink:
     def _commit_hits(self, page: _HitPage, fence: Fence, run_id: int, page_no: int) -> PageCounts:
         with self.engine.begin() as connection:
             # Every key of the page is recorded by the lookup (a page written row by row records its own).
-            verdicts = page.convert_changed(*self._open(connection, fence, [hit_version(hit) for hit in page.hits],
-                                                        page.context.seen))
+            verdicts = page.convert_changed(
+                *self._open(connection, fence, [hit_version(hit) for hit in page.hits], page.context.seen)
+            )
             inserted, updated = self._upsert(connection, page.rows, verdicts)
-            return self._finish(connection, fence, page.rows, page.rejects, inserted, updated, 0,
-                                page.context._replace(seen=None), run_id, page_no)
+            return self._finish(
+                connection,
+                fence,
+                page.rows,
+                page.rejects,
+                inserted,
+                updated,
+                0,
+                page.context._replace(seen=None),
+                run_id,
+                page_no,
+            )
 
     def newest_stored(self, hits: list[Hit]) -> datetime | None:
         """The newest stored cursor value among these documents at their versions (a page already committed)."""
         with self.engine.connect() as connection:
             return self._compare_versions(connection, [hit_version(hit) for hit in hits])[1]
 
-    def _commit_row_by_row(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected],
-                           fence: Fence, run_id: int, page_no: int, context: _PageContext) -> PageCounts:
+    def _commit_row_by_row(
+        self,
+        rows: list[EventRow],
+        duplicates: int,
+        rejects: list[Rejected],
+        fence: Fence,
+        run_id: int,
+        page_no: int,
+        context: _PageContext,
+    ) -> PageCounts:
         try:
             return self._commit(rows, duplicates, rejects, fence, run_id, page_no, context, row_by_row=True)
         except sa.exc.DBAPIError as error:
@@ -179,8 +234,17 @@ class PostgresSink:
                 raise transient from None
             raise
 
-    def _commit(self, rows: list[EventRow], duplicates: int, rejects: list[Rejected], fence: Fence,
-                run_id: int, page_no: int, context: _PageContext, row_by_row: bool) -> PageCounts:
+    def _commit(
+        self,
+        rows: list[EventRow],
+        duplicates: int,
+        rejects: list[Rejected],
+        fence: Fence,
+        run_id: int,
+        page_no: int,
+        context: _PageContext,
+        row_by_row: bool,
+    ) -> PageCounts:
         with self.engine.begin() as connection:
             # After a page of only new documents the next is tried as all new, without a lookup.
             lookup = bool(rows) and not row_by_row and not self._all_new
@@ -191,16 +255,26 @@ class PostgresSink:
                 rejects = rejects + [_as_reject(row, reason) for row, reason in refused]
             else:
                 inserted, updated = self._upsert(connection, rows, verdicts if lookup else None)
-            return self._finish(connection, fence, rows, rejects, inserted, updated, duplicates, context, run_id,
-                                page_no)
+            return self._finish(
+                connection, fence, rows, rejects, inserted, updated, duplicates, context, run_id, page_no
+            )
 
-    def _open(self, connection: sa.Connection, fence: Fence, lookup: list[tuple[str, str, int, int]] | None = None,
-              seen: str | None = None) -> tuple[str, datetime | None]:
+    def _open(
+        self,
+        connection: sa.Connection,
+        fence: Fence,
+        lookup: list[tuple[str, str, int, int]] | None = None,
+        seen: str | None = None,
+    ) -> tuple[str, datetime | None]:
         """Begin a page's transaction: renew the lease (or raise LeaseLost) and, given documents' keys
         and versions, look them up (`_compare_versions`) and record their keys in `seen`, all in one round trip."""
         driver = _driver(connection)
-        with _driver_errors("open the page"), driver.cursor() as setting, driver.cursor() as renewal, \
-                driver.cursor() as verdicts:
+        with (
+            _driver_errors("open the page"),
+            driver.cursor() as setting,
+            driver.cursor() as renewal,
+            driver.cursor() as verdicts,
+        ):
             with _pipelined(driver, lookup is not None):
                 # The page, its cursor and its counts commit or vanish together, so a commit
                 # need not wait for the disk: a page lost in a server crash is read again by
@@ -212,31 +286,57 @@ class PostgresSink:
             self.bookkeeping.check_renewed(renewal, fence)
             return self._lookup_answer(verdicts) if lookup is not None else ("", None)
 
-    def _finish(self, connection: sa.Connection, fence: Fence, rows: list[EventRow], rejects: list[Rejected],
-                inserted: int, updated: int, duplicates: int, context: _PageContext, run_id: int,
-                page_no: int) -> PageCounts:
+    def _finish(
+        self,
+        connection: sa.Connection,
+        fence: Fence,
+        rows: list[EventRow],
+        rejects: list[Rejected],
+        inserted: int,
+        updated: int,
+        duplicates: int,
+        context: _PageContext,
+        run_id: int,
+        page_no: int,
+    ) -> PageCounts:
         """Close a page's transaction: dead letters, the keys read, the lease renewed again, the counts and
         the cursor."""
         new_bad = self._dead_letter(connection, rejects, run_id)
         cursor = newest_of_page(rows, context.newest_unchanged) if context.advance_cursor else None
-        counts = PageCounts(inserted, updated, len(rows) - inserted - updated + duplicates + context.unchanged,
-                            new_bad, len(rejects) - new_bad)
+        counts = PageCounts(
+            inserted,
+            updated,
+            len(rows) - inserted - updated + duplicates + context.unchanged,
+            new_bad,
+            len(rejects) - new_bad,
+        )
         driver = _driver(connection)
-        with (_driver_errors("record the page"), driver.cursor() as remembering, driver.cursor() as advancing,
-              _pipelined(driver, context.seen is not None)):
+        with (
+            _driver_errors("record the page"),
+            driver.cursor() as remembering,
+            driver.cursor() as advancing,
+            _pipelined(driver, context.seen is not None),
+        ):
             if context.seen is not None:
                 self._remember(remembering, context.seen, rows, rejects, context.unchanged_keys)
             self.bookkeeping.advance(advancing, fence, vars(counts), run_id, page_no, cursor)
         return counts
 
     @staticmethod
-    def _remember(cursor: psycopg.Cursor[Any], seen: str, rows: list[EventRow], rejects: list[Rejected],
-                  unchanged: list[tuple[str, str]]) -> None:
+    def _remember(
+        cursor: psycopg.Cursor[Any],
+        seen: str,
+        rows: list[EventRow],
+        rejects: list[Rejected],
+        unchanged: list[tuple[str, str]],
+    ) -> None:
         """Record the keys a reconciling run has read (a document set aside still exists)."""
         keys = [row.key for row in rows] + [(reject.es_index, reject.es_id) for reject in rejects] + unchanged
         if keys:
-            cursor.execute(f"INSERT INTO {seen} (es_index, es_id) SELECT e->>0, e->>1 "
-                           "FROM json_array_elements(%s::json) e", (orjson.dumps(keys).decode(),))
+            cursor.execute(
+                f"INSERT INTO {seen} (es_index, es_id) SELECT e->>0, e->>1 FROM json_array_elements(%s::json) e",
+                (orjson.dumps(keys).decode(),),
+            )
 
     def move_cursor(self, cursor: datetime, fence: Fence, run_id: int) -> None:
         """Move the stored cursor forward to `cursor` (never back), fenced by the lease."""
@@ -244,8 +344,7 @@ class PostgresSink:
             renew(connection, self.tables.lease, fence, self.lease_ttl)
             self.cursor.advance(connection, cursor)
             runs = connection.dialect.identifier_preparer.format_table(self.tables.runs)
-            connection.exec_driver_sql(f"UPDATE {runs} SET {RUN_CURSOR_FORWARD} WHERE id = %s",
-                                       (cursor, run_id))
+            connection.exec_driver_sql(f"UPDATE {runs} SET {RUN_CURSOR_FORWARD} WHERE id = %s", (cursor, run_id))
 
     def _upsert(self, connection: sa.Connection, rows: list[EventRow], verdicts: str | None = None) -> tuple[int, int]:
         """Write a page: new documents by COPY straight into the target, newer versions by upsert.
@@ -282,8 +381,9 @@ class PostgresSink:
             return False
         return True
 
-    def _changed(self, connection: sa.Connection, rows: list[EventRow],
-                 verdicts: str | None = None) -> tuple[list[EventRow], list[EventRow]]:
+    def _changed(
+        self, connection: sa.Connection, rows: list[EventRow], verdicts: str | None = None
+    ) -> tuple[list[EventRow], list[EventRow]]:
         """The rows of new documents, and those whose version is newer than the stored one.
 
         PostgreSQL compares (`_compare_versions`), unless its answer for these rows is given as `verdicts`.
@@ -296,8 +396,9 @@ class PostgresSink:
         newer = [row for row, verdict in zip(rows, verdicts, strict=True) if verdict == "w"]
         return new, newer
 
-    def _compare_versions(self, connection: sa.Connection,
-               documents: list[tuple[str, str, int, int]]) -> tuple[str, datetime | None]:
+    def _compare_versions(
+        self, connection: sa.Connection, documents: list[tuple[str, str, int, int]]
+    ) -> tuple[str, datetime | None]:
         """One letter per (index, id, primary term, seq_no), in order: n(ew), w(rite: a newer version) or
         - (unchanged); and the newest stored cursor value of the unchanged ones.
 
@@ -312,19 +413,26 @@ class PostgresSink:
             self._send_lookup(connection, cursor, documents)
             return self._lookup_answer(cursor)
 
-    def _send_lookup(self, connection: sa.Connection, cursor: psycopg.Cursor[Any],
-                     documents: list[tuple[str, str, int, int]], seen: str | None = None) -> None:
+    def _send_lookup(
+        self,
+        connection: sa.Connection,
+        cursor: psycopg.Cursor[Any],
+        documents: list[tuple[str, str, int, int]],
+        seen: str | None = None,
+    ) -> None:
         """Send `_compare_versions`'s statement; given a `seen` table, the same statement records the keys in it."""
         target = connection.dialect.identifier_preparer.format_table(self.tables.target)
         record = f", recorded AS (INSERT INTO {seen} (es_index, es_id) SELECT es_index, es_id FROM k)" if seen else ""
-        cursor.execute("WITH k AS (SELECT n, e->>0 AS es_index, e->>1 AS es_id, "
-                       "(e->>2)::bigint AS term, (e->>3)::bigint AS seq_no "
-                       f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)){record} "
-                       "SELECT string_agg(verdict, '' ORDER BY n), max(event_timestamp) FILTER (WHERE verdict = '-') "
-                       "FROM (SELECT k.n, t.event_timestamp, CASE WHEN t.es_id IS NULL THEN 'n' "
-                       f"WHEN {stored_is_older('t', 'k.term', 'k.seq_no')} THEN 'w' ELSE '-' END AS verdict "
-                       f"FROM k LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id) f",
-                       (orjson.dumps(documents).decode(),))
+        cursor.execute(
+            "WITH k AS (SELECT n, e->>0 AS es_index, e->>1 AS es_id, "
+            "(e->>2)::bigint AS term, (e->>3)::bigint AS seq_no "
+            f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, n)){record} "
+            "SELECT string_agg(verdict, '' ORDER BY n), max(event_timestamp) FILTER (WHERE verdict = '-') "
+            "FROM (SELECT k.n, t.event_timestamp, CASE WHEN t.es_id IS NULL THEN 'n' "
+            f"WHEN {stored_is_older('t', 'k.term', 'k.seq_no')} THEN 'w' ELSE '-' END AS verdict "
+            f"FROM k LEFT JOIN {target} t ON t.es_index = k.es_index AND t.es_id = k.es_id) f",
+            (orjson.dumps(documents).decode(),),
+        )
 
     @staticmethod
     def _lookup_answer(cursor: psycopg.Cursor[Any]) -> tuple[str, datetime | None]:
@@ -338,7 +446,7 @@ class PostgresSink:
             copy.write(COPY_HEADER)
             # In slices of about 100 KB: PostgreSQL parses and inserts one while the next is built.
             for start in range(0, len(rows), _COPY_SLICE):
-                copy.write(b"".join(map(_copy_row, rows[start:start + _COPY_SLICE])))
+                copy.write(b"".join(map(_copy_row, rows[start : start + _COPY_SLICE])))
             copy.write(COPY_TRAILER)
 
     def _upsert_newer(self, connection: sa.Connection, rows: list[EventRow]) -> int:
@@ -347,8 +455,9 @@ class PostgresSink:
             return 0
         connection.exec_driver_sql(_STAGE_DDL)
         self._copy(connection, STAGE, rows)
-        select = sa.select(*(self.stage.c[name] for name in _COLUMNS)).order_by(self.stage.c.es_index,
-                                                                                 self.stage.c.es_id)
+        select = sa.select(*(self.stage.c[name] for name in _COLUMNS)).order_by(
+            self.stage.c.es_index, self.stage.c.es_id
+        )
         written = self._on_conflict(insert(self.tables.target).from_select(list(_COLUMNS), select)).cte("written")
         # Count in PostgreSQL: the RETURNING rows need not travel to Python.
         return int(connection.execute(sa.select(sa.func.count()).select_from(written)).scalar_one())
@@ -359,24 +468,44 @@ class PostgresSink:
         newer = sa.text(stored_is_older(self._target_name, "excluded.es_primary_term", "excluded.es_seq_no"))
         return statement.on_conflict_do_update(
             index_elements=[target.c.es_index, target.c.es_id],
-            set_={"event_timestamp": excluded.event_timestamp, "source": excluded.source,
-                  "es_seq_no": excluded.es_seq_no, "es_primary_term": excluded.es_primary_term,
-                  "last_synced_at": sa.func.now(), "deleted_at": None},
+            set_={
+                "event_timestamp": excluded.event_timestamp,
+                "source": excluded.source,
+                "es_seq_no": excluded.es_seq_no,
+                "es_primary_term": excluded.es_primary_term,
+                "last_synced_at": sa.func.now(),
+                "deleted_at": None,
+            },
             where=newer,
         ).returning(sa.literal_column("(xmax = 0)").label("inserted"))
 
-    def _upsert_each(self, connection: sa.Connection,
-                     rows: list[EventRow]) -> tuple[int, int, list[tuple[EventRow, str]]]:
+    def _upsert_each(
+        self, connection: sa.Connection, rows: list[EventRow]
+    ) -> tuple[int, int, list[tuple[EventRow, str]]]:
         inserted = updated = 0
         refused: list[tuple[EventRow, str]] = []
         for row in rows:
-            values = dict(zip(_COLUMNS, (row.es_index, row.es_id, row.event_timestamp,
-                                         sa.cast(sa.literal(row.source.decode(), sa.Text), JSONB),
-                                         row.seq_no, row.primary_term), strict=True))
+            values = dict(
+                zip(
+                    _COLUMNS,
+                    (
+                        row.es_index,
+                        row.es_id,
+                        row.event_timestamp,
+                        sa.cast(sa.literal(row.source.decode(), sa.Text), JSONB),
+                        row.seq_no,
+                        row.primary_term,
+                    ),
+                    strict=True,
+                )
+            )
             try:
                 with connection.begin_nested():
-                    inserted_now = connection.execute(
-                        self._on_conflict(insert(self.tables.target).values(**values))).scalars().all()
+                    inserted_now = (
+                        connection.execute(self._on_conflict(insert(self.tables.target).values(**values)))
+                        .scalars()
+                        .all()
+                    )
             except sa.exc.DBAPIError as error:
                 if is_transient(error) or not is_data_error(error):
                     raise
@@ -390,11 +519,25 @@ class PostgresSink:
         if not rejects:
             return 0
         dead = self.tables.dead_letters
-        values = [{"target_table": self.tables.target.name, "es_index": r.es_index, "es_id": r.es_id,
-                   "es_seq_no": r.seq_no, "es_primary_term": r.primary_term, "reason": r.reason,
-                   "raw_document": r.raw, "run_id": run_id} for r in rejects]
-        statement = insert(dead).values(values).on_conflict_do_nothing(
-            constraint="rtarf_sync_dead_letters_version_key").returning(dead.c.id)
+        values = [
+            {
+                "target_table": self.tables.target.name,
+                "es_index": r.es_index,
+                "es_id": r.es_id,
+                "es_seq_no": r.seq_no,
+                "es_primary_term": r.primary_term,
+                "reason": r.reason,
+                "raw_document": r.raw,
+                "run_id": run_id,
+            }
+            for r in rejects
+        ]
+        statement = (
+            insert(dead)
+            .values(values)
+            .on_conflict_do_nothing(constraint="rtarf_sync_dead_letters_version_key")
+            .returning(dead.c.id)
+        )
         return len(connection.execute(statement).all())
 
     def upsert(self, connection: sa.Connection, rows: Sequence[EventRow]) -> tuple[int, int]:

@@ -42,7 +42,8 @@ class Tables:
 
 def _target(metadata: sa.MetaData, name: str) -> sa.Table:
     return sa.Table(
-        name, metadata,
+        name,
+        metadata,
         sa.Column("es_index", sa.Text, primary_key=True),
         sa.Column("es_id", sa.Text, primary_key=True),
         _ts("event_timestamp"),
@@ -58,14 +59,16 @@ def _target(metadata: sa.MetaData, name: str) -> sa.Table:
 
 def _state(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:
     cursor = sa.Table(
-        CURSOR_TABLE, metadata,
+        CURSOR_TABLE,
+        metadata,
         sa.Column("target_table", sa.Text, primary_key=True),
         sa.Column("source_index", sa.Text, primary_key=True),
         _ts("cursor_value"),
         _ts("updated_at", nullable=False, server_default=sa.func.now()),
     )
     lease = sa.Table(
-        LEASE_TABLE, metadata,
+        LEASE_TABLE,
+        metadata,
         sa.Column("name", sa.Text, primary_key=True),
         sa.Column("owner", sa.Text, nullable=False),
         sa.Column("epoch", sa.BigInteger, nullable=False),
@@ -73,7 +76,8 @@ def _state(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table, sa.Tabl
         _ts("expires_at", nullable=False),
     )
     runs = sa.Table(
-        RUNS_TABLE, metadata,
+        RUNS_TABLE,
+        metadata,
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("target_table", sa.Text, nullable=False),
         sa.Column("source_index", sa.Text, nullable=False),
@@ -82,8 +86,10 @@ def _state(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table, sa.Tabl
         sa.Column("status", sa.Text, nullable=False),
         _ts("started_at", nullable=False),
         _ts("finished_at"),
-        *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-          for name in ("pages", "total_processed", "inserted", "updated", "unchanged", "failed", "known_bad")),
+        *(
+            sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+            for name in ("pages", "total_processed", "inserted", "updated", "unchanged", "failed", "known_bad")
+        ),
         _ts("cursor_value"),
         sa.Column("error", sa.Text),
         sa.Column("mode", sa.Text, nullable=False, server_default="incremental"),
@@ -93,7 +99,8 @@ def _state(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table, sa.Tabl
         sa.Index("rtarf_sync_runs_target_idx", "target_table", "started_at"),
     )
     dead = sa.Table(
-        DEAD_LETTER_TABLE, metadata,
+        DEAD_LETTER_TABLE,
+        metadata,
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("target_table", sa.Text, nullable=False),
         sa.Column("es_index", sa.Text, nullable=False),
@@ -105,15 +112,22 @@ def _state(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table, sa.Tabl
         sa.Column("raw_document", sa.Text, nullable=False),
         sa.Column("run_id", sa.BigInteger),
         _ts("resolved_at"),
-        sa.UniqueConstraint("target_table", "es_index", "es_id", "es_seq_no", "es_primary_term",
-                            name="rtarf_sync_dead_letters_version_key"),
+        sa.UniqueConstraint(
+            "target_table",
+            "es_index",
+            "es_id",
+            "es_seq_no",
+            "es_primary_term",
+            name="rtarf_sync_dead_letters_version_key",
+        ),
     )
     return cursor, lease, runs, dead
 
 
 def _verifications(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
-        VERIFICATIONS_TABLE, metadata,
+        VERIFICATIONS_TABLE,
+        metadata,
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("target_table", sa.Text, nullable=False),
         sa.Column("source_index", sa.Text, nullable=False),
@@ -139,9 +153,12 @@ def build_tables(target_name: str) -> Tables:
 
 def present_tables(connection: sa.Connection, *wanted: sa.Table) -> set[str]:
     """The names of those of `wanted` that exist in the database (as the search path finds them)."""
-    found = connection.execute(sa.text("SELECT name FROM unnest(CAST(:names AS text[])) AS name "
-                                       "WHERE to_regclass(quote_ident(name)) IS NOT NULL"),
-                               {"names": [table.name for table in wanted]})
+    found = connection.execute(
+        sa.text(
+            "SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(quote_ident(name)) IS NOT NULL"
+        ),
+        {"names": [table.name for table in wanted]},
+    )
     return {row.name for row in found}
 
 

@@ -27,8 +27,10 @@ def stored_is_older(stored: str, term: str, seq_no: str) -> str:
     A soft-deleted or versionless row takes whatever version comes, also after its index was
     deleted and re-created with versions counting from 0 again; otherwise only a newer one.
     """
-    return (f"{stored}.deleted_at IS NOT NULL OR {stored}.es_primary_term IS NULL OR {stored}.es_seq_no IS NULL "
-            f"OR ({stored}.es_primary_term, {stored}.es_seq_no) < ({term}, {seq_no})")
+    return (
+        f"{stored}.deleted_at IS NOT NULL OR {stored}.es_primary_term IS NULL OR {stored}.es_seq_no IS NULL "
+        f"OR ({stored}.es_primary_term, {stored}.es_seq_no) < ({term}, {seq_no})"
+    )
 
 
 def row_version(row: EventRow) -> tuple[int, int]:

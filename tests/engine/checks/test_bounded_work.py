@@ -36,8 +36,16 @@ def app_for(make_settings: Callable[..., Settings]) -> Iterator[AppFor]:
     apps: list[Flask] = []
 
     def build(engine: EngineHttp, index: str, **env: Any) -> Flask:
-        app = create_app(make_settings(engine, index, RTARF_SYNC_ENABLED="false",
-                                       RTARF_VERIFY_INTERVAL_SECONDS="0", RTARF_SYNC_MAX_RETRIES="0", **env))
+        app = create_app(
+            make_settings(
+                engine,
+                index,
+                RTARF_SYNC_ENABLED="false",
+                RTARF_VERIFY_INTERVAL_SECONDS="0",
+                RTARF_SYNC_MAX_RETRIES="0",
+                **env,
+            )
+        )
         apps.append(app)
         return app
 
@@ -52,7 +60,8 @@ def runs(db: sa.Engine, table: str) -> int:
 
 
 def test_one_verification_repairs_at_most_max_repairs_and_frees_the_lock_between_them(
-        engine: EngineHttp, index_name: str, app_for: AppFor) -> None:
+    engine: EngineHttp, index_name: str, app_for: AppFor
+) -> None:
     engine.create_index(index_name)
     index_docs(engine, index_name, events("e", 8))
     engine.refresh(index_name)
@@ -80,8 +89,13 @@ def test_one_verification_repairs_at_most_max_repairs_and_frees_the_lock_between
 
 
 def test_replay_reads_looks_up_and_writes_in_pages(
-        elasticsearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, app_for: AppFor,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    app_for: AppFor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     elasticsearch.create_index(index_name)
     bad = {f"bad-{n}": {"message": f"no clock {n}"} for n in range(5)}
     index_docs(elasticsearch, index_name, bad)
@@ -92,17 +106,30 @@ def test_replay_reads_looks_up_and_writes_in_pages(
     delete_docs(elasticsearch, index_name, "bad-3")
     monkeypatch.setattr(replay, "CHUNK", 2)  # three pages, the still-failing letter in the middle one
     answer = client.post("/scheduler/dead-letters/replay", json={}).get_json()
-    assert {k: answer[k] for k in ("replayed", "still_failing", "gone")} == {"replayed": 3, "still_failing": 1,
-                                                                             "gone": 1}
-    assert scalar(db_engine, "SELECT count(*) FROM rtarf_sync_dead_letters WHERE target_table = :t "
-                             "AND resolved_at IS NULL", t=table_name) == 1
+    assert {k: answer[k] for k in ("replayed", "still_failing", "gone")} == {
+        "replayed": 3,
+        "still_failing": 1,
+        "gone": 1,
+    }
+    assert (
+        scalar(
+            db_engine,
+            "SELECT count(*) FROM rtarf_sync_dead_letters WHERE target_table = :t AND resolved_at IS NULL",
+            t=table_name,
+        )
+        == 1
+    )
 
 
 def test_a_replay_of_unknown_ids_writes_no_run_and_sends_no_webhook(
-        elasticsearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        app_for: AppFor) -> None:
-    app = app_for(elasticsearch, f"{index_name}-missing", RTARF_WEBHOOK_URLS="http://127.0.0.1:9/hook",
-                  RTARF_WEBHOOK_SECRET=SECRET)
+    elasticsearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, app_for: AppFor
+) -> None:
+    app = app_for(
+        elasticsearch,
+        f"{index_name}-missing",
+        RTARF_WEBHOOK_URLS="http://127.0.0.1:9/hook",
+        RTARF_WEBHOOK_SECRET=SECRET,
+    )
     extension.start(app)  # the delivery thread stores the queued messages
     client = app.test_client()
 
@@ -121,10 +148,15 @@ def test_a_replay_of_unknown_ids_writes_no_run_and_sends_no_webhook(
     assert messages() == ["sync.failed", "sync.failed"]
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("RTARF_DELETE_MIN_COUNT", "-1"), ("RTARF_DELETE_MIN_COUNT", "many"),
-    ("RTARF_VERIFY_MAX_REPAIRS", "0"), ("RTARF_VERIFY_MAX_REPAIRS", "1.5"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RTARF_DELETE_MIN_COUNT", "-1"),
+        ("RTARF_DELETE_MIN_COUNT", "many"),
+        ("RTARF_VERIFY_MAX_REPAIRS", "0"),
+        ("RTARF_VERIFY_MAX_REPAIRS", "1.5"),
+    ],
+)
 def test_bad_bounds_are_refused_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"{name}={value!r} is invalid"):
         load_settings({name: value})

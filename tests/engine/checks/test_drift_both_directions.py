@@ -45,11 +45,19 @@ def _execute(db: sa.Engine, *statements: str) -> None:
 
 @pytest.mark.parametrize("delete_mode", ["soft", "hard"])
 def test_buckets_where_postgresql_holds_more_are_drift_and_their_range_runs_reconcile_them(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings], delete_mode: str) -> None:
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+    delete_mode: str,
+) -> None:
     engine.create_index(index_name)
-    docs = {f"h{h}-{n}": _event(BASE + h * HOUR + timedelta(minutes=5 * n), 100 * h + n)
-            for h in range(4) for n in range(PER_HOUR)}
+    docs = {
+        f"h{h}-{n}": _event(BASE + h * HOUR + timedelta(minutes=5 * n), 100 * h + n)
+        for h in range(4)
+        for n in range(PER_HOUR)
+    }
     docs["no-time"] = _event(None, 999)  # set aside as a dead letter: reported in missing_cursor.source
     index_docs(engine, index_name, docs)
     engine.refresh(index_name)
@@ -65,13 +73,17 @@ def test_buckets_where_postgresql_holds_more_are_drift_and_their_range_runs_reco
         engine.refresh(index_name)
         assert setup.run(mode="full").deleted == 2
         assert {key[1] for key in deleted_keys(db_engine, table_name)} == {"h1-3", "h2-3"}
-        _execute(db_engine,
-                 f'UPDATE "{table_name}" SET deleted_at = NULL WHERE es_id = \'h1-3\'',
-                 f'DELETE FROM "{table_name}" WHERE es_id = \'h2-3\'',
-                 f'INSERT INTO "{table_name}" SELECT * FROM "{backup}"',
-                 # Rows without a time (a legacy load): reported in missing_cursor.target, never in a bucket.
-                 *(f'INSERT INTO "{table_name}" (es_index, es_id, source) VALUES (\'{index_name}\', '
-                   f'\'legacy-{n}\', \'{{}}\')' for n in range(2)))
+        _execute(
+            db_engine,
+            f"UPDATE \"{table_name}\" SET deleted_at = NULL WHERE es_id = 'h1-3'",
+            f"DELETE FROM \"{table_name}\" WHERE es_id = 'h2-3'",
+            f'INSERT INTO "{table_name}" SELECT * FROM "{backup}"',
+            # Rows without a time (a legacy load): reported in missing_cursor.target, never in a bucket.
+            *(
+                f"INSERT INTO \"{table_name}\" (es_index, es_id, source) VALUES ('{index_name}', 'legacy-{n}', '{{}}')"
+                for n in range(2)
+            ),
+        )
     finally:
         _execute(db_engine, f'DROP TABLE IF EXISTS "{backup}"')
         setup.close()
@@ -88,11 +100,15 @@ def test_buckets_where_postgresql_holds_more_are_drift_and_their_range_runs_reco
 
     assert answer["in_step"] is False
     assert [(d["from"], d["source"], d["target"]) for d in answer["differing"]] == [
-        (_hour(BASE), 9, 10), (_hour(BASE + HOUR), 9, 10), (_hour(BASE + 2 * HOUR), 9, 10),
-        (_hour(BASE + 3 * HOUR), 11, 10)]
+        (_hour(BASE), 9, 10),
+        (_hour(BASE + HOUR), 9, 10),
+        (_hour(BASE + 2 * HOUR), 9, 10),
+        (_hour(BASE + 3 * HOUR), 11, 10),
+    ]
     assert answer["missing_cursor"] == {"source": 1, "target": 2}
-    repaired = [(run["trigger"], run["mode"], run["status"], run["deleted"], run["inserted"])
-                for run in answer["repaired"]]
+    repaired = [
+        (run["trigger"], run["mode"], run["status"], run["deleted"], run["inserted"]) for run in answer["repaired"]
+    ]
     assert repaired == [("repair", "range", "success", 1, 0)] * 3 + [("repair", "range", "success", 0, 1)]
     after = answer["after_repair"]
     assert (after["in_step"], after["source_total"], after["target_total"]) == (True, 38, 38)
@@ -107,5 +123,4 @@ def test_buckets_where_postgresql_holds_more_are_drift_and_their_range_runs_reco
         assert deleted_keys(db_engine, table_name) == extra
     else:
         assert deleted_keys(db_engine, table_name) == set()
-        assert scalar(db_engine, f'SELECT count(*) FROM "{table_name}" WHERE es_id IN (\'h0-3\', \'h1-3\', '
-                                 "'h2-3')") == 0
+        assert scalar(db_engine, f"SELECT count(*) FROM \"{table_name}\" WHERE es_id IN ('h0-3', 'h1-3', 'h2-3')") == 0

@@ -36,8 +36,14 @@ def client_for(make_settings: Callable[..., Settings]) -> Iterator[Client]:
     apps: list[Flask] = []
 
     def build(engine: EngineHttp, index: str, **env: Any) -> FlaskClient:
-        settings = make_settings(engine, index, RTARF_SYNC_ENABLED="false", RTARF_VERIFY_INTERVAL_SECONDS="0",
-                                 RTARF_SYNC_MAX_RETRIES="1", **env)
+        settings = make_settings(
+            engine,
+            index,
+            RTARF_SYNC_ENABLED="false",
+            RTARF_VERIFY_INTERVAL_SECONDS="0",
+            RTARF_SYNC_MAX_RETRIES="1",
+            **env,
+        )
         app = create_app(settings, scheduler=RtarfEventScheduler(settings=settings))
         apps.append(app)
         return app.test_client()
@@ -51,13 +57,19 @@ def post(client: FlaskClient, path: str, body: dict[str, Any] | None = None, sta
     """POST a JSON body and check the status."""
     answer = client.post(path, json=body if body is not None else {})
     assert answer.status_code == status, answer.get_json()
-    return answer.get_json()  # type: ignore[no-any-return]
+    return answer.get_json()  # type: ignore[no-any-return]  # the API answers a JSON object
 
 
 def unresolved(db: sa.Engine, table: str) -> set[tuple[str, str]]:
     """(index, id) of the unresolved dead letters of `table`."""
-    return {(r.es_index, r.es_id) for r in rows(db, "SELECT es_index, es_id FROM rtarf_sync_dead_letters "
-                                                    "WHERE target_table = :t AND resolved_at IS NULL", t=table)}
+    return {
+        (r.es_index, r.es_id)
+        for r in rows(
+            db,
+            "SELECT es_index, es_id FROM rtarf_sync_dead_letters WHERE target_table = :t AND resolved_at IS NULL",
+            t=table,
+        )
+    }
 
 
 def two_indices(engine: EngineHttp, index_name: str) -> tuple[str, str]:
@@ -74,7 +86,8 @@ WINDOW = {"from": engine_time(BASE - timedelta(hours=1)), "to": engine_time(BASE
 
 
 def test_a_narrowed_setting_never_deletes_marks_or_counts_rows_of_the_index_it_dropped(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, client_for: Client) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, client_for: Client
+) -> None:
     a, b = two_indices(engine, index_name)
     first = post(client_for(engine, f"{a},{b}"), "/scheduler/sync-now")["result"]
     assert (first["inserted"], first["failed"]) == (12, 2)
@@ -100,18 +113,23 @@ def test_a_narrowed_setting_never_deletes_marks_or_counts_rows_of_the_index_it_d
     assert unresolved(db_engine, table_name) == {(a, "a-bad"), (b, "b-bad")}
     assert deleted_keys(db_engine, table_name) == {(b, "b01")}
     assert {key for key in table_docs(db_engine, table_name, live=True) if key[0] == a} == {
-        (a, f"a{n:02d}") for n in range(6)}
+        (a, f"a{n:02d}") for n in range(6)
+    }
 
 
 def test_rows_of_an_index_the_alias_moved_away_from_are_left_alone(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, client_for: Client) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, client_for: Client
+) -> None:
     a, b = two_indices(engine, index_name)
     alias = f"{index_name}-current"
     engine.call("POST", "/_aliases", {"actions": [{"add": {"index": a, "alias": alias}}]})
     client = client_for(engine, alias)
     assert post(client, "/scheduler/sync-now")["result"]["inserted"] == 6
-    engine.call("POST", "/_aliases", {"actions": [{"remove": {"index": a, "alias": alias}},
-                                                  {"add": {"index": b, "alias": alias}}]})
+    engine.call(
+        "POST",
+        "/_aliases",
+        {"actions": [{"remove": {"index": a, "alias": alias}}, {"add": {"index": b, "alias": alias}}]},
+    )
     full = post(client, "/scheduler/sync-now", {"mode": "full"})["result"]
     assert (full["inserted"], full["failed"], full["deleted"]) == (6, 1, 0)  # b-bad set aside
     assert deleted_keys(db_engine, table_name) == set()
@@ -119,8 +137,8 @@ def test_rows_of_an_index_the_alias_moved_away_from_are_left_alone(
 
 
 def test_a_closed_index_fails_runs_verification_and_replay_and_nothing_is_deleted_or_resolved(
-        opensearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        client_for: Client) -> None:
+    opensearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, client_for: Client
+) -> None:
     a, b = two_indices(opensearch, index_name)
     client = client_for(opensearch, f"{index_name}-*")
     assert post(client, "/scheduler/sync-now")["result"]["inserted"] == 12
@@ -141,8 +159,14 @@ def test_a_closed_index_fails_runs_verification_and_replay_and_nothing_is_delete
 
 @pytest.mark.parametrize("fault", ["shard_failure_next", "timed_out_next"])
 def test_an_incomplete_ids_answer_resolves_no_dead_letter(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, fault: str, index_name: str, table_name: str,
-        db_engine: sa.Engine, client_for: Client) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    fault: str,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    client_for: Client,
+) -> None:
     elasticsearch.create_index(index_name)
     index_docs(elasticsearch, index_name, {**events("e", 3), "bad": NO_CLOCK})
     elasticsearch.refresh(index_name)
@@ -159,11 +183,19 @@ def test_an_incomplete_ids_answer_resolves_no_dead_letter(
     assert post(client, "/scheduler/dead-letters/replay")["gone"] == 1  # a complete answer decides
 
 
-@pytest.mark.parametrize(("fault", "said"), [("shard_failure_next", "1 shard(s) failed"),
-                                             ("timed_out_next", "the search timed out")])
+@pytest.mark.parametrize(
+    ("fault", "said"), [("shard_failure_next", "1 shard(s) failed"), ("timed_out_next", "the search timed out")]
+)
 def test_an_incomplete_answer_fails_the_reconciliation_and_the_verification(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, fault: str, said: str, index_name: str,
-        table_name: str, db_engine: sa.Engine, client_for: Client) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    fault: str,
+    said: str,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    client_for: Client,
+) -> None:
     elasticsearch.create_index(index_name)
     index_docs(elasticsearch, index_name, events("e", 6))
     elasticsearch.refresh(index_name)

@@ -33,8 +33,10 @@ Post = Callable[..., dict[str, Any]]
 
 def events(prefix: str, count: int, start: int = 0) -> dict[str, dict[str, Any]]:
     """`count` events an hour apart from BASE + `start` hours."""
-    return {f"{prefix}{n:02d}": {"@timestamp": engine_time(BASE + timedelta(hours=n)), "n": n}
-            for n in range(start, start + count)}
+    return {
+        f"{prefix}{n:02d}": {"@timestamp": engine_time(BASE + timedelta(hours=n)), "n": n}
+        for n in range(start, start + count)
+    }
 
 
 def delete_docs(engine: EngineHttp, index: str, *ids: str) -> None:
@@ -56,8 +58,11 @@ def make_client(make_settings: Callable[..., Settings]) -> Iterator[Callable[...
         client: FlaskClient = app.test_client()
 
         def post(body: dict[str, Any] | None = None, status: int = 200) -> dict[str, Any]:
-            answer = client.post("/scheduler/sync-now", json=body) if body is not None \
+            answer = (
+                client.post("/scheduler/sync-now", json=body)
+                if body is not None
                 else client.post("/scheduler/sync-now")
+            )
             assert answer.status_code == status, answer.get_json()
             return answer.get_json()["result"]
 
@@ -74,8 +79,8 @@ def assert_in_step(db: sa.Engine, table: str, engine: EngineHttp, index: str) ->
 
 
 def test_full_run_soft_deletes_what_is_gone_and_a_recreated_document_comes_back(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_client: Callable[..., Post]) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, make_client: Callable[..., Post]
+) -> None:
     engine.create_index(index_name)
     index_docs(engine, index_name, events("e", 12))
     engine.refresh(index_name)
@@ -99,8 +104,8 @@ def test_full_run_soft_deletes_what_is_gone_and_a_recreated_document_comes_back(
 
 
 def test_range_run_hard_deletes_inside_its_window_only_and_never_moves_the_cursor(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_client: Callable[..., Post]) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, make_client: Callable[..., Post]
+) -> None:
     engine.create_index(index_name)
     index_docs(engine, index_name, events("e", 12))
     engine.refresh(index_name)
@@ -113,8 +118,11 @@ def test_range_run_hard_deletes_inside_its_window_only_and_never_moves_the_curso
     moved = {"e04": {"@timestamp": engine_time(BASE + timedelta(hours=30)), "n": 4}}
     index_docs(engine, index_name, {**moved, **events("late", 2, start=20)})
     engine.refresh(index_name)
-    window = {"mode": "range", "from": engine_time(BASE + timedelta(hours=2)),
-              "to": engine_time(BASE + timedelta(hours=24))}
+    window = {
+        "mode": "range",
+        "from": engine_time(BASE + timedelta(hours=2)),
+        "to": engine_time(BASE + timedelta(hours=24)),
+    }
     ranged = post(window)
     assert (ranged["mode"], ranged["deleted"], ranged["inserted"]) == ("range", 1, 2)
     keys = set(table_docs(db_engine, table_name))
@@ -128,8 +136,8 @@ def test_range_run_hard_deletes_inside_its_window_only_and_never_moves_the_curso
 
 
 def test_rows_of_a_deleted_index_are_left_alone_unless_asked(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_client: Callable[..., Post]) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, make_client: Callable[..., Post]
+) -> None:
     kept, dropped = f"{index_name}-kept", f"{index_name}-old"
     for index, docs in ((kept, events("k", 10)), (dropped, events("o", 2))):
         engine.create_index(index)
@@ -148,8 +156,8 @@ def test_rows_of_a_deleted_index_are_left_alone_unless_asked(
 
 
 def test_the_safety_valve_stops_deletions_above_its_floor_and_fraction_and_force_overrides(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_client: Callable[..., Post]) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, make_client: Callable[..., Post]
+) -> None:
     engine.create_index(index_name)
     index_docs(engine, index_name, events("e", 12))
     engine.refresh(index_name)
@@ -170,8 +178,8 @@ def test_the_safety_valve_stops_deletions_above_its_floor_and_fraction_and_force
 
 
 def test_a_document_indexed_while_a_full_run_reads_is_not_deleted(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings]) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine, make_settings: Callable[..., Settings]
+) -> None:
     engine.create_index(index_name)
     index_docs(engine, index_name, events("e", 10))
     engine.refresh(index_name)
@@ -195,38 +203,54 @@ def test_a_document_indexed_while_a_full_run_reads_is_not_deleted(
     service.close()
 
 
-def test_one_and_four_slices_bring_the_same_rows(engine: EngineHttp, index_name: str, db_engine: sa.Engine,
-                                                  make_settings: Callable[..., Settings]) -> None:
+def test_one_and_four_slices_bring_the_same_rows(
+    engine: EngineHttp, index_name: str, db_engine: sa.Engine, make_settings: Callable[..., Settings]
+) -> None:
     engine.create_index(index_name, shards=2)
     index_docs(engine, index_name, {**events("e", 40), "no-stamp": {"n": -1}})
     engine.refresh(index_name)
     tables = []
     for slices in (1, 4):
         table = f"sliced_{slices}_{index_name[-10:]}"
-        service = SyncService(make_settings(engine, index_name, RTARF_TABLE=table, RTARF_SYNC_SLICES=slices,
-                                            RTARF_SYNC_BATCH_SIZE=7))
+        service = SyncService(
+            make_settings(engine, index_name, RTARF_TABLE=table, RTARF_SYNC_SLICES=slices, RTARF_SYNC_BATCH_SIZE=7)
+        )
         result = service.run(mode="full")
         service.close()
         assert (result.status, result.inserted, result.failed) == ("partial", 40, 1), result.error
         assert stored_cursor(db_engine, table) == BASE + timedelta(hours=39)
         tables.append(table_docs(db_engine, table))
-    assert tables[0] == tables[1] == {key: doc for key, doc in engine_docs(engine, index_name).items()
-                                      if key[1] != "no-stamp"}
+    assert (
+        tables[0]
+        == tables[1]
+        == {key: doc for key, doc in engine_docs(engine, index_name).items() if key[1] != "no-stamp"}
+    )
 
 
-def test_cli_sync_runs_full_and_range(elasticsearch: EngineHttp, index_name: str, table_name: str,
-                                      db_engine: sa.Engine, make_settings: Callable[..., Settings],
-                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_sync_runs_full_and_range(
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from rtarf_sync.cli.main import main
 
     elasticsearch.create_index(index_name)
     index_docs(elasticsearch, index_name, events("e", 6))
     elasticsearch.refresh(index_name)
     make_settings(elasticsearch, index_name)  # the same variables, checked
-    for name, value in {"RTARF_DATABASE_URL": str(db_engine.url.render_as_string(hide_password=False)),
-                        "RTARF_TABLE": table_name, "RTARF_ES_URL": elasticsearch.url, "RTARF_ES_INDEX": index_name,
-                        "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_SYNC_SETTLE_SECONDS": "0",
-                        "RTARF_DELETE_MIN_COUNT": "0"}.items():  # so the valve's fraction decides
+    for name, value in {
+        "RTARF_DATABASE_URL": str(db_engine.url.render_as_string(hide_password=False)),
+        "RTARF_TABLE": table_name,
+        "RTARF_ES_URL": elasticsearch.url,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_SOURCE_ENGINE": "elasticsearch",
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_DELETE_MIN_COUNT": "0",
+    }.items():  # so the valve's fraction decides
         monkeypatch.setenv(name, value)
     start, end = engine_time(BASE), engine_time(BASE + timedelta(hours=3))
     assert main(["sync", "--progress-every", "0", "--from", start, "--to", end]) == 0

@@ -59,19 +59,35 @@ def services() -> Iterator[list[SyncService]]:
 
 # Bucket edges are exact: 00:59:59.999 is in hour 0, 01:00:00.000 in hour 1, the window end is excluded.
 DOCS = {
-    "a1": BASE, "a2": BASE + timedelta(minutes=59, seconds=59, milliseconds=999),
-    "b1": BASE + timedelta(hours=1), "b2": BASE + timedelta(hours=1, minutes=30),
-    "b3": BASE + timedelta(hours=1, minutes=30), "c1": BASE + timedelta(hours=23, minutes=59, seconds=59),
-    "d1": BASE + timedelta(days=1), "e1": BASE + timedelta(days=1, hours=5),
-    "before": BASE - timedelta(milliseconds=1), "at-end": BASE + timedelta(days=2), "no-time": None,
+    "a1": BASE,
+    "a2": BASE + timedelta(minutes=59, seconds=59, milliseconds=999),
+    "b1": BASE + timedelta(hours=1),
+    "b2": BASE + timedelta(hours=1, minutes=30),
+    "b3": BASE + timedelta(hours=1, minutes=30),
+    "c1": BASE + timedelta(hours=23, minutes=59, seconds=59),
+    "d1": BASE + timedelta(days=1),
+    "e1": BASE + timedelta(days=1, hours=5),
+    "before": BASE - timedelta(milliseconds=1),
+    "at-end": BASE + timedelta(days=2),
+    "no-time": None,
 }
-HOURS = {BASE: 2, BASE + timedelta(hours=1): 3, BASE + timedelta(hours=23): 1, BASE + timedelta(days=1): 1,
-         BASE + timedelta(days=1, hours=5): 1}
+HOURS = {
+    BASE: 2,
+    BASE + timedelta(hours=1): 3,
+    BASE + timedelta(hours=23): 1,
+    BASE + timedelta(days=1): 1,
+    BASE + timedelta(days=1, hours=5): 1,
+}
 
 
 def test_bucket_counts_are_exact_by_hour_and_day_with_missing_cursor_on_both_sides(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings], services: list[SyncService]) -> None:
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+    services: list[SyncService],
+) -> None:
     engine.create_index(index_name)
     index_docs(engine, index_name, {doc_id: event(moment, n) for n, (doc_id, moment) in enumerate(DOCS.items())})
     engine.refresh(index_name)
@@ -89,43 +105,69 @@ def test_bucket_counts_are_exact_by_hour_and_day_with_missing_cursor_on_both_sid
     index_docs(engine, index_name, {"e2": event(BASE + timedelta(days=1, hours=5, minutes=30), 99)})
     engine.refresh(index_name)
     with db_engine.begin() as connection:
-        connection.execute(sa.text(f'UPDATE "{table_name}" SET deleted_at = now() WHERE es_id = \'b2\''))
-        connection.execute(sa.text(f'INSERT INTO "{table_name}" (es_index, es_id, source) '
-                                   f"VALUES ('{index_name}', 'legacy', '{{}}')"))
+        connection.execute(sa.text(f"UPDATE \"{table_name}\" SET deleted_at = now() WHERE es_id = 'b2'"))
+        connection.execute(
+            sa.text(f"INSERT INTO \"{table_name}\" (es_index, es_id, source) VALUES ('{index_name}', 'legacy', '{{}}')")
+        )
     answer = verifier.check(window).to_dict()
     assert answer["in_step"] is False
     assert (answer["source_total"], answer["target_total"]) == (9, 7)
     assert answer["differing"] == [
         {"from": "2026-03-01T01:00:00+00:00", "to": "2026-03-01T02:00:00+00:00", "source": 3, "target": 2},
-        {"from": "2026-03-02T05:00:00+00:00", "to": "2026-03-02T06:00:00+00:00", "source": 2, "target": 1}]
+        {"from": "2026-03-02T05:00:00+00:00", "to": "2026-03-02T06:00:00+00:00", "source": 2, "target": 1},
+    ]
     assert answer["missing_cursor"] == {"source": 1, "target": 1}
 
     daily = verifier.check(Window(BASE, BASE + timedelta(days=2), "1d")).to_dict()
     assert [(d["from"], d["source"], d["target"]) for d in daily["differing"]] == [
-        ("2026-03-01T00:00:00+00:00", 6, 5), ("2026-03-02T00:00:00+00:00", 3, 2)]
+        ("2026-03-01T00:00:00+00:00", 6, 5),
+        ("2026-03-02T00:00:00+00:00", 3, 2),
+    ]
     # A window that starts inside a bucket counts, and reports, only its part of it.
     part = verifier.check(Window(BASE + timedelta(hours=1, minutes=15), BASE + timedelta(days=1), "1h")).to_dict()
     assert part["differing"] == [
-        {"from": "2026-03-01T01:15:00+00:00", "to": "2026-03-01T02:00:00+00:00", "source": 2, "target": 1}]
+        {"from": "2026-03-01T01:15:00+00:00", "to": "2026-03-01T02:00:00+00:00", "source": 2, "target": 1}
+    ]
 
-    stored = rows(db_engine, "SELECT in_step, buckets_differing, source_total, target_total, bucket "
-                  "FROM rtarf_sync_verifications WHERE target_table = :t ORDER BY id", t=table_name)
-    assert [tuple(row) for row in stored] == [(True, 0, 8, 8, "1h"), (False, 2, 9, 7, "1h"), (False, 2, 9, 7, "1d"),
-                                              (False, 1, 3, 2, "1h")]
+    stored = rows(
+        db_engine,
+        "SELECT in_step, buckets_differing, source_total, target_total, bucket "
+        "FROM rtarf_sync_verifications WHERE target_table = :t ORDER BY id",
+        t=table_name,
+    )
+    assert [tuple(row) for row in stored] == [
+        (True, 0, 8, 8, "1h"),
+        (False, 2, 9, 7, "1h"),
+        (False, 2, 9, 7, "1d"),
+        (False, 1, 3, 2, "1h"),
+    ]
 
 
-def _late_arrivals_app(engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings],
-                       apps: list[Flask]) -> Flask:
-    settings = make_settings(engine, index_name, RTARF_SYNC_INTERVAL_SECONDS=3600, RTARF_VERIFY_INTERVAL_SECONDS=1,
-                             RTARF_VERIFY_LOOKBACK_HOURS=6, RTARF_VERIFY_REPAIR="true", RTARF_API_TOKEN=TOKEN)
+def _late_arrivals_app(
+    engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings], apps: list[Flask]
+) -> Flask:
+    settings = make_settings(
+        engine,
+        index_name,
+        RTARF_SYNC_INTERVAL_SECONDS=3600,
+        RTARF_VERIFY_INTERVAL_SECONDS=1,
+        RTARF_VERIFY_LOOKBACK_HOURS=6,
+        RTARF_VERIFY_REPAIR="true",
+        RTARF_API_TOKEN=TOKEN,
+    )
     app = create_app(settings, start_scheduler=True)
     apps.append(app)
     return app
 
 
 def test_late_arrivals_two_hours_below_the_cursor_are_caught_by_the_scheduled_verify_and_repaired(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings], apps: list[Flask]) -> None:
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+    apps: list[Flask],
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     engine.create_index(index_name)
     index_docs(engine, index_name, {f"on-time-{n}": event(now - timedelta(minutes=5 + 7 * n), n) for n in range(40)})
@@ -140,14 +182,24 @@ def test_late_arrivals_two_hours_below_the_cursor_are_caught_by_the_scheduled_ve
     index_docs(engine, index_name, late)
     engine.refresh(index_name)
 
-    repairs = wait_for(lambda: [run for run in runs_of(db_engine, table_name)
-                                if run["trigger"] == "repair" and run["status"] != "running"],
-                       timeout=60, what="a repair run")
+    repairs = wait_for(
+        lambda: [
+            run for run in runs_of(db_engine, table_name) if run["trigger"] == "repair" and run["status"] != "running"
+        ],
+        timeout=60,
+        what="a repair run",
+    )
     assert client.post("/scheduler/stop", headers=AUTH).status_code == 200  # pauses the verify job too
     # The process lock is free between the parts of a verification: wait for its stored answer instead.
-    wait_for(lambda: "trigger" in rows(db_engine, "SELECT result FROM rtarf_sync_verifications WHERE target_table = :t "
-                                                  "AND NOT in_step ORDER BY id LIMIT 1", t=table_name)[0].result,
-             what="the verification to end")
+    wait_for(
+        lambda: "trigger"
+        in rows(
+            db_engine,
+            "SELECT result FROM rtarf_sync_verifications WHERE target_table = :t AND NOT in_step ORDER BY id LIMIT 1",
+            t=table_name,
+        )[0].result,
+        what="the verification to end",
+    )
     wait_for(lambda: not client.get("/scheduler/status").get_json()["sync_in_progress"], what="the job to end")
     jobs = {job["id"]: job for job in client.get("/scheduler/jobs").get_json()["jobs"]}
     assert jobs["rtarf_verify"]["paused"] is True and jobs["rtarf_event_sync"]["paused"] is True
@@ -157,8 +209,11 @@ def test_late_arrivals_two_hours_below_the_cursor_are_caught_by_the_scheduled_ve
     assert sum(run["inserted"] for run in repairs) == 25
     for run in repairs:  # each repair covers one hour bucket (or its part inside the window)
         assert run["range_to"] - run["range_from"] <= timedelta(hours=1)
-    caught = rows(db_engine, "SELECT result FROM rtarf_sync_verifications WHERE target_table = :t "
-                  "AND NOT in_step ORDER BY id LIMIT 1", t=table_name)[0].result
+    caught = rows(
+        db_engine,
+        "SELECT result FROM rtarf_sync_verifications WHERE target_table = :t AND NOT in_step ORDER BY id LIMIT 1",
+        t=table_name,
+    )[0].result
     assert caught["trigger"] == "scheduled"
     assert sum(d["source"] - d["target"] for d in caught["differing"]) == 25
     assert caught["after_repair"]["in_step"] is True
@@ -171,25 +226,37 @@ def test_late_arrivals_two_hours_below_the_cursor_are_caught_by_the_scheduled_ve
 
 
 def test_verify_and_cursor_routes_check_their_bodies_and_the_token(
-        elasticsearch: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings],
-        apps: list[Flask]) -> None:
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    apps: list[Flask],
+) -> None:
     elasticsearch.create_index(index_name)
     index_docs(elasticsearch, index_name, {"x": event(BASE, 1)})
     elasticsearch.refresh(index_name)
     app = create_app(make_settings(elasticsearch, index_name, RTARF_API_TOKEN=TOKEN))
     apps.append(app)
     client = app.test_client()
-    for body, field in (({"bucket": "2h"}, "bucket"), ({"from": "yesterday"}, "from"), ({"repair": "yes"}, "repair"),
-                        ({"to": "2026-01-01T00:00:00Z", "from": "2026-01-02T00:00:00Z"}, "from"),
-                        ({"window": 1}, "window"), ({"bucket": 1}, "bucket")):
+    for body, field in (
+        ({"bucket": "2h"}, "bucket"),
+        ({"from": "yesterday"}, "from"),
+        ({"repair": "yes"}, "repair"),
+        ({"to": "2026-01-01T00:00:00Z", "from": "2026-01-02T00:00:00Z"}, "from"),
+        ({"window": 1}, "window"),
+        ({"bucket": 1}, "bucket"),
+    ):
         answer = client.post("/scheduler/verify", headers=AUTH, json=body)
         assert answer.status_code == 400, body
         assert answer.get_json()["message"].startswith(f"{field}:"), answer.get_json()
     assert client.post("/scheduler/verify", json={}).status_code == 401
     assert client.put("/scheduler/cursor", json={"cursor": None}).status_code == 401
 
-    assert client.get("/scheduler/cursor").get_json() == {"cursor": None, "source_index": index_name,
-                                                          "table": table_name}
+    assert client.get("/scheduler/cursor").get_json() == {
+        "cursor": None,
+        "source_index": index_name,
+        "table": table_name,
+    }
     refused = client.put("/scheduler/cursor", headers=AUTH, json={"cursor": "2026-03-01T00:00:00Z"})
     assert refused.status_code == 409 and "force" in refused.get_json()["message"]
     assert client.get("/scheduler/cursor").get_json()["cursor"] is None
@@ -198,15 +265,23 @@ def test_verify_and_cursor_routes_check_their_bodies_and_the_token(
     assert stored == "2026-03-01T00:00:00+00:00"
     earlier = client.put("/scheduler/cursor", headers=AUTH, json={"cursor": "2026-02-01T00:00:00Z"})
     assert earlier.status_code == 200
-    assert earlier.get_json() == {"cursor": "2026-02-01T00:00:00+00:00", "source_index": index_name,
-                                  "table": table_name, "previous": stored}
+    assert earlier.get_json() == {
+        "cursor": "2026-02-01T00:00:00+00:00",
+        "source_index": index_name,
+        "table": table_name,
+        "previous": stored,
+    }
     later = {"cursor": "2026-04-01T00:00:00+00:00"}
     assert client.put("/scheduler/cursor", headers=AUTH, json=later).status_code == 409
     assert client.put("/scheduler/cursor", headers=AUTH, json={**later, "force": True}).status_code == 200
     future = {"cursor": iso(datetime.now(UTC) + timedelta(days=1)), "force": True}
     assert client.put("/scheduler/cursor", headers=AUTH, json=future).status_code == 409
-    for body, field in (({"cursor": "soon"}, "cursor"), ({}, "cursor"), ({"cursor": None, "force": 1}, "force"),
-                        ({"cursor": None, "at": 1}, "at")):
+    for body, field in (
+        ({"cursor": "soon"}, "cursor"),
+        ({}, "cursor"),
+        ({"cursor": None, "force": 1}, "force"),
+        ({"cursor": None, "at": 1}, "at"),
+    ):
         answer = client.put("/scheduler/cursor", headers=AUTH, json=body)
         assert answer.status_code == 400 and answer.get_json()["message"].startswith(f"{field}:"), body
     assert client.put("/scheduler/cursor", headers=AUTH, json={"cursor": None}).get_json()["cursor"] is None
@@ -218,8 +293,13 @@ def test_verify_and_cursor_routes_check_their_bodies_and_the_token(
 
 
 def test_verify_and_cursor_changes_never_overlap_a_running_sync(
-        elasticsearch: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings], apps: list[Flask]) -> None:
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+    apps: list[Flask],
+) -> None:
     elasticsearch.create_index(index_name)
     index_docs(elasticsearch, index_name, {f"e{n}": event(BASE + timedelta(minutes=n), n) for n in range(30)})
     elasticsearch.refresh(index_name)
@@ -235,8 +315,10 @@ def test_verify_and_cursor_changes_never_overlap_a_running_sync(
     with target_locked(db_engine, table_name):  # the sync holds its lease while it waits to write its page
         running = threading.Thread(target=lambda: answers.update(sync=client.post("/scheduler/sync-now")))
         running.start()
-        wait_for(lambda: waiting_service_backends(db_engine) == 1 and lease_holder(db_engine, table_name),
-                 what="the sync to wait holding the lease")
+        wait_for(
+            lambda: waiting_service_backends(db_engine) == 1 and lease_holder(db_engine, table_name),
+            what="the sync to wait holding the lease",
+        )
         assert client.post("/scheduler/verify", json=window).status_code == 409  # this process: the lock
         assert client.put("/scheduler/cursor", json={"cursor": None}).status_code == 409
         other = there.test_client()
@@ -245,13 +327,15 @@ def test_verify_and_cursor_changes_never_overlap_a_running_sync(
         assert other.put("/scheduler/cursor", json={"cursor": None}).status_code == 409
     running.join(30)
     assert answers["sync"].status_code == 200
-    assert rows(db_engine, "SELECT count(*) FROM rtarf_sync_verifications WHERE target_table = :t", t=table_name) \
-        == [(0,)]
+    assert rows(db_engine, "SELECT count(*) FROM rtarf_sync_verifications WHERE target_table = :t", t=table_name) == [
+        (0,)
+    ]
     # And the other way round: while a verification runs, sync-now in the same process answers 409.
     with db_engine.connect() as connection, connection.begin():
         connection.execute(sa.text("LOCK TABLE rtarf_sync_verifications IN EXCLUSIVE MODE"))  # holds its store
-        verifying = threading.Thread(target=lambda: answers.update(verify=client.post("/scheduler/verify",
-                                                                                        json=window)))
+        verifying = threading.Thread(
+            target=lambda: answers.update(verify=client.post("/scheduler/verify", json=window))
+        )
         verifying.start()
         wait_for(lambda: waiting_service_backends(db_engine) == 1, what="the verification to wait")
         assert client.post("/scheduler/sync-now").status_code == 409
@@ -261,8 +345,13 @@ def test_verify_and_cursor_changes_never_overlap_a_running_sync(
 
 
 def test_cli_verify_exits_by_the_outcome_and_cursor_commands_show_set_and_reset(
-        elasticsearch: EngineHttp, index_name: str, table_name: str, database_url: str,
-        make_settings: Callable[..., Settings], services: list[SyncService]) -> None:
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    database_url: str,
+    make_settings: Callable[..., Settings],
+    services: list[SyncService],
+) -> None:
     from tests.cli.test_cli import run_cli
 
     elasticsearch.create_index(index_name)
@@ -271,8 +360,13 @@ def test_cli_verify_exits_by_the_outcome_and_cursor_commands_show_set_and_reset(
     service = SyncService(make_settings(elasticsearch, index_name))
     services.append(service)
     assert service.run().ok
-    env = {"RTARF_DATABASE_URL": database_url, "RTARF_TABLE": table_name, "RTARF_ES_INDEX": index_name,
-           "RTARF_ES_URL": elasticsearch.url, "RTARF_SOURCE_ENGINE": "elasticsearch"}
+    env = {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_TABLE": table_name,
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_ES_URL": elasticsearch.url,
+        "RTARF_SOURCE_ENGINE": "elasticsearch",
+    }
     window = ["--from", iso(BASE), "--to", iso(BASE + timedelta(days=2)), "--bucket", "1d"]
 
     index_docs(elasticsearch, index_name, {"late": event(BASE + timedelta(hours=2, minutes=5), 99)})
@@ -280,7 +374,8 @@ def test_cli_verify_exits_by_the_outcome_and_cursor_commands_show_set_and_reset(
     drift = run_cli("verify", *window, env=env)
     assert drift.returncode == 1 and "1 bucket(s) differ" in drift.stderr
     assert json.loads(drift.stdout)["differing"] == [
-        {"from": "2026-03-01T00:00:00+00:00", "to": "2026-03-02T00:00:00+00:00", "source": 25, "target": 24}]
+        {"from": "2026-03-01T00:00:00+00:00", "to": "2026-03-02T00:00:00+00:00", "source": 25, "target": 24}
+    ]
     repaired = run_cli("verify", *window, "--repair", env=env)
     assert repaired.returncode == 0, repaired.stderr
     answer = json.loads(repaired.stdout)

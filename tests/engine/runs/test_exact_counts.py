@@ -27,8 +27,9 @@ def _load(engine: EngineHttp, index: str, count: int, first: int = 0) -> None:
     engine.refresh(index)
 
 
-def test_first_load_then_rerun_then_changes(engine: EngineHttp, index_name: str, table_name: str,
-                                            make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+def test_first_load_then_rerun_then_changes(
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
     _load(engine, index_name, 450)
     service = SyncService(make_settings(engine, index_name, **FULL_OVERLAP))
     first = service.run()
@@ -39,8 +40,10 @@ def test_first_load_then_rerun_then_changes(engine: EngineHttp, index_name: str,
     again = service.run()
     assert (again.status, again.inserted, again.updated, again.unchanged) == ("success", 0, 0, 450)
 
-    changed = {make_event(n)["event"]["id"]: {**make_event(n), "severity": "critical", "note": f"triaged {n}"}
-               for n in range(0, 450, 9)}
+    changed = {
+        make_event(n)["event"]["id"]: {**make_event(n), "severity": "critical", "note": f"triaged {n}"}
+        for n in range(0, 450, 9)
+    }
     assert index_docs(engine, index_name, changed)["errors"] is False
     engine.refresh(index_name)
     third = service.run()
@@ -49,8 +52,9 @@ def test_first_load_then_rerun_then_changes(engine: EngineHttp, index_name: str,
     service.close()
 
 
-def test_new_events_are_inserted_and_counted(engine: EngineHttp, index_name: str, table_name: str,
-                                             make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+def test_new_events_are_inserted_and_counted(
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
     _load(engine, index_name, 120)
     service = SyncService(make_settings(engine, index_name, RTARF_SYNC_OVERLAP_SECONDS=0))
     assert service.run().inserted == 120
@@ -63,19 +67,21 @@ def test_new_events_are_inserted_and_counted(engine: EngineHttp, index_name: str
 
 
 def test_first_synced_at_is_kept_and_last_synced_at_moves(
-        engine: EngineHttp, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
     _load(engine, index_name, 3)
     service = SyncService(make_settings(engine, index_name, **FULL_OVERLAP))
     service.run()
     doc_id = make_event(1)["event"]["id"]
-    before = scalar(db_engine, f"SELECT first_synced_at FROM \"{table_name}\" WHERE es_id = :i", i=doc_id)
+    before = scalar(db_engine, f'SELECT first_synced_at FROM "{table_name}" WHERE es_id = :i', i=doc_id)
     index_docs(engine, index_name, {doc_id: {**make_event(1), "severity": "low"}})
     engine.refresh(index_name)
     assert service.run().updated == 1
     with db_engine.connect() as connection:
-        row = connection.execute(sa.text(f'SELECT first_synced_at, last_synced_at, source FROM "{table_name}" '
-                                         "WHERE es_id = :i"), {"i": doc_id}).one()
+        row = connection.execute(
+            sa.text(f'SELECT first_synced_at, last_synced_at, source FROM "{table_name}" WHERE es_id = :i'),
+            {"i": doc_id},
+        ).one()
     assert row.first_synced_at == before and row.last_synced_at > before
     assert row.source["severity"] == "low"
     service.close()
@@ -86,8 +92,9 @@ def _row(doc_id: str, seq_no: int, term: int = 1, note: str = "") -> EventRow:
     return EventRow("idx", doc_id, stamp, f'{{"note": "{note}"}}'.encode(), seq_no, term)
 
 
-def test_same_document_twice_in_one_page_keeps_the_newest(sink_parts: tuple[PostgresSink, Fence, RunHistory, int],
-                                                          db_engine: sa.Engine, table_name: str) -> None:
+def test_same_document_twice_in_one_page_keeps_the_newest(
+    sink_parts: tuple[PostgresSink, Fence, RunHistory, int], db_engine: sa.Engine, table_name: str
+) -> None:
     sink, fence, history, run_id = sink_parts
     page = [_row("a", 3, note="old"), _row("b", 4), _row("a", 7, note="new"), _row("b", 4)]
     counts = sink.write_page(page, [], fence, run_id, 1)
@@ -96,8 +103,9 @@ def test_same_document_twice_in_one_page_keeps_the_newest(sink_parts: tuple[Post
     assert history.committed(run_id) == (1, counts)
 
 
-def test_older_version_after_newer_is_not_written(sink_parts: tuple[PostgresSink, Fence, RunHistory, int],
-                                                  db_engine: sa.Engine, table_name: str) -> None:
+def test_older_version_after_newer_is_not_written(
+    sink_parts: tuple[PostgresSink, Fence, RunHistory, int], db_engine: sa.Engine, table_name: str
+) -> None:
     sink, fence, history, run_id = sink_parts
     assert sink.write_page([_row("a", 9, term=2, note="newest")], [], fence, run_id, 1).inserted == 1
     stale = sink.write_page([_row("a", 50, term=1, note="older term"), _row("a", 8, term=2)], [], fence, run_id, 2)
@@ -109,14 +117,17 @@ def test_older_version_after_newer_is_not_written(sink_parts: tuple[PostgresSink
     assert (row.es_primary_term, row.es_seq_no, row.source["note"]) == (2, 10, "newer")
 
 
-def test_escapes_and_unicode_round_trip_exactly(engine: EngineHttp, index_name: str, table_name: str,
-                                                make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+def test_escapes_and_unicode_round_trip_exactly(
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
     engine.create_index(index_name)
     tricky = {
         "tab\tand\\backslash": {**make_event(1), "message": "C:\\Windows\\System32\ttab\nnewline\rreturn \\u0000 text"},
         "thai-ไทย": {**make_event(2), "user": {"name": "สมชาย", "note": "emoji 🛡️ and \\\\ two backslashes"}},
-        "quote\"id": {**make_event(3),
-                      "rule": {"name": "a \"quoted\" rule", "nested": [{"x": None}, {"x": "y"}], "empty": []}},
+        'quote"id': {
+            **make_event(3),
+            "rule": {"name": 'a "quoted" rule', "nested": [{"x": None}, {"x": "y"}], "empty": []},
+        },
     }
     assert index_docs(engine, index_name, tricky)["errors"] is False
     engine.refresh(index_name)

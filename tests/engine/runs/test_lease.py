@@ -11,8 +11,7 @@ from rtarf_sync.engine.runs.lease import Holder, Lease
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 
 
-def test_a_second_owner_is_told_at_once_while_the_holder_commits_a_page(db_engine: sa.Engine,
-                                                                       table_name: str) -> None:
+def test_a_second_owner_is_told_at_once_while_the_holder_commits_a_page(db_engine: sa.Engine, table_name: str) -> None:
     tables = build_tables(table_name)
     create_tables(db_engine, tables)
     lease = Lease(tables.lease, table_name, 60)
@@ -35,14 +34,18 @@ def test_a_second_owner_is_told_at_once_while_the_holder_commits_a_page(db_engin
 
 
 def test_an_expired_lease_is_taken_over_with_a_new_epoch_and_fences_the_old_owner(
-        db_engine: sa.Engine, table_name: str) -> None:
+    db_engine: sa.Engine, table_name: str
+) -> None:
     tables = build_tables(table_name)
     create_tables(db_engine, tables)
     lease = Lease(tables.lease, table_name, 60)
     with db_engine.begin() as connection:
         old = lease.acquire(connection, "old")
-        connection.execute(sa.update(tables.lease).where(tables.lease.c.name == table_name)
-                           .values(expires_at=sa.func.now() - sa.text("interval '1 second'")))
+        connection.execute(
+            sa.update(tables.lease)
+            .where(tables.lease.c.name == table_name)
+            .values(expires_at=sa.func.now() - sa.text("interval '1 second'"))
+        )
     with db_engine.begin() as connection:
         new = lease.acquire(connection, "new")
     assert isinstance(old, Fence) and isinstance(new, Fence) and new.epoch == old.epoch + 1

@@ -60,34 +60,42 @@ def held(db_engine: sa.Engine, table_name: str) -> tuple[Lease, Fence]:
 
 
 def _seconds_left(db: sa.Engine, table: str) -> float:
-    return float(scalar(db, "SELECT extract(epoch FROM expires_at - now()) FROM rtarf_sync_lease WHERE name = :n",
-                        n=table))
+    return float(
+        scalar(db, "SELECT extract(epoch FROM expires_at - now()) FROM rtarf_sync_lease WHERE name = :n", n=table)
+    )
 
 
-def test_the_keeper_renews_and_stops_when_the_lease_is_taken(held: tuple[Lease, Fence], db_engine: sa.Engine,
-                                                             table_name: str) -> None:
+def test_the_keeper_renews_and_stops_when_the_lease_is_taken(
+    held: tuple[Lease, Fence], db_engine: sa.Engine, table_name: str
+) -> None:
     lease, fence = held
     with LeaseKeeper(db_engine, lease, fence, interval=0.1) as keeper:
         wait_for(lambda: keeper.renewals >= 3, what="three renewals")
         keeper.check()  # still ours
         with db_engine.begin() as connection:
-            connection.execute(sa.text("UPDATE rtarf_sync_lease SET epoch = epoch + 1, owner = 'thief' "
-                                       "WHERE name = :n"), {"n": table_name})
+            connection.execute(
+                sa.text("UPDATE rtarf_sync_lease SET epoch = epoch + 1, owner = 'thief' WHERE name = :n"),
+                {"n": table_name},
+            )
         wait_for(lambda: keeper.lost, what="the keeper to notice the take-over")
         with pytest.raises(LeaseLost, match="taken over"):
             keeper.check()
     assert scalar(db_engine, "SELECT owner FROM rtarf_sync_lease WHERE name = :n", n=table_name) == "thief"
 
 
-def test_the_keeper_gives_up_after_a_ttl_without_postgresql(held: tuple[Lease, Fence],
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_the_keeper_gives_up_after_a_ttl_without_postgresql(
+    held: tuple[Lease, Fence], caplog: pytest.LogCaptureFixture
+) -> None:
     lease, fence = held
     now = [0.0]  # the injected clock: no renewal succeeds, and time moves only when the test says
-    gone = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf",
-                            connect_args={"connect_timeout": 2})
+    gone = sa.create_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rtarf", connect_args={"connect_timeout": 2}
+    )
     try:
-        with caplog.at_level(logging.WARNING, logger="rtarf_sync.lease"), \
-                LeaseKeeper(gone, lease, fence, interval=0.05, clock=lambda: now[0]) as keeper:
+        with (
+            caplog.at_level(logging.WARNING, logger="rtarf_sync.lease"),
+            LeaseKeeper(gone, lease, fence, interval=0.05, clock=lambda: now[0]) as keeper,
+        ):
             now[0] = 1.0
             wait_for(lambda: "could not renew lease" in caplog.text, what="a first failed renewal")
             assert keeper.lost is None, "a failed renewal inside the TTL is retried, not fatal"
@@ -99,20 +107,34 @@ def test_the_keeper_gives_up_after_a_ttl_without_postgresql(held: tuple[Lease, F
 
 
 def _cli_sync(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rtarf_sync", "sync"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "rtarf_sync", "sync"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_a_run_longer_than_the_ttl_keeps_its_lease_and_a_second_process_cannot_take_over(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        database_url: str, make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    database_url: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     elasticsearch.create_index(index_name)
     elasticsearch.bulk(bulk_payload(index_name, (make_event(n) for n in range(90))))
     elasticsearch.refresh(index_name)
-    env = {"RTARF_ES_URL": elasticsearch.url, "RTARF_SOURCE_ENGINE": "elasticsearch", "RTARF_ES_INDEX": index_name,
-           "RTARF_DATABASE_URL": database_url, "RTARF_TABLE": table_name, "RTARF_SYNC_BATCH_SIZE": "30",
-           "RTARF_LEASE_TTL_SECONDS": str(TTL), "RTARF_ES_REQUEST_TIMEOUT_SECONDS": "60",
-           "RTARF_SYNC_SETTLE_SECONDS": "0"}
+    env = {
+        "RTARF_ES_URL": elasticsearch.url,
+        "RTARF_SOURCE_ENGINE": "elasticsearch",
+        "RTARF_ES_INDEX": index_name,
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_TABLE": table_name,
+        "RTARF_SYNC_BATCH_SIZE": "30",
+        "RTARF_LEASE_TTL_SECONDS": str(TTL),
+        "RTARF_ES_REQUEST_TIMEOUT_SECONDS": "60",
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+    }
     es_server.faults.only_paths("_search")
     es_server.faults.delay_next(1, 0)
     es_server.faults.delay_next(1, 3 * TTL)  # page 2 stalls for three TTLs: no page commit renews the lease
@@ -123,15 +145,22 @@ def test_a_run_longer_than_the_ttl_keeps_its_lease_and_a_second_process_cannot_t
     worker = threading.Thread(target=lambda: outcome.update(result=service.run()))
     worker.start()
     try:
-        wait_for(lambda: scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t",
-                                t=table_name) == 1, timeout=30, what="page 1 committed")
+        wait_for(
+            lambda: scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t", t=table_name)
+            == 1,
+            timeout=30,
+            what="page 1 committed",
+        )
         committed = time.monotonic()
         tries: list[tuple[float, int, str]] = []
         # Keep trying from a second process until the stall has outlasted the TTL by a margin.
         while time.monotonic() - committed < TTL + 2 or not tries:
             second = _cli_sync({**os.environ, **env, "RTARF_ES_REQUEST_TIMEOUT_SECONDS": "5"})
-            pages = scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t "
-                                      "AND status = 'running'", t=table_name)
+            pages = scalar(
+                db_engine,
+                "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t AND status = 'running'",
+                t=table_name,
+            )
             tries.append((time.monotonic() - committed, second.returncode, second.stderr[-300:]))
             assert second.returncode == 3, tries  # EXIT_SKIPPED: the lease is held
             assert pages == 1, "the first run was still stalled on page 2"
@@ -150,12 +179,18 @@ def refuse_run_start(db_engine: sa.Engine, table_name: str) -> Iterator[None]:
     """A trigger that makes PostgreSQL refuse to record runs of this target (a real server-side failure)."""
     function = f"refuse_{table_name}"
     with db_engine.begin() as connection:
-        connection.execute(sa.text(
-            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "RAISE EXCEPTION 'run history is read-only' USING ERRCODE = '42501'; END $$"))
-        connection.execute(sa.text(
-            f"CREATE TRIGGER {function} BEFORE INSERT ON rtarf_sync_runs FOR EACH ROW "
-            f"WHEN (NEW.target_table = '{table_name}') EXECUTE FUNCTION {function}()"))
+        connection.execute(
+            sa.text(
+                f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'run history is read-only' USING ERRCODE = '42501'; END $$"
+            )
+        )
+        connection.execute(
+            sa.text(
+                f"CREATE TRIGGER {function} BEFORE INSERT ON rtarf_sync_runs FOR EACH ROW "
+                f"WHEN (NEW.target_table = '{table_name}') EXECUTE FUNCTION {function}()"
+            )
+        )
     yield
     with db_engine.begin() as connection:
         connection.execute(sa.text(f"DROP TRIGGER {function} ON rtarf_sync_runs"))
@@ -163,8 +198,13 @@ def refuse_run_start(db_engine: sa.Engine, table_name: str) -> Iterator[None]:
 
 
 def test_a_failed_start_record_gives_the_lease_back_at_once(
-        elasticsearch: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings],
-        db_engine: sa.Engine, request: pytest.FixtureRequest) -> None:
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+    request: pytest.FixtureRequest,
+) -> None:
     elasticsearch.create_index(index_name)
     settings = make_settings(elasticsearch, index_name)
     prepare_tables(settings)
@@ -189,16 +229,22 @@ class LostInsertAnswer:
             return
         url = self.engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
         with psycopg.connect(url, autocommit=True) as connection:
-            running = connection.execute("SELECT count(*) FROM rtarf_sync_runs WHERE target_table = %s",
-                                         (self.table,)).fetchone()
+            running = connection.execute(
+                "SELECT count(*) FROM rtarf_sync_runs WHERE target_table = %s", (self.table,)
+            ).fetchone()
         if running and running[0]:
             self.fired += 1
             raise psycopg.OperationalError("server closed the connection unexpectedly (injected after COMMIT)")
 
 
 def test_a_retried_start_record_leaves_exactly_one_row(
-        elasticsearch: EngineHttp, index_name: str, table_name: str, database_url: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    database_url: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     elasticsearch.create_index(index_name)
     elasticsearch.bulk(bulk_payload(index_name, (make_event(n) for n in range(10))))
     elasticsearch.refresh(index_name)
@@ -214,24 +260,39 @@ def test_a_retried_start_record_leaves_exactly_one_row(
 
 
 def test_runs_left_running_by_a_dead_process_are_closed_as_abandoned(
-        elasticsearch: EngineHttp, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     elasticsearch.create_index(index_name)
     settings = make_settings(elasticsearch, index_name)
     prepare_tables(settings)
     with db_engine.begin() as connection:  # what a process killed mid-run leaves behind
-        connection.execute(sa.text(
-            "INSERT INTO rtarf_sync_runs (target_table, source_index, trigger, owner, status, started_at) "
-            "VALUES (:t, :i, 'scheduled', 'gone-host:4242:deadbeef', 'running', now() - interval '1 hour')"),
-            {"t": table_name, "i": index_name})
+        connection.execute(
+            sa.text(
+                "INSERT INTO rtarf_sync_runs (target_table, source_index, trigger, owner, status, started_at) "
+                "VALUES (:t, :i, 'scheduled', 'gone-host:4242:deadbeef', 'running', now() - interval '1 hour')"
+            ),
+            {"t": table_name, "i": index_name},
+        )
     result = SyncService(settings).run()
     assert result.status == "success"
     runs = runs_of(db_engine, table_name)
     assert [(run["owner"], run["status"]) for run in runs] == [
-        ("gone-host:4242:deadbeef", "failed"), (runs[1]["owner"], "success")]
+        ("gone-host:4242:deadbeef", "failed"),
+        (runs[1]["owner"], "success"),
+    ]
     assert runs[0]["error"].startswith("abandoned:") and runs[0]["finished_at"] is not None
-    assert scalar(db_engine, "SELECT count(*) FROM rtarf_sync_runs WHERE status = 'running' "
-                             "AND target_table = :t", t=table_name) == 0
+    assert (
+        scalar(
+            db_engine,
+            "SELECT count(*) FROM rtarf_sync_runs WHERE status = 'running' AND target_table = :t",
+            t=table_name,
+        )
+        == 0
+    )
 
 
 def _one_dead_letter(engine: EngineHttp, index: str, settings: Settings) -> None:
@@ -247,15 +308,22 @@ def _one_dead_letter(engine: EngineHttp, index: str, settings: Settings) -> None
 
 
 def test_a_replay_closes_runs_left_running_by_a_dead_process_and_gives_the_lease_back(
-        elasticsearch: EngineHttp, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     settings = make_settings(elasticsearch, index_name, RTARF_SYNC_MAX_DOCUMENT_BYTES=5000)
     _one_dead_letter(elasticsearch, index_name, settings)
     with db_engine.begin() as connection:  # what a process killed mid-run leaves behind
-        connection.execute(sa.text(
-            "INSERT INTO rtarf_sync_runs (target_table, source_index, trigger, owner, status, started_at) "
-            "VALUES (:t, :i, 'scheduled', 'gone-host:4242:deadbeef', 'running', now() - interval '1 hour')"),
-            {"t": table_name, "i": index_name})
+        connection.execute(
+            sa.text(
+                "INSERT INTO rtarf_sync_runs (target_table, source_index, trigger, owner, status, started_at) "
+                "VALUES (:t, :i, 'scheduled', 'gone-host:4242:deadbeef', 'running', now() - interval '1 hour')"
+            ),
+            {"t": table_name, "i": index_name},
+        )
     service = SyncService(settings)
     try:
         outcome = DeadLetterReplay(service).run()
@@ -269,8 +337,13 @@ def test_a_replay_closes_runs_left_running_by_a_dead_process_and_gives_the_lease
 
 
 def test_a_replay_whose_start_record_fails_gives_the_lease_back_at_once(
-        elasticsearch: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings],
-        db_engine: sa.Engine, request: pytest.FixtureRequest) -> None:
+    elasticsearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+    request: pytest.FixtureRequest,
+) -> None:
     settings = make_settings(elasticsearch, index_name, RTARF_SYNC_MAX_DOCUMENT_BYTES=5000)
     _one_dead_letter(elasticsearch, index_name, settings)
     request.getfixturevalue("refuse_run_start")

@@ -50,8 +50,10 @@ class Contender:
         with self.db.begin() as connection:
             got = self.lease.acquire(connection, "contender")
             # Read after the acquire: a run records its end before it releases the lease.
-            running = connection.execute(sa.text("SELECT count(*) FROM rtarf_sync_runs WHERE target_table = :t "
-                                                 "AND status = 'running'"), {"t": self.table}).scalar_one()
+            running = connection.execute(
+                sa.text("SELECT count(*) FROM rtarf_sync_runs WHERE target_table = :t AND status = 'running'"),
+                {"t": self.table},
+            ).scalar_one()
         if isinstance(got, Holder):
             assert got.owner != "contender"
             self.refused += 1
@@ -63,8 +65,7 @@ class Contender:
 
     def until(self, done: Callable[[], bool], timeout: float = 120) -> None:
         """Try every few milliseconds until `done()`, a take-over or the run's end (a hang guard, not timing)."""
-        wait_for(lambda: self.try_once() or done(), timeout=timeout,
-                 what="the run to end under contention")
+        wait_for(lambda: self.try_once() or done(), timeout=timeout, what="the run to end under contention")
 
 
 def _run_in_thread(service: SyncService) -> tuple[threading.Thread, dict[str, SyncResult]]:
@@ -82,25 +83,41 @@ def _loaded(elasticsearch: EngineHttp, index_name: str, count: int) -> None:
 
 def _past_ttls(db: sa.Engine, table: str, ttls: int) -> bool:
     """True once the lease was taken more than `ttls` TTLs ago (PostgreSQL's clock)."""
-    return bool(scalar(db, "SELECT now() > acquired_at + make_interval(secs => :s) FROM rtarf_sync_lease "
-                           "WHERE name = :n", s=ttls * TTL, n=table))
+    return bool(
+        scalar(
+            db,
+            "SELECT now() > acquired_at + make_interval(secs => :s) FROM rtarf_sync_lease WHERE name = :n",
+            s=ttls * TTL,
+            n=table,
+        )
+    )
 
 
-def _kept(result: SyncResult, contender: Contender, db: sa.Engine, table: str, pages: int, count: int,
-          ttls: int) -> None:
+def _kept(
+    result: SyncResult, contender: Contender, db: sa.Engine, table: str, pages: int, count: int, ttls: int
+) -> None:
     assert contender.taken == [], "another owner took the lease while the run was working"
     assert contender.refused > 0
     # What makes the test mean something: the run outlasted several TTLs (the injected delays see to it).
-    assert scalar(db, "SELECT finished_at - started_at > make_interval(secs => :s) FROM rtarf_sync_runs "
-                      "WHERE id = :i", s=ttls * TTL, i=result.run_id)
+    assert scalar(
+        db,
+        "SELECT finished_at - started_at > make_interval(secs => :s) FROM rtarf_sync_runs WHERE id = :i",
+        s=ttls * TTL,
+        i=result.run_id,
+    )
     assert (result.status, result.pages, result.inserted) == ("success", pages, count), result.error
     # Epoch 1 for the whole run; 2 only if the contender took the lease once the run had given it back.
     assert scalar(db, "SELECT epoch FROM rtarf_sync_lease WHERE name = :t", t=table) == 1 + contender.after_run
 
 
 def test_page_commits_alone_keep_the_lease_over_a_run_of_many_ttls(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _loaded(elasticsearch, index_name, 120)
     settings = make_settings(elasticsearch, index_name, RTARF_SYNC_BATCH_SIZE=10, RTARF_LEASE_TTL_SECONDS=TTL)
     prepare_tables(settings)
@@ -120,8 +137,13 @@ def test_page_commits_alone_keep_the_lease_over_a_run_of_many_ttls(
 
 
 def test_page_commits_alone_keep_the_lease_over_a_write_longer_than_the_ttl(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _loaded(elasticsearch, index_name, 10)  # one full page, then the empty page that ends the run
     settings = make_settings(elasticsearch, index_name, RTARF_SYNC_BATCH_SIZE=10, RTARF_LEASE_TTL_SECONDS=TTL)
     prepare_tables(settings)
@@ -133,8 +155,10 @@ def test_page_commits_alone_keep_the_lease_over_a_write_longer_than_the_ttl(
     worker, outcome = _run_in_thread(service)
     try:
         with target_locked(db_engine, table_name):  # page 1's write waits, holding the lease row, for 2 TTLs
-            wait_for(lambda: waiting_service_backends(db_engine) >= 1 and lease_holder(db_engine, table_name),
-                     what="page 1 to wait for the lock")
+            wait_for(
+                lambda: waiting_service_backends(db_engine) >= 1 and lease_holder(db_engine, table_name),
+                what="page 1 to wait for the lock",
+            )
             contender.until(lambda: _past_ttls(db_engine, table_name, 2))
         contender.until(lambda: not worker.is_alive())
     finally:
@@ -144,8 +168,13 @@ def test_page_commits_alone_keep_the_lease_over_a_write_longer_than_the_ttl(
 
 
 def test_the_renewal_thread_alone_keeps_the_lease_over_a_write_longer_than_the_ttl(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _loaded(elasticsearch, index_name, 20)
     settings = make_settings(elasticsearch, index_name, RTARF_SYNC_BATCH_SIZE=10, RTARF_LEASE_TTL_SECONDS=TTL)
     prepare_tables(settings)
@@ -159,8 +188,10 @@ def test_the_renewal_thread_alone_keeps_the_lease_over_a_write_longer_than_the_t
     worker, outcome = _run_in_thread(service)
     try:
         with target_locked(db_engine, table_name):  # page 1's write waits, holding the lease row, for 2 TTLs
-            wait_for(lambda: waiting_service_backends(db_engine) >= 1 and lease_holder(db_engine, table_name),
-                     what="page 1 to wait for the lock")
+            wait_for(
+                lambda: waiting_service_backends(db_engine) >= 1 and lease_holder(db_engine, table_name),
+                what="page 1 to wait for the lock",
+            )
             contender.until(lambda: _past_ttls(db_engine, table_name, 2))
         contender.until(lambda: not worker.is_alive())
     finally:
@@ -182,13 +213,23 @@ def test_a_renewal_that_waited_on_a_page_counts_from_when_it_lands(db_engine: sa
         began = page.execute(sa.text("SELECT now()")).scalar_one()
         keeper = threading.Thread(target=lambda: _fence_once(db_engine, lease, fence))
         keeper.start()
-        wait_for(lambda: scalar(db_engine, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                           "AND query LIKE 'UPDATE rtarf_sync_lease%'"), what="the renewal to wait")
-        wait_for(lambda: scalar(db_engine, "SELECT clock_timestamp() > :b + make_interval(secs => :s)",
-                                b=began, s=TTL + 1), timeout=30, what="the page to outlast the TTL")
+        wait_for(
+            lambda: scalar(
+                db_engine,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'UPDATE rtarf_sync_lease%'",
+            ),
+            what="the renewal to wait",
+        )
+        wait_for(
+            lambda: scalar(db_engine, "SELECT clock_timestamp() > :b + make_interval(secs => :s)", b=began, s=TTL + 1),
+            timeout=30,
+            what="the page to outlast the TTL",
+        )
     keeper.join(30)
-    assert scalar(db_engine, "SELECT expires_at > now() FROM rtarf_sync_lease WHERE name = :n", n=table_name), \
+    assert scalar(db_engine, "SELECT expires_at > now() FROM rtarf_sync_lease WHERE name = :n", n=table_name), (
         "the renewal that waited behind the page left the lease expired"
+    )
 
 
 def _fence_once(db: sa.Engine, lease: Lease, fence: Fence) -> None:

@@ -30,16 +30,22 @@ STALL = 4  # seconds an engine answer is held back, while the test takes the lea
 
 def _loaded(engine: EngineHttp, index: str) -> None:
     engine.create_index(index)
-    index_docs(engine, index, {f"e{n:02d}": {"@timestamp": engine_time(BASE + timedelta(hours=n)), "n": n}
-                               for n in range(12)})
+    index_docs(
+        engine, index, {f"e{n:02d}": {"@timestamp": engine_time(BASE + timedelta(hours=n)), "n": n} for n in range(12)}
+    )
     engine.refresh(index)
 
 
 def _take_over(db: sa.Engine, table: str) -> None:
     """Another owner takes the lease (a new epoch) and lets it lapse, in one statement (as test_sync_faults)."""
     with db.begin() as connection:
-        connection.execute(sa.text("UPDATE rtarf_sync_lease SET epoch = epoch + 1, owner = 'an-owner-since-gone', "
-                                   "expires_at = now() - interval '1 second' WHERE name = :t"), {"t": table})
+        connection.execute(
+            sa.text(
+                "UPDATE rtarf_sync_lease SET epoch = epoch + 1, owner = 'an-owner-since-gone', "
+                "expires_at = now() - interval '1 second' WHERE name = :t"
+            ),
+            {"t": table},
+        )
 
 
 def _run_in_thread(service: SyncService) -> tuple[threading.Thread, dict[str, SyncResult]]:
@@ -50,8 +56,13 @@ def _run_in_thread(service: SyncService) -> tuple[threading.Thread, dict[str, Sy
 
 
 def test_a_sliced_full_run_that_lost_its_lease_after_its_pages_does_not_move_the_cursor(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _loaded(elasticsearch, index_name)
     settings = make_settings(elasticsearch, index_name, RTARF_SYNC_SLICES=2)
     prepare_tables(settings)
@@ -62,8 +73,12 @@ def test_a_sliced_full_run_that_lost_its_lease_after_its_pages_does_not_move_the
     service = SyncService(settings)
     worker, outcome = _run_in_thread(service)
     try:
-        wait_for(lambda: scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t",
-                                t=table_name) == 2, timeout=30, what="both slices' pages committed")
+        wait_for(
+            lambda: scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t", t=table_name)
+            == 2,
+            timeout=30,
+            what="both slices' pages committed",
+        )
         _take_over(db_engine, table_name)
     finally:
         worker.join(60)
@@ -74,8 +89,13 @@ def test_a_sliced_full_run_that_lost_its_lease_after_its_pages_does_not_move_the
 
 
 def test_a_full_run_that_lost_its_lease_while_confirming_deletions_deletes_nothing(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _loaded(elasticsearch, index_name)
     settings = make_settings(elasticsearch, index_name)
     service = SyncService(settings)
@@ -88,10 +108,19 @@ def test_a_full_run_that_lost_its_lease_while_confirming_deletions_deletes_nothi
         es_server.faults.delay_next(1, STALL)  # then the lookup that confirms e05 is gone
         worker, outcome = _run_in_thread(service)
         try:
-            run_id = wait_for(lambda: scalar(db_engine, "SELECT max(id) FROM rtarf_sync_runs WHERE target_table = :t "
-                                                        "AND mode = 'full'", t=table_name), what="the full run")
-            wait_for(lambda: scalar(db_engine, "SELECT to_regclass(:g) IS NOT NULL", g=f"rtarf_sync_gone_{run_id}"),
-                     timeout=30, what="the candidates for deletion")
+            run_id = wait_for(
+                lambda: scalar(
+                    db_engine,
+                    "SELECT max(id) FROM rtarf_sync_runs WHERE target_table = :t AND mode = 'full'",
+                    t=table_name,
+                ),
+                what="the full run",
+            )
+            wait_for(
+                lambda: scalar(db_engine, "SELECT to_regclass(:g) IS NOT NULL", g=f"rtarf_sync_gone_{run_id}"),
+                timeout=30,
+                what="the candidates for deletion",
+            )
             _take_over(db_engine, table_name)
         finally:
             worker.join(60)

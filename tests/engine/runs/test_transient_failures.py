@@ -47,9 +47,15 @@ def _pits_balanced(es_server: EsProtocolServer, since: int) -> bool:
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
-def test_error_statuses_are_retried(loaded: EngineHttp, es_server: EsProtocolServer, index_name: str,
-                                    table_name: str, make_settings: Callable[..., Settings],
-                                    db_engine: sa.Engine, status: int) -> None:
+def test_error_statuses_are_retried(
+    loaded: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+    status: int,
+) -> None:
     es_server.faults.only_paths("_search")
     es_server.faults.fail_next(3, status=status)
     result = SyncService(make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=50)).run()
@@ -57,29 +63,41 @@ def test_error_statuses_are_retried(loaded: EngineHttp, es_server: EsProtocolSer
     assert table_docs(db_engine, table_name) == engine_docs(loaded, index_name)
 
 
-def test_dropped_connections_and_timeouts_are_retried(loaded: EngineHttp, es_server: EsProtocolServer,
-                                                      index_name: str, table_name: str,
-                                                      make_settings: Callable[..., Settings],
-                                                      db_engine: sa.Engine) -> None:
+def test_dropped_connections_and_timeouts_are_retried(
+    loaded: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     es_server.faults.only_paths("_search")
     es_server.faults.drop_next(2)
-    service = SyncService(make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=50,
-                                        RTARF_ES_REQUEST_TIMEOUT_SECONDS=0.5))
+    service = SyncService(
+        make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=50, RTARF_ES_REQUEST_TIMEOUT_SECONDS=0.5)
+    )
     first = service.run()
     assert (first.status, first.inserted, first.unchanged, first.pages) == ("success", 120, 0, 3)
     es_server.faults.delay_next(1, 1.5)
     again = service.run()
-    overlap = scalar(db_engine, f'SELECT count(*) FROM "{table_name}" WHERE event_timestamp >= '
-                                f'(SELECT max(event_timestamp) FROM "{table_name}") - interval \'60 seconds\'')
+    overlap = scalar(
+        db_engine,
+        f'SELECT count(*) FROM "{table_name}" WHERE event_timestamp >= '
+        f"(SELECT max(event_timestamp) FROM \"{table_name}\") - interval '60 seconds'",
+    )
     assert (again.status, again.inserted, again.updated, again.unchanged) == ("success", 0, 0, overlap)
     assert scalar(db_engine, f'SELECT count(*) FROM "{table_name}"') == 120
 
 
-def test_shard_failures_fail_the_page_instead_of_skipping_it(log_mark: int, loaded: EngineHttp,
-                                                             es_server: EsProtocolServer,
-                                                             index_name: str, table_name: str,
-                                                             make_settings: Callable[..., Settings],
-                                                             db_engine: sa.Engine) -> None:
+def test_shard_failures_fail_the_page_instead_of_skipping_it(
+    log_mark: int,
+    loaded: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     es_server.faults.only_paths("_search")
     es_server.faults.shard_failure_next(2)
     result = SyncService(make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=50)).run()
@@ -102,8 +120,14 @@ def _fail_after_first_page(db: sa.Engine, table: str, es_server: EsProtocolServe
 
 
 def test_retries_exhausted_fail_the_run_and_the_next_run_completes(
-        log_mark: int, loaded: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    log_mark: int,
+    loaded: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     service = SyncService(make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=40, RTARF_SYNC_MAX_RETRIES=1))
     es_server.faults.only_paths("_search")
     es_server.faults.delay_next(1000, 0.1)
@@ -125,8 +149,14 @@ def test_retries_exhausted_fail_the_run_and_the_next_run_completes(
 
 
 def test_an_expired_point_in_time_is_reopened_and_nothing_is_lost(
-        log_mark: int, loaded: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    log_mark: int,
+    loaded: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     es_server.faults.only_paths("_search")
     es_server.faults.expire_pits_at_search(2)  # the second page meets an unknown context
     service = SyncService(make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=30))
@@ -139,10 +169,14 @@ def test_an_expired_point_in_time_is_reopened_and_nothing_is_lost(
     assert _pits_balanced(es_server, log_mark)
 
 
-def test_lost_postgresql_connections_are_retried(loaded: EngineHttp, es_server: EsProtocolServer,
-                                                 index_name: str, table_name: str,
-                                                 make_settings: Callable[..., Settings],
-                                                 db_engine: sa.Engine) -> None:
+def test_lost_postgresql_connections_are_retried(
+    loaded: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     es_server.faults.only_paths("_search")
     es_server.faults.delay_next(6, 0.2)
     stop = threading.Event()
@@ -151,9 +185,12 @@ def test_lost_postgresql_connections_are_retried(loaded: EngineHttp, es_server: 
     def terminate_backends() -> None:
         while not stop.is_set():
             with db_engine.connect() as connection:
-                killed = connection.execute(sa.text(
-                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = 'rtarf-event-sync'")).scalar()
+                killed = connection.execute(
+                    sa.text(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'rtarf-event-sync'"
+                    )
+                ).scalar()
                 terminated.append(int(killed or 0))
                 connection.commit()
             time.sleep(0.25)
@@ -161,8 +198,9 @@ def test_lost_postgresql_connections_are_retried(loaded: EngineHttp, es_server: 
     killer = threading.Thread(target=terminate_backends)
     killer.start()
     try:
-        result = SyncService(make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=20,
-                                           RTARF_SYNC_MAX_RETRIES=10)).run()
+        result = SyncService(
+            make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=20, RTARF_SYNC_MAX_RETRIES=10)
+        ).run()
     finally:
         stop.set()
         killer.join()
@@ -170,10 +208,14 @@ def test_lost_postgresql_connections_are_retried(loaded: EngineHttp, es_server: 
     assert result.status == "success", result.error
     # Exact, not inserted + unchanged: a page whose commit landed before its answer was lost
     # must be counted once, not written again and counted as unchanged.
-    assert (result.inserted, result.updated, result.unchanged, result.total_processed, result.pages) == \
-        (120, 0, 0, 120, 6)
-    assert scalar(db_engine, "SELECT total_processed FROM rtarf_sync_runs WHERE target_table = :t",
-                  t=table_name) == 120
+    assert (result.inserted, result.updated, result.unchanged, result.total_processed, result.pages) == (
+        120,
+        0,
+        0,
+        120,
+        6,
+    )
+    assert scalar(db_engine, "SELECT total_processed FROM rtarf_sync_runs WHERE target_table = :t", t=table_name) == 120
     assert table_docs(db_engine, table_name) == engine_docs(loaded, index_name)
 
 
@@ -201,8 +243,13 @@ def test_serialization_failures_and_deadlocks_count_as_transient(db_engine: sa.E
 
 
 def test_a_stale_owner_cannot_commit_after_another_took_over(
-        loaded: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    loaded: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     settings = make_settings(loaded, index_name, RTARF_SYNC_BATCH_SIZE=40, RTARF_LEASE_TTL_SECONDS=5)
     es_server.faults.only_paths("_search")
     es_server.faults.delay_next(1, 0)
@@ -212,14 +259,21 @@ def test_a_stale_owner_cannot_commit_after_another_took_over(
     outcome: dict[str, SyncResult] = {}
     worker = threading.Thread(target=lambda: outcome.update(result=stale.run()))
     worker.start()
-    wait_for(lambda: scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t",
-                            t=table_name) == 1, what="the stale owner's first page")
+    wait_for(
+        lambda: scalar(db_engine, "SELECT max(pages) FROM rtarf_sync_runs WHERE target_table = :t", t=table_name) == 1,
+        what="the stale owner's first page",
+    )
     # The owner now stalls on page 2. Like a paused or partitioned process, it lost its lease
     # meanwhile: another owner took it (a new epoch) and let it lapse. Done in one statement, so
     # the stalled owner's renewal thread cannot renew in between.
     with db_engine.begin() as connection:
-        connection.execute(sa.text("UPDATE rtarf_sync_lease SET epoch = epoch + 1, owner = 'an-owner-since-gone', "
-                                   "expires_at = now() - interval '1 second' WHERE name = :t"), {"t": table_name})
+        connection.execute(
+            sa.text(
+                "UPDATE rtarf_sync_lease SET epoch = epoch + 1, owner = 'an-owner-since-gone', "
+                "expires_at = now() - interval '1 second' WHERE name = :t"
+            ),
+            {"t": table_name},
+        )
     taker = SyncService(settings).run()
     worker.join(30)
     stale_result = outcome["result"]

@@ -51,26 +51,34 @@ def test_auto_detects_each_engine(engine: EngineHttp, index_name: str, make_sett
 
 
 def test_scroll_mode_copies_everything_and_clears_its_scroll(
-        engine: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    engine: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _load(engine, index_name, 230)
     mark = len(es_server.request_log)
-    service = SyncService(make_settings(engine, index_name, RTARF_SYNC_READ_MODE="scroll",
-                                        RTARF_SYNC_BATCH_SIZE=50))
+    service = SyncService(make_settings(engine, index_name, RTARF_SYNC_READ_MODE="scroll", RTARF_SYNC_BATCH_SIZE=50))
     result = service.run()
     assert (result.status, result.read_mode, result.inserted, result.pages) == ("success", "scroll", 230, 5)
     service.close()
     if engine.kind == "opensearch":
-        assert engine.call("GET", "/_nodes/stats/indices/search")["nodes"].popitem()[1]["indices"]["search"][
-            "scroll_current"] == 0
+        assert (
+            engine.call("GET", "/_nodes/stats/indices/search")["nodes"].popitem()[1]["indices"]["search"][
+                "scroll_current"
+            ]
+            == 0
+        )
     else:
         assert _scrolls_cleared(es_server, mark) == 1
     assert table_docs(db_engine, table_name) == engine_docs(engine, index_name)
 
 
 def test_point_in_time_is_closed_after_success_and_failure(
-        engine: EngineHttp, es_server: EsProtocolServer, index_name: str,
-        make_settings: Callable[..., Settings]) -> None:
+    engine: EngineHttp, es_server: EsProtocolServer, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
     _load(engine, index_name, 60)
     mark: int | set[str] = _pit_ids(engine) if engine.kind == "opensearch" else len(es_server.request_log)
     ok = SyncService(make_settings(engine, index_name, RTARF_SYNC_BATCH_SIZE=25))
@@ -91,11 +99,13 @@ def test_point_in_time_is_closed_after_success_and_failure(
 
 
 def test_refresh_makes_acknowledged_documents_searchable_on_both_engines(
-        engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings]) -> None:
+    engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
     engine.create_index(index_name)  # no automatic refresh
     engine.bulk(bulk_payload(index_name, (make_event(n) for n in range(3))))
     api = build_api(make_settings(engine, "rtarf-events-*"))
     try:
+
         def searchable() -> int:
             return len(api.search({"query": {"match_all": {}}, "size": 10}, index=index_name)["hits"]["hits"])
 

@@ -54,14 +54,29 @@ FAULTS = {
 
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_faults_are_retried_and_nothing_is_lost_or_written_twice(
-        name: str, engine: EngineHttp, proxy: FaultProxy, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    name: str,
+    engine: EngineHttp,
+    proxy: FaultProxy,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _load(engine, index_name)
     template = FAULTS[name]
-    fault = proxy.add(Fault(template.kind, template.status, template.seconds, template.path, template.nth,
-                            template.times))
-    service = SyncService(make_settings(engine, index_name, RTARF_ES_URL=proxy.url, RTARF_SYNC_BATCH_SIZE=BATCH,
-                                        RTARF_ES_REQUEST_TIMEOUT_SECONDS=1.5, RTARF_SYNC_MAX_RETRIES=4))
+    fault = proxy.add(
+        Fault(template.kind, template.status, template.seconds, template.path, template.nth, template.times)
+    )
+    service = SyncService(
+        make_settings(
+            engine,
+            index_name,
+            RTARF_ES_URL=proxy.url,
+            RTARF_SYNC_BATCH_SIZE=BATCH,
+            RTARF_ES_REQUEST_TIMEOUT_SECONDS=1.5,
+            RTARF_SYNC_MAX_RETRIES=4,
+        )
+    )
     result = service.run()
     service.close()
     assert fault.applied == fault.times, "the fault really happened"
@@ -74,18 +89,24 @@ def test_faults_are_retried_and_nothing_is_lost_or_written_twice(
 
 
 def test_retries_exhausted_on_the_real_node_fail_clearly_and_the_next_run_completes(
-        opensearch: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings],
-        db_engine: sa.Engine) -> None:
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _load(opensearch, index_name)
     proxy = FaultProxy(opensearch.url).start()
     try:
         proxy.add(Fault("status", status=429, path="_search", nth=2, times=100))
-        settings = make_settings(opensearch, index_name, RTARF_ES_URL=proxy.url, RTARF_SYNC_BATCH_SIZE=BATCH,
-                                 RTARF_SYNC_MAX_RETRIES=2)
+        settings = make_settings(
+            opensearch, index_name, RTARF_ES_URL=proxy.url, RTARF_SYNC_BATCH_SIZE=BATCH, RTARF_SYNC_MAX_RETRIES=2
+        )
         failed = SyncService(settings).run()
         assert failed.status == "failed" and failed.pages == 1
         assert failed.error is not None and failed.error.startswith(
-            "search page failed after 3 attempts: search: HTTP 429 rejected_execution_exception")
+            "search page failed after 3 attempts: search: HTTP 429 rejected_execution_exception"
+        )
         proxy.clear()
         done = SyncService(settings).run()
     finally:
@@ -95,16 +116,28 @@ def test_retries_exhausted_on_the_real_node_fail_clearly_and_the_next_run_comple
 
 
 def test_a_point_in_time_that_really_expires_is_reopened_and_nothing_is_lost(
-        opensearch: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings],
-        db_engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _load(opensearch, index_name)
     proxy = FaultProxy(opensearch.url).start()
     try:
         # The second page is held back for longer than the keep-alive; the node drops the context.
         proxy.add(Fault("delay", seconds=5, path="_search", nth=2))
-        service = SyncService(make_settings(opensearch, index_name, RTARF_ES_URL=proxy.url,
-                                            RTARF_SYNC_BATCH_SIZE=BATCH, RTARF_PIT_KEEP_ALIVE="2s",
-                                            RTARF_ES_REQUEST_TIMEOUT_SECONDS=30))
+        service = SyncService(
+            make_settings(
+                opensearch,
+                index_name,
+                RTARF_ES_URL=proxy.url,
+                RTARF_SYNC_BATCH_SIZE=BATCH,
+                RTARF_PIT_KEEP_ALIVE="2s",
+                RTARF_ES_REQUEST_TIMEOUT_SECONDS=30,
+            )
+        )
         with caplog.at_level(logging.WARNING, logger="rtarf_sync.reader"):
             result = service.run()
         service.close()
@@ -113,7 +146,8 @@ def test_a_point_in_time_that_really_expires_is_reopened_and_nothing_is_lost(
     assert result.status == "success", result.error
     assert (result.inserted, result.updated, result.unchanged) == (EVENTS, 0, 0)
     assert len(result.warnings) == 1 and result.warnings[0].startswith(
-        "the point in time expired after page 1 (search: HTTP 404 search_context_missing_exception")
+        "the point in time expired after page 1 (search: HTTP 404 search_context_missing_exception"
+    )
     assert "reopened it and resumed after sort values" in result.warnings[0]
     assert result.warnings[0] in caplog.text
     opened = [seen for seen in proxy.requests if seen.method == "POST" and seen.path.endswith("/point_in_time")]

@@ -39,8 +39,9 @@ def _index_docs(engine: EngineHttp, index: str, docs: dict[str, dict[str, Any]])
     assert answer["errors"] is False
 
 
-def _read_all(api: SearchApi, index: str, size: int, query: dict[str, Any] | None = None,
-              reader: type = PitReader) -> list[list[dict[str, Any]]]:
+def _read_all(
+    api: SearchApi, index: str, size: int, query: dict[str, Any] | None = None, reader: type = PitReader
+) -> list[list[dict[str, Any]]]:
     plan = ReadPlan(index, query or MATCH_ALL, "@timestamp", size, "1m")
     with reader(api, plan, RetryPolicy(0)) as pages:
         return [_typed(page) for page in pages.pages()]
@@ -69,7 +70,8 @@ def test_every_document_exactly_once_and_in_order(engine: EngineHttp, api: Searc
 
 
 def test_many_documents_sharing_one_cursor_value_cross_page_boundaries(
-        engine: EngineHttp, api: SearchApi, index_name: str) -> None:
+    engine: EngineHttp, api: SearchApi, index_name: str
+) -> None:
     engine.create_index(index_name)
     same = {f"same-{n:04d}": {"@timestamp": "2025-11-14T10:00:00.000Z", "n": n} for n in range(230)}
     before = {"before": {"@timestamp": "2025-11-14T09:59:59.999Z", "n": -1}}
@@ -108,14 +110,18 @@ def test_documents_are_not_searchable_until_refresh(engine: EngineHttp, api: Sea
     assert sum(len(page) for page in _read_all(api, index_name, size=5)) == 12
 
 
-@pytest.mark.parametrize("bounds, expected", [
-    ({"gte": "2025-11-14T10:00:01.000Z", "lte": "2025-11-14T10:00:03.000Z"}, ["t1", "t2", "t3"]),
-    ({"gt": "2025-11-14T10:00:01.000Z", "lt": "2025-11-14T10:00:03.000Z"}, ["t2"]),
-    ({"gte": "2025-11-14T17:00:02.000+07:00"}, ["t2", "t3", "t4"]),
-    ({"lt": "2025-11-14T10:00:01.000Z"}, ["t0"]),
-])
-def test_range_bounds_inclusive_and_exclusive(engine: EngineHttp, api: SearchApi, index_name: str,
-                                              bounds: dict[str, str], expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    "bounds, expected",
+    [
+        ({"gte": "2025-11-14T10:00:01.000Z", "lte": "2025-11-14T10:00:03.000Z"}, ["t1", "t2", "t3"]),
+        ({"gt": "2025-11-14T10:00:01.000Z", "lt": "2025-11-14T10:00:03.000Z"}, ["t2"]),
+        ({"gte": "2025-11-14T17:00:02.000+07:00"}, ["t2", "t3", "t4"]),
+        ({"lt": "2025-11-14T10:00:01.000Z"}, ["t0"]),
+    ],
+)
+def test_range_bounds_inclusive_and_exclusive(
+    engine: EngineHttp, api: SearchApi, index_name: str, bounds: dict[str, str], expected: list[str]
+) -> None:
     engine.create_index(index_name)
     _index_docs(engine, index_name, {f"t{n}": {"@timestamp": f"2025-11-14T10:00:0{n}.000Z"} for n in range(5)})
     engine.refresh(index_name)
@@ -137,11 +143,15 @@ def test_documents_missing_the_cursor_field_sort_last(engine: EngineHttp, api: S
 
 def test_mixed_time_zones_sort_by_instant(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
     engine.create_index(index_name)
-    _index_docs(engine, index_name, {
-        "bangkok-11": {"@timestamp": "2025-01-01T11:00:00+07:00"},  # 04:00Z
-        "utc-05": {"@timestamp": "2025-01-01T05:00:00Z"},
-        "utc-03": {"@timestamp": "2025-01-01T03:00:00.000Z"},
-    })
+    _index_docs(
+        engine,
+        index_name,
+        {
+            "bangkok-11": {"@timestamp": "2025-01-01T11:00:00+07:00"},  # 04:00Z
+            "utc-05": {"@timestamp": "2025-01-01T05:00:00Z"},
+            "utc-03": {"@timestamp": "2025-01-01T03:00:00.000Z"},
+        },
+    )
     engine.refresh(index_name)
     hits = [hit for page in _read_all(api, index_name, size=10) for hit in page]
     assert [hit["_id"] for hit in hits] == ["utc-03", "bangkok-11", "utc-05"]
@@ -185,14 +195,25 @@ def test_slices_of_one_point_in_time_partition_it(engine: EngineHttp, api: Searc
 def test_ids_lookup_restricted_to_one_index(engine: EngineHttp, api: SearchApi, index_name: str) -> None:
     for suffix in ("a", "b"):
         engine.create_index(f"{index_name}-{suffix}")
-        _index_docs(engine, f"{index_name}-{suffix}", {"same": {"@timestamp": "2025-11-14T10:00:00Z"},
-                                                       f"only-{suffix}": {"@timestamp": "2025-11-14T10:00:00Z"}})
+        _index_docs(
+            engine,
+            f"{index_name}-{suffix}",
+            {"same": {"@timestamp": "2025-11-14T10:00:00Z"}, f"only-{suffix}": {"@timestamp": "2025-11-14T10:00:00Z"}},
+        )
         engine.refresh(f"{index_name}-{suffix}")
-    query = {"bool": {"filter": [{"ids": {"values": ["same", "only-a", "only-b", "never"]}},
-                                 {"term": {"_index": f"{index_name}-a"}}]}}
+    query = {
+        "bool": {
+            "filter": [
+                {"ids": {"values": ["same", "only-a", "only-b", "never"]}},
+                {"term": {"_index": f"{index_name}-a"}},
+            ]
+        }
+    }
     answer = api.search({"size": 10, "_source": False, "query": query}, index=f"{index_name}-*")
     assert sorted((hit["_index"], hit["_id"]) for hit in answer["hits"]["hits"]) == [
-        (f"{index_name}-a", "only-a"), (f"{index_name}-a", "same")]
+        (f"{index_name}-a", "only-a"),
+        (f"{index_name}-a", "same"),
+    ]
     assert api.resolve_indices(f"{index_name}-a,{index_name}-gone") == {f"{index_name}-a": True}
 
 
@@ -200,8 +221,16 @@ def test_index_expressions_resolve_to_concrete_indices(engine: EngineHttp, api: 
     a, b, c = (f"{index_name}-{suffix}" for suffix in "abc")
     for name in (a, b, c):
         engine.create_index(name)
-    engine.call("POST", "/_aliases", {"actions": [{"add": {"index": b, "alias": f"{index_name}-al"}},
-                                                  {"add": {"index": c, "alias": f"{index_name}-al"}}]})
+    engine.call(
+        "POST",
+        "/_aliases",
+        {
+            "actions": [
+                {"add": {"index": b, "alias": f"{index_name}-al"}},
+                {"add": {"index": c, "alias": f"{index_name}-al"}},
+            ]
+        },
+    )
     assert api.resolve_indices(f"{index_name}-al") == {b: True, c: True}  # an alias alone: its members
     assert api.resolve_indices(f"{index_name}-*,-{c}") == {a: True, b: True}
     assert api.resolve_indices(f"{a},{index_name}-al,{index_name}-none") == {a: True, b: True, c: True}

@@ -38,13 +38,20 @@ def _load(engine: EngineHttp, index: str, count: int) -> None:
 
 
 def test_auto_mode_falls_back_to_scroll_on_an_engine_without_point_in_time(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _load(elasticsearch, index_name, 75)
     es_server.faults.only_paths("/_pit")
     es_server.faults.fail_next(1, status=405)  # what an engine without the endpoint answers
-    service = SyncService(make_settings(elasticsearch, index_name, RTARF_SYNC_READ_MODE="auto",
-                                        RTARF_SYNC_BATCH_SIZE=20))
+    service = SyncService(
+        make_settings(elasticsearch, index_name, RTARF_SYNC_READ_MODE="auto", RTARF_SYNC_BATCH_SIZE=20)
+    )
     with caplog.at_level(logging.WARNING, logger="rtarf_sync.sync"):
         result = service.run()
     service.close()
@@ -55,8 +62,13 @@ def test_auto_mode_falls_back_to_scroll_on_an_engine_without_point_in_time(
 
 
 def test_timed_out_answers_are_retried_not_taken_as_complete(
-        elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _load(elasticsearch, index_name, 90)
     es_server.faults.timed_out_next(2)
     result = SyncService(make_settings(elasticsearch, index_name, RTARF_SYNC_BATCH_SIZE=40)).run()
@@ -87,10 +99,15 @@ class StuckEngine:
 
     def search(self, body: Json, index: str | None = None, scroll: str | None = None) -> Json:
         self.searches += 1
-        hit = {"_index": "rtarf-events-stuck", "_id": "one", "_seq_no": 1, "_primary_term": 1,
-               "_source": {"@timestamp": "2025-11-14T10:00:00Z"}, "sort": [1763114400000, 7]}
-        return {"pit_id": "pit-1", "timed_out": False, "_shards": {"total": 1, "failed": 0},
-                "hits": {"hits": [hit]}}
+        hit = {
+            "_index": "rtarf-events-stuck",
+            "_id": "one",
+            "_seq_no": 1,
+            "_primary_term": 1,
+            "_source": {"@timestamp": "2025-11-14T10:00:00Z"},
+            "sort": [1763114400000, 7],
+        }
+        return {"pit_id": "pit-1", "timed_out": False, "_shards": {"total": 1, "failed": 0}, "hits": {"hits": [hit]}}
 
     search_hits = search  # answered as dicts: the careful path
 
@@ -111,7 +128,8 @@ def test_a_paging_cursor_that_does_not_advance_fails_clearly() -> None:
 
 
 def test_a_run_over_a_stuck_cursor_fails_with_that_message_and_keeps_its_first_page(
-        make_settings: Callable[..., Settings], table_name: str, db_engine: sa.Engine) -> None:
+    make_settings: Callable[..., Settings], table_name: str, db_engine: sa.Engine
+) -> None:
     settings = make_settings(RTARF_ES_INDEX="rtarf-events-stuck")
     service = SyncService(settings, api=StuckEngine())  # type: ignore[arg-type]  # a stand-in for a SearchApi
     result = service.run()
@@ -120,9 +138,9 @@ def test_a_run_over_a_stuck_cursor_fails_with_that_message_and_keeps_its_first_p
     assert scalar(db_engine, f'SELECT count(*) FROM "{table_name}"') == 1
 
 
-def test_several_engine_urls_with_the_first_one_down(engine: EngineHttp, index_name: str, table_name: str,
-                                                     make_settings: Callable[..., Settings],
-                                                     db_engine: sa.Engine) -> None:
+def test_several_engine_urls_with_the_first_one_down(
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
     _load(engine, index_name, 50)
     urls = f"http://127.0.0.1:{free_port()},{engine.url}"
     result = SyncService(make_settings(engine, index_name, RTARF_ES_URL=urls)).run()
@@ -135,8 +153,12 @@ def _pits(opensearch: EngineHttp) -> dict[str, Any]:
 
 
 def test_the_point_in_time_keep_alive_setting_reaches_the_engine(
-        opensearch: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings],
-        db_engine: sa.Engine) -> None:
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _load(opensearch, index_name, 30)
     settings = make_settings(opensearch, index_name, RTARF_PIT_KEEP_ALIVE="37s", RTARF_SYNC_BATCH_SIZE=10)
     before = set(_pits(opensearch))
@@ -146,6 +168,7 @@ def test_the_point_in_time_keep_alive_setting_reaches_the_engine(
     with target_locked(db_engine, table_name):  # the run reads page 1, then waits to write it
         worker = threading.Thread(target=lambda: outcome.update(result=service.run()))
         worker.start()
+
         def opened() -> list[int]:
             # A point in time still being created shows the node's creation keep-alive (2 s here).
             alive = [pit["keep_alive"] for pit_id, pit in _pits(opensearch).items() if pit_id not in before]
@@ -177,8 +200,14 @@ def test_bad_start_up_settings_name_the_variable(environ: dict[str, str], name: 
 
 @pytest.mark.parametrize(("environ", "name"), [BAD_START[0], BAD_START[2], BAD_START[4], BAD_START[5]])
 def test_bad_start_up_settings_stop_the_command_line(environ: dict[str, str], name: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "rtarf_sync", "sync"], cwd=ROOT, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", **environ}, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "rtarf_sync", "sync"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **environ},
+        timeout=60,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and name in lines[0], done.stderr

@@ -53,78 +53,134 @@ def _load(engine: EngineHttp, index: str, count: int = 30) -> None:
     engine.refresh(index)
 
 
-def test_verified_tls_with_the_session_ca_works(engine: EngineHttp, tls_proxy: FaultProxy,
-                                                certs: tuple[Certs, Certs], index_name: str, table_name: str,
-                                                make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+def test_verified_tls_with_the_session_ca_works(
+    engine: EngineHttp,
+    tls_proxy: FaultProxy,
+    certs: tuple[Certs, Certs],
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
     _load(engine, index_name)
     assert tls_proxy.url.startswith("https://")
-    result = SyncService(make_settings(engine, index_name, RTARF_ES_URL=tls_proxy.url,
-                                       RTARF_ES_CA_CERTS=str(certs[0].ca_cert))).run()
+    result = SyncService(
+        make_settings(engine, index_name, RTARF_ES_URL=tls_proxy.url, RTARF_ES_CA_CERTS=str(certs[0].ca_cert))
+    ).run()
     assert (result.status, result.inserted) == ("success", 30), result.error
     assert table_docs(db_engine, table_name) == engine_docs(engine, index_name)
     assert any(seen.path.endswith("/_search") for seen in tls_proxy.requests)
 
 
-def test_a_wrong_ca_fails_at_once_with_one_clear_message(engine: EngineHttp, tls_proxy: FaultProxy,
-                                                         certs: tuple[Certs, Certs], index_name: str,
-                                                         make_settings: Callable[..., Settings],
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_a_wrong_ca_fails_at_once_with_one_clear_message(
+    engine: EngineHttp,
+    tls_proxy: FaultProxy,
+    certs: tuple[Certs, Certs],
+    index_name: str,
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _load(engine, index_name)
-    service = SyncService(make_settings(engine, index_name, RTARF_ES_URL=tls_proxy.url, RTARF_SYNC_MAX_RETRIES=5,
-                                        RTARF_ES_CA_CERTS=str(certs[1].ca_cert)))
+    service = SyncService(
+        make_settings(
+            engine,
+            index_name,
+            RTARF_ES_URL=tls_proxy.url,
+            RTARF_SYNC_MAX_RETRIES=5,
+            RTARF_ES_CA_CERTS=str(certs[1].ca_cert),
+        )
+    )
     with caplog.at_level(logging.WARNING):
         result = service.run()
     service.close()
     assert result.status == "failed"
-    assert (result.error or "").startswith("open point in time: TLS handshake with the engine failed "
-                                           "(certificate verify failed")
+    assert (result.error or "").startswith(
+        "open point in time: TLS handshake with the engine failed (certificate verify failed"
+    )
     assert "check RTARF_ES_CA_CERTS" in (result.error or "")
     retries = [record for record in caplog.records if record.name == "rtarf_sync.retry"]
     assert retries == [], "a certificate problem is not retried"
     assert tls_proxy.requests == [], "no request got through"
 
 
-def test_verify_certs_false_works_and_says_so(engine: EngineHttp, tls_proxy: FaultProxy, index_name: str,
-                                              make_settings: Callable[..., Settings],
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_verify_certs_false_works_and_says_so(
+    engine: EngineHttp,
+    tls_proxy: FaultProxy,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _load(engine, index_name)
     with caplog.at_level(logging.WARNING, logger="rtarf_sync.clients"):
-        result = SyncService(make_settings(engine, index_name, RTARF_ES_URL=tls_proxy.url,
-                                           RTARF_ES_VERIFY_CERTS="false")).run()
+        result = SyncService(
+            make_settings(engine, index_name, RTARF_ES_URL=tls_proxy.url, RTARF_ES_VERIFY_CERTS="false")
+        ).run()
     assert (result.status, result.inserted) == ("success", 30), result.error
     assert "RTARF_ES_VERIFY_CERTS=false: the engine's TLS certificate is not verified" in caplog.text
 
 
 @pytest.mark.parametrize("credential", ["api_key", "basic"])
 def test_credentials_arrive_in_the_header_the_engine_expects(
-        credential: str, engine: EngineHttp, tls_proxy: FaultProxy, certs: tuple[Certs, Certs], index_name: str,
-        make_settings: Callable[..., Settings]) -> None:
+    credential: str,
+    engine: EngineHttp,
+    tls_proxy: FaultProxy,
+    certs: tuple[Certs, Certs],
+    index_name: str,
+    make_settings: Callable[..., Settings],
+) -> None:
     _load(engine, index_name, 5)
-    auth = ({"RTARF_ES_API_KEY": API_KEY_CANARY} if credential == "api_key"
-            else {"RTARF_ES_USERNAME": "rtarf-sync", "RTARF_ES_PASSWORD": PASSWORD_CANARY})
-    result = SyncService(make_settings(engine, index_name, RTARF_ES_URL=tls_proxy.url,
-                                       RTARF_ES_CA_CERTS=str(certs[0].ca_cert), **auth)).run()
+    auth = (
+        {"RTARF_ES_API_KEY": API_KEY_CANARY}
+        if credential == "api_key"
+        else {"RTARF_ES_USERNAME": "rtarf-sync", "RTARF_ES_PASSWORD": PASSWORD_CANARY}
+    )
+    result = SyncService(
+        make_settings(engine, index_name, RTARF_ES_URL=tls_proxy.url, RTARF_ES_CA_CERTS=str(certs[0].ca_cert), **auth)
+    ).run()
     assert result.status == "success", result.error
-    expected = (f"ApiKey {API_KEY_CANARY}" if credential == "api_key"
-                else "Basic " + base64.b64encode(f"rtarf-sync:{PASSWORD_CANARY}".encode()).decode())
+    expected = (
+        f"ApiKey {API_KEY_CANARY}"
+        if credential == "api_key"
+        else "Basic " + base64.b64encode(f"rtarf-sync:{PASSWORD_CANARY}".encode()).decode()
+    )
     headers = {seen.headers.get("authorization") for seen in tls_proxy.requests}
     assert headers == {expected}, "every request carried the credential, in the engine's scheme"
 
 
 @pytest.mark.parametrize("credential", ["api_key", "basic"])
-def test_no_canary_leaves_the_service(credential: str, engine: EngineHttp, tls_proxy: FaultProxy,
-                                      certs: tuple[Certs, Certs], index_name: str, table_name: str,
-                                      database_url: str, capsys: pytest.CaptureFixture[str],
-                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_no_canary_leaves_the_service(
+    credential: str,
+    engine: EngineHttp,
+    tls_proxy: FaultProxy,
+    certs: tuple[Certs, Certs],
+    index_name: str,
+    table_name: str,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _load(engine, index_name, 5)
-    auth = ({"RTARF_ES_API_KEY": API_KEY_CANARY} if credential == "api_key"
-            else {"RTARF_ES_USERNAME": "rtarf-sync", "RTARF_ES_PASSWORD": PASSWORD_CANARY})
+    auth = (
+        {"RTARF_ES_API_KEY": API_KEY_CANARY}
+        if credential == "api_key"
+        else {"RTARF_ES_USERNAME": "rtarf-sync", "RTARF_ES_PASSWORD": PASSWORD_CANARY}
+    )
     canary = API_KEY_CANARY if credential == "api_key" else PASSWORD_CANARY
-    settings = load_settings({
-        "RTARF_DATABASE_URL": database_url, "RTARF_TABLE": table_name, "RTARF_ES_INDEX": index_name,
-        "RTARF_ES_URL": tls_proxy.url, "RTARF_SOURCE_ENGINE": engine.kind, "RTARF_ES_CA_CERTS": str(certs[0].ca_cert),
-        "RTARF_API_TOKEN": TOKEN_CANARY, "RTARF_SYNC_ENABLED": "false", "RTARF_LOG_LEVEL": "DEBUG",
-        "RTARF_SYNC_SETTLE_SECONDS": "0", **auth})
+    settings = load_settings(
+        {
+            "RTARF_DATABASE_URL": database_url,
+            "RTARF_TABLE": table_name,
+            "RTARF_ES_INDEX": index_name,
+            "RTARF_ES_URL": tls_proxy.url,
+            "RTARF_SOURCE_ENGINE": engine.kind,
+            "RTARF_ES_CA_CERTS": str(certs[0].ca_cert),
+            "RTARF_API_TOKEN": TOKEN_CANARY,
+            "RTARF_SYNC_ENABLED": "false",
+            "RTARF_LOG_LEVEL": "DEBUG",
+            "RTARF_SYNC_SETTLE_SECONDS": "0",
+            **auth,
+        }
+    )
     app = create_app(settings)
     try:
         client = app.test_client()

@@ -17,10 +17,14 @@ NUL = "\u0000"
 
 def _create_lenient_index(engine: EngineHttp, index: str) -> None:
     """A date-mapped cursor that still accepts malformed values, as many real indices do."""
-    engine.call("PUT", f"/{index}", {
-        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-        "mappings": {"properties": {"@timestamp": {"type": "date", "ignore_malformed": True}}},
-    })
+    engine.call(
+        "PUT",
+        f"/{index}",
+        {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": {"properties": {"@timestamp": {"type": "date", "ignore_malformed": True}}},
+        },
+    )
 
 
 def _bad_and_good(index: str) -> dict[str, dict[str, object]]:
@@ -33,20 +37,27 @@ def _bad_and_good(index: str) -> dict[str, dict[str, object]]:
 
 
 def test_bad_documents_go_to_dead_letters_and_the_page_still_lands(
-        engine: EngineHttp, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
     _create_lenient_index(engine, index_name)
     assert index_docs(engine, index_name, _bad_and_good(index_name))["errors"] is False
     engine.refresh(index_name)
-    service = SyncService(make_settings(engine, index_name, RTARF_SYNC_MAX_DOCUMENT_BYTES=5000,
-                                        RTARF_SYNC_BATCH_SIZE=50))
+    service = SyncService(
+        make_settings(engine, index_name, RTARF_SYNC_MAX_DOCUMENT_BYTES=5000, RTARF_SYNC_BATCH_SIZE=50)
+    )
     result = service.run()
     assert (result.status, result.inserted, result.failed, result.pages) == ("partial", 8, 4, 1)
     stored = {row.es_id for row in rows(db_engine, f'SELECT es_id FROM "{table_name}"')}
     assert stored == {f"good-{n}" for n in range(8)}
-    dead = {row.es_id: row for row in rows(
-        db_engine, "SELECT es_index, es_id, reason, failed_at, raw_document FROM rtarf_sync_dead_letters "
-                   "WHERE target_table = :t", t=table_name)}
+    dead = {
+        row.es_id: row
+        for row in rows(
+            db_engine,
+            "SELECT es_index, es_id, reason, failed_at, raw_document FROM rtarf_sync_dead_letters "
+            "WHERE target_table = :t",
+            t=table_name,
+        )
+    }
     assert set(dead) == {"not-a-date", "nul-char", "too-big", "no-cursor"}
     assert "not a date" in dead["not-a-date"].reason
     assert "NUL" in dead["nul-char"].reason and "\\u0000" in dead["nul-char"].raw_document
@@ -58,13 +69,14 @@ def test_bad_documents_go_to_dead_letters_and_the_page_still_lands(
 
 
 def test_rerun_does_not_dead_letter_the_same_version_twice(
-        engine: EngineHttp, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
     _create_lenient_index(engine, index_name)
     index_docs(engine, index_name, _bad_and_good(index_name))
     engine.refresh(index_name)
-    settings = make_settings(engine, index_name, RTARF_SYNC_MAX_DOCUMENT_BYTES=5000,
-                             RTARF_SYNC_OVERLAP_SECONDS=86400 * 3650)
+    settings = make_settings(
+        engine, index_name, RTARF_SYNC_MAX_DOCUMENT_BYTES=5000, RTARF_SYNC_OVERLAP_SECONDS=86400 * 3650
+    )
     service = SyncService(settings)
     assert service.run().failed == 4
     again = service.run()
@@ -72,8 +84,9 @@ def test_rerun_does_not_dead_letter_the_same_version_twice(
     count = "SELECT count(*) FROM rtarf_sync_dead_letters WHERE target_table = :t"
     assert scalar(db_engine, count, t=table_name) == 4
     # A new version of a bad document is a new dead letter; a fixed one lands.
-    index_docs(engine, index_name, {"nul-char": {**make_event(101), "message": f"still{NUL}bad"},
-                                    "too-big": make_event(102)})
+    index_docs(
+        engine, index_name, {"nul-char": {**make_event(101), "message": f"still{NUL}bad"}, "too-big": make_event(102)}
+    )
     engine.refresh(index_name)
     third = service.run()
     assert (third.failed, third.inserted) == (1, 1)
@@ -82,22 +95,32 @@ def test_rerun_does_not_dead_letter_the_same_version_twice(
 
 
 def test_a_row_postgresql_refuses_is_set_aside_by_its_error(
-        engine: EngineHttp, index_name: str, table_name: str,
-        make_settings: Callable[..., Settings], db_engine: sa.Engine) -> None:
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
     """A row that passes every check here but breaks a constraint an operator added costs only that row."""
     engine.create_index(index_name)
-    index_docs(engine, index_name, {"ok-1": make_event(1), "ok-2": make_event(2),
-                                    "refused": {**make_event(3), "severity": "forbidden"}})
+    index_docs(
+        engine,
+        index_name,
+        {"ok-1": make_event(1), "ok-2": make_event(2), "refused": {**make_event(3), "severity": "forbidden"}},
+    )
     engine.refresh(index_name)
     service = SyncService(make_settings(engine, index_name))
     service.ensure_tables()
     with db_engine.begin() as connection:
-        connection.execute(sa.text(f'ALTER TABLE "{table_name}" ADD CONSTRAINT no_forbidden '
-                                   "CHECK (source->>'severity' <> 'forbidden')"))
+        connection.execute(
+            sa.text(
+                f"ALTER TABLE \"{table_name}\" ADD CONSTRAINT no_forbidden CHECK (source->>'severity' <> 'forbidden')"
+            )
+        )
     result = service.run()
     assert (result.status, result.inserted, result.failed) == ("partial", 2, 1), result.error
-    reason = scalar(db_engine, "SELECT reason FROM rtarf_sync_dead_letters WHERE target_table = :t AND es_id = :i",
-                    t=table_name, i="refused")
+    reason = scalar(
+        db_engine,
+        "SELECT reason FROM rtarf_sync_dead_letters WHERE target_table = :t AND es_id = :i",
+        t=table_name,
+        i="refused",
+    )
     assert "PostgreSQL refused the row" in reason and "no_forbidden" in reason
     assert {r.es_id for r in rows(db_engine, f'SELECT es_id FROM "{table_name}"')} == {"ok-1", "ok-2"}
     service.close()

@@ -25,11 +25,19 @@ BASE = datetime(2026, 4, 1, tzinfo=timezone.utc)
 
 @pytest.mark.parametrize("slices", [1, 2])
 def test_a_full_run_never_moves_the_stored_cursor_back(
-        engine: EngineHttp, index_name: str, table_name: str, db_engine: sa.Engine,
-        make_settings: Callable[..., Settings], slices: int) -> None:
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+    slices: int,
+) -> None:
     engine.create_index(index_name)
-    index_docs(engine, index_name, {f"e{n:02d}": {"@timestamp": engine_time(BASE + timedelta(hours=n)), "n": n}
-                                    for n in range(12)})
+    index_docs(
+        engine,
+        index_name,
+        {f"e{n:02d}": {"@timestamp": engine_time(BASE + timedelta(hours=n)), "n": n} for n in range(12)},
+    )
     engine.refresh(index_name)
     service = SyncService(make_settings(engine, index_name, RTARF_SYNC_SLICES=slices))
     try:

@@ -25,8 +25,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from rtarf_sync.engine.target.documents import (CursorField, Deferred, EventRow, PageConverter, Rejected, convert_page,
-                                                to_row)
+from rtarf_sync.engine.target.documents import (
+    CursorField,
+    Deferred,
+    EventRow,
+    PageConverter,
+    Rejected,
+    convert_page,
+    to_row,
+)
 from rtarf_sync.engine.target.versions import newest_per_key
 from rtarf_sync.engine.fastjson import loads, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Hit, view
@@ -41,8 +48,10 @@ INDEX = "rtarf-events-tricky"
 
 def _hit(doc_id: str, seq_no: int, source: str, term: int = 1) -> str:
     """One hit as an engine writes it, `_source` spliced in as the raw text it was indexed with."""
-    return (f'{{"_index":"{INDEX}","_id":"{doc_id}","_version":1,"_seq_no":{seq_no},'
-            f'"_primary_term":{term},"_score":null,"_source":{source},"sort":[1763114400000,{seq_no}]}}')
+    return (
+        f'{{"_index":"{INDEX}","_id":"{doc_id}","_version":1,"_seq_no":{seq_no},'
+        f'"_primary_term":{term},"_score":null,"_source":{source},"sort":[1763114400000,{seq_no}]}}'
+    )
 
 
 def _page(with_surrogate: bool) -> bytes:
@@ -72,9 +81,10 @@ def _page(with_surrogate: bool) -> bytes:
 
 
 def _answer(hits: list[str]) -> bytes:
-    return ('{"pit_id":"p","took":3,"timed_out":false,"_shards":{"total":1,"successful":1,"failed":0},'
-            f'"hits":{{"total":{{"value":{len(hits)},"relation":"eq"}},"max_score":null,"hits":['
-            + ",".join(hits) + "]}}").encode()
+    return (
+        '{"pit_id":"p","took":3,"timed_out":false,"_shards":{"total":1,"successful":1,"failed":0},'
+        f'"hits":{{"total":{{"value":{len(hits)},"relation":"eq"}},"max_score":null,"hits":[' + ",".join(hits) + "]}}"
+    ).encode()
 
 
 def _typed_hits(raw: bytes) -> list[Hit]:
@@ -84,8 +94,7 @@ def _typed_hits(raw: bytes) -> list[Hit]:
 
 def _sink(db_engine: sa.Engine, table: str) -> tuple[PostgresSink, Fence, int]:
     sink, fence, _, run_id = held_sink(db_engine, table, INDEX)
-    stored = EventRow(INDEX, "stored-newer", datetime(2025, 11, 14, tzinfo=timezone.utc),
-                      b'{"v":"stored"}', 20, 1)
+    stored = EventRow(INDEX, "stored-newer", datetime(2025, 11, 14, tzinfo=timezone.utc), b'{"v":"stored"}', 20, 1)
     assert sink.write_page([stored], [], fence, run_id, 1).inserted == 1
     return sink, fence, run_id
 
@@ -107,22 +116,32 @@ def _careful(raw: bytes, sink: PostgresSink, fence: Fence, run_id: int) -> PageC
 
 
 def _differences(db: sa.Engine, fast: str, careful: str) -> list[Any]:
-    return rows(db, f'SELECT es_id FROM "{fast}" f FULL JOIN "{careful}" c USING (es_index, es_id) '
-                    "WHERE f.source IS DISTINCT FROM c.source OR f.event_timestamp IS DISTINCT FROM c.event_timestamp "
-                    "OR f.es_seq_no IS DISTINCT FROM c.es_seq_no "
-                    "OR f.es_primary_term IS DISTINCT FROM c.es_primary_term "
-                    "OR f.deleted_at IS DISTINCT FROM c.deleted_at")
+    return rows(
+        db,
+        f'SELECT es_id FROM "{fast}" f FULL JOIN "{careful}" c USING (es_index, es_id) '
+        "WHERE f.source IS DISTINCT FROM c.source OR f.event_timestamp IS DISTINCT FROM c.event_timestamp "
+        "OR f.es_seq_no IS DISTINCT FROM c.es_seq_no "
+        "OR f.es_primary_term IS DISTINCT FROM c.es_primary_term "
+        "OR f.deleted_at IS DISTINCT FROM c.deleted_at",
+    )
 
 
 def _dead_letters(db: sa.Engine, table: str) -> list[Any]:
-    return [tuple(row) for row in rows(
-        db, "SELECT es_id, es_seq_no, reason, raw_document FROM rtarf_sync_dead_letters "
-            "WHERE target_table = :t ORDER BY es_id", t=table)]
+    return [
+        tuple(row)
+        for row in rows(
+            db,
+            "SELECT es_id, es_seq_no, reason, raw_document FROM rtarf_sync_dead_letters "
+            "WHERE target_table = :t ORDER BY es_id",
+            t=table,
+        )
+    ]
 
 
 @pytest.mark.parametrize("with_surrogate", [False, True], ids=["typed-decoder", "lone-surrogate"])
 def test_fast_and_careful_paths_store_the_same_rows_and_counts(
-        db_engine: sa.Engine, table_name: str, with_surrogate: bool, caplog: pytest.LogCaptureFixture) -> None:
+    db_engine: sa.Engine, table_name: str, with_surrogate: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     raw = _page(with_surrogate)
     fast_table, careful_table = f"{table_name}_f", f"{table_name}_c"
     fast_counts, typed = _fast(raw, *_sink(db_engine, fast_table))
@@ -138,8 +157,10 @@ def test_fast_and_careful_paths_store_the_same_rows_and_counts(
     assert scalar(db_engine, f'SELECT count(*) FROM "{fast_table}"') == 8  # 7 inserted + the stored one
     assert _dead_letters(db_engine, fast_table) == _dead_letters(db_engine, careful_table)
 
-    stored = {row.es_id: row for row in rows(
-        db_engine, f'SELECT es_id, es_seq_no, source, event_timestamp FROM "{fast_table}"')}
+    stored = {
+        row.es_id: row
+        for row in rows(db_engine, f'SELECT es_id, es_seq_no, source, event_timestamp FROM "{fast_table}"')
+    }
     assert stored["twice"].es_seq_no == 9 and stored["twice"].source["v"] == "newer"
     assert stored["newer-first"].es_seq_no == 12 and stored["newer-first"].source["v"] == "newer"
     assert stored["stored-newer"].es_seq_no == 20 and stored["stored-newer"].source == {"v": "stored"}
@@ -149,7 +170,8 @@ def test_fast_and_careful_paths_store_the_same_rows_and_counts(
     assert stored["plain"].event_timestamp == datetime(2025, 11, 14, 10, 0, 0, 123456, tzinfo=timezone.utc)
     assert stored["plain"].source["name"] == "é"
     assert scalar(db_engine, f'''SELECT source->>'ratio' FROM "{fast_table}" WHERE es_id = 'plain' ''') == (
-        "1.1" if with_surrogate else "1.10"), "the typed path stores the engine's number text"
+        "1.1" if with_surrogate else "1.10"
+    ), "the typed path stores the engine's number text"
     reasons = {row[0]: row[2] for row in _dead_letters(db_engine, fast_table)}
     assert reasons["nul"].startswith("document contains a NUL character")
     assert reasons["no-stamp"] == "missing cursor field @timestamp"
@@ -166,7 +188,8 @@ def _seen_table(db: sa.Engine, name: str) -> str:
 
 
 def test_a_deferred_page_converts_only_what_postgresql_lacks_and_counts_like_a_converted_one(
-        db_engine: sa.Engine, table_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    db_engine: sa.Engine, table_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Read twice: once converted on the reader's thread, once deferred (looked up first)."""
     hits = _typed_hits(_page(with_surrogate=False))
     converter = PageConverter("@timestamp", LIMIT)
@@ -194,8 +217,10 @@ def test_a_deferred_page_converts_only_what_postgresql_lacks_and_counts_like_a_c
     assert expected == PageCounts(inserted=0, updated=0, unchanged=10, failed=0, known_bad=4)  # 8 + 2 older
     assert _differences(db_engine, converted_table, deferred_table) == []
     assert _dead_letters(db_engine, converted_table) == _dead_letters(db_engine, deferred_table)
-    keys = [sorted(tuple(row) for row in rows(db_engine, f"SELECT es_index, es_id FROM {seen[name]}"))
-            for name in (converted_table, deferred_table)]
+    keys = [
+        sorted(tuple(row) for row in rows(db_engine, f"SELECT es_index, es_id FROM {seen[name]}"))
+        for name in (converted_table, deferred_table)
+    ]
     assert keys[0] == keys[1] and len(keys[0]) == 2 * 12  # every document of the page, each time
     assert "row by row" not in caplog.text
 
@@ -212,30 +237,45 @@ def test_the_converter_defers_typed_pages_only_after_a_page_without_writes() -> 
 
 
 def test_a_deferred_page_with_a_row_postgresql_refuses_is_written_row_by_row_and_records_each_key_once(
-        db_engine: sa.Engine, table_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    db_engine: sa.Engine, table_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """The lookup records the page's keys in its own statement; when the page falls back to row by
     row, that statement is rolled back with the page and the careful write records them instead."""
     converter = PageConverter("@timestamp", LIMIT)
     sink, fence, run_id = _sink(db_engine, table_name)
     seen = _seen_table(db_engine, f"{table_name}_seen")
-    first = _typed_hits(_answer([_hit("a", 1, '{"@timestamp":"2025-11-14T10:00:00Z","v":"a1"}'),
-                                 _hit("b", 2, '{"@timestamp":"2025-11-14T10:00:01Z","v":"b1"}'),
-                                 _hit("c", 3, '{"@timestamp":"2025-11-14T10:00:02Z","v":"c1"}')]))
+    first = _typed_hits(
+        _answer(
+            [
+                _hit("a", 1, '{"@timestamp":"2025-11-14T10:00:00Z","v":"a1"}'),
+                _hit("b", 2, '{"@timestamp":"2025-11-14T10:00:01Z","v":"b1"}'),
+                _hit("c", 3, '{"@timestamp":"2025-11-14T10:00:02Z","v":"c1"}'),
+            ]
+        )
+    )
     counts, _ = sink.write_hits(first, converter.convert_hits, fence, run_id, 2, seen=seen)
     assert counts.inserted == 3
     with db_engine.begin() as connection:
-        connection.exec_driver_sql(f'ALTER TABLE "{table_name}" ADD CONSTRAINT no_refused '
-                                   "CHECK (source->>'v' IS DISTINCT FROM 'refused')")
-    second = _typed_hits(_answer([_hit("a", 1, '{"@timestamp":"2025-11-14T10:00:00Z","v":"a1"}'),
-                                  _hit("b", 5, '{"@timestamp":"2025-11-14T10:00:03Z","v":"refused"}'),
-                                  _hit("c", 6, '{"@timestamp":"2025-11-14T10:00:04Z","v":"c2"}')]))
+        connection.exec_driver_sql(
+            f"ALTER TABLE \"{table_name}\" ADD CONSTRAINT no_refused CHECK (source->>'v' IS DISTINCT FROM 'refused')"
+        )
+    second = _typed_hits(
+        _answer(
+            [
+                _hit("a", 1, '{"@timestamp":"2025-11-14T10:00:00Z","v":"a1"}'),
+                _hit("b", 5, '{"@timestamp":"2025-11-14T10:00:03Z","v":"refused"}'),
+                _hit("c", 6, '{"@timestamp":"2025-11-14T10:00:04Z","v":"c2"}'),
+            ]
+        )
+    )
     counts, newest = sink.write_hits(second, converter.convert_hits, fence, run_id, 3, seen=seen)
     assert "row by row" in caplog.text
     assert counts == PageCounts(inserted=0, updated=1, unchanged=1, failed=1, known_bad=0)
     assert newest == datetime(2025, 11, 14, 10, 0, 4, tzinfo=timezone.utc)
-    assert rows(db_engine, f'SELECT es_id, es_seq_no, source->>\'v\' FROM "{table_name}" '
-                           "WHERE es_id IN ('a', 'b', 'c') ORDER BY es_id") == [("a", 1, "a1"), ("b", 2, "b1"),
-                                                                                ("c", 6, "c2")]
+    assert rows(
+        db_engine,
+        f"SELECT es_id, es_seq_no, source->>'v' FROM \"{table_name}\" WHERE es_id IN ('a', 'b', 'c') ORDER BY es_id",
+    ) == [("a", 1, "a1"), ("b", 2, "b1"), ("c", 6, "c2")]
     (reason,) = [row[2] for row in _dead_letters(db_engine, table_name) if row[0] == "b"]
     assert reason.startswith("PostgreSQL refused the row")
     recorded = sorted(row[0] for row in rows(db_engine, f"SELECT es_id FROM {seen}"))

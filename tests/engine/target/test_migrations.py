@@ -52,30 +52,37 @@ def _release_one(engine: sa.Engine, schema: str, target: str) -> None:
         connection.exec_driver_sql(
             f"INSERT INTO {target} (es_index, es_id, event_timestamp, source, es_seq_no, es_primary_term) "
             "SELECT 'idx', 'doc-' || n, now() - n * interval '1 minute', jsonb_build_object('n', n), n, 1 "
-            "FROM generate_series(1, 250) n")
+            "FROM generate_series(1, 250) n"
+        )
         connection.exec_driver_sql(
             "INSERT INTO rtarf_sync_cursor (target_table, source_index, cursor_value) "
-            f"VALUES ('{target}', 'rtarf-events*', now())")
+            f"VALUES ('{target}', 'rtarf-events*', now())"
+        )
         connection.exec_driver_sql(
             "INSERT INTO rtarf_sync_runs (target_table, source_index, trigger, owner, status, started_at, inserted) "
-            f"VALUES ('{target}', 'rtarf-events*', 'scheduled', 'h:1', 'success', now(), 250)")
+            f"VALUES ('{target}', 'rtarf-events*', 'scheduled', 'h:1', 'success', now(), 250)"
+        )
         connection.exec_driver_sql(
             "INSERT INTO rtarf_sync_dead_letters (target_table, es_index, es_id, es_seq_no, es_primary_term, "
-            f"reason, raw_document) VALUES ('{target}', 'idx', 'bad', 1, 1, 'missing cursor field', '{{}}')")
+            f"reason, raw_document) VALUES ('{target}', 'idx', 'bad', 1, 1, 'missing cursor field', '{{}}')"
+        )
 
 
 def _snapshot(engine: sa.Engine, target: str) -> tuple[list[tuple[object, ...]], ...]:
     with engine.connect() as connection:
-        return tuple(list(connection.exec_driver_sql(sql).all()) for sql in (
-            f"SELECT es_index, es_id, event_timestamp, source::text, es_seq_no, es_primary_term, "
-            f"first_synced_at, last_synced_at FROM {target} ORDER BY es_id",
-            "SELECT target_table, source_index, cursor_value FROM rtarf_sync_cursor",
-            "SELECT id, trigger, status, inserted FROM rtarf_sync_runs",
-            "SELECT id, es_id, reason FROM rtarf_sync_dead_letters"))
+        return tuple(
+            list(connection.exec_driver_sql(sql).all())
+            for sql in (
+                f"SELECT es_index, es_id, event_timestamp, source::text, es_seq_no, es_primary_term, "
+                f"first_synced_at, last_synced_at FROM {target} ORDER BY es_id",
+                "SELECT target_table, source_index, cursor_value FROM rtarf_sync_cursor",
+                "SELECT id, trigger, status, inserted FROM rtarf_sync_runs",
+                "SELECT id, es_id, reason FROM rtarf_sync_dead_letters",
+            )
+        )
 
 
-def test_a_first_release_database_upgrades_in_place_with_every_row_kept(schema_engine: sa.Engine,
-                                                                        schema: str) -> None:
+def test_a_first_release_database_upgrades_in_place_with_every_row_kept(schema_engine: sa.Engine, schema: str) -> None:
     target = "release_one_events"
     _release_one(schema_engine, schema, target)
     before = _snapshot(schema_engine, target)
@@ -104,8 +111,7 @@ def test_a_second_target_in_the_same_database_gets_its_own_table(schema_engine: 
     create_tables(schema_engine, build_tables("first_target"))  # at head: nothing to do, nothing fails
 
 
-def test_processes_that_start_at_once_do_not_race(schema_engine: sa.Engine, schema: str,
-                                                  database_url: str) -> None:
+def test_processes_that_start_at_once_do_not_race(schema_engine: sa.Engine, schema: str, database_url: str) -> None:
     target = "raced_events"
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []

@@ -24,11 +24,16 @@ from tests.infra.esserver.store import Doc
 
 _FIXED = re.compile(r"(\d+)(ms|s|m|h|d)")
 _FIXED_MILLIS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_CALENDAR_MILLIS = {"1m": 60_000, "minute": 60_000, "1h": 3_600_000, "hour": 3_600_000,
-                    "1d": 86_400_000, "day": 86_400_000}
+_CALENDAR_MILLIS = {
+    "1m": 60_000,
+    "minute": 60_000,
+    "1h": 3_600_000,
+    "hour": 3_600_000,
+    "1d": 86_400_000,
+    "day": 86_400_000,
+}
 _UTC_ZONES = frozenset({"UTC", "Z", "+00:00", "Etc/UTC", "GMT", "+0000", "00:00"})
-_HISTOGRAM_OPTIONS = frozenset({"field", "fixed_interval", "calendar_interval", "time_zone", "min_doc_count",
-                                "keyed"})
+_HISTOGRAM_OPTIONS = frozenset({"field", "fixed_interval", "calendar_interval", "time_zone", "min_doc_count", "keyed"})
 
 
 @dataclass(frozen=True)
@@ -55,16 +60,21 @@ Aggregation = DateHistogram | Missing
 def _width(name: str, spec: dict[str, Any]) -> int:
     fixed, calendar = spec.get("fixed_interval"), spec.get("calendar_interval")
     if "interval" in spec:
-        raise illegal_argument("[interval] on [date_histogram] is not supported; use [fixed_interval] or "
-                               "[calendar_interval]")
+        raise illegal_argument(
+            "[interval] on [date_histogram] is not supported; use [fixed_interval] or [calendar_interval]"
+        )
     if (fixed is None) == (calendar is None):
-        raise illegal_argument(f"Invalid interval specified for [{name}]: exactly one of [fixed_interval] "
-                               "or [calendar_interval] is required")
+        raise illegal_argument(
+            f"Invalid interval specified for [{name}]: exactly one of [fixed_interval] "
+            "or [calendar_interval] is required"
+        )
     if fixed is not None:
         match = _FIXED.fullmatch(str(fixed))
         if not match or int(match.group(1)) == 0:
-            raise illegal_argument(f"failed to parse setting [date_histogram.fixedInterval] with value "
-                                   f"[{fixed}] as a time value: unit is missing or unrecognized")
+            raise illegal_argument(
+                f"failed to parse setting [date_histogram.fixedInterval] with value "
+                f"[{fixed}] as a time value: unit is missing or unrecognized"
+            )
         return int(match.group(1)) * _FIXED_MILLIS[match.group(2)]
     if str(calendar) not in _CALENDAR_MILLIS:
         raise illegal_argument(f"calendar_interval [{calendar}] is not supported by this test server")
@@ -121,8 +131,9 @@ def _bucket_keys(doc: Doc, mapping: Mapping, agg: DateHistogram) -> set[int]:
     if info is None:
         return set()
     if info.type not in DATE_TYPES:
-        raise illegal_argument(f"Field [{agg.field}] of type [{info.type}] is not supported for "
-                               f"aggregation [date_histogram]")
+        raise illegal_argument(
+            f"Field [{agg.field}] of type [{info.type}] is not supported for aggregation [date_histogram]"
+        )
     nanos = info.type == "date_nanos"
     return {_millis(value, nanos) // agg.width * agg.width for value in indexed_values(doc, info)}
 
@@ -131,9 +142,11 @@ def _render_histogram(agg: DateHistogram, counts: dict[int, int]) -> dict[str, A
     keys = sorted(counts)
     if agg.min_doc_count == 0 and keys:
         keys = list(range(keys[0], keys[-1] + agg.width, agg.width))
-    buckets = [{"key_as_string": dates.format_iso(key * dates.NANOS_PER_MILLI), "key": key,
-                "doc_count": counts.get(key, 0)}
-               for key in keys if counts.get(key, 0) >= agg.min_doc_count]
+    buckets = [
+        {"key_as_string": dates.format_iso(key * dates.NANOS_PER_MILLI), "key": key, "doc_count": counts.get(key, 0)}
+        for key in keys
+        if counts.get(key, 0) >= agg.min_doc_count
+    ]
     return {"buckets": buckets}
 
 
@@ -151,8 +164,14 @@ def run_aggregations(aggs: list[Aggregation], matches: Iterable[tuple[Mapping, D
                 info = mapping.lookup(agg.field)
                 if info is None or not indexed_values(doc, info):
                     missing[agg.name] += 1
-    return {agg.name: (_render_histogram(agg, histograms[agg.name]) if isinstance(agg, DateHistogram)
-                       else {"doc_count": missing[agg.name]}) for agg in aggs}
+    return {
+        agg.name: (
+            _render_histogram(agg, histograms[agg.name])
+            if isinstance(agg, DateHistogram)
+            else {"doc_count": missing[agg.name]}
+        )
+        for agg in aggs
+    }
 
 
 __all__ = ["Aggregation", "DateHistogram", "Missing", "parse_aggregations", "run_aggregations"]

@@ -74,11 +74,23 @@ def cluster_health(backend: Backend, request: Request, index: str | None = None)
     """GET /_cluster/health : always green, one node."""
     with backend.store.lock:
         shards = len(backend.store.resolve(index))
-    return 200, {"cluster_name": "esserver", "status": "green", "timed_out": False, "number_of_nodes": 1,
-                 "number_of_data_nodes": 1, "active_primary_shards": shards, "active_shards": shards,
-                 "relocating_shards": 0, "initializing_shards": 0, "unassigned_shards": 0,
-                 "delayed_unassigned_shards": 0, "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0,
-                 "task_max_waiting_in_queue_millis": 0, "active_shards_percent_as_number": 100.0}
+    return 200, {
+        "cluster_name": "esserver",
+        "status": "green",
+        "timed_out": False,
+        "number_of_nodes": 1,
+        "number_of_data_nodes": 1,
+        "active_primary_shards": shards,
+        "active_shards": shards,
+        "relocating_shards": 0,
+        "initializing_shards": 0,
+        "unassigned_shards": 0,
+        "delayed_unassigned_shards": 0,
+        "number_of_pending_tasks": 0,
+        "number_of_in_flight_fetch": 0,
+        "task_max_waiting_in_queue_millis": 0,
+        "active_shards_percent_as_number": 100.0,
+    }
 
 
 def _refresh_wanted(request: Request) -> bool:
@@ -99,16 +111,23 @@ def _after_write(backend: Backend, request: Request, indices: set[str], body: di
             body["forced_refresh"] = True
 
 
-def put_document(backend: Backend, request: Request, index: str, doc_id: str | None = None,
-                 op_type: str | None = None) -> Reply:
+def put_document(
+    backend: Backend, request: Request, index: str, doc_id: str | None = None, op_type: str | None = None
+) -> Reply:
     """PUT/POST /<index>/_doc[/<id>] and /<index>/_create/<id>."""
     op = op_type or request.params.get("op_type", "index")
     if op not in ("index", "create"):
         raise illegal_argument(f"opType must be 'create' or 'index', found: [{op}]")
     with backend.store.lock:
         status, body = documents.index_document(
-            backend.store, index, doc_id, request.json(), op,
-            request.params.get("if_seq_no"), request.params.get("if_primary_term"))
+            backend.store,
+            index,
+            doc_id,
+            request.json(),
+            op,
+            request.params.get("if_seq_no"),
+            request.params.get("if_primary_term"),
+        )
         _after_write(backend, request, {body["_index"]}, body)
     return status, body
 
@@ -122,7 +141,8 @@ def delete_document(backend: Backend, request: Request, index: str, doc_id: str)
     """DELETE /<index>/_doc/<id>."""
     with backend.store.lock:
         status, body = documents.delete_document(
-            backend.store, index, doc_id, request.params.get("if_seq_no"), request.params.get("if_primary_term"))
+            backend.store, index, doc_id, request.params.get("if_seq_no"), request.params.get("if_primary_term")
+        )
         _after_write(backend, request, {body["_index"]}, body)
     return status, body
 
@@ -131,8 +151,13 @@ def update_document(backend: Backend, request: Request, index: str, doc_id: str)
     """POST /<index>/_update/<id> with a partial `doc`."""
     with backend.store.lock:
         status, body = documents.update_document(
-            backend.store, index, doc_id, request.json(),
-            request.params.get("if_seq_no"), request.params.get("if_primary_term"))
+            backend.store,
+            index,
+            doc_id,
+            request.json(),
+            request.params.get("if_seq_no"),
+            request.params.get("if_primary_term"),
+        )
         _after_write(backend, request, {body["_index"]}, body)
     return status, body
 
@@ -185,8 +210,9 @@ def get_index(backend: Backend, request: Request, index: str) -> Reply:
 
 
 def _indices(backend: Backend, request: Request, index: str | None) -> list[Any]:
-    return backend.store.resolve(index, flag(request.params, "ignore_unavailable"),
-                                 flag(request.params, "allow_no_indices", True))
+    return backend.store.resolve(
+        index, flag(request.params, "ignore_unavailable"), flag(request.params, "allow_no_indices", True)
+    )
 
 
 def get_mapping(backend: Backend, request: Request, index: str | None = None) -> Reply:
@@ -249,7 +275,7 @@ def update_aliases(backend: Backend, request: Request) -> Reply:
     body = request.json() or {}
     with backend.store.lock:
         for action in body.get("actions", []):
-            (kind, spec), = action.items()
+            ((kind, spec),) = action.items()
             targets = spec.get("indices") or [spec.get("index")]
             for target in targets:
                 if target is None:
@@ -283,10 +309,13 @@ def resolve_index(backend: Backend, request: Request, index: str) -> Reply:
             if member_of:  # Elasticsearch leaves the key out when there are none
                 entry["aliases"] = member_of
             listed.append({**entry, "attributes": ["open"]})
-        return 200, {"indices": listed,
-                     "aliases": [{"name": alias, "indices": sorted(store.aliases[alias] & store.indices.keys())}
-                                 for alias in aliases],
-                     "data_streams": []}
+        return 200, {
+            "indices": listed,
+            "aliases": [
+                {"name": alias, "indices": sorted(store.aliases[alias] & store.indices.keys())} for alias in aliases
+            ],
+            "data_streams": [],
+        }
 
 
 def get_alias(backend: Backend, request: Request, index: str | None = None) -> Reply:

@@ -94,8 +94,10 @@ def parse_iso(text: str, default_offset: int = 0) -> int:
     match = _ISO.fullmatch(text)
     if match:
         g = match.groupdict()
-        parts = tuple(int(g[k] or d) for k, d in (("year", 0), ("month", 1), ("day", 1),
-                                                   ("hour", 0), ("minute", 0), ("second", 0)))
+        parts = tuple(
+            int(g[k] or d)
+            for k, d in (("year", 0), ("month", 1), ("day", 1), ("hour", 0), ("minute", 0), ("second", 0))
+        )
         offset = parse_offset(g["zone"]) if g["zone"] else default_offset
         return _civil_nanos(parts, g["fraction"] or "", offset)
     match = _SLASHED.fullmatch(text)
@@ -183,8 +185,7 @@ def _round(nanos: int, unit: str, round_up: bool, offset: int) -> int:
     start = _round_down(local, unit)
     if round_up:
         # Rounding up means the last millisecond of the unit, as in ES.
-        following = _add_months(start, 12 if unit == "y" else 1) if unit in ("y", "M") \
-            else start + _UNIT_NANOS[unit]
+        following = _add_months(start, 12 if unit == "y" else 1) if unit in ("y", "M") else start + _UNIT_NANOS[unit]
         start = following - NANOS_PER_MILLI
     return start - offset * NANOS_PER_SECOND
 

@@ -19,8 +19,15 @@ _ACTIONS = ("index", "create", "update", "delete")
 
 
 def _result(index: Index, doc_id: str, version: int, seq_no: int, result: str) -> dict[str, Any]:
-    return {"_index": index.name, "_id": doc_id, "_version": version, "result": result,
-            "_shards": dict(SHARDS), "_seq_no": seq_no, "_primary_term": index.primary_term}
+    return {
+        "_index": index.name,
+        "_id": doc_id,
+        "_version": version,
+        "result": result,
+        "_shards": dict(SHARDS),
+        "_seq_no": seq_no,
+        "_primary_term": index.primary_term,
+    }
 
 
 def _check_expected(index: Index, doc_id: str, if_seq_no: Any, if_primary_term: Any) -> None:
@@ -32,8 +39,11 @@ def _check_expected(index: Index, doc_id: str, if_seq_no: Any, if_primary_term: 
     if current is None:
         raise version_conflict(index.name, doc_id, f"{wanted} but no document was found")
     if int(if_seq_no) != current.seq_no or int(if_primary_term) != current.primary_term:
-        raise version_conflict(index.name, doc_id, f"{wanted} current document has seqNo "
-                               f"[{current.seq_no}] and primary term [{current.primary_term}]")
+        raise version_conflict(
+            index.name,
+            doc_id,
+            f"{wanted} current document has seqNo [{current.seq_no}] and primary term [{current.primary_term}]",
+        )
 
 
 def _require_object(source: Any) -> dict[str, Any]:
@@ -42,16 +52,22 @@ def _require_object(source: Any) -> dict[str, Any]:
     return source
 
 
-def index_document(store: Store, target: str, doc_id: str | None, source: Any, op_type: str = "index",
-                   if_seq_no: Any = None, if_primary_term: Any = None) -> tuple[int, dict[str, Any]]:
+def index_document(
+    store: Store,
+    target: str,
+    doc_id: str | None,
+    source: Any,
+    op_type: str = "index",
+    if_seq_no: Any = None,
+    if_primary_term: Any = None,
+) -> tuple[int, dict[str, Any]]:
     """Index (or create) one document; return (status, body)."""
     index = store.write_target(target)
     doc_id = doc_id if doc_id is not None else random_id()
     source = _require_object(source)
     existing = index.live.get(doc_id)
     if op_type == "create" and existing is not None:
-        raise version_conflict(index.name, doc_id,
-                               f"document already exists (current version [{existing.version}])")
+        raise version_conflict(index.name, doc_id, f"document already exists (current version [{existing.version}])")
     _check_expected(index, doc_id, if_seq_no, if_primary_term)
     index.mapping.learn(index.name, doc_id, source)
     doc = index.put(doc_id, source, store.next_order())
@@ -59,8 +75,9 @@ def index_document(store: Store, target: str, doc_id: str | None, source: Any, o
     return (200 if existing else 201), _result(index, doc_id, doc.version, doc.seq_no, result)
 
 
-def delete_document(store: Store, target: str, doc_id: str, if_seq_no: Any = None,
-                    if_primary_term: Any = None) -> tuple[int, dict[str, Any]]:
+def delete_document(
+    store: Store, target: str, doc_id: str, if_seq_no: Any = None, if_primary_term: Any = None
+) -> tuple[int, dict[str, Any]]:
     """Delete one document; a missing one still answers (404, "not_found")."""
     if target not in store.indices and target not in store.aliases:
         raise index_not_found(target)  # deletes never create an index
@@ -80,8 +97,9 @@ def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def update_document(store: Store, target: str, doc_id: str, body: Any, if_seq_no: Any = None,
-                    if_primary_term: Any = None) -> tuple[int, dict[str, Any]]:
+def update_document(
+    store: Store, target: str, doc_id: str, body: Any, if_seq_no: Any = None, if_primary_term: Any = None
+) -> tuple[int, dict[str, Any]]:
     """Apply a partial-document update (`doc`, `doc_as_upsert`, `upsert`)."""
     if not isinstance(body, dict) or "script" in body:
         raise illegal_argument("only partial-document updates ([doc]) are supported")
@@ -90,8 +108,14 @@ def update_document(store: Store, target: str, doc_id: str, body: Any, if_seq_no
     if existing is None:
         seed = body.get("doc") if body.get("doc_as_upsert") else body.get("upsert")
         if seed is None:
-            raise EsError(404, "document_missing_exception", f"[{doc_id}]: document missing",
-                          index_uuid=index.uuid, shard="0", index=index.name)
+            raise EsError(
+                404,
+                "document_missing_exception",
+                f"[{doc_id}]: document missing",
+                index_uuid=index.uuid,
+                shard="0",
+                index=index.name,
+            )
         return index_document(store, index.name, doc_id, seed, "create")
     _check_expected(index, doc_id, if_seq_no, if_primary_term)
     merged = _deep_merge(existing.source, _require_object(body.get("doc", {})))
@@ -116,8 +140,15 @@ def get_document(store: Store, target: str, doc_id: str) -> tuple[int, dict[str,
             break
     if doc is None:
         return 404, {"_index": index.name, "_id": doc_id, "found": False}
-    return 200, {"_index": index.name, "_id": doc_id, "_version": doc.version, "_seq_no": doc.seq_no,
-                 "_primary_term": doc.primary_term, "found": True, "_source": doc.source}
+    return 200, {
+        "_index": index.name,
+        "_id": doc_id,
+        "_version": doc.version,
+        "_seq_no": doc.seq_no,
+        "_primary_term": doc.primary_term,
+        "found": True,
+        "_source": doc.source,
+    }
 
 
 def _parse_line(line: bytes, number: int) -> Any:
@@ -136,9 +167,11 @@ def parse_bulk(payload: bytes, default_index: str | None) -> list[tuple[str, dic
         header = _parse_line(lines[number], number + 1)
         if not isinstance(header, dict) or len(header) != 1 or next(iter(header)) not in _ACTIONS:
             found = next(iter(header)) if isinstance(header, dict) and header else header
-            raise illegal_argument(f"Malformed action/metadata line [{number + 1}], expected field "
-                                   f"[create], [delete], [index] or [update] but found [{found}]")
-        (action, meta), = header.items()
+            raise illegal_argument(
+                f"Malformed action/metadata line [{number + 1}], expected field "
+                f"[create], [delete], [index] or [update] but found [{found}]"
+            )
+        ((action, meta),) = header.items()
         meta = dict(meta or {})
         meta.setdefault("_index", default_index)
         if meta["_index"] is None:
@@ -180,8 +213,9 @@ def bulk(store: Store, payload: bytes, default_index: str | None) -> tuple[dict[
             items.append({action: {**result, "status": status}})
         except EsError as exc:
             error = {"type": exc.error_type, "reason": exc.reason, **exc.extra}
-            items.append({action: {"_index": meta["_index"], "_id": meta.get("_id"), "status": exc.status,
-                                   "error": error}})
+            items.append(
+                {action: {"_index": meta["_index"], "_id": meta.get("_id"), "status": exc.status, "error": error}}
+            )
     took = int((time.monotonic() - started) * 1000)
     has_errors = any(next(iter(item.values())).get("error") for item in items)
     return {"errors": has_errors, "took": took, "items": items}, touched

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from tests.infra.esserver.errors import EsError
 
 _ERRORS = {
-    429: ("es_rejected_execution_exception",
-          "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, "
-          "replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1, max_coordinating_and_primary_bytes=0]"),
+    429: (
+        "es_rejected_execution_exception",
+        "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, "
+        "replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1, max_coordinating_and_primary_bytes=0]",
+    ),
     500: ("exception", "injected internal server error"),
     502: ("exception", "injected bad gateway"),
     503: ("unavailable_shards_exception", "primary shard is not active Timeout: [1m]"),

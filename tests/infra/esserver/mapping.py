@@ -115,8 +115,9 @@ class Mapping:
         node = self._node(parts)
         if node is not None:
             kind = node.get("type", "object")
-            return FieldInfo(field, kind, node.get("format"), node.get("ignore_above"),
-                             bool(node.get("ignore_malformed", False)))
+            return FieldInfo(
+                field, kind, node.get("format"), node.get("ignore_above"), bool(node.get("ignore_malformed", False))
+            )
         parent = self._node(parts[:-1]) if len(parts) > 1 else None
         sub = (parent or {}).get("fields", {}).get(parts[-1])
         if sub is None:

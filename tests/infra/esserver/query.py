@@ -19,8 +19,12 @@ from tests.infra.esserver.store import Doc
 
 Predicate = Callable[[Doc], bool]
 _META_KEYS = frozenset({"boost", "_name"})
-_RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte", "from", "to", "include_lower", "include_upper",
-                         "format", "time_zone", "relation"}) | _META_KEYS
+_RANGE_KEYS = (
+    frozenset(
+        {"gt", "gte", "lt", "lte", "from", "to", "include_lower", "include_upper", "format", "time_zone", "relation"}
+    )
+    | _META_KEYS
+)
 
 
 def _never(doc: Doc) -> bool:
@@ -62,7 +66,7 @@ class QueryCompiler:
             return _always
         if not isinstance(query, dict) or len(query) != 1:
             raise parsing_error("[_na] query malformed, must start with start_object")
-        (name, body), = query.items()
+        ((name, body),) = query.items()
         kind = self._kinds.get(name)
         if kind is None:
             raise parsing_error(f"unknown query [{name}]")
@@ -76,8 +80,9 @@ class QueryCompiler:
             raise parsing_error(f"[{name}] query doesn't support multiple fields, found {fields}")
         return fields[0], body[fields[0]]
 
-    def _value(self, info: FieldInfo, value: Any, round_up: bool = False, fmt: str | None = None,
-               offset: int = 0) -> Any:
+    def _value(
+        self, info: FieldInfo, value: Any, round_up: bool = False, fmt: str | None = None, offset: int = 0
+    ) -> Any:
         """Convert a query value to the field's indexed form (date math included)."""
         try:
             if info.type in DATE_TYPES:
@@ -99,8 +104,7 @@ class QueryCompiler:
             return value.lower() if case_insensitive and isinstance(value, str) else value
 
         wanted = {fold(self._value(info, v)) for v in values if not isinstance(v, (dict, list))}
-        return lambda doc: any(fold(v) in wanted for v in indexed_values(doc, info)
-                               if not isinstance(v, (dict, list)))
+        return lambda doc: any(fold(v) in wanted for v in indexed_values(doc, info) if not isinstance(v, (dict, list)))
 
     def _term(self, body: dict[str, Any]) -> Predicate:
         field, spec = self._single_field("term", body)
@@ -132,8 +136,11 @@ class QueryCompiler:
         raw = spec.get(key)
         if raw is None:
             return None
-        inclusive = key in ("gte", "lte") or (key == "from" and spec.get("include_lower", True)) \
+        inclusive = (
+            key in ("gte", "lte")
+            or (key == "from" and spec.get("include_lower", True))
             or (key == "to" and spec.get("include_upper", True))
+        )
         upper = key in ("lt", "lte", "to")
         # ES rounds date math so that the range covers whole units: up for gt and lte.
         round_up = (upper and inclusive) or (not upper and not inclusive)

@@ -12,13 +12,44 @@ from tests.infra.esserver.errors import EsError, illegal_argument, parsing_error
 from tests.infra.esserver.sorting import SortField, parse_sort
 
 MAX_RESULT_WINDOW = 10_000
-_SUPPORTED = {"query", "size", "from", "sort", "search_after", "pit", "seq_no_primary_term",
-              "track_total_hits", "_source", "version", "slice", "aggs", "aggregations"}
+_SUPPORTED = {
+    "query",
+    "size",
+    "from",
+    "sort",
+    "search_after",
+    "pit",
+    "seq_no_primary_term",
+    "track_total_hits",
+    "_source",
+    "version",
+    "slice",
+    "aggs",
+    "aggregations",
+}
 # Accepted and ignored: they change nothing the service under test looks at.
-_IGNORED = {"timeout", "terminate_after", "stats", "track_scores", "explain", "profile", "fields",
-            "docvalue_fields", "stored_fields", "highlight", "min_score", "indices_boost", "runtime_mappings"}
-_TOKENS = ((dict, "START_OBJECT"), (list, "START_ARRAY"), (bool, "VALUE_BOOLEAN"), (str, "VALUE_STRING"),
-           ((int, float), "VALUE_NUMBER"))
+_IGNORED = {
+    "timeout",
+    "terminate_after",
+    "stats",
+    "track_scores",
+    "explain",
+    "profile",
+    "fields",
+    "docvalue_fields",
+    "stored_fields",
+    "highlight",
+    "min_score",
+    "indices_boost",
+    "runtime_mappings",
+}
+_TOKENS = (
+    (dict, "START_OBJECT"),
+    (list, "START_ARRAY"),
+    (bool, "VALUE_BOOLEAN"),
+    (str, "VALUE_STRING"),
+    ((int, float), "VALUE_NUMBER"),
+)
 
 
 def flag(params: dict[str, str], name: str, default: bool = False) -> bool:
@@ -38,8 +69,11 @@ def keep_alive(value: Any, name: str = "keep_alive") -> float:
     try:
         return dates.parse_time_value(str(value))
     except ValueError:
-        raise EsError(400, "parse_exception", f"failed to parse setting [{name}] with value [{value}] "
-                      "as a time value: unit is missing or unrecognized") from None
+        raise EsError(
+            400,
+            "parse_exception",
+            f"failed to parse setting [{name}] with value [{value}] as a time value: unit is missing or unrecognized",
+        ) from None
 
 
 def _token(value: Any) -> str:
@@ -158,8 +192,10 @@ def _read_slice(spec: Any) -> tuple[int, int]:
     slice_id, slice_max = spec.get("id"), spec.get("max")
     # The engines check while parsing: the answer is a parse error naming the field,
     # caused by the rule that was broken.
-    for name, value, broken in (("id", slice_id, "id must be greater than or equal to 0"),
-                                ("max", slice_max, "max must be greater than 1")):
+    for name, value, broken in (
+        ("id", slice_id, "id must be greater than or equal to 0"),
+        ("max", slice_max, "max must be greater than 1"),
+    ):
         if not isinstance(value, int) or value < (0 if name == "id" else 2):
             raise _slice_field(name, broken)
     if slice_id >= slice_max:
@@ -169,8 +205,9 @@ def _read_slice(spec: Any) -> tuple[int, int]:
 
 def _slice_field(name: str, cause: str) -> EsError:
     reason = f"[1:1] [slice] failed to parse field [{name}]"
-    return EsError(400, "x_content_parse_exception", reason,
-                   caused_by={"type": "illegal_argument_exception", "reason": cause})
+    return EsError(
+        400, "x_content_parse_exception", reason, caused_by={"type": "illegal_argument_exception", "reason": cause}
+    )
 
 
 def _apply_params(request: SearchRequest, params: dict[str, str]) -> None:
@@ -198,8 +235,11 @@ def _apply_params(request: SearchRequest, params: dict[str, str]) -> None:
 
 def _validate(request: SearchRequest) -> None:
     if request.scroll is not None:
-        for present, what in ((request.offset, "[from]"), (request.search_after, "[search_after]"),
-                              (request.pit_id, "[point in time]")):
+        for present, what in (
+            (request.offset, "[from]"),
+            (request.search_after, "[search_after]"),
+            (request.pit_id, "[point in time]"),
+        ):
             if present:
                 raise illegal_argument(f"using {what} is not allowed in a scroll context")
     elif request.offset + request.size > MAX_RESULT_WINDOW:
@@ -207,7 +247,8 @@ def _validate(request: SearchRequest) -> None:
             f"Result window is too large, from + size must be less than or equal to: [{MAX_RESULT_WINDOW}] "
             f"but was [{request.offset + request.size}]. See the scroll api for a more efficient way to "
             "request large data sets. This limit can be set by changing the [index.max_result_window] "
-            "index level setting.")
+            "index level setting."
+        )
     if request.slice is not None and request.pit_id is None and request.scroll is None:
         raise validation_failed("[slice] can only be used with [scroll] or [point-in-time] requests")
     if request.search_after is not None and request.offset:

@@ -106,6 +106,9 @@ def find(method: str, path: str, target: str) -> tuple[Endpoint, dict[str, Any]]
         allowed |= route.methods
     if allowed:
         listed = ", ".join(sorted(allowed))
-        raise PlainError(405, "method_not_allowed",
-                         f"Incorrect HTTP method for uri [{target}] and method [{method}], allowed: [{listed}]")
+        raise PlainError(
+            405,
+            "method_not_allowed",
+            f"Incorrect HTTP method for uri [{target}] and method [{method}], allowed: [{listed}]",
+        )
     raise PlainError(400, "no_handler", f"no handler found for uri [{target}] and method [{method}]")

@@ -50,8 +50,7 @@ def shards(count: int, failed: int = 0) -> dict[str, Any]:
 
 
 def _views(store: Store, expression: str | None, params: dict[str, str], snapshot: bool = False) -> list[IndexView]:
-    return store.views(expression, flag(params, "ignore_unavailable"), flag(params, "allow_no_indices", True),
-                       snapshot)
+    return store.views(expression, flag(params, "ignore_unavailable"), flag(params, "allow_no_indices", True), snapshot)
 
 
 def _predicates(views: list[IndexView], query: Any) -> list[Predicate]:
@@ -67,8 +66,9 @@ def in_slice(doc_id: str, slice_of: tuple[int, int] | None) -> bool:
     return slice_of is None or zlib.crc32(doc_id.encode()) % slice_of[1] == slice_of[0]
 
 
-def _collect(views: list[IndexView], predicates: list[Predicate], plan: SortPlan,
-             slice_of: tuple[int, int] | None = None) -> list[Hit]:
+def _collect(
+    views: list[IndexView], predicates: list[Predicate], plan: SortPlan, slice_of: tuple[int, int] | None = None
+) -> list[Hit]:
     hits = []
     for view, matches in zip(views, predicates, strict=True):
         for doc in view.docs.values():
@@ -126,14 +126,16 @@ def _response(started: float, shard_count: int, hits: dict[str, Any], **ids: str
     return {**ids, "took": took, "timed_out": False, "_shards": shards(shard_count), "hits": hits}
 
 
-def _matching(store: Store, contexts: Contexts, expression: str | None, params: dict[str, str],
-              request: SearchRequest) -> tuple[list[Hit], SortPlan, list[IndexView], PointInTime | None]:
+def _matching(
+    store: Store, contexts: Contexts, expression: str | None, params: dict[str, str], request: SearchRequest
+) -> tuple[list[Hit], SortPlan, list[IndexView], PointInTime | None]:
     pit = None
     with store.lock:
         if request.pit_id is not None:
             if expression:
-                raise validation_failed("[indices] cannot be used with point in time. "
-                                        "Do not specify any index with point in time.")
+                raise validation_failed(
+                    "[indices] cannot be used with point in time. Do not specify any index with point in time."
+                )
             pit = contexts.pit(request.pit_id, request.pit_keep_alive)
             views = pit.views
         else:
@@ -150,8 +152,9 @@ def _matching(store: Store, contexts: Contexts, expression: str | None, params: 
     return hits, plan, views, pit
 
 
-def search(store: Store, contexts: Contexts, expression: str | None, params: dict[str, str],
-           body: Any) -> dict[str, Any]:
+def search(
+    store: Store, contexts: Contexts, expression: str | None, params: dict[str, str], body: Any
+) -> dict[str, Any]:
     """Run `_search` (plain, with a PIT, or opening a scroll)."""
     started = time.monotonic()
     request = parse_search_request(params, body)
@@ -159,7 +162,7 @@ def search(store: Store, contexts: Contexts, expression: str | None, params: dic
     start = 0
     if request.search_after is not None:
         start = bisect.bisect_right(hits, plan.after_key(request.search_after), key=lambda hit: hit.key)
-    page = hits[start + request.offset:start + request.offset + request.size]
+    page = hits[start + request.offset : start + request.offset + request.size]
     ids: dict[str, str] = {"pit_id": pit.id} if pit else {}
     if request.scroll is not None:
         scroll = contexts.open_scroll(ScrollState(request, plan, hits, len(views)), request.scroll, len(page))
@@ -181,14 +184,15 @@ def scroll_next(contexts: Contexts, params: dict[str, str], body: Any, path_id: 
     wanted = body.get("scroll") or params.get("scroll")
     scroll = contexts.scroll(scroll_id, keep_alive(wanted, "scroll") if wanted else None)
     state: ScrollState = scroll.state
-    page = state.hits[scroll.position:scroll.position + state.request.size]
+    page = state.hits[scroll.position : scroll.position + state.request.size]
     scroll.position += len(page)
     section = _hits_section(page, len(state.hits), state.request, state.plan)
     return _response(started, state.shards, section, _scroll_id=scroll.id)
 
 
-def clear_scroll(contexts: Contexts, params: dict[str, str], body: Any,
-                 path_ids: str | None) -> tuple[int, dict[str, Any]]:
+def clear_scroll(
+    contexts: Contexts, params: dict[str, str], body: Any, path_ids: str | None
+) -> tuple[int, dict[str, Any]]:
     """Clear scrolls; 404 with `num_freed: 0` when none was open, like ES."""
     raw = path_ids.split(",") if path_ids else (body or {}).get("scroll_id", params.get("scroll_id"))
     ids = [raw] if isinstance(raw, str) else list(raw or [])
@@ -238,12 +242,19 @@ def partial_failure(body: Any, reason: str) -> dict[str, Any]:
     """Return a 200 search answer whose only shard failed (an injected fault)."""
     pit = body.get("pit") if isinstance(body, dict) else None
     ids = {"pit_id": pit["id"]} if isinstance(pit, dict) and "id" in pit else {}
-    failure = {"shard": 0, "index": None, "node": "esserver-node",
-               "reason": {"type": "es_rejected_execution_exception", "reason": reason}}
-    return {**ids, "took": 1, "timed_out": False,
-            "_shards": {**shards(1, failed=1), "failures": [failure]},
-            "hits": {"total": {"value": 0, "relation": "eq"}, "max_score": None, "hits": []}}
+    failure = {
+        "shard": 0,
+        "index": None,
+        "node": "esserver-node",
+        "reason": {"type": "es_rejected_execution_exception", "reason": reason},
+    }
+    return {
+        **ids,
+        "took": 1,
+        "timed_out": False,
+        "_shards": {**shards(1, failed=1), "failures": [failure]},
+        "hits": {"total": {"value": 0, "relation": "eq"}, "max_score": None, "hits": []},
+    }
 
 
-__all__ = ["clear_scroll", "close_pit", "count", "open_pit", "partial_failure",
-           "scroll_next", "search"]
+__all__ = ["clear_scroll", "close_pit", "count", "open_pit", "partial_failure", "scroll_next", "search"]

@@ -28,8 +28,17 @@ from tests.infra.esserver.store import Store
 
 CONTROL_PREFIX = "/_rtarf_test/"
 # The fault calls a test may make over HTTP when the server runs in a process of its own.
-CONTROL_CALLS = ("fail_next", "delay_next", "drop_next", "shard_failure_next", "timed_out_next", "expire_pits",
-                 "expire_pits_at_search", "only_paths", "reset")
+CONTROL_CALLS = (
+    "fail_next",
+    "delay_next",
+    "drop_next",
+    "shard_failure_next",
+    "timed_out_next",
+    "expire_pits",
+    "expire_pits_at_search",
+    "only_paths",
+    "reset",
+)
 COMPAT_JSON = "application/vnd.elasticsearch+json;compatible-with=8"
 PLAIN_JSON = "application/json"
 
@@ -90,7 +99,7 @@ class App:
 
 def control(app: App, method: str, path: str, payload: bytes) -> tuple[int, Any]:
     """Answer the control channel: POST /_rtarf_test/faults/<call> {"args": [...]}, GET /_rtarf_test/request_log."""
-    name = path[len(CONTROL_PREFIX):]
+    name = path[len(CONTROL_PREFIX) :]
     if method == "GET" and name == "request_log":
         return 200, {"log": [list(entry) for entry in list(app.request_log)]}
     call = name.removeprefix("faults/")
@@ -165,8 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*control(app, self.command, path, self._read_payload()))
             return
         app.log(self.command, path)
-        request = Request(self.command, self.path, dict(parse_qsl(query, keep_blank_values=True)),
-                          self._read_payload())
+        request = Request(self.command, self.path, dict(parse_qsl(query, keep_blank_values=True)), self._read_payload())
         answer = app.answer(request, path)
         if answer is None:
             self._drop()
@@ -255,8 +263,9 @@ class EsProtocolServer:
     def start(self) -> EsProtocolServer:
         """Serve in a background daemon thread; return self."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name="esserver", daemon=True)
+            self._thread = threading.Thread(
+                target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name="esserver", daemon=True
+            )
             self._thread.start()
         return self
 

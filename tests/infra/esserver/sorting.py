@@ -23,10 +23,12 @@ LONG_MAX = 2**63 - 1
 LONG_MIN = -(2**63)
 SPECIAL_FIELDS = ("_score", "_doc", "_shard_doc")
 _OPTIONS = {"order", "missing", "format", "unmapped_type", "mode", "numeric_type"}
-_TEXT_SORT = ("Text fields are not optimised for operations that require per-document field data like "
-              "aggregations and sorting, so these operations are disabled by default. Please use a keyword "
-              "field instead. Alternatively, set fielddata=true on [{}] in order to load field data by "
-              "uninverting the inverted index. Note that this can use significant memory.")
+_TEXT_SORT = (
+    "Text fields are not optimised for operations that require per-document field data like "
+    "aggregations and sorting, so these operations are disabled by default. Please use a keyword "
+    "field instead. Alternatively, set fielddata=true on [{}] in order to load field data by "
+    "uninverting the inverted index. Note that this can use significant memory."
+)
 
 
 @functools.total_ordering
@@ -69,8 +71,14 @@ def _sort_field(field: str, options: Any) -> SortField:
     order = str(options.get("order", default)).lower()
     if order not in ("asc", "desc"):
         raise illegal_argument(f"Unknown SortOrder [{order}]")
-    return SortField(field, order == "desc", options.get("missing", "_last"), options.get("format"),
-                     options.get("unmapped_type"), options.get("mode"))
+    return SortField(
+        field,
+        order == "desc",
+        options.get("missing", "_last"),
+        options.get("format"),
+        options.get("unmapped_type"),
+        options.get("mode"),
+    )
 
 
 def parse_sort(spec: Any) -> list[SortField]:
@@ -107,12 +115,12 @@ class Column:
         field_type = mapped[0].type if mapped else self.spec.unmapped_type
         if field_type is None:
             if views:
-                raise query_shard_failure(f"No mapping found for [{self.spec.field}] in order to sort on",
-                                          views[0].name)
+                raise query_shard_failure(
+                    f"No mapping found for [{self.spec.field}] in order to sort on", views[0].name
+                )
             return "string"
         if field_type == "text":
-            raise query_shard_failure(_TEXT_SORT.format(self.spec.field), views[0].name,
-                                      "illegal_argument_exception")
+            raise query_shard_failure(_TEXT_SORT.format(self.spec.field), views[0].name, "illegal_argument_exception")
         if field_type in DATE_TYPES:
             return "date"
         return "number" if field_type in NUMERIC_TYPES or field_type == "boolean" else "string"
@@ -141,8 +149,9 @@ class Column:
             if self.kind == "score":
                 return float(value)
         except (TypeError, ValueError):
-            raise illegal_argument(f"Failed to parse search_after value [{value}] for field "
-                                   f"[{self.spec.field}]") from None
+            raise illegal_argument(
+                f"Failed to parse search_after value [{value}] for field [{self.spec.field}]"
+            ) from None
         return None if value is None else str(value)
 
     def value(self, index: str, doc: Doc) -> Any:
@@ -226,4 +235,3 @@ class SortPlan:
             count = len(after) if isinstance(after, list) else 1
             raise illegal_argument(f"search_after has {count} value(s) but sort has {len(self.columns)}.")
         return self.key([column.parse(value) for column, value in zip(self.columns, after, strict=True)])
-

@@ -114,8 +114,16 @@ class Index:
 
     def info(self) -> dict[str, Any]:
         """Return the body of GET /<index> for this index."""
-        settings = {"index": {"number_of_shards": "1", "number_of_replicas": "1", **self.settings,
-                              "uuid": self.uuid, "creation_date": str(self.created_ms), "provided_name": self.name}}
+        settings = {
+            "index": {
+                "number_of_shards": "1",
+                "number_of_replicas": "1",
+                **self.settings,
+                "uuid": self.uuid,
+                "creation_date": str(self.created_ms),
+                "provided_name": self.name,
+            }
+        }
         return {"aliases": {}, "mappings": self.mapping.body(), "settings": settings}
 
 
@@ -140,8 +148,13 @@ def validate_index_name(name: str) -> None:
     elif set(name) & _FORBIDDEN_NAME_CHARS:
         problem = 'must not contain the following characters [ , ", *, \\, <, |, ,, >, /, ?, #, :]'
     if problem:
-        raise EsError(400, "invalid_index_name_exception", f"Invalid index name [{name}], {problem}",
-                      index_uuid="_na_", index=name)
+        raise EsError(
+            400,
+            "invalid_index_name_exception",
+            f"Invalid index name [{name}], {problem}",
+            index_uuid="_na_",
+            index=name,
+        )
 
 
 class Store:
@@ -168,17 +181,24 @@ class Store:
         validate_index_name(name)
         if name in self.indices or name in self.aliases:
             existing = self.indices.get(name)
-            raise EsError(400, "resource_already_exists_exception",
-                          f"index [{name}/{existing.uuid if existing else '_na_'}] already exists",
-                          index_uuid=existing.uuid if existing else "_na_", index=name)
+            raise EsError(
+                400,
+                "resource_already_exists_exception",
+                f"index [{name}/{existing.uuid if existing else '_na_'}] already exists",
+                index_uuid=existing.uuid if existing else "_na_",
+                index=name,
+            )
         body = body or {}
         properties = (body.get("mappings") or {}).get("properties") or {}
         index = Index(name, Mapping(properties), body.get("settings"))
         try:
             index.refresh_interval(None)
         except ValueError:
-            raise EsError(400, "illegal_argument_exception", "failed to parse value "
-                          f"[{index.settings['refresh_interval']}] for setting [index.refresh_interval]") from None
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"failed to parse value [{index.settings['refresh_interval']}] for setting [index.refresh_interval]",
+            ) from None
         self.indices[name] = index
         for alias in body.get("aliases") or {}:
             self.aliases.setdefault(alias, set()).add(name)
@@ -189,8 +209,7 @@ class Store:
         if name in self.aliases:
             targets = sorted(self.aliases[name] & self.indices.keys())
             if len(targets) != 1:
-                raise EsError(400, "illegal_argument_exception",
-                              f"no write index is defined for alias [{name}]")
+                raise EsError(400, "illegal_argument_exception", f"no write index is defined for alias [{name}]")
             return self.indices[targets[0]]
         return self.indices.get(name) or self.create_index(name)
 
@@ -204,8 +223,13 @@ class Store:
         self.aliases = {a: m for a, m in self.aliases.items() if m}
         return doomed
 
-    def resolve(self, expression: str | None, ignore_unavailable: bool = False,
-                allow_no_indices: bool = True, aliases: bool = True) -> list[Index]:
+    def resolve(
+        self,
+        expression: str | None,
+        ignore_unavailable: bool = False,
+        allow_no_indices: bool = True,
+        aliases: bool = True,
+    ) -> list[Index]:
         """Resolve `a,b*,-b2,alias` (or nothing/_all) to indices, like ES index expressions."""
         parts = [p for p in (expression or "_all").split(",") if p]
         chosen: dict[str, Index] = {}
@@ -261,8 +285,13 @@ class Store:
         names = [n for n in [*self.indices, *self.aliases] if not n.startswith(".") or pattern.startswith(".")]
         return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 
-    def views(self, expression: str | None, ignore_unavailable: bool = False,
-              allow_no_indices: bool = True, snapshot: bool = False) -> list[IndexView]:
+    def views(
+        self,
+        expression: str | None,
+        ignore_unavailable: bool = False,
+        allow_no_indices: bool = True,
+        snapshot: bool = False,
+    ) -> list[IndexView]:
         """Return the searchable state of the indices an expression names."""
         indices = self.resolve(expression, ignore_unavailable, allow_no_indices)
         self._periodic_refresh(indices)

@@ -40,8 +40,9 @@ class RemoteFaults:
 
 
 def _post(url: str, body: Any) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:  # loopback only
         return json.loads(response.read())
 
@@ -55,8 +56,9 @@ class EsServerProcess:
 
     def start(self, timeout: float = 30) -> "EsServerProcess":
         """Start the process and wait for the URL it prints."""
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.infra.esserver", "--port", "0"], cwd=ROOT,
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.infra.esserver", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
         line: list[str] = []
         stdout = self.process.stdout
         assert stdout is not None  # piped above

@@ -28,26 +28,53 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-               "proxy-authorization", "proxy-authenticate", "content-length", "host"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "content-length",
+    "host",
+}
 
 # OpenSearch 2.x error answers, in the shape the node sends (type names from its exception classes).
 ENGINE_ERRORS: dict[int, dict[str, Any]] = {
-    429: {"error": {"root_cause": [{"type": "rejected_execution_exception", "reason":
-                                    "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, "
-                                    "replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1, "
-                                    "max_coordinating_and_primary_bytes=0]"}],
-                    "type": "rejected_execution_exception", "reason":
-                    "rejected execution of coordinating operation"}, "status": 429},
-    503: {"error": {"root_cause": [], "type": "search_phase_execution_exception",
-                    "reason": "all shards failed", "phase": "query", "grouped": True, "failed_shards": []},
-          "status": 503},
+    429: {
+        "error": {
+            "root_cause": [
+                {
+                    "type": "rejected_execution_exception",
+                    "reason": "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, "
+                    "replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1, "
+                    "max_coordinating_and_primary_bytes=0]",
+                }
+            ],
+            "type": "rejected_execution_exception",
+            "reason": "rejected execution of coordinating operation",
+        },
+        "status": 429,
+    },
+    503: {
+        "error": {
+            "root_cause": [],
+            "type": "search_phase_execution_exception",
+            "reason": "all shards failed",
+            "phase": "query",
+            "grouped": True,
+            "failed_shards": [],
+        },
+        "status": 503,
+    },
 }
 GATEWAY_PAGES = {
     502: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
-         "<hr><center>nginx</center></body></html>\n",
+    "<hr><center>nginx</center></body></html>\n",
     504: "<html><head><title>504 Gateway Time-out</title></head><body><center><h1>504 Gateway Time-out</h1>"
-         "</center><hr><center>nginx</center></body></html>\n",
+    "</center><hr><center>nginx</center></body></html>\n",
 }
 
 
@@ -112,8 +139,9 @@ class FaultProxy:
         if self.tls is not None:
             server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fault-proxy", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -217,8 +245,10 @@ class _Handler(BaseHTTPRequestHandler):
         if status in GATEWAY_PAGES:
             self._send(status, [("Content-Type", "text/html")], GATEWAY_PAGES[status].encode())
             return
-        body = ENGINE_ERRORS.get(status) or {"error": {"root_cause": [], "type": "exception",
-                                                       "reason": f"injected {status}"}, "status": status}
+        body = ENGINE_ERRORS.get(status) or {
+            "error": {"root_cause": [], "type": "exception", "reason": f"injected {status}"},
+            "status": status,
+        }
         self._send(status, [("Content-Type", "application/json; charset=UTF-8")], json.dumps(body).encode())
 
     def _send(self, status: int, headers: list[tuple[str, str]], data: bytes, cut: bool = False) -> None:

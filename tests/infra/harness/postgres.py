@@ -40,8 +40,9 @@ def find_bindir() -> Path:
 class PostgresCluster:
     """One throwaway cluster; `start()` returns after it accepts connections."""
 
-    def __init__(self, *, durable: bool = False, base_dir: Path | None = None,
-                 options: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, durable: bool = False, base_dir: Path | None = None, options: dict[str, str] | None = None
+    ) -> None:
         self.durable = durable
         self.options = dict(options or {})
         self.base_dir = base_dir
@@ -68,8 +69,19 @@ class PostgresCluster:
         say(f"PostgreSQL: initdb with {bindir} in {self.root}")
         self._initdb(bindir)
         self.port = free_port()
-        argv = [str(bindir / "postgres"), "-D", str(self.root / "data"), "-p", str(self.port),
-                "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
+        argv = [
+            str(bindir / "postgres"),
+            "-D",
+            str(self.root / "data"),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.root),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
+        ]
         options = {} if self.durable else {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         for name, value in {**options, **self.options}.items():
             argv += ["-c", f"{name}={value}"]
@@ -80,8 +92,21 @@ class PostgresCluster:
 
     def _initdb(self, bindir: Path) -> None:
         assert self.root is not None
-        result = run_as([str(bindir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres",
-                         "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], user=self._user)
+        result = run_as(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.root / "data"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            user=self._user,
+        )
         if result.returncode != 0:
             raise EngineStartError(f"initdb failed ({result.returncode}):\n{result.stdout}{result.stderr}")
 
@@ -94,8 +119,9 @@ class PostgresCluster:
                 self.stop()
                 raise EngineStartError(message)
             try:
-                with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                                     connect_timeout=2):
+                with psycopg.connect(
+                    host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", connect_timeout=2
+                ):
                     return
             except psycopg.OperationalError:
                 time.sleep(0.2)
@@ -103,8 +129,9 @@ class PostgresCluster:
 
     def create_database(self, name: str) -> str:
         """Create (or recreate) a database and return its SQLAlchemy URL."""
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)

@@ -96,9 +96,15 @@ def _child_setup(user: str | None) -> Callable[[], None]:
     return setup
 
 
-def spawn(argv: Sequence[str], log: Path, *, user: str | None = None,
-          env: dict[str, str] | None = None, cwd: Path | None = None,
-          keep_stdin: bool = False) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str],
+    log: Path,
+    *,
+    user: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    keep_stdin: bool = False,
+) -> subprocess.Popen[bytes]:
     """Start `argv` with output to `log`; it is terminated if this process dies.
 
     With `keep_stdin` the child gets a pipe that stays open until it is stopped
@@ -108,15 +114,21 @@ def spawn(argv: Sequence[str], log: Path, *, user: str | None = None,
     stdin = subprocess.PIPE if keep_stdin else subprocess.DEVNULL
     with open(log, "ab") as out:
         return subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=stdin,
-            env=env, cwd=cwd, preexec_fn=_child_setup(user),
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=stdin,
+            env=env,
+            cwd=cwd,
+            preexec_fn=_child_setup(user),
         )
 
 
 def run_as(argv: Sequence[str], *, user: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a short command (optionally as another user) and capture its output."""
-    return subprocess.run(list(argv), capture_output=True, text=True,
-                          preexec_fn=_child_setup(user), stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        list(argv), capture_output=True, text=True, preexec_fn=_child_setup(user), stdin=subprocess.DEVNULL
+    )
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> None:

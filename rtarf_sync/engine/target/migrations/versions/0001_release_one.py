@@ -72,9 +72,10 @@ def upgrade(target_table: str) -> None:
             sa.Column("status", sa.Text, nullable=False),
             _ts("started_at", nullable=False),
             _ts("finished_at"),
-            *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-              for name in ("pages", "total_processed", "inserted", "updated", "unchanged", "failed",
-                           "known_bad")),
+            *(
+                sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+                for name in ("pages", "total_processed", "inserted", "updated", "unchanged", "failed", "known_bad")
+            ),
             _ts("cursor_value"),
             sa.Column("error", sa.Text),
         )
@@ -92,8 +93,14 @@ def upgrade(target_table: str) -> None:
             _ts("failed_at", nullable=False, server_default=sa.func.now()),
             sa.Column("raw_document", sa.Text, nullable=False),
             sa.Column("run_id", sa.BigInteger),
-            sa.UniqueConstraint("target_table", "es_index", "es_id", "es_seq_no", "es_primary_term",
-                                name="rtarf_sync_dead_letters_version_key"),
+            sa.UniqueConstraint(
+                "target_table",
+                "es_index",
+                "es_id",
+                "es_seq_no",
+                "es_primary_term",
+                name="rtarf_sync_dead_letters_version_key",
+            ),
         )
 
 
