@@ -29,7 +29,8 @@ def create_app(
     from flask import Flask
 
     from rtarf_sync import notify
-    from rtarf_sync.api import auth, dead_letters, errors, guards, health, openapi, page, runs, trigger, webhooks
+    from rtarf_sync.api import dead_letters, errors, health, openapi, page, runs, trigger, webhooks
+    from rtarf_sync.api.safety import auth, guards
     from rtarf_sync.api import metrics as metrics_routes
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.api import verification as verification_routes

@@ -1,7 +1,7 @@
 """Dead letters over HTTP: list, show one (with its raw document), replay.
 
 Only the detail route returns `raw_document`; with RTARF_API_TOKEN set it needs
-the token like a POST (api/auth.py), because event data can be sensitive.
+the token like a POST (api/safety/auth.py), because event data can be sensitive.
 """
 
 from __future__ import annotations

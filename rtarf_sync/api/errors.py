@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from rtarf_sync.api.echoes import mask_echoes, request_values
+from rtarf_sync.api.safety.echoes import mask_echoes, request_values
 from rtarf_sync.logs import Redactor
 from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
 from rtarf_sync.service.scheduler import SyncBusy

@@ -14,7 +14,7 @@ from apispec import APISpec
 from flask import Blueprint, Response, jsonify
 
 from rtarf_sync.api.dead_letters import MAX_IDS
-from rtarf_sync.api.guards import MAX_DEPTH
+from rtarf_sync.api.safety.guards import MAX_DEPTH
 from rtarf_sync.api.params import MAX_ID
 from rtarf_sync.engine.runs.history import MAX_LIMIT, RUN_MODES, RUN_STATUSES, RUN_TRIGGERS
 from rtarf_sync.engine.runs.plan import MODES

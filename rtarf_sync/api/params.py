@@ -106,7 +106,7 @@ def json_object() -> dict[str, Any]:
     """The request's JSON body as an object; an absent or empty body is {}."""
     if not request.get_data(cache=True):
         return {}
-    body = request.get_json(force=True, silent=True)  # api/guards.py already refused other content types
+    body = request.get_json(force=True, silent=True)  # api/safety/guards.py already refused other content types
     if not isinstance(body, dict):
         raise BadParameter("body", "must be a JSON object")
     return body

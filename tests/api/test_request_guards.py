@@ -1,4 +1,4 @@
-"""The request guards of api/guards.py through the app factory: origins, CORS, body type, size and depth.
+"""The request guards of api/safety/guards.py through the app factory: origins, CORS, body type, size and depth.
 
 Each refused request is shown to change nothing: the interval job stays
 paused (POST /scheduler/start) and the job never runs (POST /scheduler/sync-now).

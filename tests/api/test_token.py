@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from rtarf_sync import create_app
-from rtarf_sync.api.auth import token_matches
+from rtarf_sync.api.safety.auth import token_matches
 from rtarf_sync.service.extension import scheduler_of
 from rtarf_sync.service.scheduler import RtarfEventScheduler
 from tests.infra.support import GatedJob, offline_settings, wait_for

@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from rtarf_sync.api import page_format as fmt
-from rtarf_sync.api.page_chart import build_chart
+from rtarf_sync.api.page import formats as fmt
+from rtarf_sync.api.page.chart import build_chart
 
 NOT_AVAILABLE = "not available"
 OK, WARN, BAD, NONE = "ok", "warn", "bad", "none"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
-from rtarf_sync.api import page_format as fmt
+from rtarf_sync.api.page import formats as fmt
 
 WIDTH, HEIGHT = 600, 230
 LEFT, RIGHT = 4, 4

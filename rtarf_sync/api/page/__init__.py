@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from rtarf_sync.api.page_view import build_view
+from rtarf_sync.api.page.view import build_view
 from rtarf_sync.engine.runs.overview import read_overview
 from rtarf_sync.service.extension import scheduler_of
 
