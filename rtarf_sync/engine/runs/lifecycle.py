@@ -51,9 +51,11 @@ class RunLifecycle:
         work: Work,
         range_from: datetime | None = None,
         range_to: datetime | None = None,
+        report: Callable[[SyncResult], None] = lambda result: None,
     ) -> None:
         """Run `work` under the lease as the run `result` describes; `prepare` returning False ends it
-        before the lease is taken (nothing to do). Fills in the result; never raises for a failure."""
+        before the lease is taken (nothing to do). Fills in the result, then `report`s it while the run's
+        log context still holds, so its outcome line names the run; never raises for a failure."""
         started, fence = time.monotonic(), None
         run_logs = enter_run(result)  # every line of this run (and of the threads it starts) names it
         try:
@@ -71,7 +73,10 @@ class RunLifecycle:
             result.duration_seconds = time.monotonic() - started
             if fence is not None:
                 self._close(result, fence)
-            leave_run(run_logs)
+            try:
+                report(result)
+            finally:
+                leave_run(run_logs)
 
     def _begin(self, result: SyncResult, range_from: datetime | None, range_to: datetime | None) -> Fence | None:
         """Take the lease and record the run's start; None (the run skipped) when another owner holds it."""

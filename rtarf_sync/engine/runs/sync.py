@@ -195,8 +195,7 @@ class SyncService:
             self._run_pages(result, fence, scope, force, keeper)
             result.status = PARTIAL if result.failed else SUCCESS
 
-        self.lifecycle().run(result, prepare, work, scope.start, scope.end)
-        self._log_end(result)
+        self.lifecycle().run(result, prepare, work, scope.start, scope.end, report=self._log_end)
         return result
 
     def lifecycle(self, name: str = "sync", logger: logging.Logger = log) -> RunLifecycle:
