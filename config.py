@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -84,6 +84,34 @@ def mask_url(url: str) -> str:
 def mask_userinfo(url: str) -> str:
     """Return `url` with any user name and password replaced by asterisks."""
     return _URL_USERINFO.sub(r"\1***@", url)
+
+
+# The column types a pipeline may declare (see docs/pipelines.md).
+COLUMN_TYPES = (
+    "text",
+    "smallint",
+    "integer",
+    "bigint",
+    "double precision",
+    "boolean",
+    "timestamptz",
+    "inet",
+    "jsonb",
+    "text[]",
+)
+COLUMN_ON_ERROR = ("dead_letter", "null")
+DEFAULT_PIPELINE = "default"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One typed column beside `source`: filled from `path` of each document, converted to `type`."""
+
+    name: str
+    path: str
+    type: str
+    index: bool = False
+    on_error: str = "dead_letter"  # dead_letter: set the document aside; null: store NULL
 
 
 @dataclass(frozen=True)
@@ -159,6 +187,12 @@ class Settings:
     trigger_debounce_seconds: float = 1.0
     cors_origins: tuple[str, ...] = ()
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    # Per pipeline: its name, an engine filter (query DSL), the _source fields kept, typed columns.
+    pipeline: str = DEFAULT_PIPELINE
+    query: dict[str, Any] | None = field(default=None, hash=False)
+    source_includes: tuple[str, ...] = ()
+    source_excludes: tuple[str, ...] = ()
+    columns: tuple[ColumnSpec, ...] = ()
     verify: VerifySettings = field(default_factory=VerifySettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
