@@ -141,12 +141,26 @@ def formatter(log_format: str) -> logging.Formatter:
     return JsonLineFormatter(_redactor) if log_format == "json" else logging.Formatter(LOG_FORMAT, DATE_FORMAT)
 
 
+class RedactingTextFormatter(logging.Formatter):
+    """The text format with every known secret masked in the finished line.
+
+    gunicorn's own handlers do not pass through the root handler's filter, and an access line
+    quotes the request line, where a careless client may have put the token.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(LOG_FORMAT, DATE_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _redactor(super().format(record))
+
+
 def gunicorn_formatter(settings: Settings) -> dict[str, Any]:
     """gunicorn's logconfig_dict entry for its access and error lines, in the format `settings` names."""
     _redactor.add(secret_values(settings))  # the master logs before any worker configures the app
     if settings.log_format == "json":
         return {"()": "rtarf_sync.log_json.json_formatter"}
-    return {"format": LOG_FORMAT, "datefmt": DATE_FORMAT}
+    return {"()": "rtarf_sync.logs.RedactingTextFormatter"}
 
 
 def unlocked_line(name: str, message: str, level: int = logging.INFO) -> bytes:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from rtarf_sync.logs import configure_logging
 from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.service.scheduler import RtarfEventScheduler
+from tests.infra.gunicorn_process import GunicornProcess
 from tests.infra.support import GatedJob, offline_settings, wait_for
 
 LINE = re.compile(
@@ -81,3 +83,19 @@ def test_a_failed_scheduled_run_logs_one_line_without_a_traceback(capsys: pytest
     assert "| rtarf_sync.scheduler | ERROR | Sync failed: PostgreSQL: connection refused" in err
     assert "| apscheduler.executors.default | ERROR | Job " in err
     assert "Traceback" not in err
+
+
+@pytest.mark.e2e
+def test_gunicorn_text_access_lines_mask_a_token_sent_in_a_query_string(tmp_path: Path, database_url: str) -> None:
+    token = "planted-Text-token-4Rz8k1Qp"
+    env = {"RTARF_DATABASE_URL": database_url, "RTARF_SYNC_ENABLED": "false", "RTARF_API_TOKEN": token}
+    server = GunicornProcess(tmp_path, env)
+    try:
+        server.start()
+        assert server.get(f"/healthz?token={token}").status_code == 200
+        wait_for(lambda: "/healthz?token=" in server.log(), what="the access line")
+    finally:
+        server.close()
+    access = [line for line in _lines(server.log()) if line["logger"] == "gunicorn.access"]
+    assert any("/healthz?token=***" in line["message"] for line in access), server.log()
+    assert token not in server.log()
