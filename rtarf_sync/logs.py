@@ -40,6 +40,11 @@ def secret_values(settings: Settings) -> set[str]:
     if settings.webhooks.secret is not None:
         # The key without its whsec_ prefix is what signing libraries print in their errors.
         values.add(settings.webhooks.secret.reveal().removeprefix("whsec_"))
+    if settings.es_proxy is not None:
+        # The proxy's user name and password, raw and as percent-decoded (the form a client sends).
+        userinfo = urlsplit(settings.es_proxy.reveal()).netloc.rpartition("@")[0]
+        proxy_parts = [part for part in userinfo.split(":", 1) if len(part) >= 3]
+        values.update(proxy_parts + [unquote(part) for part in proxy_parts])
     for url in settings.webhooks.urls:
         parts = urlsplit(url.reveal())
         userinfo = parts.netloc.rpartition("@")[0]

@@ -20,6 +20,7 @@ from config import Settings
 from rtarf_sync.engine.fastjson import ElasticsearchJson, OpenSearchJson, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Answer
 from rtarf_sync.engine.errors import ContextExpired, PitUnsupported, SourceError, TransientError
+from rtarf_sync.engine.source.connection import elasticsearch_options, opensearch_options
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -111,25 +112,6 @@ def tls_refused(what: str, error: BaseException) -> SourceError:
     )
 
 
-def _connection_options(settings: Settings, timeout_key: str) -> Json:
-    """Timeout and TLS options both clients take; their own retries stay off (retry.py retries)."""
-    options: Json = {
-        timeout_key: settings.es_request_timeout_seconds,
-        "max_retries": 0,
-        "retry_on_timeout": False,
-        "verify_certs": settings.es_verify_certs,
-    }
-    if not settings.es_verify_certs:
-        log.warning(
-            "RTARF_ES_VERIFY_CERTS=false: the engine's TLS certificate is not verified; anyone on the "
-            "network path can read or change what the sync copies"
-        )
-        options["ssl_show_warn"] = False  # said once above, not on every request
-    if settings.es_ca_certs:
-        options["ca_certs"] = settings.es_ca_certs
-    return options
-
-
 def _open_pit(call: Callable[[], Json]) -> Json:
     """Open a point in time; an engine that has no such endpoint raises PitUnsupported."""
     try:
@@ -196,11 +178,7 @@ class ElasticsearchApi(_TypedPages):
     kind = "elasticsearch"
 
     def __init__(self, settings: Settings) -> None:
-        options = _connection_options(settings, "request_timeout")
-        if settings.es_username and settings.es_password:
-            options["basic_auth"] = (settings.es_username, settings.es_password.reveal())
-        if settings.es_api_key:
-            options["api_key"] = settings.es_api_key.reveal()
+        options = elasticsearch_options(settings)
         json_serializer = ElasticsearchJson()
         self.client = elasticsearch.Elasticsearch(
             list(settings.es_urls),
@@ -295,13 +273,7 @@ class OpenSearchApi(_TypedPages):
     kind = "opensearch"
 
     def __init__(self, settings: Settings) -> None:
-        options = _connection_options(settings, "timeout")
-        if settings.es_username and settings.es_password:
-            options["http_auth"] = (settings.es_username, settings.es_password.reveal())
-        if settings.es_api_key:
-            options["headers"] = {"Authorization": f"ApiKey {settings.es_api_key.reveal()}"}
-        if any(url.startswith("https://") for url in settings.es_urls):
-            options["use_ssl"] = True
+        options = opensearch_options(settings)
         self.client = opensearchpy.OpenSearch(list(settings.es_urls), serializer=OpenSearchJson(), **options)
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
