@@ -603,13 +603,16 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     api_key = _secret(environ, "RTARF_ES_API_KEY")
     es_auth = _es_auth(environ, {"RTARF_ES_USERNAME": username is not None, "RTARF_ES_API_KEY": api_key is not None})
     cloud_id, cloud_urls = _cloud_urls(environ)
+    es_urls = cloud_urls or _es_urls(environ)
     client_cert, client_key = _client_certificate(environ)
+    if client_cert is not None and not all(url.startswith("https://") for url in es_urls):
+        raise ConfigError("RTARF_ES_CLIENT_CERT needs https:// engine URLs: a client certificate is presented over TLS")
     api_token = _api_token(environ)
     bind, bind_source = _bind(environ, api_token)
     return Settings(
         sync_enabled=_boolean(environ, "RTARF_SYNC_ENABLED", True),
         sync_interval_seconds=_integer(environ, "RTARF_SYNC_INTERVAL_SECONDS", 300, 1, 86400),
-        es_urls=cloud_urls or _es_urls(environ),
+        es_urls=es_urls,
         es_index=_es_index(environ),
         es_username=username,
         es_password=password,
