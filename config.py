@@ -402,6 +402,8 @@ def _es_auth(environ: Mapping[str, str], given: dict[str, bool]) -> str:
 def _source_engine(environ: Mapping[str, str], auth: str, cloud_id: str | None) -> str:
     """RTARF_SOURCE_ENGINE; a cloud id means Elasticsearch and SigV4 means the OpenSearch client."""
     engine = _choice(environ, "RTARF_SOURCE_ENGINE", "auto", _ENGINES)
+    if auth == "sigv4" and cloud_id is not None:
+        raise ConfigError("RTARF_ES_CLOUD_ID names an Elastic Cloud deployment: RTARF_ES_AUTH=sigv4 cannot sign for it")
     if auth == "sigv4":
         if engine == "elasticsearch":
             raise ConfigError(

@@ -28,6 +28,8 @@ _HANDLER_NAME = "rtarf_sync"
 # Client libraries that log every HTTP request (opensearchpy.trace even logs each body as a curl
 # command) at INFO; they speak only at WARNING unless RTARF_LOG_LEVEL=DEBUG.
 _CHATTY_LOGGERS = ("opensearchpy.trace", "opensearch", "elastic_transport.transport", "urllib3.connectionpool")
+# botocore's DEBUG lines print each SigV4 canonical request, the AWS session token in it: never below WARNING.
+_SIGNING_LOGGERS = ("botocore",)
 
 
 def secret_values(settings: Settings) -> set[str]:
@@ -179,4 +181,6 @@ def configure_logging(settings: Settings) -> Redactor:
         executor_logger.addFilter(ExpectedFailureFilter())
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if settings.log_level == "DEBUG" else logging.WARNING)
+    for name in _SIGNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return _redactor

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import base64
 from typing import Callable, Iterator
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 
-from config import Settings
+from config import Settings, load_settings
+from rtarf_sync import create_app
 from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.logs import configure_logging
 from rtarf_sync.sample import bulk_payload, make_event
+from rtarf_sync.service.extension import scheduler_of
 from tests.infra.harness.certs import Certs, make_certs
 from tests.infra.harness.faultproxy import FaultProxy
 from tests.infra.harness.forwardproxy import ForwardProxy
@@ -285,3 +289,58 @@ def test_a_cloud_id_reaches_its_deployment(
     assert (result.status, result.inserted) == ("success", 30), result.error
     assert table_docs(db_engine, table_name) == engine_docs(elasticsearch, index_name)
     assert front.requests
+
+
+def test_no_aws_key_token_proxy_password_or_client_key_leaves_the_service(
+    aws_environment: AwsKeys,
+    opensearch: EngineHttp,
+    forward_proxy: ForwardProxy,
+    certs: Certs,
+    index_name: str,
+    table_name: str,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """All four at once, at DEBUG: app → proxy (CONNECT, password) → mTLS gateway checking SigV4 → OpenSearch."""
+    _load(opensearch, index_name, 5)
+    gateway = FaultProxy(
+        opensearch.url, tls=certs.server_context(require_client_cert=True), gate=SigV4Check(KEYS, "eu-west-1", "es")
+    ).start()
+    settings = load_settings(
+        {
+            "RTARF_DATABASE_URL": database_url,
+            "RTARF_TABLE": table_name,
+            "RTARF_ES_INDEX": index_name,
+            "RTARF_ES_URL": gateway.url,
+            "RTARF_ES_AUTH": "sigv4",
+            "RTARF_AWS_REGION": "eu-west-1",
+            "RTARF_ES_CA_CERTS": str(certs.ca_cert),
+            "RTARF_ES_CLIENT_CERT": str(certs.client_cert),
+            "RTARF_ES_CLIENT_KEY": str(certs.client_key),
+            "RTARF_ES_PROXY": forward_proxy.url((PROXY_USER, PROXY_PASSWORD)),
+            "RTARF_API_TOKEN": "CanaryToken-0a1b2c3d4e",
+            "RTARF_SYNC_ENABLED": "false",
+            "RTARF_LOG_LEVEL": "DEBUG",
+            "RTARF_SYNC_SETTLE_SECONDS": "0",
+        }
+    )
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        auth = {"Authorization": "Bearer CanaryToken-0a1b2c3d4e"}
+        bodies = [client.post("/scheduler/sync-now", headers=auth)]
+        bodies += [client.get(path) for path in ("/scheduler/status", "/readyz", "/healthz", "/metrics")]
+        bodies += [client.get(path, headers=auth) for path in ("/scheduler/runs", "/scheduler/overview")]
+    finally:
+        scheduler_of(app).shutdown(timeout=10)
+        gateway.stop()
+        configure_logging(load_settings({}))  # back to INFO for the tests that follow
+    assert bodies[0].status_code == 200 and bodies[0].get_json()["result"]["inserted"] == 5, bodies[0].get_json()
+    assert forward_proxy.carried and gateway.requests and not [s for s in gateway.requests if s.refused]
+    key_lines = [line for line in certs.client_key.read_text().splitlines() if not line.startswith("-----")]
+    canaries = [KEYS.secret_key, KEYS.token or "", PROXY_PASSWORD, quote(PROXY_PASSWORD, safe=""), *key_lines]
+    logs = capsys.readouterr().err + caplog.text
+    assert "Sync completed successfully" in logs
+    for text in [body.get_data(as_text=True) for body in bodies] + [logs]:
+        assert [canary for canary in canaries if canary in text] == []
