@@ -348,8 +348,7 @@ def _readable_file(environ: Mapping[str, str], name: str) -> str | None:
     if path is None:
         return None
     try:
-        with open(path, "rb") as handle:
-            handle.read(1)
+        open(path, "rb").close()  # missing, a folder, or not readable by this user: each fails here
     except OSError as error:
         raise ConfigError(f"{name}={path!r} is invalid: cannot read the file ({error.strerror or error})") from None
     return path

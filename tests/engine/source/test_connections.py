@@ -189,7 +189,10 @@ def test_without_the_client_certificate_the_run_fails_clearly(
     )
     result = SyncService(settings).run()
     assert result.status == "failed"
-    assert "TLS" in (result.error or "") and "RTARF_ES_CLIENT_CERT" in (result.error or ""), result.error
+    assert (result.error or "").startswith("open point in time: TLS handshake with the engine failed ("), result.error
+    assert (result.error or "").endswith(
+        "the engine may want a client certificate: check RTARF_ES_CLIENT_CERT and RTARF_ES_CLIENT_KEY"
+    ), result.error
     assert mtls_proxy.requests == [], "no request got through"
 
 
@@ -203,8 +206,11 @@ def test_every_request_goes_through_the_proxy(
     table_name: str,
     make_settings: Callable[..., Settings],
     db_engine: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _load(engine, index_name)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens: RTARF_ES_PROXY must win over these
     front = FaultProxy(engine.url, tls=certs.server_context() if scheme == "https" else None).start()
     try:
         settings = make_settings(
