@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
+from elastic_transport.client_utils import parse_cloud_id
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -25,6 +26,9 @@ _FALSE = {"false", "0", "no", "off"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_FORMATS = ("text", "json")
 _ENGINES = ("auto", "elasticsearch", "opensearch")
+_ES_AUTH = ("auto", "basic", "api_key", "sigv4", "none")
+_AWS_SERVICES = ("es", "aoss")  # Amazon OpenSearch Service, and OpenSearch Serverless
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$")
 _READ_MODES = ("auto", "pit", "scroll")
 _KEEP_ALIVE = re.compile(r"^[1-9][0-9]*[smh]$")
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
@@ -44,6 +48,7 @@ SECRET_FILE_VARIABLES = {
     "RTARF_WEBHOOK_SECRET": "RTARF_WEBHOOK_SECRET_FILE",
     "RTARF_WEBHOOK_URLS": "RTARF_WEBHOOK_URLS_FILE",  # a chat webhook's URL is its secret
     "RTARF_DATABASE_URL": "RTARF_DATABASE_URL_FILE",
+    "RTARF_ES_PROXY": "RTARF_ES_PROXY_FILE",  # a proxy URL may carry the proxy's password
 }
 LOOPBACK_BIND = "127.0.0.1:8000"
 
@@ -162,6 +167,15 @@ class Settings:
     es_ca_certs: str | None = None
     es_verify_certs: bool = True
     es_request_timeout_seconds: float = 30.0
+    # How the engine connection authenticates (basic, api_key, sigv4 or none; auto: whichever credential is set),
+    # and the region and service SigV4 signs for.
+    es_auth: str = "auto"
+    aws_region: str | None = None
+    aws_service: str = "es"
+    es_cloud_id: str | None = None  # already decoded into es_urls; kept to say where the URL came from
+    es_client_cert: str | None = None  # mTLS: the client's certificate and key, PEM files
+    es_client_key: str | None = None
+    es_proxy: Secret | None = None  # an HTTP(S) proxy every engine request goes through
     source_engine: str = "auto"
     read_mode: str = "auto"
     cursor_field: str = "@timestamp"
@@ -310,6 +324,99 @@ def _es_index(environ: Mapping[str, str]) -> str:
     if any(not part or re.search(r"[\s\"\\/?#<>|]", part) for part in parts):
         raise _fail(name, value, "an index, alias, pattern or comma-separated list of them")
     return ",".join(parts)
+
+
+def _cloud_urls(environ: Mapping[str, str]) -> tuple[str | None, tuple[str, ...] | None]:
+    """RTARF_ES_CLOUD_ID and the HTTPS URL it stands for, decoded the way the Elasticsearch client does."""
+    name = "RTARF_ES_CLOUD_ID"
+    cloud_id = _raw(environ, name)
+    if cloud_id is None:
+        return None, None
+    if _raw(environ, "RTARF_ES_URL") is not None:
+        raise ConfigError(f"{name} and RTARF_ES_URL are both set: a cloud id names the URL, give one of them")
+    try:
+        address = parse_cloud_id(cloud_id).es_address
+    except ValueError:
+        address = None
+    if address is None:
+        raise _fail(name, cloud_id, "an Elastic Cloud id such as name:BASE64 (from the deployment's page)")
+    return cloud_id, (f"https://{address[0]}:{address[1]}",)
+
+
+def _readable_file(environ: Mapping[str, str], name: str) -> str | None:
+    path = _raw(environ, name)
+    if path is None:
+        return None
+    try:
+        open(path, "rb").close()  # missing, a folder, or not readable by this user: each fails here
+    except OSError as error:
+        raise ConfigError(f"{name}={path!r} is invalid: cannot read the file ({error.strerror or error})") from None
+    return path
+
+
+def _client_certificate(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """RTARF_ES_CLIENT_CERT and RTARF_ES_CLIENT_KEY: both or neither, each a readable file."""
+    cert = _readable_file(environ, "RTARF_ES_CLIENT_CERT")
+    key = _readable_file(environ, "RTARF_ES_CLIENT_KEY")
+    if (cert is None) != (key is None):
+        raise ConfigError("RTARF_ES_CLIENT_CERT and RTARF_ES_CLIENT_KEY must be set together")
+    return cert, key
+
+
+def _proxy(environ: Mapping[str, str]) -> Secret | None:
+    name = "RTARF_ES_PROXY"
+    value = _secret_text(environ, name)
+    if value is None:
+        return None
+    if not re.fullmatch(r"https?://([^\s/@]+@)?[^\s/@:]+(:[0-9]{1,5})?/?", value):
+        shown = mask_userinfo(value) if "@" in value else value
+        raise _fail(name, shown, "an http:// or https:// proxy URL such as http://user:password@proxy:3128")
+    return Secret(value.rstrip("/"))
+
+
+def _aws_region(environ: Mapping[str, str]) -> str:
+    """The region SigV4 signs for: RTARF_AWS_REGION, else the AWS SDKs' own AWS_REGION or AWS_DEFAULT_REGION."""
+    for name in ("RTARF_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        value = _raw(environ, name)
+        if value is not None:
+            if not _AWS_REGION.fullmatch(value):
+                raise _fail(name, value, "an AWS region such as eu-west-1")
+            return value
+    raise ConfigError("RTARF_ES_AUTH=sigv4 needs RTARF_AWS_REGION (or AWS_REGION), the region of the domain")
+
+
+def _es_auth(environ: Mapping[str, str], given: dict[str, bool]) -> str:
+    """RTARF_ES_AUTH, checked against the credentials set: an explicit scheme takes its own and no other."""
+    auth = _choice(environ, "RTARF_ES_AUTH", "auto", _ES_AUTH)
+    needed = {"basic": "RTARF_ES_USERNAME", "api_key": "RTARF_ES_API_KEY"}.get(auth)
+    if needed is not None and not given[needed]:
+        raise ConfigError(f"RTARF_ES_AUTH={auth} needs {needed}")
+    if auth != "auto":
+        extra = [variable for variable, present in given.items() if present and variable != needed]
+        if extra:
+            raise ConfigError(f"RTARF_ES_AUTH={auth} does not use {', '.join(extra)}: unset it (value not shown)")
+    return auth
+
+
+def _source_engine(environ: Mapping[str, str], auth: str, cloud_id: str | None) -> str:
+    """RTARF_SOURCE_ENGINE; a cloud id means Elasticsearch and SigV4 means the OpenSearch client."""
+    engine = _choice(environ, "RTARF_SOURCE_ENGINE", "auto", _ENGINES)
+    if auth == "sigv4" and cloud_id is not None:
+        raise ConfigError("RTARF_ES_CLOUD_ID names an Elastic Cloud deployment: RTARF_ES_AUTH=sigv4 cannot sign for it")
+    if auth == "sigv4":
+        if engine == "elasticsearch":
+            raise ConfigError(
+                "RTARF_ES_AUTH=sigv4 needs RTARF_SOURCE_ENGINE=opensearch or auto: the Elasticsearch client "
+                "cannot sign requests (Amazon OpenSearch domains, Elasticsearch 7.10 ones too, take the OpenSearch one)"
+            )
+        return "opensearch"
+    if cloud_id is not None:
+        if engine == "opensearch":
+            raise ConfigError(
+                "RTARF_ES_CLOUD_ID names an Elastic Cloud deployment: RTARF_SOURCE_ENGINE=opensearch cannot use it"
+            )
+        return "elasticsearch"
+    return engine
 
 
 def _database_url(environ: Mapping[str, str]) -> Secret:
@@ -494,20 +601,34 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     password = _secret(environ, "RTARF_ES_PASSWORD")
     if (username is None) != (password is None):
         raise ConfigError("RTARF_ES_USERNAME and RTARF_ES_PASSWORD must be set together")
+    api_key = _secret(environ, "RTARF_ES_API_KEY")
+    es_auth = _es_auth(environ, {"RTARF_ES_USERNAME": username is not None, "RTARF_ES_API_KEY": api_key is not None})
+    cloud_id, cloud_urls = _cloud_urls(environ)
+    es_urls = cloud_urls or _es_urls(environ)
+    client_cert, client_key = _client_certificate(environ)
+    if client_cert is not None and not all(url.startswith("https://") for url in es_urls):
+        raise ConfigError("RTARF_ES_CLIENT_CERT needs https:// engine URLs: a client certificate is presented over TLS")
     api_token = _api_token(environ)
     bind, bind_source = _bind(environ, api_token)
     return Settings(
         sync_enabled=_boolean(environ, "RTARF_SYNC_ENABLED", True),
         sync_interval_seconds=_integer(environ, "RTARF_SYNC_INTERVAL_SECONDS", 300, 1, 86400),
-        es_urls=_es_urls(environ),
+        es_urls=es_urls,
         es_index=_es_index(environ),
         es_username=username,
         es_password=password,
-        es_api_key=_secret(environ, "RTARF_ES_API_KEY"),
+        es_api_key=api_key,
         es_ca_certs=_raw(environ, "RTARF_ES_CA_CERTS"),
         es_verify_certs=_boolean(environ, "RTARF_ES_VERIFY_CERTS", True),
         es_request_timeout_seconds=_number(environ, "RTARF_ES_REQUEST_TIMEOUT_SECONDS", 30.0, 0.1, 3600),
-        source_engine=_choice(environ, "RTARF_SOURCE_ENGINE", "auto", _ENGINES),
+        es_auth=es_auth,
+        aws_region=_aws_region(environ) if es_auth == "sigv4" else None,
+        aws_service=_choice(environ, "RTARF_AWS_SERVICE", "es", _AWS_SERVICES),
+        es_cloud_id=cloud_id,
+        es_client_cert=client_cert,
+        es_client_key=client_key,
+        es_proxy=_proxy(environ),
+        source_engine=_source_engine(environ, es_auth, cloud_id),
         read_mode=_choice(environ, "RTARF_SYNC_READ_MODE", "auto", _READ_MODES),
         cursor_field=_matching(
             environ,

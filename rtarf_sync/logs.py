@@ -28,6 +28,8 @@ _HANDLER_NAME = "rtarf_sync"
 # Client libraries that log every HTTP request (opensearchpy.trace even logs each body as a curl
 # command) at INFO; they speak only at WARNING unless RTARF_LOG_LEVEL=DEBUG.
 _CHATTY_LOGGERS = ("opensearchpy.trace", "opensearch", "elastic_transport.transport", "urllib3.connectionpool")
+# botocore's DEBUG lines print each SigV4 canonical request, the AWS session token in it: never below WARNING.
+_SIGNING_LOGGERS = ("botocore",)
 
 
 def secret_values(settings: Settings) -> set[str]:
@@ -40,6 +42,11 @@ def secret_values(settings: Settings) -> set[str]:
     if settings.webhooks.secret is not None:
         # The key without its whsec_ prefix is what signing libraries print in their errors.
         values.add(settings.webhooks.secret.reveal().removeprefix("whsec_"))
+    if settings.es_proxy is not None:
+        # The proxy's user name and password, raw and as percent-decoded (the form a client sends).
+        userinfo = urlsplit(settings.es_proxy.reveal()).netloc.rpartition("@")[0]
+        proxy_parts = [part for part in userinfo.split(":", 1) if len(part) >= 3]
+        values.update(proxy_parts + [unquote(part) for part in proxy_parts])
     for url in settings.webhooks.urls:
         parts = urlsplit(url.reveal())
         userinfo = parts.netloc.rpartition("@")[0]
@@ -188,4 +195,6 @@ def configure_logging(settings: Settings) -> Redactor:
         executor_logger.addFilter(ExpectedFailureFilter())
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if settings.log_level == "DEBUG" else logging.WARNING)
+    for name in _SIGNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return _redactor

@@ -33,6 +33,11 @@ CASES = {
     "engine password": ({"RTARF_ES_USERNAME": "elastic", "RTARF_ES_PASSWORD": "CanaryEsPw-73d"}, "CanaryEsPw-73d"),
     "engine API key": ({"RTARF_ES_API_KEY": "CanaryApiKey-74e=="}, "CanaryApiKey-74e=="),
     "API token": ({"RTARF_API_TOKEN": "CanaryToken-75f-0123"}, "CanaryToken-75f-0123"),
+    "engine proxy password": ({"RTARF_ES_PROXY": "http://squid:CanaryProxyPw-78c@proxy:3128"}, "CanaryProxyPw-78c"),
+    "engine proxy password, decoded": (
+        {"RTARF_ES_PROXY": "http://squid:Can%40ry-Px%2F79@proxy:3128"},
+        "Can@ry-Px/79",
+    ),
     "webhook secret": (
         {"RTARF_WEBHOOK_URLS": "https://hooks.example/in", "RTARF_WEBHOOK_SECRET": f"whsec_{WEBHOOK_KEY}"},
         f"whsec_{WEBHOOK_KEY}",

@@ -34,6 +34,7 @@ SECRETS = {
         lambda s: s.webhooks.urls[0].reveal(),
         {"RTARF_WEBHOOK_SECRET": WEBHOOK_SECRET},
     ),
+    "RTARF_ES_PROXY": ("http://squid:Proxy-Pw-From-File-3@proxy.internal:3128", lambda s: s.es_proxy.reveal(), {}),
 }
 
 

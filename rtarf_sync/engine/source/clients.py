@@ -20,6 +20,7 @@ from config import Settings
 from rtarf_sync.engine.fastjson import ElasticsearchJson, OpenSearchJson, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Answer
 from rtarf_sync.engine.errors import ContextExpired, PitUnsupported, SourceError, TransientError
+from rtarf_sync.engine.source.connection import elasticsearch_options, opensearch_options
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -84,8 +85,24 @@ def _error_reason(body: Any) -> str:
     return str(body)[:300]
 
 
+def proxy_refused(what: str) -> SourceError:
+    """The proxy wants other credentials: retrying cannot fix them, so abort at once, saying where they are set."""
+    return SourceError(
+        f"{what}: HTTP 407 Proxy Authentication Required: the proxy refused the user and password of RTARF_ES_PROXY"
+    )
+
+
+def _connection_failed(what: str, kind: str, message: str) -> Exception:
+    """A request that got no answer from the engine: transient, unless a proxy refused to open the tunnel."""
+    if "407 Proxy Authentication Required" in message:
+        return proxy_refused(what)
+    return TransientError(f"{what}: {kind}: {message}")
+
+
 def classify(status: int | None, body: Any, what: str) -> Exception:
     """Map an engine error answer to the exception the caller should act on."""
+    if status == 407:
+        return proxy_refused(what)
     kind, reason = _error_type(body), _error_reason(body)
     text = f"{what}: HTTP {status} {kind or ''} {reason}".strip()
     if kind in _EXPIRED_TYPES or "search_context_missing" in str(body):
@@ -95,39 +112,31 @@ def classify(status: int | None, body: Any, what: str) -> Exception:
     return SourceError(text)
 
 
+_CLIENT_CERT_REFUSALS = ("alert certificate required", "alert unknown ca", "alert bad certificate", "EOF occurred")
+
+
 def tls_refused(what: str, error: BaseException) -> SourceError:
-    """A TLS handshake the client refused: retrying cannot fix a certificate, so abort at once, saying why."""
+    """A TLS handshake that failed: retrying cannot fix a certificate, so abort at once, saying which to check."""
     causes: list[BaseException] = [error, *getattr(error, "errors", ())]
     while (deeper := causes[-1].__cause__ or causes[-1].__context__) is not None:
         causes.append(deeper)
         if len(causes) > 10:
             break
     text = " ".join(str(cause) for cause in causes)
-    found = re.search(r"certificate verify failed: [^()'\"]*", text) or re.search(r"\[SSL[^\]]*\][^()'\"]*", text)
-    detail = found.group(0).strip() if found else text[:200]
-    return SourceError(
-        f"{what}: TLS handshake with the engine failed ({detail}); check RTARF_ES_CA_CERTS "
-        "(the CA that signed the engine's certificate) or the engine URL"
+    found = (
+        re.search(r"certificate verify failed: [^()'\"]*", text)
+        or re.search(r"\[SSL[^\]]*\][^()'\"]*", text)
+        or re.search(r"EOF occurred in violation of protocol", text)
     )
-
-
-def _connection_options(settings: Settings, timeout_key: str) -> Json:
-    """Timeout and TLS options both clients take; their own retries stay off (retry.py retries)."""
-    options: Json = {
-        timeout_key: settings.es_request_timeout_seconds,
-        "max_retries": 0,
-        "retry_on_timeout": False,
-        "verify_certs": settings.es_verify_certs,
-    }
-    if not settings.es_verify_certs:
-        log.warning(
-            "RTARF_ES_VERIFY_CERTS=false: the engine's TLS certificate is not verified; anyone on the "
-            "network path can read or change what the sync copies"
-        )
-        options["ssl_show_warn"] = False  # said once above, not on every request
-    if settings.es_ca_certs:
-        options["ca_certs"] = settings.es_ca_certs
-    return options
+    detail = found.group(0).strip() if found else text[:200]
+    if "certificate verify failed" in detail:
+        hint = "check RTARF_ES_CA_CERTS (the CA that signed the engine's certificate) or the engine URL"
+    elif any(refusal in detail for refusal in _CLIENT_CERT_REFUSALS):
+        # The engine hung up or alerted during the handshake: what a server wanting mTLS does.
+        hint = "the engine may want a client certificate: check RTARF_ES_CLIENT_CERT and RTARF_ES_CLIENT_KEY"
+    else:
+        hint = "check RTARF_ES_CA_CERTS, RTARF_ES_CLIENT_CERT and the engine URL"
+    return SourceError(f"{what}: TLS handshake with the engine failed ({detail}); {hint}")
 
 
 def _open_pit(call: Callable[[], Json]) -> Json:
@@ -196,11 +205,7 @@ class ElasticsearchApi(_TypedPages):
     kind = "elasticsearch"
 
     def __init__(self, settings: Settings) -> None:
-        options = _connection_options(settings, "request_timeout")
-        if settings.es_username and settings.es_password:
-            options["basic_auth"] = (settings.es_username, settings.es_password.reveal())
-        if settings.es_api_key:
-            options["api_key"] = settings.es_api_key.reveal()
+        options = elasticsearch_options(settings)
         json_serializer = ElasticsearchJson()
         self.client = elasticsearch.Elasticsearch(
             list(settings.es_urls),
@@ -219,7 +224,7 @@ class ElasticsearchApi(_TypedPages):
         except elastic_transport.TlsError as error:
             raise tls_refused(what, error) from None
         except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as error:
-            raise TransientError(f"{what}: {type(error).__name__}: {error.message}") from None
+            raise _connection_failed(what, type(error).__name__, error.message) from None
         except elastic_transport.TransportError as error:
             raise TransientError(f"{what}: {type(error).__name__}: {error.message}") from None
         return getattr(response, "body", response)
@@ -295,13 +300,7 @@ class OpenSearchApi(_TypedPages):
     kind = "opensearch"
 
     def __init__(self, settings: Settings) -> None:
-        options = _connection_options(settings, "timeout")
-        if settings.es_username and settings.es_password:
-            options["http_auth"] = (settings.es_username, settings.es_password.reveal())
-        if settings.es_api_key:
-            options["headers"] = {"Authorization": f"ApiKey {settings.es_api_key.reveal()}"}
-        if any(url.startswith("https://") for url in settings.es_urls):
-            options["use_ssl"] = True
+        options = opensearch_options(settings)
         self.client = opensearchpy.OpenSearch(list(settings.es_urls), serializer=OpenSearchJson(), **options)
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
@@ -313,7 +312,7 @@ class OpenSearchApi(_TypedPages):
         except opensearchpy.SSLError as error:
             raise tls_refused(what, error) from None
         except opensearchpy.ConnectionError as error:
-            raise TransientError(f"{what}: {type(error).__name__}: {error.error}") from None
+            raise _connection_failed(what, type(error).__name__, f"{error.error} {error.info}") from None
         except opensearchpy.TransportError as error:
             status = error.status_code if isinstance(error.status_code, int) else None
             raise classify(status, error.info, what) from None

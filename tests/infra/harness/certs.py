@@ -1,4 +1,4 @@
-"""A certificate authority and a server certificate for 127.0.0.1, made fresh for one test session."""
+"""A certificate authority, a server certificate for 127.0.0.1 and a client certificate, made fresh for a session."""
 
 from __future__ import annotations
 
@@ -21,11 +21,16 @@ class Certs:
     ca_cert: Path
     server_cert: Path
     server_key: Path
+    client_cert: Path
+    client_key: Path
 
-    def server_context(self) -> ssl.SSLContext:
-        """A TLS server context presenting the server certificate."""
+    def server_context(self, require_client_cert: bool = False) -> ssl.SSLContext:
+        """A TLS server context presenting the server certificate; mTLS asks for a client certificate of this CA."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.server_cert, self.server_key)
+        if require_client_cert:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(self.ca_cert)
         return context
 
 
@@ -40,7 +45,7 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def make_certs(directory: Path, label: str) -> Certs:
-    """Write a new CA and a server certificate for 127.0.0.1 and localhost into `directory`."""
+    """Write a new CA, a server certificate for 127.0.0.1 and localhost, and a client certificate into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -71,9 +76,36 @@ def make_certs(directory: Path, label: str) -> Certs:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    server = (
+    server = _leaf(ca, ca_key, key, "127.0.0.1", x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, now)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _leaf(ca, ca_key, client_key, "rtarf-sync", x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH, now)
+    certs = Certs(
+        directory / f"{label}-ca.pem",
+        directory / f"{label}-server.pem",
+        directory / f"{label}-server.key",
+        directory / f"{label}-client.pem",
+        directory / f"{label}-client.key",
+    )
+    certs.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    certs.server_cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    certs.server_key.write_bytes(_pem(key))
+    certs.client_cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))
+    certs.client_key.write_bytes(_pem(client_key))
+    return certs
+
+
+def _leaf(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey,
+    common: str,
+    usage: x509.ObjectIdentifier,
+    now: datetime.datetime,
+) -> x509.Certificate:
+    """A certificate for 127.0.0.1 and localhost, signed by the CA, for a server or a client."""
+    return (
         x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
+        .subject_name(_name(common))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -84,12 +116,7 @@ def make_certs(directory: Path, label: str) -> Certs:
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    certs = Certs(directory / f"{label}-ca.pem", directory / f"{label}-server.pem", directory / f"{label}-server.key")
-    certs.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    certs.server_cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    certs.server_key.write_bytes(_pem(key))
-    return certs

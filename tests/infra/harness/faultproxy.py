@@ -11,8 +11,9 @@ by `|`), counted from when they are added: the `nth` such request and the `times
 carry the bodies the real engine (OpenSearch) sends for that status, or, for
 502 and 504 (which only a gateway in front of an engine answers), a gateway's
 HTML page. With `tls` the proxy terminates HTTPS with the given certificate;
-`requests` keeps (method, path, headers) of every request, so a test can see
-which Authorization header arrived.
+`requests` keeps (method, path, headers, target, body) of every request, so a test can see
+which Authorization header arrived. A `gate` (a callable given each request) stands for a
+gateway that checks the caller, as Amazon's does SigV4: the reason it returns is answered 403.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 _HOP_BY_HOP = {
@@ -110,14 +111,21 @@ class Seen:
     path: str
     headers: dict[str, str]  # names in lower case
     fault: str | None
+    target: str = ""  # the path with its query string, as sent
+    body: bytes = b""
+    refused: str | None = None  # why the gate refused it
+
+
+Gate = Callable[[Seen], "str | None"]
 
 
 class FaultProxy:
     """Forwards to `upstream`; injects the faults added with `add`."""
 
-    def __init__(self, upstream: str, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, upstream: str, tls: ssl.SSLContext | None = None, gate: Gate | None = None) -> None:
         self.upstream = urlsplit(upstream)
         self.tls = tls
+        self.gate = gate
         self.requests: list[Seen] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -164,15 +172,22 @@ class FaultProxy:
             self._faults.clear()
             self.requests.clear()
 
-    def decide(self, method: str, path: str, headers: dict[str, str]) -> Fault | None:
-        """Record a request and return the fault that applies to it, if any."""
+    def decide(self, seen: Seen) -> Fault | Seen | None:
+        """Record a request; return the fault that applies to it, or the request itself if the gate refused it."""
+        refused = self.gate(seen) if self.gate is not None else None
         with self._lock:
+            if refused is not None:
+                seen = Seen(seen.method, seen.path, seen.headers, None, seen.target, seen.body, refused)
+                self.requests.append(seen)
+                return seen
             chosen = None
             for fault in self._faults:
-                if fault.take(path):
+                if fault.take(seen.path):
                     chosen = fault
                     break
-            self.requests.append(Seen(method, path, headers, chosen.kind if chosen else None))
+            self.requests.append(
+                Seen(seen.method, seen.path, seen.headers, chosen.kind if chosen else None, seen.target, seen.body)
+            )
             return chosen
 
 
@@ -212,7 +227,11 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         body = self._body()
         path = self.path.partition("?")[0]
-        fault = proxy.decide(self.command, path, {k.lower(): v for k, v in self.headers.items()})
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        fault = proxy.decide(Seen(self.command, path, headers, None, self.path, body))
+        if isinstance(fault, Seen):
+            self._refuse(fault.refused or "refused")
+            return
         if fault is not None and fault.kind == "delay":
             proxy.stopping.wait(fault.seconds)  # then forwarded as usual: a slow engine, not a dead one
         if fault is not None and fault.kind == "stall":
@@ -240,6 +259,10 @@ class _Handler(BaseHTTPRequestHandler):
             return response.status, kept, data
         finally:
             connection.close()
+
+    def _refuse(self, reason: str) -> None:
+        """The answer Amazon's gateway gives a request whose signature it does not accept."""
+        self._send(403, [("Content-Type", "application/json")], json.dumps({"message": reason}).encode())
 
     def _error(self, status: int) -> None:
         if status in GATEWAY_PAGES:
