@@ -170,7 +170,7 @@ class DeadLetterReplay:
         chunk = _Chunk()
         converted: dict[str, EventRow | None] = {}
         for doc_id, hit in current.items():
-            row = to_row(hit, settings.cursor_field, settings.max_document_bytes)
+            row = to_row(hit, settings.cursor_field, settings.max_document_bytes, service.tables.columns)
             converted[doc_id] = row if isinstance(row, EventRow) else None
         for letter in letters:
             if letter["es_id"] not in current:
