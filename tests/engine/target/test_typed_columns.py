@@ -215,3 +215,54 @@ def test_column_settings_the_table_cannot_hold_are_refused() -> None:
             check_columns([bad])
     with pytest.raises(ConfigError):
         check_columns([ColumnSpec("c", "x", "text"), ColumnSpec("c", "y", "text")])
+
+
+def test_a_page_written_row_by_row_fills_the_typed_columns_too(
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
+    create_index(engine, index_name)
+    index_docs(engine, index_name, {f"d{n}": event(n) for n in range(3)})
+    engine.refresh(index_name)
+    settings = typed_settings(make_settings(engine, index_name, RTARF_SYNC_OVERLAP_SECONDS=86400 * 3650))
+    service = SyncService(settings)
+    assert service.run().inserted == 3
+    with db_engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"ALTER TABLE \"{table_name}\" ADD CONSTRAINT no_refused CHECK (source->>'kind' IS DISTINCT FROM 'refused')"
+        )
+    index_docs(
+        engine,
+        index_name,
+        {
+            "d0": event(0, kind="refused"),
+            "d1": event(1, tags="changed", source={"ip": "::1"}, event={"severity": 4, "created": 0}),
+        },
+    )
+    engine.refresh(index_name)
+    result = service.run()
+    assert (result.updated, result.failed) == (1, 1)
+    row = rows(
+        db_engine, f"SELECT tags, source_ip, severity, seen_at, details FROM \"{table_name}\" WHERE es_id = 'd1'"
+    )[0]
+    assert (row.tags, str(row.source_ip), row.severity) == (["changed"], "::1", 4)
+    assert row.seen_at == datetime(1970, 1, 1, tzinfo=timezone.utc) and row.details == {"k": [1, 2], "m": {"x": None}}
+    service.close()
+
+
+def test_a_replayed_dead_letter_fills_the_typed_columns(
+    engine: EngineHttp, index_name: str, table_name: str, make_settings: Callable[..., Settings], db_engine: sa.Engine
+) -> None:
+    from rtarf_sync.engine.checks.replay import DeadLetterReplay
+
+    create_index(engine, index_name)
+    index_docs(engine, index_name, {"good": event(1), "bad": event(2, event={"severity": "high"})})
+    engine.refresh(index_name)
+    service = SyncService(typed_settings(make_settings(engine, index_name)))
+    assert service.run().failed == 1
+    index_docs(engine, index_name, {"bad": event(2, event={"severity": 2})})
+    engine.refresh(index_name)
+    outcome = DeadLetterReplay(service).run()
+    assert outcome.replayed == 1
+    row = rows(db_engine, f"SELECT severity, rule_name, source_ip FROM \"{table_name}\" WHERE es_id = 'bad'")[0]
+    assert (row.severity, row.rule_name, str(row.source_ip)) == (2, "rule-2", "10.1.2.2")
+    service.close()
