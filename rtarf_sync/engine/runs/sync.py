@@ -37,6 +37,7 @@ from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.cursor_store import latest, newest_of_page
 from rtarf_sync.engine.target.sink import PageCounts, PostgresSink
 from rtarf_sync.engine.source.slices import read_pages
+from rtarf_sync.engine.source.filters import check_source_filter
 from rtarf_sync.engine.target.column_schema import apply_columns
 from rtarf_sync.engine.target.columns import check_columns
 from rtarf_sync.engine.target.tables import build_tables, create_tables
@@ -69,6 +70,7 @@ class SyncService:
         # False only in the tests that prove page commits alone keep the lease (the thread held back).
         self.renew_lease = renew_lease
         check_columns(settings.columns)
+        check_source_filter(settings)
         self.tables = build_tables(settings.table, settings.columns)
         self.retry = RetryPolicy(settings.max_retries, min(0.5, settings.retry_max_seconds), settings.retry_max_seconds)
         self.lease = Lease(self.tables.lease, settings.table, settings.lease_ttl_seconds)
