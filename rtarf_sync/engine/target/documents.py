@@ -260,8 +260,7 @@ def raw_row(
     typed: tuple[Any, ...] = ()
     encoded, width = b"", 6
     if columns:
-        # The typed columns need the document decoded once (orjson: the cheapest whole decode).
-        values = columns.values(columns.decode(data))
+        values = columns.raw_values(data)
         if isinstance(values, str):
             return reject(as_dict(hit), values)
         typed, width = values, 6 + len(columns)

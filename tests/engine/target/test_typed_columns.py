@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -266,3 +267,30 @@ def test_a_replayed_dead_letter_fills_the_typed_columns(
     row = rows(db_engine, f"SELECT severity, rule_name, source_ip FROM \"{table_name}\" WHERE es_id = 'bad'")[0]
     assert (row.severity, row.rule_name, str(row.source_ip)) == (2, "rule-2", "10.1.2.2")
     service.close()
+
+
+SHAPES = [
+    {"source": {"ip": "10.0.0.1", "port": 1}, "event": {"severity": 3}, "tags": ["x"]},
+    {"source.ip": "10.0.0.2", "source": {"ip": "10.0.0.3"}, "event": {"severity": "4"}},
+    {"source": "not an object", "event": None, "tags": "one"},
+    {"source": {"ip": None}, "event": {"severity": [1]}, "tags": [1, True, 2.5]},
+    {"unrelated": {"deep": [1, 2, {"x": "y"}]}},
+    {"event": {"severity": 99999}},
+]
+
+
+@pytest.mark.parametrize("document", SHAPES)
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_reading_the_raw_json_gives_what_the_decoded_document_gives(
+    document: dict[str, Any], with_prefix: bool
+) -> None:
+    """The one-pass msgspec lookup of the fast path and the lookup in a decoded document agree."""
+    specs = [
+        ColumnSpec("ip", "source.ip", "inet", on_error="null"),
+        ColumnSpec("severity", "event.severity", "smallint"),
+        ColumnSpec("tags", "tags", "text[]"),
+    ]
+    if with_prefix:
+        specs.append(ColumnSpec("event", "event", "jsonb"))  # a prefix of another path: decoded whole
+    columns = ColumnSet(specs)
+    assert columns.raw_values(json.dumps(document).encode()) == columns.values(document)
