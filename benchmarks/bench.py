@@ -169,7 +169,14 @@ def best_of(tries: list[dict[str, Any]]) -> dict[str, Any]:
 def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) -> str:
     """Ceilings and the full sync, `repeat` times interleaved; return the table the last sync filled."""
     bench.measure("warm-up read, not counted (JIT, caches)", "read", "ev_unused")
-    tries: dict[str, list[dict[str, Any]]] = {"read": [], "write": [], "write_async": [], "sink": [], "ours": []}
+    tries: dict[str, list[dict[str, Any]]] = {
+        "read": [],
+        "write": [],
+        "write_async": [],
+        "sink": [],
+        "ours": [],
+        "typed": [],
+    }
     for number in range(1, repeat + 1):
         tag = f"try {number} of {repeat}"
         tries["read"].append(bench.measure(f"read ceiling, {tag}", "read", "ev_unused"))
@@ -202,6 +209,13 @@ def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) ->
         tries["ours"].append(
             bench.measure(f"sync (ours) of {f['events']:,} events, {tag}", "sync", f"ev_full_{number}")
         )
+        # The same events with five typed columns beside `source` (benchmarks/bench_columns.py).
+        bench.sql(f"DROP TABLE IF EXISTS ev_typed_{number - 1}")
+        tries["typed"].append(
+            bench.measure(
+                f"sync (ours) with five typed columns, {tag}", "sync", f"ev_typed_{number}", typed_columns=True
+            )
+        )
     for name, figures in tries.items():
         f[name] = best_of(figures)
     return f"ev_full_{repeat}"
@@ -224,6 +238,10 @@ def measure_all(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any],
     f["small"] = bench.measure(f"sync (ours) of the first {small:,} events", "sync", "ev_small")
     data.load(n - small)
     full = measure_full(bench, data, f, args.repeat)
+    f["typed_rows"] = bench.sql(
+        f"SELECT count(*) FROM ev_typed_{args.repeat} WHERE source_ip IS NOT NULL AND severity IS NOT NULL "
+        "AND rule_name IS NOT NULL AND tags IS NOT NULL AND seen_at IS NOT NULL"
+    )
     rows = bench.sql(f"SELECT count(*) FROM {full}")
     objects = bench.sql(f"SELECT count(*) FROM {full} WHERE jsonb_typeof(source) = 'object'")
     f["incremental"] = bench.measure("incremental runs with no new events", "sync", full, runs=2)
@@ -259,6 +277,11 @@ def _checks(f: dict[str, Any], rows: int, objects: int, naive_rows: int) -> list
             f"read ceiling read {f['read']['events']:,}, write ceiling wrote {f['write']['events']:,}, "
             f"the sink alone inserted {f['sink']['inserted']:,}",
             f["read"]["events"] == f["write"]["events"] == f["sink"]["inserted"] == n,
+        ),
+        (
+            f"typed columns: inserted {f['typed']['runs'][0]['inserted']:,}, {f['typed_rows']:,} rows with all "
+            "five columns set",
+            f["typed"]["runs"][0]["inserted"] == f["typed_rows"] == n,
         ),
         (
             f"naive baseline copied {f['baseline']['events']:,} events, {naive_rows:,} rows",

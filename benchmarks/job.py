@@ -9,6 +9,7 @@ job. Warnings and errors go to stderr.
 from __future__ import annotations
 
 import cProfile
+import dataclasses
 import io
 import json
 import logging
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baseline import naive_sync
+from benchmarks.bench_columns import BENCH_COLUMNS
 from benchmarks.ceilings import read_ceiling, write_ceiling
 from benchmarks.rss import current_rss_mb, peak_rss_mb
 from benchmarks.writeside import sink_only
@@ -68,6 +70,8 @@ def sync(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Dispatch one job."""
     settings = load_settings({**spec["env"], **spec.get("extra_env", {})})
+    if spec.get("typed_columns"):
+        settings = dataclasses.replace(settings, columns=BENCH_COLUMNS)
     job = spec["job"]
     if job == "sync":
         return sync(settings, spec)

@@ -12,6 +12,7 @@ MIN_VS_CEILING = 0.80
 MAX_PYTHON_US = 25.0
 MAX_RSS_MB = 250.0
 MAX_RSS_GROWTH = 1.2
+MIN_TYPED_SHARE = 0.85  # five typed columns against JSON only, same events
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -108,7 +109,36 @@ def targets(figures: dict[str, Any]) -> list[Target]:
             f"{MAX_PYTHON_US - python_us(figures):+.1f} us",
         ),
         *_full_run_targets(figures),
+        *_typed_target(figures),
     ]
+
+
+def _typed_target(figures: dict[str, Any]) -> list[Target]:
+    """Five typed columns keep at least MIN_TYPED_SHARE of the JSON-only rate (absent in older figures)."""
+    if "typed" not in figures:
+        return []
+    share = rate(figures["typed"]) / rate(figures["ours"])
+    return [
+        Target(
+            f"five typed columns at least {MIN_TYPED_SHARE:.0%} of the JSON-only rate",
+            share >= MIN_TYPED_SHARE,
+            f"{share:.0%}",
+            f"{(share - MIN_TYPED_SHARE) * 100:+.0f} points",
+        )
+    ]
+
+
+def _typed_row(figures: dict[str, Any]) -> list[str]:
+    if "typed" not in figures:
+        return []
+    return [_row("sync (ours), five typed columns", figures["typed"], figures["bytes"]["all"])]
+
+
+def _typed_share(figures: dict[str, Any]) -> list[str]:
+    if "typed" not in figures:
+        return []
+    share = rate(figures["typed"]) / rate(figures["ours"])
+    return [f"  typed columns / JSON only {share:6.0%}   (inet, smallint, text with index, text[], timestamptz)"]
 
 
 def _async_row(figures: dict[str, Any]) -> list[str]:
@@ -192,7 +222,8 @@ def _time_split(figures: dict[str, Any]) -> list[str]:
 def _tries(figures: dict[str, Any]) -> str:
     spread = "; ".join(
         f"{name} " + ", ".join(f"{seconds:.2f}" for seconds in figures[name]["tries_seconds"])
-        for name in ("ours", "read", "write", "sink")
+        for name in ("ours", "typed", "read", "write", "sink")
+        if name in figures
     )
     return f"  best of {figures['repeat']} interleaved tries counts; every try in seconds: {spread}"
 
@@ -219,6 +250,7 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
         "",
         f"  {'run':<34}{'events':>9}{'wall s':>9}{'events/s':>11}{'MB/s':>8}{'peak RSS':>10}",
         _row("sync (ours), full load", figures["ours"], b["all"]),
+        *_typed_row(figures),
         _row("read ceiling (PIT pages, no write)", figures["read"], b["all"]),
         _row("write ceiling (plain COPY)", figures["write"], b["all"]),
         *_async_row(figures),
@@ -234,6 +266,7 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
         f"{rate(figures['ours']) / min(rate(figures['read']), rate(figures['write'])):6.0%}"
         f"   (lower ceiling: {lower})",
         *_async_share(figures),
+        *_typed_share(figures),
         f"  sync's own Python CPU     {python_us(figures):6.1f} us per event (every thread of the sync process)",
         *_time_split(figures),
         _tries(figures),

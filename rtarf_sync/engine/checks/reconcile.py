@@ -235,7 +235,11 @@ class Reconciliation:
                 after = ids[-1]
 
     def _lookup(self, index: str, ids: list[str]) -> set[str]:
-        """The ids among `ids` that the index setting still has in `index`."""
+        """The ids among `ids` that the index setting still has in `index`.
+
+        Without the pipeline's query, on purpose: a document that no longer matches it was not
+        read, but it exists, so it is out of scope, never deleted (source/filters.py).
+        """
         body = {
             "size": len(ids),
             "_source": False,

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from rtarf_sync.engine.checks.dead_letters import DeadLetters
 from rtarf_sync.engine.target.documents import EventRow, to_row
 from rtarf_sync.engine.errors import is_data_error
+from rtarf_sync.engine.source.filters import source_selection
 from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
 from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.runs.renewal import LeaseKeeper
@@ -161,7 +162,10 @@ class DeadLetterReplay:
         doc_ids = sorted({letter["es_id"] for letter in letters})
         # An answer with failed shards or timed out is retried, then fails the replay: absent there is not gone.
         answer = with_retry(
-            lambda: check_complete(service.api.find_ids(index, doc_ids), f"search {index} by id"),
+            lambda: check_complete(
+                service.api.find_ids(index, doc_ids, settings.query, source_selection(settings)),
+                f"search {index} by id",
+            ),
             service.retry,
             f"search {index} by id",
         )
@@ -170,7 +174,7 @@ class DeadLetterReplay:
         chunk = _Chunk()
         converted: dict[str, EventRow | None] = {}
         for doc_id, hit in current.items():
-            row = to_row(hit, settings.cursor_field, settings.max_document_bytes)
+            row = to_row(hit, settings.cursor_field, settings.max_document_bytes, service.tables.columns)
             converted[doc_id] = row if isinstance(row, EventRow) else None
         for letter in letters:
             if letter["es_id"] not in current:

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.source.clients import Json, SearchApi
+from rtarf_sync.engine.source.filters import filtered
 from rtarf_sync.engine.target.documents import engine_time
 from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
 from rtarf_sync.engine.runs.plan import millis
@@ -176,8 +177,9 @@ class Verification:
         }
 
 
-def source_query(cursor_field: str, window: Window) -> tuple[Json, Json]:
-    """The query and aggregations of the engine side: documents in the window or without the field."""
+def source_query(cursor_field: str, window: Window, query: Json | None = None) -> tuple[Json, Json]:
+    """The query and aggregations of the engine side: documents in the window or without the field
+    (and matching the pipeline's `query`)."""
     in_window = {
         "range": {
             cursor_field: {
@@ -188,7 +190,7 @@ def source_query(cursor_field: str, window: Window) -> tuple[Json, Json]:
         }
     }
     without = {"bool": {"must_not": [{"exists": {"field": cursor_field}}]}}
-    query = {"bool": {"should": [in_window, without], "minimum_should_match": 1}}
+    scope = filtered(query, {"bool": {"should": [in_window, without], "minimum_should_match": 1}})
     aggs = {
         "events": {
             "date_histogram": {
@@ -200,13 +202,15 @@ def source_query(cursor_field: str, window: Window) -> tuple[Json, Json]:
         },
         "missing_cursor": {"missing": {"field": cursor_field}},
     }
-    return query, aggs
+    return scope, aggs
 
 
-def source_counts(api: SearchApi, index: str, cursor_field: str, window: Window) -> tuple[dict[datetime, int], int]:
+def source_counts(
+    api: SearchApi, index: str, cursor_field: str, window: Window, query: Json | None = None
+) -> tuple[dict[datetime, int], int]:
     """Documents per bucket and documents without the cursor field, from one aggregation request."""
-    query, aggs = source_query(cursor_field, window)
-    answer = api.aggregate(index, query, aggs)
+    scope, aggs = source_query(cursor_field, window, query)
+    answer = api.aggregate(index, scope, aggs)
     check_complete(answer, "verification count")
     found = answer.get("aggregations") or {}
     counts: dict[datetime, int] = {}
@@ -280,7 +284,7 @@ class Verifier:
         with holding(service.engine, service.lease, "verify"):
             scope = resolve_scope(service.api, s, service.retry)
             source, missing_source = with_retry(
-                lambda: source_counts(service.api, s.es_index, s.cursor_field, window),
+                lambda: source_counts(service.api, s.es_index, s.cursor_field, window, s.query),
                 service.retry,
                 "verification count",
             )

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from config import Settings
 from rtarf_sync.engine.source.clients import Json
 from rtarf_sync.engine.target.documents import engine_time
+from rtarf_sync.engine.source.filters import filtered, source_selection
 from rtarf_sync.engine.source.reader import ReadPlan
 
 INCREMENTAL, FULL, RANGE = "incremental", "full", "range"
@@ -141,5 +142,12 @@ class RunScope:
 
     def read_plan(self, settings: Settings, stored: datetime | None) -> ReadPlan:
         """The reader's plan for this scope."""
-        query = self.query(settings.cursor_field, stored, settings.overlap_seconds)
-        return ReadPlan(settings.es_index, query, settings.cursor_field, settings.batch_size, settings.pit_keep_alive)
+        query = filtered(settings.query, self.query(settings.cursor_field, stored, settings.overlap_seconds))
+        return ReadPlan(
+            settings.es_index,
+            query,
+            settings.cursor_field,
+            settings.batch_size,
+            settings.pit_keep_alive,
+            source_selection(settings),
+        )

@@ -37,6 +37,9 @@ from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.cursor_store import latest, newest_of_page
 from rtarf_sync.engine.target.sink import PageCounts, PostgresSink
 from rtarf_sync.engine.source.slices import read_pages
+from rtarf_sync.engine.source.filters import check_source_filter
+from rtarf_sync.engine.target.column_schema import apply_columns
+from rtarf_sync.engine.target.columns import check_columns
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.engine.source.timing import TimedSearch
 from rtarf_sync.logs import secret_values
@@ -66,7 +69,9 @@ class SyncService:
         self.settings = settings
         # False only in the tests that prove page commits alone keep the lease (the thread held back).
         self.renew_lease = renew_lease
-        self.tables = build_tables(settings.table)
+        check_columns(settings.columns)
+        check_source_filter(settings)
+        self.tables = build_tables(settings.table, settings.columns)
         self.retry = RetryPolicy(settings.max_retries, min(0.5, settings.retry_max_seconds), settings.retry_max_seconds)
         self.lease = Lease(self.tables.lease, settings.table, settings.lease_ttl_seconds)
         self._api, self._engine = api, engine
@@ -142,6 +147,7 @@ class SyncService:
         """Create the target and state tables if they are missing."""
         if not self._tables_ready:
             self._db(lambda: create_tables(self.engine, self.tables), "create tables")
+            self._db(lambda: apply_columns(self.engine, self.tables), "add typed columns")
             self._tables_ready = True
 
     def check_ready(self) -> dict[str, str | None]:
@@ -242,7 +248,7 @@ class SyncService:
         per_page = scope.moves_cursor and slices == 1
         highest: datetime | None = None
         api = TimedSearch(self.api, self._observe) if self._page_observers else self.api
-        convert = PageConverter(s.cursor_field, s.max_document_bytes)
+        convert = PageConverter(s.cursor_field, s.max_document_bytes, self.tables.columns)
         pages = read_pages(api, plan, self.retry, s.read_mode, slices, convert, result)
         try:
             reported = time.monotonic()

@@ -21,6 +21,7 @@ from rtarf_sync.engine.fastjson import ElasticsearchJson, OpenSearchJson, typed_
 from rtarf_sync.engine.hits import PAGE_DECODER, Answer
 from rtarf_sync.engine.errors import ContextExpired, PitUnsupported, SourceError, TransientError
 from rtarf_sync.engine.source.connection import elasticsearch_options, opensearch_options
+from rtarf_sync.engine.source.filters import filtered
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -48,18 +49,26 @@ class SearchApi(Protocol):
     def bulk(self, ndjson: str) -> Json: ...
     def resolve_indices(self, expression: str) -> dict[str, bool]: ...
     def refresh(self, index: str) -> None: ...
-    def find_ids(self, index: str, ids: Sequence[str]) -> Json: ...
+    def find_ids(
+        self, index: str, ids: Sequence[str], query: Json | None = None, source: Json | None = None
+    ) -> Json: ...
     def close(self) -> None: ...
 
 
-def ids_body(ids: Sequence[str]) -> Json:
-    """A search for documents by `_id`, with the versions the sink's guard needs."""
-    return {
-        "query": {"ids": {"values": list(ids)}},
+def ids_body(ids: Sequence[str], query: Json | None = None, source: Json | None = None) -> Json:
+    """A search for documents by `_id`, with the versions the sink's guard needs.
+
+    `query` (the pipeline's filter) must match too; `source` selects the `_source` fields.
+    """
+    body: Json = {
+        "query": filtered(query, {"ids": {"values": list(ids)}}),
         "size": len(ids),
         "seq_no_primary_term": True,
         "track_total_hits": False,
     }
+    if source is not None:
+        body["_source"] = source
+    return body
 
 
 def _error_type(body: Any) -> str:
@@ -286,9 +295,10 @@ class ElasticsearchApi(_TypedPages):
             ),
         )
 
-    def find_ids(self, index: str, ids: Sequence[str]) -> Json:
+    def find_ids(self, index: str, ids: Sequence[str], query: Json | None = None, source: Json | None = None) -> Json:
         """The whole answer of a search of `index` by id (a closed or missing index is an error, not "no hits")."""
-        return cast(Json, self._call("search by id", lambda: self.client.search(index=index, **ids_body(ids))))
+        body = ids_body(ids, query, source)
+        return cast(Json, self._call("search by id", lambda: self.client.search(index=index, **body)))
 
     def close(self) -> None:
         self.client.close()
@@ -373,9 +383,10 @@ class OpenSearchApi(_TypedPages):
             self._call("resolve indices", lambda: self.client.indices.resolve_index(name=expression, params=params)),
         )
 
-    def find_ids(self, index: str, ids: Sequence[str]) -> Json:
+    def find_ids(self, index: str, ids: Sequence[str], query: Json | None = None, source: Json | None = None) -> Json:
         """The whole answer of a search of `index` by id (a closed or missing index is an error, not "no hits")."""
-        return cast(Json, self._call("search by id", lambda: self.client.search(body=ids_body(ids), index=index)))
+        body = ids_body(ids, query, source)
+        return cast(Json, self._call("search by id", lambda: self.client.search(body=body, index=index)))
 
     def close(self) -> None:
         self.client.close()

@@ -31,6 +31,7 @@ class ReadPlan:
     cursor_field: str
     size: int
     keep_alive: str
+    source: Json | None = None  # `_source` includes/excludes (filters.py); None: whole documents
 
 
 def check_complete(answer: Answer, what: str) -> PageView:
@@ -110,6 +111,8 @@ class PitReader:
             "seq_no_primary_term": True,
             "track_total_hits": False,
         }
+        if self.plan.source is not None:
+            body["_source"] = self.plan.source
         if after is not None:
             body["search_after"] = after
         if self.slice_of is not None:
@@ -188,12 +191,14 @@ class ScrollReader:
             self.scroll_id = None
 
     def _first(self) -> PageView:
-        body = {
+        body: Json = {
             "size": self.plan.size,
             "query": self.plan.query,
             "seq_no_primary_term": True,
             "sort": cursor_sort(self.plan.cursor_field, ["_doc"]),
         }
+        if self.plan.source is not None:
+            body["_source"] = self.plan.source
         return check_complete(
             self.api.search_hits(body, index=self.plan.index, scroll=self.plan.keep_alive), "scroll start"
         )

@@ -15,12 +15,15 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple, Sequence, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence, cast
 
 import msgspec
 
 from rtarf_sync.engine.fastjson import dumps_utf8, loads
 from rtarf_sync.engine.hits import AnyHit, Hit, as_dict
+
+if TYPE_CHECKING:  # columns.py imports this module for parse_instant
+    from rtarf_sync.engine.target.columns import ColumnSet
 
 # A JSON \u0000 escape: an odd number of backslashes before u0000 (an even number is a
 # literal backslash followed by the text "u0000", which is fine).
@@ -38,14 +41,25 @@ class EventRow(NamedTuple):
     seq_no: int
     primary_term: int
     copy_row: bytes = b""  # the row in COPY's binary format, when built ahead (PageConverter)
+    typed: tuple[Any, ...] = ()  # the values of the typed columns (columns.py), in their order
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.es_index, self.es_id)
 
 
-def copy_row(es_index: str, es_id: str, moment: datetime, source: bytes, seq_no: int, term: int) -> bytes:
-    """A row as one tuple of COPY's binary format (es_index, es_id, event_timestamp, source, seq_no, term).
+def copy_row(
+    es_index: str,
+    es_id: str,
+    moment: datetime,
+    source: bytes,
+    seq_no: int,
+    term: int,
+    typed: bytes = b"",
+    width: int = 6,
+) -> bytes:
+    """A row as one tuple of COPY's binary format (es_index, es_id, event_timestamp, source, seq_no, term),
+    then the `typed` columns' fields already encoded (`width` counts every field).
 
     Built by hand because per-value conversion in the driver cost more than the rest of the
     page write, and binary because nothing needs escaping: a `_source` goes as the bytes the
@@ -55,7 +69,7 @@ def copy_row(es_index: str, es_id: str, moment: datetime, source: bytes, seq_no:
     index, doc_id = es_index.encode(), es_id.encode()
     return b"".join(
         (
-            _SIX_FIELDS,
+            _SIX_FIELDS if width == 6 else _FIELD_COUNT(width),
             _LENGTH(len(index)),
             index,
             _LENGTH(len(doc_id)),
@@ -64,11 +78,13 @@ def copy_row(es_index: str, es_id: str, moment: datetime, source: bytes, seq_no:
             _JSONB_VERSION,
             source,
             _TWO_BIGINTS(8, seq_no, 8, term),
+            typed,
         )
     )
 
 
-_SIX_FIELDS = struct.pack("!h", 6)
+_FIELD_COUNT = struct.Struct("!h").pack
+_SIX_FIELDS = _FIELD_COUNT(6)
 _LENGTH = struct.Struct("!i").pack
 _STAMP_THEN_LENGTH = struct.Struct("!iqi").pack
 _TWO_BIGINTS = struct.Struct("!iqiq").pack
@@ -185,8 +201,10 @@ def reject(hit: dict[str, Any], reason: str) -> Rejected:
     return Rejected(hit["_index"], hit["_id"], seq_no, term, reason, raw)
 
 
-def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow | Rejected:
-    """Convert one hit, or say why it cannot be stored."""
+def to_row(
+    hit: dict[str, Any], cursor_field: str, max_bytes: int, columns: ColumnSet | None = None
+) -> EventRow | Rejected:
+    """Convert one hit (typed columns included), or say why it cannot be stored."""
     source = hit.get("_source")
     if not isinstance(source, dict):
         return reject(hit, "document has no _source")
@@ -205,8 +223,11 @@ def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow |
     size = len(data)
     if size > max_bytes:
         return reject(hit, f"document is {size} bytes, over the limit of {max_bytes} (RTARF_SYNC_MAX_DOCUMENT_BYTES)")
+    typed = columns.values(source) if columns else ()
+    if isinstance(typed, str):
+        return reject(hit, typed)
     term, seq_no = _version(hit)
-    return EventRow(hit["_index"], hit["_id"], moment, data, seq_no, term)
+    return EventRow(hit["_index"], hit["_id"], moment, data, seq_no, term, typed=typed)
 
 
 # Numbers are the only JSON text that re-encoding can lengthen (1e15 becomes 1000000000000000.0,
@@ -214,7 +235,9 @@ def to_row(hit: dict[str, Any], cursor_field: str, max_bytes: int) -> EventRow |
 _SIZE_MARGIN = 4
 
 
-def raw_row(hit: Hit, cursor: CursorField, max_bytes: int, prepare_copy: bool = False) -> EventRow | Rejected:
+def raw_row(
+    hit: Hit, cursor: CursorField, max_bytes: int, prepare_copy: bool = False, columns: ColumnSet | None = None
+) -> EventRow | Rejected:
     """Convert one typed hit (raw `_source`), or say why it cannot be stored: the same verdicts as `to_row`."""
     data = bytes(hit._source)  # noqa: SLF001 - engine field names
     if not data.startswith(b"{"):
@@ -234,6 +257,14 @@ def raw_row(hit: Hit, cursor: CursorField, max_bytes: int, prepare_copy: bool = 
             return reject(
                 as_dict(hit), f"document is {size} bytes, over the limit of {max_bytes} (RTARF_SYNC_MAX_DOCUMENT_BYTES)"
             )
+    typed: tuple[Any, ...] = ()
+    encoded, width = b"", 6
+    if columns:
+        values = columns.raw_values(data)
+        if isinstance(values, str):
+            return reject(as_dict(hit), values)
+        typed, width = values, 6 + len(columns)
+        encoded = columns.encode(typed) if prepare_copy else b""
     index, doc_id, seq_no, term = hit._index, hit._id, hit._seq_no, hit._primary_term  # noqa: SLF001 - the engine's field names
     return EventRow(
         index,
@@ -242,12 +273,17 @@ def raw_row(hit: Hit, cursor: CursorField, max_bytes: int, prepare_copy: bool = 
         data,
         seq_no,
         term,
-        copy_row(index, doc_id, moment, data, seq_no, term) if prepare_copy else b"",
+        copy_row(index, doc_id, moment, data, seq_no, term, encoded, width) if prepare_copy else b"",
+        typed,
     )
 
 
 def convert_page(
-    hits: Sequence[AnyHit], cursor: CursorField, max_bytes: int, prepare_copy: bool = False
+    hits: Sequence[AnyHit],
+    cursor: CursorField,
+    max_bytes: int,
+    prepare_copy: bool = False,
+    columns: ColumnSet | None = None,
 ) -> tuple[list[EventRow], list[Rejected]]:
     """Split a page into rows to write and documents to set aside, each hit by the path its shape takes.
 
@@ -257,9 +293,9 @@ def convert_page(
     rejects: list[Rejected] = []
     for hit in hits:
         converted = (
-            raw_row(hit, cursor, max_bytes, prepare_copy)
+            raw_row(hit, cursor, max_bytes, prepare_copy, columns)
             if isinstance(hit, Hit)
-            else to_row(hit, cursor.path, max_bytes)
+            else to_row(hit, cursor.path, max_bytes, columns)
         )
         if isinstance(converted, EventRow):
             rows.append(converted)
@@ -286,15 +322,15 @@ class PageConverter:
     dicts (the careful path) are always converted here.
     """
 
-    def __init__(self, cursor_field: str, max_bytes: int) -> None:
-        self.cursor, self.max_bytes = CursorField(cursor_field), max_bytes
+    def __init__(self, cursor_field: str, max_bytes: int, columns: ColumnSet | None = None) -> None:
+        self.cursor, self.max_bytes, self.columns = CursorField(cursor_field), max_bytes, columns
         self.convert_ahead = True
 
     def __call__(self, hits: Sequence[AnyHit]) -> tuple[list[EventRow], list[Rejected]] | Deferred:
         if not self.convert_ahead and hits and all(isinstance(hit, Hit) for hit in hits):
             return Deferred(cast("list[Hit]", hits))  # every hit checked above; a typed page's hits are a list
-        return convert_page(hits, self.cursor, self.max_bytes, prepare_copy=True)
+        return convert_page(hits, self.cursor, self.max_bytes, prepare_copy=True, columns=self.columns)
 
     def convert_hits(self, hits: list[Hit]) -> tuple[list[EventRow], list[Rejected]]:
         """Convert the hits of a deferred page that PostgreSQL said to write (on the writer's thread)."""
-        return convert_page(hits, self.cursor, self.max_bytes)
+        return convert_page(hits, self.cursor, self.max_bytes, columns=self.columns)

@@ -43,10 +43,8 @@ from rtarf_sync.engine.target.versions import KEY_AND_VERSION, newest_hits, newe
 log = logging.getLogger("rtarf_sync.sink")  # the name log filters know
 STAGE = "rtarf_stage"
 _COLUMNS = ("es_index", "es_id", "event_timestamp", "source", "es_seq_no", "es_primary_term")
-_STAGE_DDL = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (es_index text, es_id text, "
-    "event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint) "
-    "ON COMMIT DELETE ROWS"
+_STAGE_COLUMNS = (
+    "es_index text, es_id text, event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint"
 )
 _COPY_SLICE = 100  # rows per COPY write
 Converter = Callable[[list[Hit]], tuple[list[EventRow], list[Rejected]]]
@@ -108,7 +106,17 @@ class PostgresSink:
 
     def __init__(self, engine: sa.Engine, tables: Tables, lease_ttl_seconds: float, source_index: str) -> None:
         self.engine, self.tables, self.lease_ttl, self.source_index = engine, tables, lease_ttl_seconds, source_index
-        self.stage = sa.table(STAGE, *(sa.column(name) for name in _COLUMNS))
+        typed = self.typed = tables.columns
+        self.names = _COLUMNS + typed.names  # every column a page writes, typed ones last
+        quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]  # SQLAlchemy dialects are untyped
+        # One staging table per column list: pooled connections are shared by every target of the process.
+        self.stage_name = f"{STAGE}_{typed.fingerprint}" if typed else STAGE
+        extra = f", {typed.ddl(quote)}" if typed else ""
+        self.stage_ddl = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage_name} ({_STAGE_COLUMNS}{extra}) ON COMMIT DELETE ROWS"
+        )
+        self.stage = sa.table(self.stage_name, *(sa.column(name) for name in self.names))
+        self._copy_statement = f"({', '.join(map(quote, self.names))}) FROM STDIN (FORMAT BINARY)"
         self.bookkeeping = PageBookkeeping(tables, lease_ttl_seconds, source_index)
         self.cursor = CursorStore(tables, source_index)
         self._target_name = postgresql.dialect().identifier_preparer.format_table(tables.target)  # type: ignore[no-untyped-call]  # SQLAlchemy dialects are untyped
@@ -439,26 +447,34 @@ class PostgresSink:
         verdicts, newest = cast("tuple[str | None, datetime | None]", cursor.fetchone())  # an aggregate: one row
         return verdicts or "", newest
 
-    @staticmethod
-    def _copy(connection: sa.Connection, table: str, rows: list[EventRow]) -> None:
-        statement = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    def _copy(self, connection: sa.Connection, table: str, rows: list[EventRow]) -> None:
+        statement = f"COPY {table} {self._copy_statement}"
         with _driver_errors(statement), _driver(connection).cursor() as cursor, cursor.copy(statement) as copy:
             copy.write(COPY_HEADER)
             # In slices of about 100 KB: PostgreSQL parses and inserts one while the next is built.
             for start in range(0, len(rows), _COPY_SLICE):
-                copy.write(b"".join(map(_copy_row, rows[start : start + _COPY_SLICE])))
+                copy.write(b"".join(map(self._copy_row, rows[start : start + _COPY_SLICE])))
             copy.write(COPY_TRAILER)
+
+    def _copy_row(self, row: EventRow) -> bytes:
+        """The row's tuple of binary COPY data (built ahead by the reader's thread, or now)."""
+        if row.copy_row:
+            return row.copy_row
+        typed = self.typed
+        if not typed:
+            return copy_row(*row[:6])
+        return copy_row(*row[:6], typed.encode(row.typed), 6 + len(typed))
 
     def _upsert_newer(self, connection: sa.Connection, rows: list[EventRow]) -> int:
         """Upsert rows through the staging table, guarded by version; return how many were written."""
         if not rows:
             return 0
-        connection.exec_driver_sql(_STAGE_DDL)
-        self._copy(connection, STAGE, rows)
-        select = sa.select(*(self.stage.c[name] for name in _COLUMNS)).order_by(
+        connection.exec_driver_sql(self.stage_ddl)
+        self._copy(connection, self.stage_name, rows)
+        select = sa.select(*(self.stage.c[name] for name in self.names)).order_by(
             self.stage.c.es_index, self.stage.c.es_id
         )
-        written = self._on_conflict(insert(self.tables.target).from_select(list(_COLUMNS), select)).cte("written")
+        written = self._on_conflict(insert(self.tables.target).from_select(list(self.names), select)).cte("written")
         # Count in PostgreSQL: the RETURNING rows need not travel to Python.
         return int(connection.execute(sa.select(sa.func.count()).select_from(written)).scalar_one())
 
@@ -475,6 +491,7 @@ class PostgresSink:
                 "es_primary_term": excluded.es_primary_term,
                 "last_synced_at": sa.func.now(),
                 "deleted_at": None,
+                **{name: excluded[name] for name in self.typed.names},
             },
             where=newer,
         ).returning(sa.literal_column("(xmax = 0)").label("inserted"))
@@ -499,6 +516,8 @@ class PostgresSink:
                     strict=True,
                 )
             )
+            for column, value in zip(self.typed.columns, row.typed, strict=True):
+                values[column.name] = column.bind(value)
             try:
                 with connection.begin_nested():
                     inserted_now = (
@@ -582,8 +601,3 @@ def _driver_errors(statement: str) -> Iterator[None]:
 
 def _as_reject(row: EventRow, reason: str) -> Rejected:
     return Rejected(row.es_index, row.es_id, row.seq_no, row.primary_term, reason, row.source.decode())
-
-
-def _copy_row(row: EventRow) -> bytes:
-    """The row's tuple of binary COPY data."""
-    return row.copy_row or copy_row(*row[:6])

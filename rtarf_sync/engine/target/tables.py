@@ -8,12 +8,15 @@ queries; the tables themselves are made and upgraded by `migrations/`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+
+from config import ColumnSpec
+from rtarf_sync.engine.target.columns import ColumnSet
 
 CURSOR_TABLE = "rtarf_sync_cursor"
 LEASE_TABLE = "rtarf_sync_lease"
@@ -38,9 +41,10 @@ class Tables:
     runs: sa.Table
     dead_letters: sa.Table
     verifications: sa.Table
+    columns: ColumnSet = field(default_factory=ColumnSet)  # the target's typed columns
 
 
-def _target(metadata: sa.MetaData, name: str) -> sa.Table:
+def _target(metadata: sa.MetaData, name: str, columns: ColumnSet) -> sa.Table:
     return sa.Table(
         name,
         metadata,
@@ -54,6 +58,7 @@ def _target(metadata: sa.MetaData, name: str) -> sa.Table:
         _ts("last_synced_at", nullable=False, server_default=sa.func.now()),
         _ts("deleted_at"),
         sa.Index(f"{name[:50]}_event_ts_idx", "event_timestamp"),
+        *(sa.Column(column.name, column.sa_type) for column in columns.columns),
     )
 
 
@@ -143,12 +148,13 @@ def _verifications(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def build_tables(target_name: str) -> Tables:
-    """Describe every table for one target table name."""
+def build_tables(target_name: str, columns: tuple[ColumnSpec, ...] = ()) -> Tables:
+    """Describe every table for one target table name and its typed columns."""
     metadata = sa.MetaData()
-    target = _target(metadata, target_name)
+    typed = ColumnSet(columns)
+    target = _target(metadata, target_name, typed)
     cursor, lease, runs, dead = _state(metadata)
-    return Tables(metadata, target, cursor, lease, runs, dead, _verifications(metadata))
+    return Tables(metadata, target, cursor, lease, runs, dead, _verifications(metadata), typed)
 
 
 def present_tables(connection: sa.Connection, *wanted: sa.Table) -> set[str]:

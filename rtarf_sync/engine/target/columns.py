@@ -1,0 +1,430 @@
+"""Typed columns beside `source`: each one a path of the document converted to a PostgreSQL type.
+
+    columns = ColumnSet(settings.columns)
+    columns.values(source)          # a tuple of Python values, or the reason one does not convert
+    columns.encode(values)          # the same values as fields of COPY's binary format
+
+Conversions are exact, and the same ones fill a new column from the stored `source`
+(column_schema.py): integers from JSON integers or strings of decimal digits, in the
+type's range; `double precision` from finite numbers or numeric strings; `boolean` from
+JSON true/false only; `timestamptz` as the cursor is parsed (ISO-8601 or epoch
+milliseconds); `inet` from an address or address/prefix string; `text` from strings,
+numbers and booleans (their JSON text); `text[]` from a list of those or a single one;
+`jsonb` from any JSON value. JSON null and a missing path give NULL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import re
+import socket
+import struct
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, NamedTuple, Sequence
+
+import msgspec
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
+
+from config import COLUMN_ON_ERROR, COLUMN_TYPES, ColumnSpec, ConfigError
+from rtarf_sync.engine.fastjson import dumps_utf8, loads
+from rtarf_sync.engine.target.documents import parse_instant
+
+# The target table's own columns: a typed column may not take one of these names.
+RESERVED = frozenset(
+    (
+        "es_index",
+        "es_id",
+        "event_timestamp",
+        "source",
+        "es_seq_no",
+        "es_primary_term",
+        "first_synced_at",
+        "last_synced_at",
+        "deleted_at",
+    )
+)
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_NULL = struct.pack("!i", -1)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+_TEXT_OID = 25
+_MISSING = object()
+
+
+class NotConverted(ValueError):
+    """A value that does not convert to its column's type."""
+
+
+def check_columns(columns: Sequence[ColumnSpec]) -> None:
+    """Refuse typed columns the target table cannot hold (ConfigError naming the column and the key)."""
+    seen: set[str] = set()
+    for column in columns:
+        where = f"column {column.name!r}"
+        if not _IDENTIFIER.fullmatch(column.name):
+            raise ConfigError(f"{where}: the name must be a lower-case identifier (letters, digits, _)")
+        if column.name in RESERVED or column.name in seen:
+            raise ConfigError(f"{where}: the name is taken (by the table itself or another column)")
+        if column.type not in COLUMN_TYPES:
+            raise ConfigError(f"{where}: type must be one of {', '.join(COLUMN_TYPES)}, not {column.type!r}")
+        if column.on_error not in COLUMN_ON_ERROR:
+            raise ConfigError(f"{where}: on_error must be one of {', '.join(COLUMN_ON_ERROR)}")
+        if not column.path or any(not part for part in column.path.split(".")):
+            raise ConfigError(f"{where}: path must be a dotted field name, not {column.path!r}")
+        seen.add(column.name)
+
+
+# -- conversions: a JSON value (never None) to the Python value of the column ------------------
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if type(value) is int:
+            number = value
+        elif type(value) is str and _INTEGER.fullmatch(value):
+            number = int(value)
+        else:
+            raise NotConverted("not an integer")
+        if not low <= number <= high:
+            raise NotConverted(f"out of range {low}..{high}")
+        return number
+
+    return convert
+
+
+def _double(value: Any) -> float:
+    if type(value) in (int, float) or (type(value) is str and _NUMBER.fullmatch(value)):
+        number = float(value)
+    else:
+        raise NotConverted("not a number")
+    if not math.isfinite(number):
+        raise NotConverted("out of range")
+    return number
+
+
+def _boolean(value: Any) -> bool:
+    if type(value) is not bool:
+        raise NotConverted("not true or false")
+    return value
+
+
+def _timestamp(value: Any) -> datetime:
+    moment = parse_instant(value)
+    if moment is None:
+        raise NotConverted("not a date")
+    return moment
+
+
+class Inet(NamedTuple):
+    """An address (4 or 16 bytes) and its prefix length, as PostgreSQL's inet holds it."""
+
+    packed: bytes
+    bits: int
+
+    def __str__(self) -> str:
+        family = socket.AF_INET if len(self.packed) == 4 else socket.AF_INET6
+        text = socket.inet_ntop(family, self.packed)
+        return text if self.bits == len(self.packed) * 8 else f"{text}/{self.bits}"
+
+
+def _inet(value: Any) -> Inet:
+    if type(value) is not str:
+        raise NotConverted("not an IP address")
+    try:
+        if "/" not in value:
+            # inet_pton: strict (no leading zeros, no zone id, no spaces) and several times faster than ipaddress.
+            packed = socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
+            return Inet(packed, len(packed) * 8)
+        if "%" in value:  # PostgreSQL has no IPv6 zone ids
+            raise ValueError(value)
+        interface = ipaddress.ip_interface(value)
+        return Inet(interface.ip.packed, interface.network.prefixlen)
+    except (OSError, ValueError):
+        raise NotConverted("not an IP address") from None
+
+
+def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if type(value) in (int, float, bool):
+        return orjson.dumps(value).decode()
+    raise NotConverted("not a string, number or boolean")
+
+
+def _texts(value: Any) -> list[str]:
+    if type(value) is list:
+        if any(item is None for item in value):
+            raise NotConverted("a list holding null")
+        return [_text(item) for item in value]
+    return [_text(value)]
+
+
+def _json(value: Any) -> bytes:
+    try:
+        return dumps_utf8(value)
+    except UnicodeEncodeError:
+        raise NotConverted("invalid Unicode (a lone surrogate)") from None
+
+
+# -- COPY's binary format of each type (each field its length, then its bytes) -----------------
+
+_PACK_SHORT = struct.Struct("!ih").pack
+_PACK_INT = struct.Struct("!ii").pack
+_PACK_LONG = struct.Struct("!iq").pack
+_PACK_DOUBLE = struct.Struct("!id").pack
+_PACK_BYTE = struct.Struct("!iB").pack
+_LENGTH = struct.Struct("!i").pack
+_ARRAY_HEAD = struct.Struct("!iiiiii").pack
+
+
+def _encode_text(value: str) -> bytes:
+    data = value.encode()
+    return _LENGTH(len(data)) + data
+
+
+_INET4_HEAD = _LENGTH(8) + bytes((2, 32, 0, 4))  # length, PGSQL_AF_INET, bits, not cidr, 4 bytes
+
+
+def _encode_inet(value: Inet) -> bytes:
+    address = value.packed
+    if value.bits == 32 and len(address) == 4:
+        return _INET4_HEAD + address
+    family = 2 if len(address) == 4 else 3  # PGSQL_AF_INET, PGSQL_AF_INET6
+    return _LENGTH(4 + len(address)) + bytes((family, value.bits, 0, len(address))) + address
+
+
+def _encode_texts(value: list[str]) -> bytes:
+    if not value:
+        body = struct.pack("!iii", 0, 0, _TEXT_OID)
+    else:
+        body = struct.pack("!iiiii", 1, 0, _TEXT_OID, len(value), 1) + b"".join(map(_encode_text, value))
+    return _LENGTH(len(body)) + body
+
+
+def _encode_json(value: bytes) -> bytes:
+    return _LENGTH(len(value) + 1) + b"\x01" + value
+
+
+def _encode_moment(value: datetime) -> bytes:
+    return _PACK_LONG(8, (value - _PG_EPOCH) // _MICROSECOND)
+
+
+@dataclass(frozen=True)
+class _Type:
+    convert: Callable[[Any], Any]
+    encode: Callable[[Any], bytes]
+    sa_type: Any
+
+
+_TYPES: dict[str, _Type] = {
+    "text": _Type(_text, _encode_text, sa.Text()),
+    "smallint": _Type(_integer(-(2**15), 2**15 - 1), lambda v: _PACK_SHORT(2, v), sa.SmallInteger()),
+    "integer": _Type(_integer(-(2**31), 2**31 - 1), lambda v: _PACK_INT(4, v), sa.Integer()),
+    "bigint": _Type(_integer(-(2**63), 2**63 - 1), lambda v: _PACK_LONG(8, v), sa.BigInteger()),
+    "double precision": _Type(_double, lambda v: _PACK_DOUBLE(8, v), sa.Double()),
+    "boolean": _Type(_boolean, lambda v: _PACK_BYTE(1, 1 if v else 0), sa.Boolean()),
+    "timestamptz": _Type(_timestamp, _encode_moment, sa.DateTime(timezone=True)),
+    "inet": _Type(_inet, _encode_inet, INET()),
+    "jsonb": _Type(_json, _encode_json, JSONB()),
+    "text[]": _Type(_texts, _encode_texts, ARRAY(sa.Text())),
+}
+
+
+class TypedColumn:
+    """One configured column: where its value is, how it converts and how it is written."""
+
+    def __init__(self, spec: ColumnSpec) -> None:
+        kind = _TYPES[spec.type]
+        self.spec, self.name, self.path = spec, spec.name, spec.path
+        self.parts = tuple(spec.path.split("."))
+        self.convert, self.encode, self.sa_type = kind.convert, kind.encode, kind.sa_type
+        self.strict = spec.on_error == "dead_letter"
+
+    def lookup(self, source: dict[str, Any]) -> Any:
+        """The value at the path (a flat "a.b" key first, then nested objects), or None."""
+        if self.path in source:
+            return source[self.path]
+        node: Any = source
+        for part in self.parts:
+            if type(node) is not dict:
+                return None
+            node = node.get(part, _MISSING)
+            if node is _MISSING:
+                return None
+        return node
+
+    def bind(self, value: Any) -> sa.ColumnElement[Any]:
+        """The value as a SQL literal of the column's type (the row-by-row path)."""
+        if value is None:
+            return sa.null()
+        if self.spec.type == "jsonb":
+            return sa.cast(sa.literal(value.decode(), sa.Text), JSONB)
+        if self.spec.type == "inet":
+            return sa.cast(sa.literal(str(value), sa.Text), INET)
+        return sa.literal(value, self.sa_type)
+
+
+class _Lookups:
+    """Reads every column's path out of raw `_source` JSON in one msgspec pass, skipping the rest.
+
+    Decoding only the fields the columns need costs a fraction of decoding the whole document.
+    A record per object on the way: at the top, each dotted path as a flat key and each path's
+    first part; below, the next parts. A document whose shape does not fit (a part of a path that
+    holds something other than an object) is decoded whole, as is every document when one path is
+    the prefix of another.
+    """
+
+    def __init__(self, columns: Sequence[TypedColumn]) -> None:
+        paths = [column.parts for column in columns]
+        self.decoder: msgspec.json.Decoder[Any] | None = None
+        self.getters: list[Callable[[Any], Any]] = []
+        if any(len(a) < len(b) and b[: len(a)] == a for a in paths for b in paths):
+            return
+        flat = {".".join(parts): f"f{number}" for number, parts in enumerate(sorted(set(paths))) if len(parts) > 1}
+        record, index = self._record(paths, flat)
+        self.decoder = msgspec.json.Decoder(record)
+        self.getters = [self._getter(parts, flat.get(".".join(parts)), index) for parts in paths]
+
+    def _record(self, paths: list[tuple[str, ...]], flat: dict[str, str]) -> tuple[type, dict[str, Any]]:
+        """The record type of one object level, and key -> (field name, the index below it)."""
+        fields: list[tuple[str, Any, Any]] = [(name, object, msgspec.UNSET) for name in flat.values()]
+        rename = {name: path for path, name in flat.items()}
+        index: dict[str, Any] = {}
+        for number, key in enumerate(sorted({parts[0] for parts in paths})):
+            below = [parts[1:] for parts in paths if parts[0] == key and len(parts) > 1]
+            name = f"n{number}"
+            if below:
+                inner, inner_index = self._record(below, {})
+                fields.append((name, inner | msgspec.UnsetType, msgspec.UNSET))
+            else:
+                inner_index = {}
+                fields.append((name, object, msgspec.UNSET))
+            rename[name] = key
+            index[key] = (name, inner_index)
+        return msgspec.defstruct("ColumnLookup", fields, rename=rename, gc=False), index
+
+    @staticmethod
+    def _getter(parts: tuple[str, ...], flat: str | None, index: dict[str, Any]) -> Callable[[Any], Any]:
+        chain: list[str] = []
+        for part in parts:
+            name, index = index[part]
+            chain.append(name)
+        unset = msgspec.UNSET
+
+        def get(found: Any) -> Any:
+            if flat is not None:  # a flat "a.b" key first, as `lookup` does
+                value = getattr(found, flat)
+                if value is not unset:
+                    return value
+            node = found
+            for name in chain:
+                node = getattr(node, name)
+                if node is unset:
+                    return None
+            return node
+
+        return get
+
+
+class ColumnSet:
+    """The typed columns of one target table, in their configured order."""
+
+    def __init__(self, specs: Sequence[ColumnSpec] = ()) -> None:
+        self.columns = tuple(TypedColumn(spec) for spec in specs)
+        self.names = tuple(column.name for column in self.columns)
+        self._plan = tuple((column.lookup, column.convert, column.strict, column) for column in self.columns)
+        self._encoders = tuple(column.encode for column in self.columns)
+        self._lookups = _Lookups(self.columns) if self.columns else None
+
+    def __bool__(self) -> bool:
+        return bool(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def raw_values(self, data: bytes) -> tuple[Any, ...] | str:
+        """`values` of a raw `_source` JSON text, decoding only the columns' paths where it can."""
+        lookups = self._lookups
+        if lookups is not None and lookups.decoder is not None:
+            try:
+                found = lookups.decoder.decode(data)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass  # a shape the records do not fit: the whole document decides
+            else:
+                return self._converted([get(found) for get in lookups.getters])
+        return self.values(decode_source(data))
+
+    def values(self, source: dict[str, Any]) -> tuple[Any, ...] | str:
+        """Each column's value, or why the document must be set aside (naming the column and the path)."""
+        return self._converted([column.lookup(source) for column in self.columns])
+
+    def _converted(self, raw: list[Any]) -> tuple[Any, ...] | str:
+        found: list[Any] = []
+        for value, (_, convert, strict, column) in zip(raw, self._plan, strict=True):
+            if value is not None:
+                try:
+                    value = convert(value)
+                except NotConverted as error:
+                    if strict:
+                        return _reason(column, value, error)
+                    value = None
+            found.append(value)
+        return tuple(found)
+
+    def lenient_values(self, source: dict[str, Any]) -> tuple[tuple[Any, ...], int]:
+        """Each column's value, NULL where one does not convert, and how many did not (filling stored rows)."""
+        found: list[Any] = []
+        failed = 0
+        for lookup, convert, _, _ in self._plan:
+            value = lookup(source)
+            if value is not None:
+                try:
+                    value = convert(value)
+                except NotConverted:
+                    value, failed = None, failed + 1
+            found.append(value)
+        return tuple(found), failed
+
+    def encode(self, values: tuple[Any, ...]) -> bytes:
+        """The values as fields of COPY's binary format, in column order."""
+        return b"".join(
+            _NULL if value is None else encode(value) for encode, value in zip(self._encoders, values, strict=True)
+        )
+
+    def ddl(self, quote: Callable[[str], str]) -> str:
+        """`name type, ...` of these columns, for CREATE TABLE (names quoted by `quote`)."""
+        return ", ".join(f"{quote(column.name)} {column.spec.type}" for column in self.columns)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short name part that differs between column lists (the staging table of each)."""
+        text = ";".join(f"{column.name}:{column.spec.type}" for column in self.columns)
+        return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _reason(column: TypedColumn, value: Any, error: NotConverted) -> str:
+    shown = orjson.dumps(value, default=str).decode()[:100] if not isinstance(value, str) else repr(value[:100])
+    return f"column {column.name} (path {column.path}, {column.spec.type}): {shown} does not convert: {error}"
+
+
+def decode_source(data: bytes | str) -> Any:
+    """A stored or fetched `_source` decoded (orjson, or the standard library where orjson refuses)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return loads(data)
+
+
+def index_name(table: str, column: str) -> str:
+    """The deterministic name of a typed column's index (at most 63 bytes)."""
+    name = f"{table}_{column}_idx"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha1(f"{table}.{column}".encode()).hexdigest()[:10]
+    return f"{table[:25]}_{column[:20]}_{digest}_idx"
