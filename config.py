@@ -8,6 +8,7 @@ single line naming the variable and the bad value (secrets are masked).
 from __future__ import annotations
 
 import base64
+import datetime
 import binascii
 import re
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ COLUMN_TYPES = (
     "text[]",
 )
 COLUMN_ON_ERROR = ("dead_letter", "null")
+PARTITION_KINDS = ("day", "month")
 DEFAULT_PIPELINE = "default"
 
 
@@ -207,6 +209,10 @@ class Settings:
     source_includes: tuple[str, ...] = ()
     source_excludes: tuple[str, ...] = ()
     columns: tuple[ColumnSpec, ...] = ()
+    # Per pipeline: range partitions of the target on event_timestamp, and what retention may drop.
+    partition: str | None = None  # None (one plain table), "day" or "month"
+    retention_days: int | None = None  # None: keep everything
+    legal_hold: tuple[tuple[datetime.date, datetime.date], ...] = ()  # [from, to) ranges never dropped
     verify: VerifySettings = field(default_factory=VerifySettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
