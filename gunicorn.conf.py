@@ -14,9 +14,11 @@ from typing import Any
 
 from config import ConfigError, load_settings
 from rtarf_sync.logs import gunicorn_formatter, unlocked_line
+from rtarf_sync.pipelines_file import load_pipelines
 
 try:
     _settings = load_settings(os.environ)
+    load_pipelines(os.environ, _settings)  # a bad pipelines file stops start-up here too, before any fork
 except ConfigError as _error:
     print(f"rtarf-sync: configuration error: {_error}", file=sys.stderr)
     sys.exit(2)
