@@ -175,6 +175,19 @@ def _column(name: str, spec: Any) -> ColumnSpec:
     return ColumnSpec(name=name, path=path, type=kind, index=index, on_error=on_error)
 
 
+def pick_pipeline(pipelines: Mapping[str, Settings], name: str | None) -> Settings:
+    """The settings of pipeline `name`, or of the primary one when None; ConfigError when there is none."""
+    names = ", ".join(pipelines)
+    if name is None:
+        primary = primary_pipeline(pipelines)
+        if primary is None:
+            raise ConfigError(f"several pipelines ({names}) and none named default: choose one with --pipeline NAME")
+        return pipelines[primary]
+    if name not in pipelines:
+        raise ConfigError(f"--pipeline {name!r}: no such pipeline (pipelines: {names})")
+    return pipelines[name]
+
+
 def primary_pipeline(pipelines: Mapping[str, Settings]) -> str | None:
     """The pipeline the /scheduler routes act on: `default`, or the only one; None when neither."""
     if DEFAULT_PIPELINE in pipelines:

@@ -1,14 +1,16 @@
-"""GET /pipelines, and every per-pipeline route twice: under /scheduler (the target pipeline) and /pipelines/<name>.
+"""GET /pipelines, and every per-pipeline route for each pipeline: /pipelines/<name>/X is /scheduler/X.
 
-The per-pipeline blueprints are registered a second time with the prefix `/pipelines/<pipeline>`;
-a URL value preprocessor turns `<pipeline>` (or, under /scheduler, the target pipeline) into
-`g.rtarf_pipeline`, which `scheduler_of()`, `verifications_of()`, `notifier_of()` and the trigger
-route follow. An unknown name answers 404 before the route runs.
+A small WSGI wrapper serves `/pipelines/<name>/X` with the route of `/scheduler/X`, noting the name
+in the request's environ, so each route exists once in the URL map (one token check, one OpenAPI
+operation per route, no second copy to drift). Before the route runs, `g.rtarf_pipeline` is set to
+that pipeline (or, for /scheduler/X, to the target one); `scheduler_of()`, `verifications_of()`,
+`notifier_of()` and the trigger route follow it. An unknown name answers 404 before the route runs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Callable, Iterable
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import NotFound
@@ -27,7 +29,24 @@ PER_PIPELINE = (
     trigger.bp,
     webhooks.bp,
 )
-PREFIX = "pipeline_"  # the second registration's blueprint names: pipeline_scheduler, pipeline_runs...
+ENVIRON_KEY = "rtarf.pipeline"
+_PIPELINE_PATH = re.compile(r"/pipelines/([^/]+)(/.+)")
+_APP_WIDE = ("/overview",)  # under /scheduler, but about the whole app (the page's data), not one pipeline
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class PipelinePaths:
+    """WSGI: serve /pipelines/<name>/X with the /scheduler/X route, for pipeline <name>."""
+
+    def __init__(self, wsgi_app: WsgiApp) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        match = _PIPELINE_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is not None and match.group(2) not in _APP_WIDE:
+            environ[ENVIRON_KEY] = match.group(1)
+            environ["PATH_INFO"] = "/scheduler" + match.group(2)
+        return self.wsgi_app(environ, start_response)
 
 
 @bp.get("/pipelines")
@@ -37,19 +56,19 @@ def pipelines() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Register the per-pipeline routes under /scheduler and /pipelines/<pipeline>, and GET /pipelines."""
+    """Register the per-pipeline routes (under /scheduler, and through PipelinePaths under /pipelines/<name>)."""
     for blueprint in PER_PIPELINE:
         app.register_blueprint(blueprint)
-        app.register_blueprint(blueprint, name=PREFIX + blueprint.name, url_prefix="/pipelines/<pipeline>")
     app.register_blueprint(bp)
     app.url_value_preprocessor(_choose_pipeline)
+    app.wsgi_app = PipelinePaths(app.wsgi_app)  # type: ignore[method-assign]
 
 
 def _choose_pipeline(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    """Set g.rtarf_pipeline for a per-pipeline route; 404 for an unknown name."""
+    """Set g.rtarf_pipeline for a per-pipeline route; 404 for an unknown name (before any route runs)."""
     registry = pipelines_of()
-    if values and "pipeline" in values:
-        name = values.pop("pipeline")
+    name = request.environ.get(ENVIRON_KEY)
+    if name is not None:
         chosen = registry.get(name)
         if chosen is None:
             raise NotFound(description=f"no pipeline named {name!r} (GET /pipelines lists them)")
