@@ -46,6 +46,8 @@ SECRET_FILE_VARIABLES = {
     "RTARF_DATABASE_URL": "RTARF_DATABASE_URL_FILE",
 }
 LOOPBACK_BIND = "127.0.0.1:8000"
+# Names the TOML file of pipelines; rtarf_sync/pipelines_file.py reads it with the rules below.
+PIPELINES_FILE_VARIABLE = "RTARF_PIPELINES_FILE"
 
 
 class ConfigError(ValueError):

@@ -17,6 +17,7 @@ from config import (
     COLUMN_TYPES,
     DEFAULT_PIPELINE,
     PIPELINE_KEYS,
+    PIPELINES_FILE_VARIABLE,
     SETTING_RULES,
     ColumnSpec,
     ConfigError,
@@ -25,7 +26,7 @@ from config import (
     load_settings,
 )
 
-VARIABLE = "RTARF_PIPELINES_FILE"
+VARIABLE = PIPELINES_FILE_VARIABLE
 _NAME = re.compile(r"[a-z0-9_-]+")
 _COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _FIELD = re.compile(r"[A-Za-z0-9_@*][A-Za-z0-9_@.*\-]*")
