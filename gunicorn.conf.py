@@ -68,11 +68,12 @@ def post_worker_init(worker: Any) -> None:  # gunicorn has no type hints: its Wo
     """Start the scheduler in this worker, and make SIGTERM interrupt a running sync at once."""
     from rtarf_sync.service import extension
 
-    scheduler = extension.scheduler_of(worker.wsgi)
+    schedulers = [pipeline.scheduler for pipeline in extension.pipelines_of(worker.wsgi)]
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        scheduler.request_stop()  # only sets flags: safe inside a signal handler
+        for scheduler in schedulers:  # every pipeline's running sync stops after its page
+            scheduler.request_stop()  # only sets flags: safe inside a signal handler
         # os.write, not logging: a handler that takes the logging lock could deadlock the worker.
         os.write(
             2,
