@@ -81,7 +81,9 @@ def _pipelines(app: Flask, configured: dict[str, Settings], scheduler: RtarfEven
     from rtarf_sync.service.scheduler import RtarfEventScheduler
 
     target = DEFAULT_PIPELINE if DEFAULT_PIPELINE in configured else next(iter(configured))
-    registry = Pipelines(scheduler.apscheduler if scheduler is not None and len(configured) == 1 else None)
+    shared = scheduler.apscheduler if scheduler is not None and len(configured) == 1 else None
+    # With a pipeline other than `default` (a pipelines file), processes on that file share the pipelines.
+    registry = Pipelines(shared, sharing=set(configured) != {DEFAULT_PIPELINE})
     for name, settings in configured.items():
         primary = name == target
         own = scheduler if primary and scheduler is not None else None

@@ -57,6 +57,11 @@ def start(app: Flask) -> bool:
 
     notify.start(app)  # webhooks are delivered whether or not the interval job runs
     pipelines = pipelines_of(app)
+    if pipelines.sharing:
+        # Processes on one pipelines file share its pipelines: each starts only those it owns.
+        pipelines.start_sharing()
+        atexit.register(shutdown, app)
+        return True
     started = False
     for pipeline in pipelines:
         scheduler = pipeline.scheduler
@@ -87,6 +92,7 @@ def shutdown(app: Flask, timeout: float | None = None) -> bool:
     pipelines = pipelines_of(app)
     if timeout is None:
         timeout = pipelines.primary.scheduler.settings.graceful_timeout_seconds * 0.8
+    pipelines.stop_sharing()
     for pipeline in pipelines:
         pipeline.scheduler.request_stop()  # every pipeline stops after its page at once, not one by one
     finished = all([pipeline.scheduler.shutdown(timeout) for pipeline in pipelines])
