@@ -59,15 +59,13 @@ MIN_INTERVAL, MAX_INTERVAL = 1, 86400
 HAND_OVER_SECONDS = 5.0
 
 SyncJob = Callable[[], SyncResult]
+ResultListener = Callable[[SyncResult], None]
+PageObserver = Callable[[str, float], None]
 
 
 def pipeline_job_id(base: str, pipeline: str) -> str:
     """A job's id for `pipeline`: `base` for the default pipeline, `base.NAME` for the others."""
     return base if pipeline == DEFAULT_PIPELINE else f"{base}.{pipeline}"
-
-
-ResultListener = Callable[[SyncResult], None]
-PageObserver = Callable[[str, float], None]
 
 
 class RtarfEventScheduler:
