@@ -2,9 +2,10 @@
 
 A small WSGI wrapper serves `/pipelines/<name>/X` with the route of `/scheduler/X`, noting the name
 in the request's environ, so each route exists once in the URL map (one token check, one OpenAPI
-operation per route, no second copy to drift). Before the route runs, `g.rtarf_pipeline` is set to
-that pipeline (or, for /scheduler/X, to the target one); `scheduler_of()`, `verifications_of()`,
-`notifier_of()` and the trigger route follow it. An unknown name answers 404 before the route runs.
+operation per route, no second copy to drift). Before the route runs (after the token check),
+`g.rtarf_pipeline` is set to that pipeline (or, for /scheduler/X, to the target one);
+`scheduler_of()`, `verifications_of()`, `notifier_of()` and the trigger route follow it. An
+unknown name answers 404 before the route runs.
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ def init_app(app: Flask) -> None:
     for blueprint in PER_PIPELINE:
         app.register_blueprint(blueprint)
     app.register_blueprint(bp)
-    app.url_value_preprocessor(_choose_pipeline)
+    # A before_request hook registered after the token and request checks: a caller without the token
+    # gets 401 for /pipelines/<any name>/..., not a 404 that tells which names exist.
+    app.before_request(_choose_pipeline)
     app.wsgi_app = PipelinePaths(app.wsgi_app)  # type: ignore[method-assign]
 
 
-def _choose_pipeline(endpoint: str | None, values: dict[str, Any] | None) -> None:
+def _choose_pipeline() -> None:
     """Set g.rtarf_pipeline for a per-pipeline route; 404 for an unknown name (before any route runs)."""
     registry = pipelines_of()
     name = request.environ.get(ENVIRON_KEY)

@@ -21,7 +21,7 @@ from rtarf_sync.pipelines_file import load_pipelines
 from rtarf_sync.service import extension
 from tests.cli.test_cli import engine_env, run_cli
 from tests.infra.harness.http import EngineHttp
-from tests.infra.support import count_rows, load_sample, wait_for
+from tests.infra.support import count_rows, load_sample, offline_settings, wait_for
 
 
 @pytest.fixture
@@ -103,6 +103,16 @@ def test_routes_choose_the_pipeline_and_scheduler_routes_act_on_default(
 
     page = client.get("/").get_data(as_text=True)
     assert f"firewall_{tag}" in page and f"default_{tag}" in page
+
+
+def test_a_caller_without_the_token_learns_no_pipeline_names() -> None:
+    token = "t" * 24
+    app = create_app(offline_settings(RTARF_API_TOKEN=token))
+    client = app.test_client()
+    for path in ("/pipelines/nope/sync-now", "/pipelines/default/sync-now"):
+        assert client.post(path).status_code == 401, path
+    assert client.post("/pipelines/nope/stop", headers={"Authorization": f"Bearer {token}"}).status_code == 404
+    extension.shutdown(app, timeout=5)
 
 
 def test_the_cli_acts_on_the_chosen_pipeline_and_refuses_an_unknown_one(
