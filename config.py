@@ -12,7 +12,7 @@ import datetime
 import binascii
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar, cast
 
 from elastic_transport.client_utils import parse_cloud_id
 from sqlalchemy.engine import URL, make_url
@@ -52,6 +52,8 @@ SECRET_FILE_VARIABLES = {
     "RTARF_ES_PROXY": "RTARF_ES_PROXY_FILE",  # a proxy URL may carry the proxy's password
 }
 LOOPBACK_BIND = "127.0.0.1:8000"
+# Names the TOML file of pipelines; rtarf_sync/pipelines_file.py reads it with the rules below.
+PIPELINES_FILE_VARIABLE = "RTARF_PIPELINES_FILE"
 
 
 class ConfigError(ValueError):
@@ -233,42 +235,258 @@ def _fail(name: str, value: str, expected: str) -> ConfigError:
     return ConfigError(f"{name}={value!r} is invalid: expected {expected}")
 
 
-def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+class Invalid(ValueError):
+    """A value breaks its rule; `expected` says what the rule wants (the caller names the variable or key)."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+class Rule:
+    """One setting's rule, checked the same way for an environment variable (text) and a pipelines-file key
+    (a TOML value): `from_text` parses the variable's text, `from_value` takes a value already typed."""
+
+    @property
+    def expected(self) -> str:
+        """What a valid value looks like, for messages."""
+        return "a valid value"
+
+    def from_text(self, text: str) -> Any:
+        """The value of an environment variable's text; raises Invalid."""
+        return self.from_value(text)
+
+    def from_value(self, value: object) -> Any:
+        """The value of a typed (TOML) value; raises Invalid, also for a value of the wrong type."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Integer(Rule):
+    """A whole number in [low, high]."""
+
+    low: int
+    high: int
+
+    @property
+    def expected(self) -> str:
+        return f"an integer from {self.low} to {self.high}"
+
+    def from_text(self, text: str) -> int:
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise Invalid(self.expected)
+        return self.from_value(int(text))
+
+    def from_value(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
+            raise Invalid(self.expected)
+        return value
+
+
+@dataclass(frozen=True)
+class Number(Rule):
+    """A real number in [low, high]."""
+
+    low: float
+    high: float
+
+    @property
+    def expected(self) -> str:
+        return f"a number from {self.low:g} to {self.high:g}"
+
+    def from_text(self, text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            raise Invalid(self.expected) from None
+        return self.from_value(number)
+
+    def from_value(self, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            raise Invalid(self.expected)
+        return float(value)
+
+
+class Boolean(Rule):
+    """Strict true or false."""
+
+    @property
+    def expected(self) -> str:
+        return "true or false"
+
+    def from_text(self, text: str) -> bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise Invalid(self.expected)
+
+    def from_value(self, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise Invalid(self.expected)
+        return value
+
+
+@dataclass(frozen=True)
+class Choice(Rule):
+    """One of a few words."""
+
+    choices: tuple[str, ...]
+    normalize: Callable[[str], str] = str.lower
+
+    @property
+    def expected(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    def from_value(self, value: object) -> str:
+        if not isinstance(value, str) or self.normalize(value) not in self.choices:
+            raise Invalid(self.expected)
+        return self.normalize(value)
+
+
+@dataclass(frozen=True)
+class Matching(Rule):
+    """Text matching a pattern, at most `max_bytes` long."""
+
+    pattern: re.Pattern[str]
+    description: str
+    max_bytes: int | None = None
+
+    @property
+    def expected(self) -> str:
+        return self.description
+
+    def from_value(self, value: object) -> str:
+        if not isinstance(value, str) or not self.pattern.fullmatch(value):
+            raise Invalid(self.expected)
+        if self.max_bytes is not None and len(value.encode()) > self.max_bytes:
+            raise Invalid(self.expected)
+        return value
+
+
+class IndexSetting(Rule):
+    """An index, alias, pattern or comma list of them (RTARF_ES_INDEX, key `index`)."""
+
+    @property
+    def expected(self) -> str:
+        return "an index, alias, pattern or comma-separated list of them"
+
+    def from_value(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise Invalid(self.expected)
+        parts = [part.strip() for part in value.split(",")]
+        if any(not part or re.search(r"[\s\"\\/?#<>|]", part) for part in parts):
+            raise Invalid(self.expected)
+        return ",".join(parts)
+
+
+class TableName(Rule):
+    """A target table: a plain identifier that is not one of the service's own (RTARF_TABLE, key `table`)."""
+
+    @property
+    def expected(self) -> str:
+        return "a plain lowercase identifier ([a-z_][a-z0-9_]*) of at most 63 bytes"
+
+    def from_value(self, value: object) -> str:
+        table = Matching(_IDENTIFIER, self.expected, max_bytes=63).from_value(value)
+        if table.startswith(STATE_TABLE_PREFIX):
+            raise Invalid(
+                f"a name that does not start with {STATE_TABLE_PREFIX} "
+                "(the service's own state and work tables use that prefix)"
+            )
+        return table
+
+
+class WebhookEvents(Rule):
+    """`*` or a list of webhook event types (RTARF_WEBHOOK_EVENTS, key `webhook_events`)."""
+
+    @property
+    def expected(self) -> str:
+        return "* or a comma-separated list of " + ", ".join(WEBHOOK_EVENTS)
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        return self.from_value(text if text == "*" else [part.strip() for part in text.split(",")])
+
+    def from_value(self, value: object) -> tuple[str, ...]:
+        if value == "*":
+            return WEBHOOK_EVENTS
+        if not isinstance(value, list) or not value or any(event not in WEBHOOK_EVENTS for event in value):
+            raise Invalid(self.expected)
+        return tuple(value)
+
+
+# The rule of every per-pipeline setting, by its variable: load_settings reads the variable with it and
+# a pipelines file's key (PIPELINE_KEYS) goes through the same rule, so the two can never disagree.
+SETTING_RULES: dict[str, Rule] = {
+    "RTARF_ES_INDEX": IndexSetting(),
+    "RTARF_TABLE": TableName(),
+    "RTARF_CURSOR_FIELD": Matching(_FIELD_PATH, "a field name such as @timestamp or event.ingested"),
+    "RTARF_SYNC_ENABLED": Boolean(),
+    "RTARF_SYNC_INTERVAL_SECONDS": Integer(1, 86400),
+    "RTARF_SYNC_SETTLE_SECONDS": Integer(0, 3600),
+    "RTARF_SYNC_OVERLAP_SECONDS": Integer(0, 3650 * 86400),
+    "RTARF_SYNC_BATCH_SIZE": Integer(1, 10000),
+    "RTARF_SYNC_SLICES": Integer(1, 16),
+    "RTARF_SYNC_READ_MODE": Choice(_READ_MODES),
+    "RTARF_DELETE_MODE": Choice(_DELETE_MODES),
+    "RTARF_DELETE_MAX_FRACTION": Number(0.0, 1.0),
+    "RTARF_DELETE_VANISHED_INDICES": Boolean(),
+    "RTARF_VERIFY_INTERVAL_SECONDS": Integer(0, 7 * 86400),
+    "RTARF_VERIFY_LOOKBACK_HOURS": Integer(1, 24 * 3660),
+    "RTARF_VERIFY_REPAIR": Boolean(),
+    "RTARF_TRIGGER_DEBOUNCE_SECONDS": Number(0.0, 60),
+    "RTARF_WEBHOOK_EVENTS": WebhookEvents(),
+}
+
+# Pipelines-file key -> (its variable, where it lives in Settings: a field, or a group and its field).
+PIPELINE_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "index": ("RTARF_ES_INDEX", ("es_index",)),
+    "table": ("RTARF_TABLE", ("table",)),
+    "cursor_field": ("RTARF_CURSOR_FIELD", ("cursor_field",)),
+    "enabled": ("RTARF_SYNC_ENABLED", ("sync_enabled",)),
+    "interval_seconds": ("RTARF_SYNC_INTERVAL_SECONDS", ("sync_interval_seconds",)),
+    "settle_seconds": ("RTARF_SYNC_SETTLE_SECONDS", ("settle_seconds",)),
+    "overlap_seconds": ("RTARF_SYNC_OVERLAP_SECONDS", ("overlap_seconds",)),
+    "batch_size": ("RTARF_SYNC_BATCH_SIZE", ("batch_size",)),
+    "slices": ("RTARF_SYNC_SLICES", ("reconcile", "slices")),
+    "read_mode": ("RTARF_SYNC_READ_MODE", ("read_mode",)),
+    "delete_mode": ("RTARF_DELETE_MODE", ("reconcile", "delete_mode")),
+    "delete_max_fraction": ("RTARF_DELETE_MAX_FRACTION", ("reconcile", "delete_max_fraction")),
+    "delete_vanished_indices": ("RTARF_DELETE_VANISHED_INDICES", ("reconcile", "delete_vanished_indices")),
+    "verify_interval_seconds": ("RTARF_VERIFY_INTERVAL_SECONDS", ("verify", "interval_seconds")),
+    "verify_lookback_hours": ("RTARF_VERIFY_LOOKBACK_HOURS", ("verify", "lookback_hours")),
+    "verify_repair": ("RTARF_VERIFY_REPAIR", ("verify", "repair")),
+    "trigger_debounce_seconds": ("RTARF_TRIGGER_DEBOUNCE_SECONDS", ("trigger_debounce_seconds",)),
+    "webhook_events": ("RTARF_WEBHOOK_EVENTS", ("webhooks", "events")),
+}
+
+
+def _setting(environ: Mapping[str, str], name: str, default: T) -> T:
+    """Variable `name` under its rule in SETTING_RULES, or `default` when unset."""
+    return _env(environ, name, default, SETTING_RULES[name])
+
+
+def _env(environ: Mapping[str, str], name: str, default: T, rule: Rule) -> T:
+    """The value of variable `name` under `rule`, or `default` when unset."""
     value = _raw(environ, name)
     if value is None:
         return default
-    expected = f"an integer from {low} to {high}"
-    if not re.fullmatch(r"[+-]?[0-9]+", value):
-        raise _fail(name, value, expected)
-    number = int(value)
-    if not low <= number <= high:
-        raise _fail(name, value, expected)
-    return number
+    try:
+        return cast(T, rule.from_text(value))
+    except Invalid as invalid:
+        raise _fail(name, value, invalid.expected) from None
+
+
+def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _env(environ, name, default, Integer(low, high))
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    value = _raw(environ, name)
-    if value is None:
-        return default
-    expected = f"a number from {low:g} to {high:g}"
-    try:
-        number = float(value)
-    except ValueError:
-        raise _fail(name, value, expected) from None
-    if not low <= number <= high:
-        raise _fail(name, value, expected)
-    return number
+    return _env(environ, name, default, Number(low, high))
 
 
 def _boolean(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    value = _raw(environ, name)
-    if value is None:
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise _fail(name, value, "true or false")
+    return _env(environ, name, default, Boolean())
 
 
 def _choice(
@@ -278,12 +496,7 @@ def _choice(
     choices: tuple[str, ...],
     normalize: Callable[[str], str] = str.lower,
 ) -> str:
-    value = _raw(environ, name)
-    if value is None:
-        return default
-    if normalize(value) not in choices:
-        raise _fail(name, value, "one of " + ", ".join(choices))
-    return normalize(value)
+    return _env(environ, name, default, Choice(choices, normalize))
 
 
 def _secret_text(environ: Mapping[str, str], name: str) -> str | None:
@@ -321,15 +534,6 @@ def _es_urls(environ: Mapping[str, str]) -> tuple[str, ...]:
     if not urls:
         raise _fail(name, value, "at least one URL")
     return urls
-
-
-def _es_index(environ: Mapping[str, str]) -> str:
-    name = "RTARF_ES_INDEX"
-    value = _raw(environ, name) or "rtarf-events*"
-    parts = [part.strip() for part in value.split(",")]
-    if any(not part or re.search(r"[\s\"\\/?#<>|]", part) for part in parts):
-        raise _fail(name, value, "an index, alias, pattern or comma-separated list of them")
-    return ",".join(parts)
 
 
 def _cloud_urls(environ: Mapping[str, str]) -> tuple[str | None, tuple[str, ...] | None]:
@@ -443,20 +647,6 @@ def _database_url(environ: Mapping[str, str]) -> Secret:
     return Secret(value)
 
 
-def _matching(
-    environ: Mapping[str, str],
-    name: str,
-    default: str,
-    pattern: re.Pattern[str],
-    expected: str,
-    max_bytes: int | None = None,
-) -> str:
-    value = _raw(environ, name) or default
-    if not pattern.fullmatch(value) or (max_bytes is not None and len(value.encode()) > max_bytes):
-        raise _fail(name, value, expected)
-    return value
-
-
 def _api_token(environ: Mapping[str, str]) -> Secret | None:
     name = "RTARF_API_TOKEN"
     value = _secret_text(environ, name)
@@ -483,26 +673,6 @@ def _bind(environ: Mapping[str, str], token: Secret | None) -> tuple[str, str]:
     return ("0.0.0.0:8000" if token is not None else LOOPBACK_BIND), "the default"
 
 
-def _table(environ: Mapping[str, str]) -> str:
-    name = "RTARF_TABLE"
-    table = _matching(
-        environ,
-        name,
-        "rtarf_events",
-        _IDENTIFIER,
-        "a plain lowercase identifier ([a-z_][a-z0-9_]*) of at most 63 bytes",
-        max_bytes=63,
-    )
-    if table.startswith(STATE_TABLE_PREFIX):
-        raise _fail(
-            name,
-            table,
-            f"a name that does not start with {STATE_TABLE_PREFIX} "
-            "(the service's own state and work tables use that prefix)",
-        )
-    return table
-
-
 _ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?")
 
 
@@ -527,19 +697,19 @@ def _cors_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
 
 def _reconcile(environ: Mapping[str, str]) -> ReconcileSettings:
     return ReconcileSettings(
-        delete_mode=_choice(environ, "RTARF_DELETE_MODE", "soft", _DELETE_MODES),
-        delete_vanished_indices=_boolean(environ, "RTARF_DELETE_VANISHED_INDICES", False),
-        delete_max_fraction=_number(environ, "RTARF_DELETE_MAX_FRACTION", 0.2, 0.0, 1.0),
-        slices=_integer(environ, "RTARF_SYNC_SLICES", 1, 1, 16),
+        delete_mode=_setting(environ, "RTARF_DELETE_MODE", "soft"),
+        delete_vanished_indices=_setting(environ, "RTARF_DELETE_VANISHED_INDICES", False),
+        delete_max_fraction=_setting(environ, "RTARF_DELETE_MAX_FRACTION", 0.2),
+        slices=_setting(environ, "RTARF_SYNC_SLICES", 1),
         delete_min_count=_integer(environ, "RTARF_DELETE_MIN_COUNT", 100, 0, 1_000_000_000),
     )
 
 
 def _verify(environ: Mapping[str, str]) -> VerifySettings:
     return VerifySettings(
-        interval_seconds=_integer(environ, "RTARF_VERIFY_INTERVAL_SECONDS", 3600, 0, 7 * 86400),
-        lookback_hours=_integer(environ, "RTARF_VERIFY_LOOKBACK_HOURS", 168, 1, 24 * 3660),
-        repair=_boolean(environ, "RTARF_VERIFY_REPAIR", True),
+        interval_seconds=_setting(environ, "RTARF_VERIFY_INTERVAL_SECONDS", 3600),
+        lookback_hours=_setting(environ, "RTARF_VERIFY_LOOKBACK_HOURS", 168),
+        repair=_setting(environ, "RTARF_VERIFY_REPAIR", True),
         max_repairs=_integer(environ, "RTARF_VERIFY_MAX_REPAIRS", 24, 1, 10_000),
     )
 
@@ -573,19 +743,6 @@ def _webhook_secret(environ: Mapping[str, str]) -> Secret | None:
     return Secret(value)
 
 
-def _webhook_events(environ: Mapping[str, str]) -> tuple[str, ...]:
-    name = "RTARF_WEBHOOK_EVENTS"
-    value = _raw(environ, name)
-    if value is None:
-        return _DEFAULT_WEBHOOK_EVENTS
-    if value == "*":
-        return WEBHOOK_EVENTS
-    events = tuple(part.strip() for part in value.split(","))
-    if not events or any(event not in WEBHOOK_EVENTS for event in events):
-        raise _fail(name, value, "* or a comma-separated list of " + ", ".join(WEBHOOK_EVENTS))
-    return events
-
-
 def _webhooks(environ: Mapping[str, str]) -> WebhookSettings:
     urls, secret = _webhook_urls(environ), _webhook_secret(environ)
     if urls and secret is None:
@@ -593,7 +750,7 @@ def _webhooks(environ: Mapping[str, str]) -> WebhookSettings:
     return WebhookSettings(
         urls=urls,
         secret=secret,
-        events=_webhook_events(environ),
+        events=_setting(environ, "RTARF_WEBHOOK_EVENTS", _DEFAULT_WEBHOOK_EVENTS),
         timeout_seconds=_number(environ, "RTARF_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 300),
         max_attempts=_integer(environ, "RTARF_WEBHOOK_MAX_ATTEMPTS", 8, 1, 100),
         retry_seconds=_number(environ, "RTARF_WEBHOOK_RETRY_SECONDS", 5.0, 0.01, 3600),
@@ -617,10 +774,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     api_token = _api_token(environ)
     bind, bind_source = _bind(environ, api_token)
     return Settings(
-        sync_enabled=_boolean(environ, "RTARF_SYNC_ENABLED", True),
-        sync_interval_seconds=_integer(environ, "RTARF_SYNC_INTERVAL_SECONDS", 300, 1, 86400),
+        sync_enabled=_setting(environ, "RTARF_SYNC_ENABLED", True),
+        sync_interval_seconds=_setting(environ, "RTARF_SYNC_INTERVAL_SECONDS", 300),
         es_urls=es_urls,
-        es_index=_es_index(environ),
+        es_index=_setting(environ, "RTARF_ES_INDEX", "rtarf-events*"),
         es_username=username,
         es_password=password,
         es_api_key=api_key,
@@ -635,19 +792,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         es_client_key=client_key,
         es_proxy=_proxy(environ),
         source_engine=_source_engine(environ, es_auth, cloud_id),
-        read_mode=_choice(environ, "RTARF_SYNC_READ_MODE", "auto", _READ_MODES),
-        cursor_field=_matching(
-            environ,
-            "RTARF_CURSOR_FIELD",
-            "@timestamp",
-            _FIELD_PATH,
-            "a field name such as @timestamp or event.ingested",
-        ),
-        batch_size=_integer(environ, "RTARF_SYNC_BATCH_SIZE", 1000, 1, 10000),
-        overlap_seconds=_integer(environ, "RTARF_SYNC_OVERLAP_SECONDS", 60, 0, 3650 * 86400),
-        settle_seconds=_integer(environ, "RTARF_SYNC_SETTLE_SECONDS", 5, 0, 3600),
-        pit_keep_alive=_matching(
-            environ, "RTARF_PIT_KEEP_ALIVE", "5m", _KEEP_ALIVE, "a duration such as 90s, 5m or 1h"
+        read_mode=_setting(environ, "RTARF_SYNC_READ_MODE", "auto"),
+        cursor_field=_setting(environ, "RTARF_CURSOR_FIELD", "@timestamp"),
+        batch_size=_setting(environ, "RTARF_SYNC_BATCH_SIZE", 1000),
+        overlap_seconds=_setting(environ, "RTARF_SYNC_OVERLAP_SECONDS", 60),
+        settle_seconds=_setting(environ, "RTARF_SYNC_SETTLE_SECONDS", 5),
+        pit_keep_alive=_env(
+            environ, "RTARF_PIT_KEEP_ALIVE", "5m", Matching(_KEEP_ALIVE, "a duration such as 90s, 5m or 1h")
         ),
         max_document_bytes=_integer(environ, "RTARF_SYNC_MAX_DOCUMENT_BYTES", 10 * 1024 * 1024, 1, 2**31 - 1),
         max_retries=_integer(environ, "RTARF_SYNC_MAX_RETRIES", 5, 0, 100),
@@ -655,7 +806,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         lease_ttl_seconds=_integer(environ, "RTARF_LEASE_TTL_SECONDS", 60, 5, 60),
         misfire_grace_seconds=_integer(environ, "RTARF_SYNC_MISFIRE_GRACE_SECONDS", 60, 1, 86400),
         database_url=_database_url(environ),
-        table=_table(environ),
+        table=_setting(environ, "RTARF_TABLE", "rtarf_events"),
         api_token=api_token,
         log_level=_choice(environ, "RTARF_LOG_LEVEL", "INFO", _LOG_LEVELS, str.upper),
         log_format=_choice(environ, "RTARF_LOG_FORMAT", "text", _LOG_FORMATS),
@@ -664,7 +815,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         allow_unauthenticated=_boolean(environ, "RTARF_ALLOW_UNAUTHENTICATED", False),
         graceful_timeout_seconds=_integer(environ, "RTARF_GRACEFUL_TIMEOUT_SECONDS", 30, 1, 3600),
         run_history_days=_integer(environ, "RTARF_RUN_HISTORY_DAYS", 30, 1, 3650),
-        trigger_debounce_seconds=_number(environ, "RTARF_TRIGGER_DEBOUNCE_SECONDS", 1.0, 0.0, 60),
+        trigger_debounce_seconds=_setting(environ, "RTARF_TRIGGER_DEBOUNCE_SECONDS", 1.0),
         cors_origins=_cors_origins(environ),
         reconcile=_reconcile(environ),
         verify=_verify(environ),

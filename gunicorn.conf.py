@@ -14,9 +14,11 @@ from typing import Any
 
 from config import ConfigError, load_settings
 from rtarf_sync.logs import gunicorn_formatter, unlocked_line
+from rtarf_sync.pipelines_file import load_pipelines
 
 try:
     _settings = load_settings(os.environ)
+    load_pipelines(os.environ, _settings)  # a bad pipelines file stops start-up here too, before any fork
 except ConfigError as _error:
     print(f"rtarf-sync: configuration error: {_error}", file=sys.stderr)
     sys.exit(2)
@@ -66,11 +68,12 @@ def post_worker_init(worker: Any) -> None:  # gunicorn has no type hints: its Wo
     """Start the scheduler in this worker, and make SIGTERM interrupt a running sync at once."""
     from rtarf_sync.service import extension
 
-    scheduler = extension.scheduler_of(worker.wsgi)
+    schedulers = [pipeline.scheduler for pipeline in extension.pipelines_of(worker.wsgi)]
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        scheduler.request_stop()  # only sets flags: safe inside a signal handler
+        for scheduler in schedulers:  # every pipeline's running sync stops after its page
+            scheduler.request_stop()  # only sets flags: safe inside a signal handler
         # os.write, not logging: a handler that takes the logging lock could deadlock the worker.
         os.write(
             2,

@@ -5,16 +5,18 @@ import sys
 
 from config import ConfigError, load_settings
 from rtarf_sync import create_app
+from rtarf_sync.pipelines_file import load_pipelines
 
 try:
     settings = load_settings(os.environ)
+    pipelines = load_pipelines(os.environ, settings)
 except ConfigError as error:
     print(f"rtarf-sync: configuration error: {error}", file=sys.stderr)
     raise SystemExit(2) from None
 
 # Under gunicorn the worker's post_worker_init hook starts the scheduler after the fork; under the
 # Werkzeug reloader only the serving child (WERKZEUG_RUN_MAIN=true) may, never the watcher.
-app = create_app(settings, start_scheduler=os.environ.get("WERKZEUG_RUN_MAIN") == "true")
+app = create_app(settings, pipelines=pipelines, start_scheduler=os.environ.get("WERKZEUG_RUN_MAIN") == "true")
 
 if __name__ == "__main__":
     import logging

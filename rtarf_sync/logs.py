@@ -178,6 +178,13 @@ def unlocked_line(name: str, message: str, level: int = logging.INFO) -> bytes:
     return (line_formatter.format(record) + "\n").encode()
 
 
+def quiet_expected_failures(logger_name: str) -> None:
+    """Keep an APScheduler executor's logger from printing a traceback for a run that failed as expected."""
+    executor_logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, ExpectedFailureFilter) for f in executor_logger.filters):
+        executor_logger.addFilter(ExpectedFailureFilter())
+
+
 def configure_logging(settings: Settings) -> Redactor:
     """Install (once) the stderr handler in the configured format and teach it the secrets of `settings`."""
     _redactor.add(secret_values(settings))
@@ -190,9 +197,7 @@ def configure_logging(settings: Settings) -> Redactor:
         root.addHandler(handler)
     handler.setFormatter(formatter(settings.log_format))
     root.setLevel(settings.log_level)
-    executor_logger = logging.getLogger("apscheduler.executors.default")
-    if not any(isinstance(f, ExpectedFailureFilter) for f in executor_logger.filters):
-        executor_logger.addFilter(ExpectedFailureFilter())
+    quiet_expected_failures("apscheduler.executors.default")
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if settings.log_level == "DEBUG" else logging.WARNING)
     for name in _SIGNING_LOGGERS:

@@ -31,7 +31,7 @@ _REASONS = {
     400: "A parameter or body field is invalid; the message names it",
     401: "The bearer token is missing or wrong (only when RTARF_API_TOKEN is set)",
     403: "The request's Origin is neither this service nor listed in RTARF_CORS_ORIGINS",
-    404: "No such record",
+    404: "No such record, or no such pipeline",
     409: "A run holds the lease, or the change was refused",
     413: "The body is larger than 1 MiB",
     415: "The body is not application/json",
@@ -111,8 +111,40 @@ def _paging() -> list[dict[str, Any]]:
     ]
 
 
+_PIPELINE = {
+    "name": "pipeline",
+    "in": "path",
+    "required": True,
+    "description": "the pipeline's name (GET /pipelines lists them); an unknown one answers 404",
+    "schema": {"type": "string", "pattern": "^[a-z0-9_-]+$", "example": "default"},
+}
+_APP_WIDE = ("/scheduler/overview",)  # under /scheduler, but about the whole app, not one pipeline
+
+
+def _per_pipeline(path: str, operations: dict[str, Any], named: bool) -> dict[str, Any]:
+    """A /scheduler operation as it acts on one pipeline: with 404 for a missing pipeline, and under
+    /pipelines/{pipeline} the name as a path parameter."""
+    result: dict[str, Any] = {}
+    for method, operation in operations.items():
+        answers = dict(operation["responses"])
+        answers.setdefault("404", {"description": _REASONS[404], "content": {"application/json": {"schema": _ERROR}}})
+        parameters = [_PIPELINE, *operation.get("parameters", [])] if named else operation.get("parameters", [])
+        result[method] = {**operation, "parameters": parameters, "responses": answers}
+    return result
+
+
 def _paths() -> dict[str, dict[str, Any]]:
-    """Path -> operations, one entry per route of the app."""
+    """Path -> operations, one entry per route of the app, per-pipeline ones also under /pipelines/{pipeline}."""
+    paths = _routes()
+    for path, operations in list(paths.items()):
+        if path.startswith("/scheduler/") and path not in _APP_WIDE:
+            paths[path] = _per_pipeline(path, operations, named=False)
+            paths["/pipelines/{pipeline}" + path[len("/scheduler") :]] = _per_pipeline(path, operations, named=True)
+    return paths
+
+
+def _routes() -> dict[str, dict[str, Any]]:
+    """Path -> operations of the app-wide routes and the /scheduler ones."""
     window = {"from": {**_INSTANT, "nullable": True}, "to": {**_INSTANT, "nullable": True}}
     return {
         "/": _read(
@@ -126,6 +158,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/readyz": _read("The engine and PostgreSQL answer", 200, 503),
         "/metrics": _read("Prometheus metrics", 200, content="text/plain"),
         "/openapi.json": _read("This document"),
+        "/pipelines": _read("Every pipeline with its short status"),
         "/scheduler/status": _read("Schedule state and run counters"),
         "/scheduler/jobs": _read("The APScheduler jobs"),
         "/scheduler/overview": _read("Everything the status page shows"),

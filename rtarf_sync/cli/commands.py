@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from config import Settings, load_settings, mask_url
+from config import ConfigError, Settings, load_settings, mask_url
+from rtarf_sync.pipelines_file import load_pipelines, pick_pipeline
 from rtarf_sync.engine.errors import RtarfSyncError, TransientError, redact
 from rtarf_sync.cli.progress import ProgressLine, RunWatcher
 from rtarf_sync.engine.runs.lease import process_owners
@@ -47,9 +49,19 @@ def say(message: str) -> None:
     print(f"{NAME}: {message}", file=sys.stderr, flush=True)
 
 
+_chosen_pipeline: list[str | None] = [None]  # --pipeline NAME, set by main() before the command runs
+
+
+def use_pipeline(name: str | None) -> None:
+    """Make every command of this process act on pipeline `name` (None: default, or the only one)."""
+    _chosen_pipeline[0] = name
+
+
 def _settings() -> Settings:
+    """The chosen pipeline's settings (the environment's without a pipelines file); ConfigError if unknown."""
     # Read here, not at import, so `--help` works whatever the environment holds.
-    return load_settings(os.environ)
+    settings = load_settings(os.environ)
+    return pick_pipeline(load_pipelines(os.environ, settings), _chosen_pipeline[0])
 
 
 def _first_line(error: BaseException, service: SyncService) -> str:
@@ -154,12 +166,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def _service_status(url: str, timeout: float) -> dict[str, Any]:
     if not url.startswith(("http://", "https://")):
         raise CommandFailed(f"--url {url!r} is not an http:// or https:// URL")
-    address = url.rstrip("/") + "/scheduler/status"
+    name = _chosen_pipeline[0]
+    address = url.rstrip("/") + (f"/pipelines/{urllib.parse.quote(name)}/status" if name else "/scheduler/status")
     request = urllib.request.Request(address, headers={"Accept": "application/json"})  # noqa: S310 - http(s) only
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
             return dict(json.load(response))
     except urllib.error.HTTPError as error:
+        if error.code == 404 and name:
+            raise ConfigError(f"--pipeline {name!r}: the service at {url} has no such pipeline") from None
         raise CommandFailed(
             f"{address} answered HTTP {error.code}: {error.read()[:300].decode(errors='replace')}; "
             "is --url the RTARF Event Sync service?"
@@ -279,7 +294,8 @@ def cmd_load_sample(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Replace this process with gunicorn serving the app, configured by gunicorn.conf.py."""
-    settings = _settings()  # the same one-line error gunicorn.conf.py would give, before exec
+    settings = load_settings(os.environ)  # the same one-line errors gunicorn.conf.py would give, before exec
+    load_pipelines(os.environ, settings)  # the service runs every pipeline: check the file, pick none
     argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT), "wsgi:app"]
     say(f"starting gunicorn on {settings.bind}: python {' '.join(argv[1:])}")
     os.execv(sys.executable, argv)

@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_load_sample(sub)
     verification.add_parsers(sub)
-    _add(
+    serve = _add(
         sub,
         "serve",
         commands.cmd_serve,
@@ -234,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m gunicorn -c gunicorn.conf.py wsgi:app\n"
         "which serves the /scheduler routes, /healthz, /readyz and /metrics and runs the interval job.",
     )
+    for parser_ in (parser, *(p for p in sub.choices.values() if p is not serve)):
+        parser_.add_argument(
+            "--pipeline",
+            metavar="NAME",
+            # SUPPRESS: given before the command, a subcommand's own default must not erase it.
+            default=None if parser_ is parser else argparse.SUPPRESS,
+            help="the pipeline of RTARF_PIPELINES_FILE to act on (default: `default`, or the only one)",
+        )
     return parser
 
 
@@ -241,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments, run one command, and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    commands.use_pipeline(args.pipeline)
     if args.command is commands.cmd_sync:
         try:
             args.run = run_arguments(args)

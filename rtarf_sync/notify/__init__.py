@@ -25,10 +25,13 @@ if TYPE_CHECKING:
 __all__ = ["EXTENSION_KEY", "Notifier", "Outbox", "init_app", "notifier_of", "shutdown", "start"]
 
 EXTENSION_KEY = "rtarf_notifier"
+ALL_KEY = "rtarf_notifiers"  # one per pipeline
 
 
-def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Notifier:
-    """Build the notifier on the scheduler's database engine and subscribe it to every counted run."""
+def init_app(app: Flask, scheduler: RtarfEventScheduler, *, primary: bool = True) -> Notifier:
+    """Build the notifier on the scheduler's database engine and subscribe it to every counted run.
+
+    Each pipeline has one; the primary one (the /scheduler routes' pipeline) is also the app's."""
     notifier = Notifier(
         scheduler.settings,
         lambda: scheduler.service.engine,
@@ -37,26 +40,31 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Notifier:
     )
     scheduler.add_result_listener(notifier.on_result)
     scheduler.add_result_listener(OutboxPruner(notifier.outbox, scheduler.settings.webhooks.retention_days))
-    app.extensions[EXTENSION_KEY] = notifier
+    if primary:
+        app.extensions[EXTENSION_KEY] = notifier
+    app.extensions.setdefault(ALL_KEY, []).append(notifier)
     return notifier
 
 
 def notifier_of(app: Flask | None = None) -> Notifier:
-    """The notifier of `app`, or of the app serving the current request."""
+    """The notifier of the pipeline the current request is about, else of `app`'s target pipeline."""
     from flask import current_app
 
+    from rtarf_sync.service.extension import requested_pipeline
+
+    chosen = requested_pipeline() if app is None else None
+    if chosen is not None and chosen.notifier is not None:
+        return chosen.notifier
     target = app if app is not None else current_app
     return cast(Notifier, target.extensions[EXTENSION_KEY])
 
 
 def start(app: Flask) -> bool:
     """Start delivering in this process (a gunicorn worker after the fork); harmless to repeat."""
-    notifier = app.extensions.get(EXTENSION_KEY)
-    return notifier.start() if notifier is not None else False
+    return any([notifier.start() for notifier in app.extensions.get(ALL_KEY, [])])
 
 
 def shutdown(app: Flask, timeout: float = 5.0) -> None:
     """Stop delivering; anything still queued in memory is stored first."""
-    notifier = app.extensions.get(EXTENSION_KEY)
-    if notifier is not None:
+    for notifier in app.extensions.get(ALL_KEY, []):
         notifier.close(timeout)

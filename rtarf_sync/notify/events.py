@@ -1,7 +1,7 @@
 """What a webhook message says: its type, and its body as docs/design.md fixes it.
 
     {"type": "sync.failed", "timestamp": ISO,
-     "data": {"table": ..., "source_index": ..., "run": run object}}
+     "data": {"table": ..., "source_index": ..., "pipeline": ..., "run": run object}}
 
 `verify.drift` carries `"verify": result` instead of `"run"`, its `differing`
 list cut to the first MAX_DRIFT_BUCKETS with `differing_total` and

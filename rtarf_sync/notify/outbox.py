@@ -81,13 +81,14 @@ class Outbox:
     def enqueue(self, event_type: str, data: dict[str, Any]) -> list[int]:
         """Store one message for every configured endpoint; return the row ids (none if not wanted).
 
-        `data` is the message's "data" object without "table" and "source_index", which are added:
+        `data` is the message's "data" object without "table", "source_index" and "pipeline", which are added:
         `enqueue("verify.drift", {"verify": result})`. Rows for a disabled endpoint are stored as
         abandoned, so the delivery log shows what was not sent and why.
         """
         if not self.wanted(event_type):
             return []
-        body = message_body(event_type, {"table": self.target, "source_index": self.settings.es_index, **data})
+        own = {"table": self.target, "source_index": self.settings.es_index, "pipeline": self.settings.pipeline}
+        body = message_body(event_type, {**own, **data})
         message_id = f"msg_{uuid.uuid4().hex}"
         with self.engine.begin() as connection:
             disabled = self._disabled(connection)

@@ -10,18 +10,22 @@
 
 Others report through `metrics_of(app)`: the webhook sender calls
 `metrics_of(app).webhook_delivered(event_type, result)`.
+
+With a pipelines file every series carries a `pipeline` label (one registry, one series per
+pipeline); without one the series are exactly those of the single `default` pipeline, unlabelled.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, cast
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, cast
 
 from flask import Flask, current_app
 from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from config import DEFAULT_PIPELINE
 from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
 
 if TYPE_CHECKING:
@@ -41,77 +45,98 @@ WEBHOOK_RESULTS = ("delivered", "failed", "abandoned")
 class SyncMetrics:
     """The registry of one app and the metrics this process updates."""
 
-    def __init__(self, scheduler: RtarfEventScheduler) -> None:
+    def __init__(self, scheduler: RtarfEventScheduler | Sequence[RtarfEventScheduler], labelled: bool = False) -> None:
+        schedulers = metrics_schedulers(scheduler)
+        self.labelled = labelled
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        r, by = self.registry, (("pipeline",) if labelled else ())
         self.runs = Counter(
             PREFIX + "runs",
             "Runs counted by this process, by trigger, mode and outcome.",
-            ("trigger", "mode", "status"),
+            (*by, "trigger", "mode", "status"),
             registry=r,
         )
         self.run_duration = Histogram(
-            PREFIX + "run_duration_seconds", "Duration of finished runs.", ("mode",), buckets=RUN_BUCKETS, registry=r
+            PREFIX + "run_duration_seconds",
+            "Duration of finished runs.",
+            (*by, "mode"),
+            buckets=RUN_BUCKETS,
+            registry=r,
         )
         self.events = Counter(
-            PREFIX + "events", "Events handled by runs of this process, by outcome.", ("outcome",), registry=r
+            PREFIX + "events", "Events handled by runs of this process, by outcome.", (*by, "outcome"), registry=r
         )
         self.page_seconds = Histogram(
             PREFIX + "page_seconds",
             "Time per page: read from the engine, written to PostgreSQL.",
-            ("stage",),
+            (*by, "stage"),
             buckets=PAGE_BUCKETS,
             registry=r,
         )
         self.webhooks = Counter(
             PREFIX + "webhook_deliveries",
             "Webhook delivery attempts by event type and result.",
-            ("event_type", "result"),
+            (*by, "event_type", "result"),
             registry=r,
         )
-        r.register(SyncStateCollector(scheduler))
+        r.register(SyncStateCollector(schedulers, labelled))
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        self._zero_series()
+        for each in schedulers:
+            self._zero_series(self._label(each.settings.pipeline))
 
-    def _zero_series(self) -> None:
+    def _label(self, pipeline: str) -> tuple[str, ...]:
+        return (pipeline,) if self.labelled else ()
+
+    def _zero_series(self, by: tuple[str, ...]) -> None:
         """Series that exist from the first scrape, so rate() and increase() see their start."""
         for trigger in ("scheduled", "manual"):
             for status in RUN_STATUSES:
-                self.runs.labels(trigger, "incremental", status)
-        self.run_duration.labels("incremental")
+                self.runs.labels(*by, trigger, "incremental", status)
+        self.run_duration.labels(*by, "incremental")
         for outcome in OUTCOMES:
-            self.events.labels(outcome)
+            self.events.labels(*by, outcome)
         for stage in ("read", "write"):
-            self.page_seconds.labels(stage)
+            self.page_seconds.labels(*by, stage)
 
-    def observe_run(self, result: SyncResult) -> None:
-        """Count one finished run (a scheduler result listener)."""
-        self.runs.labels(result.trigger, result.mode, result.status).inc()
+    def observe_run(self, result: SyncResult, pipeline: str = DEFAULT_PIPELINE) -> None:
+        """Count one finished run of `pipeline` (a scheduler result listener)."""
+        by = self._label(pipeline)
+        self.runs.labels(*by, result.trigger, result.mode, result.status).inc()
         if result.status == SKIPPED:
             return  # it never started: no duration, no events
-        self.run_duration.labels(result.mode).observe(result.duration_seconds)
+        self.run_duration.labels(*by, result.mode).observe(result.duration_seconds)
         for outcome in OUTCOMES:
             count = getattr(result, outcome)
             if count:
-                self.events.labels(outcome).inc(count)
+                self.events.labels(*by, outcome).inc(count)
 
-    def observe_page(self, stage: str, seconds: float) -> None:
-        """Time one page stage (a SyncService page observer)."""
-        self.page_seconds.labels(stage).observe(seconds)
+    def observe_page(self, stage: str, seconds: float, pipeline: str = DEFAULT_PIPELINE) -> None:
+        """Time one page stage of `pipeline` (a SyncService page observer)."""
+        self.page_seconds.labels(*self._label(pipeline), stage).observe(seconds)
 
-    def webhook_delivered(self, event_type: str, result: str) -> None:
+    def webhook_delivered(self, event_type: str, result: str, pipeline: str = DEFAULT_PIPELINE) -> None:
         """Count one webhook delivery outcome: result is delivered, failed (will retry) or abandoned."""
         if result not in WEBHOOK_RESULTS:
             raise ValueError(f"webhook result {result!r} is not one of {', '.join(WEBHOOK_RESULTS)}")
-        self.webhooks.labels(event_type, result).inc()
+        self.webhooks.labels(*self._label(pipeline), event_type, result).inc()
+
+    def watch(self, scheduler: RtarfEventScheduler) -> Callable[[str, str], None]:
+        """Hook these metrics to one pipeline's runs and pages; returns its webhook delivery listener."""
+        name = scheduler.settings.pipeline
+        scheduler.add_result_listener(lambda result: self.observe_run(result, name))
+        scheduler.add_page_observer(lambda stage, seconds: self.observe_page(stage, seconds, name))
+        return lambda event_type, result: self.webhook_delivered(event_type, result, name)
 
 
-def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(PREFIX + name, documentation)
-    if value is not None:
-        family.add_metric([], value)
+def _gauge(
+    name: str, documentation: str, values: list[tuple[list[str], float | None]], labelled: bool
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(PREFIX + name, documentation, labels=["pipeline"] if labelled else None)
+    for labels, value in values:
+        if value is not None:
+            family.add_metric(labels, value)
     return family
 
 
@@ -122,8 +147,8 @@ class SyncStateCollector(Collector):
     database unreachable) has no sample: alert on absent(), not on a made-up 0.
     """
 
-    def __init__(self, scheduler: RtarfEventScheduler) -> None:
-        self.scheduler = scheduler
+    def __init__(self, schedulers: Sequence[RtarfEventScheduler], labelled: bool = False) -> None:
+        self.schedulers, self.labelled = list(schedulers), labelled
 
     def describe(self) -> Iterable[Metric]:
         """The families without samples, so registering reads nothing."""
@@ -134,7 +159,19 @@ class SyncStateCollector(Collector):
         return self._families(with_values=True)
 
     def _families(self, with_values: bool) -> list[Metric]:
-        scheduler, local = self.scheduler, with_values
+        """One family per gauge, one sample per pipeline (labelled) or the one pipeline's (unlabelled)."""
+        per_pipeline = [self._values(scheduler, with_values) for scheduler in self.schedulers]
+        families = []
+        for position, (name, documentation, _) in enumerate(per_pipeline[0]):
+            values = [
+                ([scheduler.settings.pipeline] if self.labelled else [], rows[position][2])
+                for scheduler, rows in zip(self.schedulers, per_pipeline, strict=True)
+            ]
+            families.append(_gauge(name, documentation, values, self.labelled))
+        return list(families)
+
+    def _values(self, scheduler: RtarfEventScheduler, with_values: bool) -> list[tuple[str, str, float | None]]:
+        local = with_values
         stored = scheduler.stored_state.get() if with_values else None
 
         def at(moment: datetime | None) -> float | None:
@@ -145,63 +182,68 @@ class SyncStateCollector(Collector):
 
         s = stored
         return [
-            _gauge(
+            (
                 "last_success_timestamp_seconds",
                 "When the last successful (or partial) run finished.",
                 at(s.last_success_at) if s else None,
             ),
-            _gauge(
+            (
                 "last_run_timestamp_seconds",
                 "When the last run finished, whatever its outcome.",
                 at(s.last_run_at) if s else None,
             ),
-            _gauge("cursor_timestamp_seconds", "The stored cursor; lag = time() - this.", at(s.cursor) if s else None),
-            _gauge(
+            ("cursor_timestamp_seconds", "The stored cursor; lag = time() - this.", at(s.cursor) if s else None),
+            (
                 "dead_letters_unresolved",
                 "Documents set aside and not yet resolved.",
                 of(s.dead_letters_unresolved) if s else None,
             ),
-            _gauge(
+            (
                 "scheduler_running",
                 "1 while the interval job is active in this process.",
                 float(scheduler.state() == "running") if local else None,
             ),
-            _gauge(
+            (
                 "in_progress",
                 "1 while a run holds this process's run lock.",
                 float(scheduler.in_progress) if local else None,
             ),
-            _gauge(
+            (
                 "lease_held",
                 "1 while any process holds the sync lease of this target.",
                 of(s.lease_held) if s else None,
             ),
-            _gauge(
+            (
                 "verify_source_documents",
                 "Engine documents counted by the last verification.",
                 of(s.verify_source_documents) if s else None,
             ),
-            _gauge(
+            (
                 "verify_target_rows",
                 "Live PostgreSQL rows counted by the last verification.",
                 of(s.verify_target_rows) if s else None,
             ),
-            _gauge(
+            (
                 "verify_buckets_differing",
                 "Time buckets whose counts differed at the last verification.",
                 of(s.verify_buckets_differing) if s else None,
             ),
-            _gauge("verify_timestamp_seconds", "When the last verification ran.", at(s.verified_at) if s else None),
+            ("verify_timestamp_seconds", "When the last verification ran.", at(s.verified_at) if s else None),
         ]
 
 
-def init_app(app: Flask, scheduler: RtarfEventScheduler) -> SyncMetrics:
-    """Build the metrics of `app` and hook them to its scheduler and sync service."""
-    metrics = SyncMetrics(scheduler)
-    scheduler.add_result_listener(metrics.observe_run)
-    scheduler.add_page_observer(metrics.observe_page)
+def init_app(
+    app: Flask, scheduler: RtarfEventScheduler | Sequence[RtarfEventScheduler], labelled: bool = False
+) -> SyncMetrics:
+    """Build the metrics of `app`; `watch` hooks them to each pipeline's scheduler and sync service."""
+    metrics = SyncMetrics(scheduler, labelled)
     app.extensions[EXTENSION_KEY] = metrics
     return metrics
+
+
+def metrics_schedulers(scheduler: RtarfEventScheduler | Sequence[RtarfEventScheduler]) -> list[RtarfEventScheduler]:
+    """One scheduler or several, as a list."""
+    return [scheduler] if not isinstance(scheduler, Sequence) else list(scheduler)
 
 
 def metrics_of(app: Flask | None = None) -> SyncMetrics:

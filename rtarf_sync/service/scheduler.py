@@ -36,7 +36,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from config import Settings, load_settings
+from config import DEFAULT_PIPELINE, Settings, load_settings
+from rtarf_sync.logs import quiet_expected_failures
 from rtarf_sync.run_context import in_run
 from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, log_result
 from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SyncResult, utc_iso
@@ -48,7 +49,7 @@ from rtarf_sync.service.stats import SyncStats
 if TYPE_CHECKING:
     from rtarf_sync.engine.runs.sync import SyncService
 
-__all__ = ["JOB_ID", "RtarfEventScheduler", "SyncBusy", "SyncRunFailed"]
+__all__ = ["JOB_ID", "RtarfEventScheduler", "SyncBusy", "SyncRunFailed", "pipeline_job_id"]
 
 logger = logging.getLogger("rtarf_sync.scheduler")  # the name log filters know
 
@@ -62,6 +63,11 @@ ResultListener = Callable[[SyncResult], None]
 PageObserver = Callable[[str, float], None]
 
 
+def pipeline_job_id(base: str, pipeline: str) -> str:
+    """A job's id for `pipeline`: `base` for the default pipeline, `base.NAME` for the others."""
+    return base if pipeline == DEFAULT_PIPELINE else f"{base}.{pipeline}"
+
+
 class RtarfEventScheduler:
     """The interval job, its lock and its stats; `start`, `stop` and `get_status` are synchronous."""
 
@@ -72,6 +78,7 @@ class RtarfEventScheduler:
         settings: Settings | None = None,
         service: SyncService | None = None,
         job: SyncJob | None = None,
+        apscheduler: BackgroundScheduler | None = None,
     ) -> None:
         settings = settings if settings is not None else load_settings(os.environ)
         if interval_seconds is not None:
@@ -97,20 +104,31 @@ class RtarfEventScheduler:
         self._stopping = False
         self._closed = False
         self._companions: list[str] = []  # other interval jobs that start and pause with the sync job
-        self._scheduler = self._build_scheduler()
+        self.job_id = pipeline_job_id(JOB_ID, settings.pipeline)
+        # Each pipeline's jobs run on an executor of their own with one thread: its sync and its verification
+        # never run side by side, and a pipeline whose run hangs never holds up another pipeline's jobs.
+        self._executor = "default" if settings.pipeline == DEFAULT_PIPELINE else f"pipeline.{settings.pipeline}"
+        self._owns_scheduler = apscheduler is None  # a shared scheduler is shut down by whoever made it
+        self._scheduler = self._build_scheduler(apscheduler)
         self.stored_state = StateCache(self._read_stored_state)
         self.add_result_listener(HistoryPruner(lambda: self.service, settings.run_history_days))
 
-    def _build_scheduler(self) -> BackgroundScheduler:
-        scheduler = BackgroundScheduler(timezone=timezone.utc, executors={"default": ThreadPoolExecutor(max_workers=1)})
+    def _build_scheduler(self, shared: BackgroundScheduler | None) -> BackgroundScheduler:
+        scheduler = shared if shared is not None else BackgroundScheduler(timezone=timezone.utc)
+        scheduler.add_executor(ThreadPoolExecutor(max_workers=1), self._executor)
+        if self._executor != "default":
+            quiet_expected_failures(f"apscheduler.executors.{self._executor}")
         scheduler.add_listener(self._on_job_event, JOB_EVENTS)
         scheduler.add_listener(self._on_hand_over, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         # Added paused; start() gives it next_run_time=now so the first run starts at once.
         scheduler.add_job(
             self._scheduled_run,
             "interval",
-            id=JOB_ID,
-            name="RTARF event sync",
+            id=self.job_id,
+            name="RTARF event sync"
+            if self.settings.pipeline == DEFAULT_PIPELINE
+            else f"RTARF event sync ({self.settings.pipeline})",
+            executor=self._executor,
             seconds=self.settings.sync_interval_seconds,
             max_instances=1,
             coalesce=True,
@@ -251,12 +269,16 @@ class RtarfEventScheduler:
         return result
 
     def add_companion_job(self, func: Callable[[], Any], job_id: str, name: str, seconds: int) -> None:
-        """Add another interval job on this scheduler's one worker (so it never runs beside a scheduled
-        sync) that starts and pauses with the sync job; its first run is at most one interval after start."""
+        """Add another interval job on this pipeline's one worker (so it never runs beside a scheduled
+        sync) that starts and pauses with the sync job; its first run is at most one interval after start.
+
+        `job_id` is the default pipeline's; other pipelines' get their name appended."""
+        job_id = pipeline_job_id(job_id, self.settings.pipeline)
         self._scheduler.add_job(
             func,
             "interval",
             id=job_id,
+            executor=self._executor,
             name=name,
             seconds=seconds,
             max_instances=1,
@@ -300,7 +322,7 @@ class RtarfEventScheduler:
     def _on_job_event(self, event: JobEvent) -> None:
         """Listener: fold one job event into the stats; never lets an exception escape."""
         try:
-            if event.job_id != JOB_ID:
+            if event.job_id != self.job_id:
                 return
             if event.code == EVENT_JOB_EXECUTED:
                 self.record(event.retval)
@@ -319,13 +341,13 @@ class RtarfEventScheduler:
 
     def _on_hand_over(self, event: JobEvent) -> None:
         """Listener: a due run was submitted (or refused because one is still running)."""
-        if event.job_id == JOB_ID:
+        if event.job_id == self.job_id:
             self._handed_over.set()
 
     # -- controlling the schedule ------------------------------------------------------
 
     def _job_or_none(self) -> Job | None:
-        return self._scheduler.get_job(JOB_ID)
+        return self._scheduler.get_job(self.job_id)
 
     def start(self) -> bool:
         """Start the scheduler if needed and run the job now, then every interval; False if already active."""
@@ -341,7 +363,7 @@ class RtarfEventScheduler:
             # for the hand-over keeps start() synchronous: a stop() right after it cannot cancel
             # that first run, as in the README's start / get_status / stop example.
             self._handed_over.clear()
-            self._scheduler.modify_job(JOB_ID, next_run_time=datetime.now(timezone.utc))
+            self._scheduler.modify_job(self.job_id, next_run_time=datetime.now(timezone.utc))
             if not self._handed_over.wait(HAND_OVER_SECONDS):
                 logger.warning("The first run was not taken up within %ss", HAND_OVER_SECONDS)
             for job_id in self._companions:
@@ -355,7 +377,7 @@ class RtarfEventScheduler:
             job = self._job_or_none()
             if job is None or job.next_run_time is None:
                 return False
-            self._scheduler.pause_job(JOB_ID)
+            self._scheduler.pause_job(self.job_id)
             for job_id in self._companions:
                 self._scheduler.pause_job(job_id)
             logger.info("RTARF Event Scheduler stopped")
@@ -378,14 +400,14 @@ class RtarfEventScheduler:
             self._closed = True
             self.request_stop()
             if self._scheduler.running:
-                for job_id in (JOB_ID, *self._companions):
+                for job_id in (self.job_id, *self._companions):
                     self._scheduler.pause_job(job_id)
             finished = self._run_lock.acquire(timeout=timeout)
             if finished:
                 self._run_lock.release()
             else:
                 logger.warning("A sync was still running after %ss; exiting without it", timeout)
-            if self._scheduler.running:
+            if self._scheduler.running and self._owns_scheduler:
                 self._scheduler.shutdown(wait=False)
             if finished and self._service is not None:
                 self._service.close()
@@ -421,7 +443,7 @@ class RtarfEventScheduler:
             "next_run_time": utc_iso(job.next_run_time) if job is not None else None,
             "sync_in_progress": current is not None,
             "current_run": dict(current) if current else None,
-            "job_id": JOB_ID,
+            "job_id": self.job_id,
             "pid": os.getpid(),  # tells gunicorn workers apart
         }
         status.update(self.stats.snapshot())
@@ -434,8 +456,9 @@ class RtarfEventScheduler:
         return status
 
     def get_jobs(self) -> list[dict[str, Any]]:
-        """The APScheduler job as `GET /scheduler/jobs` shows it."""
-        return [describe_job(job) for job in self._scheduler.get_jobs()]
+        """This pipeline's APScheduler jobs as `GET /scheduler/jobs` shows them."""
+        own = (self.job_id, *self._companions)
+        return [describe_job(job) for job in self._scheduler.get_jobs() if job.id in own]
 
     def check_ready(self) -> dict[str, str | None]:
         """Reachability of the engine and the database: None where reachable, else the error."""

@@ -105,10 +105,12 @@ class Verifications:
             logger.exception("Scheduled verification failed")
 
 
-def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Verifications:
-    """Keep a Verifications in `app.extensions`; add the `rtarf_verify` job unless RTARF_VERIFY_INTERVAL_SECONDS=0."""
+def init_app(app: Flask, scheduler: RtarfEventScheduler, *, primary: bool = True) -> Verifications:
+    """Build a pipeline's Verifications (the primary's is kept in `app.extensions`); add its `rtarf_verify`
+    job (`rtarf_verify.NAME` for a pipeline not named default) unless the verify interval is 0."""
     verifications = Verifications(scheduler)
-    app.extensions[EXTENSION_KEY] = verifications
+    if primary:
+        app.extensions[EXTENSION_KEY] = verifications
     seconds = scheduler.settings.verify.interval_seconds
     if seconds > 0:
         scheduler.add_companion_job(verifications.scheduled, JOB_ID, "RTARF verification and self-repair", seconds)
@@ -116,6 +118,11 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler) -> Verifications:
 
 
 def verifications_of(app: Flask | None = None) -> Verifications:
-    """The Verifications of `app`, or of the app serving the current request."""
+    """The Verifications of the pipeline the current request is about, else of `app`'s target pipeline."""
+    from rtarf_sync.service.extension import requested_pipeline
+
+    chosen = requested_pipeline() if app is None else None
+    if chosen is not None and chosen.verifications is not None:
+        return chosen.verifications
     target = app if app is not None else current_app
     return cast(Verifications, target.extensions[EXTENSION_KEY])

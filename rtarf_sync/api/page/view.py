@@ -246,6 +246,30 @@ def jobs_panel(jobs: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     )
 
 
+def pipelines_panel(pipelines: dict[str, dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """One row per pipeline: its table, schedule state, last run, lag and dead letters."""
+    rows = [
+        [
+            name,
+            f"{item.get('source_index')} → {item.get('table')}",
+            "syncing" if item.get("sync_in_progress") else str(item.get("state")),
+            f"{item.get('last_sync_status') or 'none yet'} {fmt.relative(item.get('last_sync_time'), now)}".strip(),
+            "unknown" if item.get("lag_seconds") is None else fmt.duration(item["lag_seconds"]),
+            fmt.count(item.get("dead_letters_unresolved")),
+        ]
+        for name, item in pipelines.items()
+    ]
+    failing = [name for name, item in pipelines.items() if item.get("last_sync_status") == "failed"]
+    summary = fmt.plural(len(rows), "pipeline") + (f", failing: {', '.join(failing)}" if failing else "")
+    return _panel(
+        "Pipelines",
+        summary,
+        WARN if failing else NONE,
+        columns=["pipeline", "index → table", "state", "last run", "lag", "dead letters"],
+        rows=rows,
+    )
+
+
 def _stale_success(overview: dict[str, Any] | None, status: dict[str, Any], now: datetime) -> str | None:
     runs = (overview or {}).get("runs", [])
     if status.get("state") != "running" or not runs:
@@ -304,6 +328,8 @@ def build_view(
         "webhooks": webhook_panel(webhooks, now),
         "jobs": jobs_panel(jobs, now),
     }
+    if status.get("pipelines"):
+        panels = {"pipelines": pipelines_panel(status["pipelines"], now), **panels}
     return {
         "headline": headline(cards, panels, database_error, _stale_success(overview, status, now)),
         "cards": cards,
