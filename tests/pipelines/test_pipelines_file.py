@@ -107,17 +107,22 @@ BAD_FILES = [
     (
         '[pipelines.a]\ntable = "t_a"\ncolumns = { source = { path = "x", type = "text" } }\n',
         "pipeline 'a', key 'columns'",
-        "already has a column",
+        "the name is taken",
     ),
     (
         '[pipelines.a]\ntable = "t_a"\ncolumns = { ip = { path = "source.ip", type = "ip" } }\n',
         "pipeline 'a', key 'columns'",
-        "type 'ip'",
+        "not 'ip'",
     ),
     (
         '[pipelines.a]\ntable = "t_a"\ncolumns = { ip = { path = "source.ip", type = "inet", unique = true } }\n',
         "pipeline 'a', key 'columns'",
         "unknown key 'unique'",
+    ),
+    (
+        '[pipelines.a]\ntable = "t_a"\ncolumns = { ip = { path = "source.*", type = "inet" } }\n',
+        "pipeline 'a', key 'columns'",
+        "path must be a dotted field name",
     ),
     (
         '[pipelines.a]\ntable = "t_a"\ncolumns = { ip = { type = "inet" } }\n',

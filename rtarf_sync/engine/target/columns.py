@@ -49,6 +49,7 @@ RESERVED = frozenset(
     )
 )
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_PATH = re.compile(r"[A-Za-z0-9_@\-]+(?:\.[A-Za-z0-9_@\-]+)*")  # dotted field names, no patterns
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 _NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _NULL = struct.pack("!i", -1)
@@ -75,7 +76,7 @@ def check_columns(columns: Sequence[ColumnSpec]) -> None:
             raise ConfigError(f"{where}: type must be one of {', '.join(COLUMN_TYPES)}, not {column.type!r}")
         if column.on_error not in COLUMN_ON_ERROR:
             raise ConfigError(f"{where}: on_error must be one of {', '.join(COLUMN_ON_ERROR)}")
-        if not column.path or any(not part for part in column.path.split(".")):
+        if not _PATH.fullmatch(column.path):
             raise ConfigError(f"{where}: path must be a dotted field name, not {column.path!r}")
         seen.add(column.name)
 
