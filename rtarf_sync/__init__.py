@@ -35,6 +35,7 @@ def create_app(
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.api import verification as verification_routes
     from rtarf_sync.logs import configure_logging
+    from rtarf_sync.tracing import setup_tracing
     from rtarf_sync.service import extension, metrics, verification
     from rtarf_sync.service.scheduler import RtarfEventScheduler
 
@@ -42,6 +43,7 @@ def create_app(
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     app.config["RTARF_SETTINGS"] = settings
+    setup_tracing(app, settings)  # off (nothing installed) unless an OTEL_ variable asks for traces
     extension.init_app(app, scheduler or RtarfEventScheduler(settings=settings))
     sync_scheduler = extension.scheduler_of(app)
     notifier = notify.init_app(app, sync_scheduler)
