@@ -100,13 +100,19 @@ def traced_pages(pages: Iterator[T]) -> Iterator[tuple[T, trace.Span]]:
 
     The page span is begun only once a page came (its start is the read's), so the final read that
     finds no more pages leaves no empty page behind; the caller writes the page beneath it and ends it."""
-    while True:
-        began = time.time_ns()
-        try:
-            page = next(pages)
-        except StopIteration:
-            return
-        page_span = tracer.start_span("rtarf.page", start_time=began)
-        read = tracer.start_span("rtarf.page.read", context=trace.set_span_in_context(page_span), start_time=began)
-        read.end()
-        yield page, page_span
+    try:
+        while True:
+            began = time.time_ns()
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            page_span = tracer.start_span("rtarf.page", start_time=began)
+            read = tracer.start_span("rtarf.page.read", context=trace.set_span_in_context(page_span), start_time=began)
+            read.end()
+            yield page, page_span
+    finally:
+        # Closing these pages closes the reader's: its point in time or scroll is released at once.
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()

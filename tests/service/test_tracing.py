@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from config import ConfigError, Settings
 from rtarf_sync import create_app
 from rtarf_sync.service.extension import scheduler_of
-from rtarf_sync.tracing import install_tracing
+from rtarf_sync.tracing import install_tracing, traced_pages
 from tests.infra.harness.http import EngineHttp
 from tests.infra.support import load_sample, offline_settings
 
@@ -143,3 +143,20 @@ def test_the_otel_variables_switch_traces_on_and_off() -> None:
     ).tracing_enabled
     with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER"):
         offline_settings(OTEL_TRACES_EXPORTER="zipkin")
+
+
+def test_closing_the_traced_pages_closes_the_reader_beneath_them() -> None:
+    closed: list[bool] = []
+
+    def pages() -> Iterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.append(True)  # the reader's point in time is released here
+
+    reader = pages()  # still referenced: only an explicit close releases it
+    traced = traced_pages(reader)
+    next(traced)
+    traced.close()
+    assert closed == [True]
