@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -69,6 +70,7 @@ def test_one_run_over_the_api_is_traced_from_the_request_down(
 ) -> None:
     load_sample(opensearch, index_name, EVENTS)
     settings = make_settings(opensearch, index_name, RTARF_SYNC_BATCH_SIZE=BATCH, OTEL_TRACES_EXPORTER="console")
+    settings = replace(settings, pipeline="alerts")  # the span names the run's own pipeline
     app = create_app(settings)
     try:
         exporter.clear()
@@ -80,7 +82,7 @@ def test_one_run_over_the_api_is_traced_from_the_request_down(
 
     (run,) = [span for span in spans if span.name == "rtarf.run"]
     attributes: dict[str, Any] = dict(run.attributes or {})
-    assert attributes["rtarf.pipeline"] == "default"
+    assert attributes["rtarf.pipeline"] == "alerts"
     assert (attributes["rtarf.mode"], attributes["rtarf.trigger"], attributes["rtarf.status"]) == (
         "incremental",
         "manual",

@@ -40,8 +40,10 @@ class RunLifecycle:
         log: logging.Logger,
         name: str = "sync",
         keep_lease: bool = True,
+        pipeline: str = DEFAULT_PIPELINE,
     ) -> None:
         self.engine, self.lease, self.history, self.db = engine, lease, history, db
+        self.pipeline = pipeline  # named by the run's log lines and its span
         # `name` says whose run it is in the log ("sync", "replay"), on that module's logger.
         self.secrets, self.log, self.name, self.keep_lease = secrets, log, name, keep_lease
 
@@ -58,13 +60,13 @@ class RunLifecycle:
         before the lease is taken (nothing to do). Fills in the result, then `report`s it while the run's
         log context still holds, so its outcome line names the run; never raises for a failure."""
         started = time.monotonic()
-        run_logs = enter_run(result)  # every line of this run (and of the threads it starts) names it
+        run_logs = enter_run(result, self.pipeline)  # every line of this run (and of the threads it starts) names it
         # The run's span: its pages and database and engine calls beneath it, in this thread and its readers'.
         with tracer.start_as_current_span("rtarf.run") as span:
             try:
                 self._run(result, prepare, work, range_from, range_to, report, started)
             finally:
-                describe_run(span, result, DEFAULT_PIPELINE)
+                describe_run(span, result, self.pipeline)
                 leave_run(run_logs)
 
     def _run(

@@ -203,7 +203,15 @@ class SyncService:
     def lifecycle(self, name: str = "sync", logger: logging.Logger = log) -> RunLifecycle:
         """The lease and run record around a run of this target (a sync, a replay)."""
         return RunLifecycle(
-            self.engine, self.lease, self.history, self._db, self.secrets, logger, name, keep_lease=self.renew_lease
+            self.engine,
+            self.lease,
+            self.history,
+            self._db,
+            self.secrets,
+            logger,
+            name,
+            keep_lease=self.renew_lease,
+            pipeline=self.settings.pipeline,
         )
 
     def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool, keeper: LeaseKeeper) -> None:
