@@ -9,18 +9,19 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
 
 from config import ConfigError, Settings
 from rtarf_sync import create_app
 from rtarf_sync.service.extension import scheduler_of
-from rtarf_sync.tracing import install_tracing, traced_pages
+from rtarf_sync.tracing import install_tracing, traced_pages, tracer
 from tests.infra.harness.http import EngineHttp
 from tests.infra.support import load_sample, offline_settings
 
@@ -36,16 +37,30 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
     memory = InMemorySpanExporter()
     provider = trace.get_tracer_provider()
-    if isinstance(provider, TracerProvider):  # installed earlier in this process: listen to it too
+    installed_here = not isinstance(provider, TracerProvider)
+    if installed_here:
+        assert install_tracing(offline_settings(OTEL_TRACES_EXPORTER="console"), memory)
+    else:  # installed earlier in this process: listen to it too
         provider.add_span_processor(SimpleSpanProcessor(memory))
         SQLAlchemyInstrumentor().instrument()
         URLLib3Instrumentor().instrument()
-    else:
-        assert install_tracing(offline_settings(OTEL_TRACES_EXPORTER="console"), memory)
     yield memory
     memory.shutdown()  # later tests' spans are dropped
     SQLAlchemyInstrumentor().uninstrument()
     URLLib3Instrumentor().uninstrument()
+    if installed_here:
+        _forget_the_provider()
+
+
+def _forget_the_provider() -> None:
+    """Put back the API's no-op state, so later tests in this process trace nothing, as without OTEL_.
+
+    The API lets a process set its provider once and has no public reset (its own tests reset the
+    same globals); our module's proxy tracer also keeps the real tracer it resolved."""
+    cast(Any, trace.get_tracer_provider()).shutdown()
+    trace._TRACER_PROVIDER = None
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    cast(Any, tracer)._real_tracer = None
 
 
 def _children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
