@@ -204,6 +204,8 @@ class Settings:
     run_history_days: int = 30
     trigger_debounce_seconds: float = 1.0
     cors_origins: tuple[str, ...] = ()
+    # The exporters OTEL_TRACES_EXPORTER names (otlp when only OTEL_EXPORTER_OTLP_ENDPOINT is set); none: off.
+    trace_exporters: tuple[str, ...] = ()
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     # Per pipeline: its name, an engine filter (query DSL), the _source fields kept, typed columns.
     pipeline: str = DEFAULT_PIPELINE
@@ -217,6 +219,11 @@ class Settings:
     legal_hold: tuple[tuple[datetime.date, datetime.date], ...] = ()  # [from, to) ranges never dropped
     verify: VerifySettings = field(default_factory=VerifySettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether OpenTelemetry traces are exported (an OTEL_ variable asked for it)."""
+        return bool(self.trace_exporters)
 
     @property
     def database_url_masked(self) -> str:
@@ -758,6 +765,21 @@ def _webhooks(environ: Mapping[str, str]) -> WebhookSettings:
     )
 
 
+def _trace_exporters(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The trace exporters asked for, none unless an OTEL_ variable asks. The OpenTelemetry SDK reads the
+    rest of them (endpoint, headers, service name, sampler) itself, the standard way, so they are not
+    duplicated as settings: the one exception to this module being the only reader of the environment."""
+    names = tuple(
+        name for name in (part.strip().lower() for part in environ.get("OTEL_TRACES_EXPORTER", "").split(",")) if name
+    )
+    if names:
+        unknown = sorted(set(names) - {"otlp", "otlp_proto_http", "console", "none"})
+        if unknown:
+            raise ConfigError(f"OTEL_TRACES_EXPORTER: unsupported exporter {unknown[0]!r} (otlp, console or none)")
+        return tuple(name for name in names if name != "none")
+    return ("otlp",) if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() else ()
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every RTARF_ variable; raise ConfigError on the first bad one."""
     username = _raw(environ, "RTARF_ES_USERNAME")
@@ -817,6 +839,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         run_history_days=_integer(environ, "RTARF_RUN_HISTORY_DAYS", 30, 1, 3650),
         trigger_debounce_seconds=_setting(environ, "RTARF_TRIGGER_DEBOUNCE_SECONDS", 1.0),
         cors_origins=_cors_origins(environ),
+        trace_exporters=_trace_exporters(environ),
         reconcile=_reconcile(environ),
         verify=_verify(environ),
         webhooks=_webhooks(environ),

@@ -45,11 +45,13 @@ def create_app(
     from rtarf_sync.api.safety import auth, guards
     from rtarf_sync.logs import configure_logging
     from rtarf_sync.service import extension, metrics
+    from rtarf_sync.tracing import setup_tracing
 
     redactor = configure_logging(settings)
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     app.config["RTARF_SETTINGS"] = settings
+    setup_tracing(app, settings)  # off (nothing installed) unless an OTEL_ variable asks for traces
     configured = dict(pipelines) if pipelines else {settings.pipeline: settings}
     registry = _pipelines(app, configured, scheduler)
     # Without a pipeline other than `default` the series stay exactly as they were before pipelines.

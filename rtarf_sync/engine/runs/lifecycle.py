@@ -18,7 +18,8 @@ from rtarf_sync.engine.errors import RtarfSyncError, redact
 from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.runs.lease import Holder, Lease, owner_id, release, take
 from rtarf_sync.engine.runs.records import RunHistory
-from rtarf_sync.run_context import enter_run, leave_run
+from rtarf_sync.run_context import DEFAULT_PIPELINE, enter_run, leave_run
+from rtarf_sync.tracing import describe_run, tracer
 from rtarf_sync.engine.runs.renewal import LeaseKeeper
 from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
 from rtarf_sync.engine.runs.run_start import Db, begin_run, release_now
@@ -39,8 +40,10 @@ class RunLifecycle:
         log: logging.Logger,
         name: str = "sync",
         keep_lease: bool = True,
+        pipeline: str = DEFAULT_PIPELINE,
     ) -> None:
         self.engine, self.lease, self.history, self.db = engine, lease, history, db
+        self.pipeline = pipeline  # named by the run's log lines and its span
         # `name` says whose run it is in the log ("sync", "replay"), on that module's logger.
         self.secrets, self.log, self.name, self.keep_lease = secrets, log, name, keep_lease
 
@@ -56,8 +59,27 @@ class RunLifecycle:
         """Run `work` under the lease as the run `result` describes; `prepare` returning False ends it
         before the lease is taken (nothing to do). Fills in the result, then `report`s it while the run's
         log context still holds, so its outcome line names the run; never raises for a failure."""
-        started, fence = time.monotonic(), None
-        run_logs = enter_run(result)  # every line of this run (and of the threads it starts) names it
+        started = time.monotonic()
+        run_logs = enter_run(result, self.pipeline)  # every line of this run (and of the threads it starts) names it
+        # The run's span: its pages and database and engine calls beneath it, in this thread and its readers'.
+        with tracer.start_as_current_span("rtarf.run") as span:
+            try:
+                self._run(result, prepare, work, range_from, range_to, report, started)
+            finally:
+                describe_run(span, result, self.pipeline)
+                leave_run(run_logs)
+
+    def _run(
+        self,
+        result: SyncResult,
+        prepare: Callable[[], bool],
+        work: Work,
+        range_from: datetime | None,
+        range_to: datetime | None,
+        report: Callable[[SyncResult], None],
+        started: float,
+    ) -> None:
+        fence = None
         try:
             if prepare():
                 fence = self._begin(result, range_from, range_to)
@@ -73,10 +95,7 @@ class RunLifecycle:
             result.duration_seconds = time.monotonic() - started
             if fence is not None:
                 self._close(result, fence)
-            try:
-                report(result)
-            finally:
-                leave_run(run_logs)
+            report(result)
 
     def _begin(self, result: SyncResult, range_from: datetime | None, range_to: datetime | None) -> Fence | None:
         """Take the lease and record the run's start; None (the run skipped) when another owner holds it."""

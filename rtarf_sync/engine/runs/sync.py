@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Callable, TypeVar
 
 import sqlalchemy as sa
+from opentelemetry import trace
 
 from config import Settings
 from rtarf_sync.engine.target.bookkeeping import COUNTERS
@@ -43,6 +44,7 @@ from rtarf_sync.engine.target.columns import check_columns
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.engine.source.timing import TimedSearch
 from rtarf_sync.logs import secret_values
+from rtarf_sync.tracing import tracer
 
 log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 T = TypeVar("T")
@@ -207,7 +209,15 @@ class SyncService:
     def lifecycle(self, name: str = "sync", logger: logging.Logger = log) -> RunLifecycle:
         """The lease and run record around a run of this target (a sync, a replay)."""
         return RunLifecycle(
-            self.engine, self.lease, self.history, self._db, self.secrets, logger, name, keep_lease=self.renew_lease
+            self.engine,
+            self.lease,
+            self.history,
+            self._db,
+            self.secrets,
+            logger,
+            name,
+            keep_lease=self.renew_lease,
+            pipeline=self.settings.pipeline,
         )
 
     def _run_pages(self, result: SyncResult, fence: Fence, scope: RunScope, force: bool, keeper: LeaseKeeper) -> None:
@@ -252,15 +262,27 @@ class SyncService:
         pages = read_pages(api, plan, self.retry, s.read_mode, slices, convert, result)
         try:
             reported = time.monotonic()
-            for page_no, page in enumerate(pages, start=1):
-                if self._stop.is_set():
-                    raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
-                keeper.check()
-                began = time.perf_counter()
-                counts, newest = self._commit_page(
-                    sink, history, page, convert, fence, result, page_no, per_page, deletes.seen if deletes else None
-                )
-                self._observe("write", began)
+            for page_no, (page, page_span) in enumerate(pages, start=1):
+                # The page's span (begun by its reader, its read beneath) holds the write and ends with it.
+                with trace.use_span(page_span, end_on_exit=True):
+                    page_span.set_attribute("rtarf.page.number", page_no)
+                    if self._stop.is_set():
+                        raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
+                    keeper.check()
+                    began = time.perf_counter()
+                    with tracer.start_as_current_span("rtarf.page.write"):
+                        counts, newest = self._commit_page(
+                            sink,
+                            history,
+                            page,
+                            convert,
+                            fence,
+                            result,
+                            page_no,
+                            per_page,
+                            deletes.seen if deletes else None,
+                        )
+                    self._observe("write", began)
                 result.add(**vars(counts))
                 convert.convert_ahead = counts.inserted + counts.updated > 0
                 highest = latest(highest, newest)

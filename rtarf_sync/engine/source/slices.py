@@ -23,6 +23,7 @@ from typing import Any, Callable, Generator, Generic, Iterator, Protocol, Sequen
 from rtarf_sync.engine.source.clients import SearchApi
 from rtarf_sync.engine.hits import AnyHit
 from rtarf_sync.engine.errors import PitUnsupported
+from rtarf_sync.tracing import traced_pages
 from rtarf_sync.engine.source.prefetch import Prefetch, put_until_stopped
 from rtarf_sync.engine.source.reader import PitReader, ReadPlan, ScrollReader, _quietly
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
@@ -103,8 +104,8 @@ class SlicedPages(Generic[T]):
     ) -> None:
         try:
             with PitReader(self.api, plan, retry, pit_id=self.pit_id, slice_of=slice_of) as reader:
-                for hits in reader.pages():
-                    if not self._put(convert(hits)):
+                for traced in traced_pages(convert(hits) for hits in reader.pages()):
+                    if not self._put(traced):
                         return
             self._put(_DONE)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, who raises it
@@ -138,7 +139,8 @@ def read_pages(
     convert: Callable[[Sequence[AnyHit]], T],
     result: ReadLog,
 ) -> Any:
-    """Converted pages of a run, read ahead on other threads; the caller must `close()` it."""
+    """Converted pages of a run, read ahead on other threads, each with its open page span (tracing.py);
+    the caller ends the span once the page is written, and must `close()` the pages."""
     if slices > 1 and read_mode in ("auto", "pit"):
         try:
             pit_id = with_retry(lambda: api.open_pit(plan.index, plan.keep_alive), retry, "open point in time")
@@ -150,4 +152,4 @@ def read_pages(
             result.read_mode = PitReader.mode
             return SlicedPages(api, plan, retry, pit_id, slices, convert)
     # The reader thread also turns hits into rows, while the caller waits for PostgreSQL.
-    return Prefetch(_converted(single_stream(api, plan, retry, read_mode, result), convert), depth=2)
+    return Prefetch(traced_pages(_converted(single_stream(api, plan, retry, read_mode, result), convert)), depth=2)

@@ -28,7 +28,6 @@ from tests.infra.oracle import engine_docs, scalar, table_docs
 from tests.infra.support import target_locked, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
-INIT_KEEP_ALIVE_MS = 2_000  # point_in_time.init.keep_alive of the test node (tests/conftest.py)
 
 
 def _load(engine: EngineHttp, index: str, count: int) -> None:
@@ -159,25 +158,35 @@ def test_the_point_in_time_keep_alive_setting_reaches_the_engine(
     make_settings: Callable[..., Settings],
     db_engine: sa.Engine,
 ) -> None:
-    _load(opensearch, index_name, 30)
-    settings = make_settings(opensearch, index_name, RTARF_PIT_KEEP_ALIVE="37s", RTARF_SYNC_BATCH_SIZE=10)
+    # Twelve pages: while page 1 waits to be written, the reader holds pages 2-3 in its read-ahead
+    # queue and page 4 in hand, so it cannot reach the end and close the point in time meanwhile.
+    # (With three pages it read them all and closed it within milliseconds, and the test saw it
+    # only when one of its polls happened to land in that window.)
+    _load(opensearch, index_name, 60)
+    settings = make_settings(opensearch, index_name, RTARF_PIT_KEEP_ALIVE="37s", RTARF_SYNC_BATCH_SIZE=5)
     before = set(_pits(opensearch))
     service = SyncService(settings)
     service.ensure_tables()  # so that the only thing the run waits for below is writing page 1
     outcome: dict[str, Any] = {}
-    with target_locked(db_engine, table_name):  # the run reads page 1, then waits to write it
+    with target_locked(db_engine, table_name):  # the run reads ahead, then waits to write page 1
         worker = threading.Thread(target=lambda: outcome.update(result=service.run()))
         worker.start()
 
-        def opened() -> list[int]:
-            # A point in time still being created shows the node's creation keep-alive (2 s here).
-            alive = [pit["keep_alive"] for pit_id, pit in _pits(opensearch).items() if pit_id not in before]
-            return alive if alive and INIT_KEEP_ALIVE_MS not in alive else []
+        def opened() -> list[str]:
+            # Only a new one with this keep-alive: other tests' points in time (or one still being
+            # created, which shows the node's creation keep-alive) may be listed meanwhile.
+            return [
+                pit_id
+                for pit_id, pit in _pits(opensearch).items()
+                if pit_id not in before and pit["keep_alive"] == 37_000
+            ]
 
-        assert wait_for(opened, timeout=30, what="the run's point in time") == [37_000]
+        (pit_id,) = wait_for(opened, timeout=30, what="the run's point in time with a 37 s keep-alive")
+        assert worker.is_alive(), "the run still waits to write page 1"
     worker.join(60)
     service.close()
-    assert outcome["result"].status == "success"
+    assert outcome["result"].status == "success" and outcome["result"].inserted == 60
+    assert pit_id not in _pits(opensearch), "the run released its point in time"
 
 
 BAD_START = [
