@@ -11,7 +11,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
-DEFAULT_PIPELINE = "default"  # the one pipeline the environment defines; several come with RTARF_PIPELINES_FILE
+from config import DEFAULT_PIPELINE
 
 
 class Run(Protocol):

@@ -14,11 +14,12 @@ from typing import Callable
 
 import sqlalchemy as sa
 
+from config import DEFAULT_PIPELINE
 from rtarf_sync.engine.errors import RtarfSyncError, redact
 from rtarf_sync.engine.fence import Fence
 from rtarf_sync.engine.runs.lease import Holder, Lease, owner_id, release, take
 from rtarf_sync.engine.runs.records import RunHistory
-from rtarf_sync.run_context import DEFAULT_PIPELINE, enter_run, leave_run
+from rtarf_sync.run_context import enter_run, leave_run
 from rtarf_sync.tracing import describe_run, tracer
 from rtarf_sync.engine.runs.renewal import LeaseKeeper
 from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
