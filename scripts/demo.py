@@ -3,7 +3,9 @@
 Starts a throwaway PostgreSQL and a single-node OpenSearch (the same machinery
 as the tests), loads sample RTARF events, runs the service under gunicorn with
 a short interval, then keeps adding new events and shows them arriving in
-PostgreSQL. Ctrl-C (or --duration) stops everything it started.
+PostgreSQL. Two pipelines read the same index: `default` copies every event
+as JSON, `alerts` keeps the high-severity ones with typed columns (see the SQL
+query it prints). Ctrl-C (or --duration) stops everything it started.
 
     scripts/demo.sh                    # until Ctrl-C
     scripts/demo.sh --duration 60      # bounded, then checks PostgreSQL caught up
@@ -67,6 +69,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--interval", type=int, default=5, help="RTARF_SYNC_INTERVAL_SECONDS (default 5)")
     parser.add_argument("--index", default="rtarf-events-demo", help="index to fill (default rtarf-events-demo)")
     parser.add_argument("--table", default="rtarf_events", help="target table (default rtarf_events)")
+    parser.add_argument(
+        "--alerts-table", default="rtarf_alerts", help="table of the alerts pipeline (default rtarf_alerts)"
+    )
     parser.add_argument("--opensearch-url", help="use this running engine instead of starting one")
     parser.add_argument("--database-url", help="use this PostgreSQL database instead of a throwaway one")
     return parser.parse_args(argv)
@@ -122,7 +127,41 @@ def add_live_events(engine: EngineHttp, index: str, first: int, count: int) -> N
     engine.refresh(index)
 
 
-def service_env(args: argparse.Namespace, database_url: str, opensearch_url: str) -> dict[str, str]:
+ALERTS_QUERY = {"range": {"event.severity": {"gte": 7}}}  # high and critical
+# The alerts pipeline: typed columns an analyst can index and query, the payload kept out.
+PIPELINES = """\
+[defaults]
+index = "{index}"
+
+[pipelines.default]   # every event, as JSON in `source`
+table = "{table}"
+
+[pipelines.alerts]    # high and critical alerts, with typed columns
+table = "{alerts_table}"
+query = {{ range = {{ "event.severity" = {{ gte = 7 }} }} }}
+source_excludes = ["message"]
+
+[pipelines.alerts.columns]
+source_ip = {{ path = "source.ip", type = "inet", index = true }}
+severity  = {{ path = "event.severity", type = "smallint", index = true }}
+rule_name = {{ path = "rule.name", type = "text", index = true }}
+tags      = {{ path = "tags", type = "text[]" }}
+seen_at   = {{ path = "@timestamp", type = "timestamptz" }}
+"""
+ALERTS_SQL = """\
+SELECT rule_name, count(*) AS alerts, max(severity) AS worst
+FROM {alerts_table} WHERE source_ip << '45.0.0.0/8' AND 'priority' = ANY(tags)
+GROUP BY rule_name ORDER BY alerts DESC LIMIT 5"""
+
+
+def write_pipelines(args: argparse.Namespace, workdir: Path) -> Path:
+    """The pipelines file the service reads (RTARF_PIPELINES_FILE)."""
+    path = workdir / "pipelines.toml"
+    path.write_text(PIPELINES.format(index=args.index, table=args.table, alerts_table=args.alerts_table))
+    return path
+
+
+def service_env(args: argparse.Namespace, database_url: str, opensearch_url: str, pipelines: Path) -> dict[str, str]:
     """The process environment of gunicorn: ours without RTARF_ variables, plus the demo's."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("RTARF_")}
     env.update(
@@ -130,9 +169,8 @@ def service_env(args: argparse.Namespace, database_url: str, opensearch_url: str
             "RTARF_BIND": f"127.0.0.1:{args.port}",
             "RTARF_ES_URL": opensearch_url,
             "RTARF_SOURCE_ENGINE": "opensearch",
-            "RTARF_ES_INDEX": args.index,
+            "RTARF_PIPELINES_FILE": str(pipelines),
             "RTARF_DATABASE_URL": database_url,
-            "RTARF_TABLE": args.table,
             "RTARF_SYNC_INTERVAL_SECONDS": str(args.interval),
             "RTARF_SYNC_SETTLE_SECONDS": "1",
             "RTARF_SYNC_ENABLED": "true",
@@ -211,23 +249,41 @@ def show_round(
         print(f"    service | {line}", flush=True)
     status = get_json(f"{base}/scheduler/status")
     events, rows = engine.count(args.index), row_count(db, args.table)
+    alerts, alert_rows = high_severity(engine, args.index), row_count(db, args.alerts_table)
     say(
-        f"{elapsed:5.0f}s  +{added} new events | OpenSearch {events:,} events | PostgreSQL {rows:,} rows | "
+        f"{elapsed:5.0f}s  +{added} new events | OpenSearch {events:,} events | PostgreSQL {rows:,} rows, "
+        f"{alert_rows:,} of {alerts:,} alerts | "
         f"syncs {status['total_syncs']} ({status['failed_syncs']} failed, success rate {status['success_rate']}), "
         f"last: {status['last_sync_status']}"
     )
-    return events, rows
+    return events + alerts, rows + alert_rows
+
+
+def high_severity(engine: EngineHttp, index: str) -> int:
+    """Events the alerts pipeline's query matches."""
+    return int(engine.call("POST", f"/{index}/_count", {"query": ALERTS_QUERY})["count"])
 
 
 def wait_first_sync(base: str, timeout: float = 60) -> None:
-    """Wait for the first scheduled run, then show GET /scheduler/status as an operator sees it."""
+    """Wait for the first run of both pipelines, then show GET /scheduler/status as an operator sees it."""
     deadline = time.monotonic() + timeout
-    while get_json(f"{base}/scheduler/status")["total_syncs"] < 1:
-        if time.monotonic() > deadline:
-            raise DemoError(f"no sync ran within {timeout:.0f}s; see the service log")
-        time.sleep(0.5)
+    for path in ("/scheduler/status", "/pipelines/alerts/status"):
+        while get_json(f"{base}{path}")["total_syncs"] < 1:
+            if time.monotonic() > deadline:
+                raise DemoError(f"no sync ran within {timeout:.0f}s ({path}); see the service log")
+            time.sleep(0.5)
     say(f"first sync done. $ curl -s {base}/scheduler/status")
     print(json.dumps(get_json(f"{base}/scheduler/status"), indent=2), flush=True)
+
+
+def show_alerts(db: sa.Engine, args: argparse.Namespace) -> None:
+    """The alerts pipeline's table as an analyst queries it: typed columns, an inet range, an array."""
+    query = ALERTS_SQL.format(alerts_table=args.alerts_table)
+    say("the alerts pipeline's typed columns, queried in SQL:")
+    print("    " + query.replace("\n", "\n    "), flush=True)
+    with db.connect() as connection:
+        for rule_name, alerts, worst in connection.execute(sa.text(query)):
+            print(f"    {alerts:6,}  severity {worst:>2}  {rule_name}", flush=True)
 
 
 def run_rounds(base: str, db: sa.Engine, engine: EngineHttp, args: argparse.Namespace, tail: LogTail) -> None:
@@ -245,8 +301,9 @@ def run_rounds(base: str, db: sa.Engine, engine: EngineHttp, args: argparse.Name
         time.sleep(args.interval)
         events, rows = show_round(base, db, engine, args, tail, time.monotonic() - started, 0)
     if rows != events:
-        raise DemoError(f"PostgreSQL has {rows:,} rows but OpenSearch {events:,} events after the last sync")
-    say(f"in step: every one of the {events:,} events in OpenSearch is a row in PostgreSQL")
+        raise DemoError(f"PostgreSQL has {rows:,} rows but OpenSearch {events:,} matching events after the last sync")
+    say(f"in step: every one of the {engine.count(args.index):,} events in OpenSearch is a row in PostgreSQL")
+    show_alerts(db, args)
 
 
 def _raise_stop(signum: int, frame: Any) -> None:
@@ -262,12 +319,14 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> None:
     load_history(engine, args.index, args.events)
     db = sa.create_engine(database_url)
     stack.callback(db.dispose)
-    start_service(service_env(args, database_url, opensearch_url), base, workdir / "service.log", stack)
+    env = service_env(args, database_url, opensearch_url, write_pipelines(args, workdir))
+    start_service(env, base, workdir / "service.log", stack)
     say(
         f"service up on {base}, syncing {args.index} from OpenSearch every {args.interval}s "
-        f"into table {args.table}; Ctrl-C stops everything"
+        f"into {args.table} (every event) and {args.alerts_table} (alerts, typed columns); Ctrl-C stops everything"
     )
     wait_first_sync(base)
+    show_alerts(db, args)
     run_rounds(base, db, engine, args, LogTail(workdir / "service.log"))
 
 

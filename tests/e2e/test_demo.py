@@ -38,6 +38,8 @@ def demo_argv(opensearch: EngineHttp, database_url: str, index: str, table: str,
         index,
         "--table",
         table,
+        "--alerts-table",
+        f"{table}_alerts",
         "--events",
         "400",
         "--batch",
@@ -88,11 +90,33 @@ def test_demo_keeps_syncing_new_events_then_stops_cleanly(
         assert out.count("+50 new events") >= 3  # events kept arriving ...
         assert "Sync completed successfully" in out  # ... and the service kept syncing them
         assert "in step: every one of the" in out
+        # The alerts pipeline: its typed columns queried in SQL, its rows exactly the matching events.
+        assert "the alerts pipeline's typed columns, queried in SQL:" in out
+        assert _rows(db_engine, f"{table_name}_alerts") == _high_severity(opensearch, index_name) > 0
+        with db_engine.connect() as connection:
+            kinds = connection.execute(
+                sa.text(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                    "WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped"
+                ),
+                {"t": f"{table_name}_alerts"},
+            ).all()
+            leaked = connection.execute(
+                sa.text(f"SELECT count(*) FROM \"{table_name}_alerts\" WHERE source ? 'message'")
+            ).scalar_one()
+        assert {"source_ip": "inet", "severity": "smallint", "tags": "text[]"}.items() <= dict(kinds).items()
+        assert leaked == 0  # source_excludes kept the payload out
         assert "service stopped (gunicorn exit status 0)" in out
         assert _rows(db_engine, table_name) == opensearch.count(index_name) >= 550
         assert port_is_free(port)  # gunicorn is gone
     finally:
         opensearch.delete_index(index_name)
+
+
+def _high_severity(opensearch: EngineHttp, index: str) -> int:
+    return int(
+        opensearch.call("POST", f"/{index}/_count", {"query": {"range": {"event.severity": {"gte": 7}}}})["count"]
+    )
 
 
 def test_ctrl_c_stops_the_service(opensearch: EngineHttp, database_url: str, index_name: str, table_name: str) -> None:
