@@ -8,7 +8,7 @@ them are checked: probes, ports, secret files, selectors, the kustomization's li
 from __future__ import annotations
 
 import posixpath
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from config import SECRET_FILE_VARIABLES, ConfigError, load_settings
+from rtarf_sync.pipelines_file import load_pipelines
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -24,13 +25,19 @@ KUSTOMIZATION = "kustomization.yaml"
 OBJECT_FILES = sorted(path for path in MANIFESTS.glob("*.yaml") if path.name != KUSTOMIZATION)
 
 
+PIPELINES_CONFIGMAP = "rtarf-event-sync-pipelines"
+
+
 def objects() -> dict[str, dict[str, Any]]:
-    """Every Kubernetes object of the manifests, by kind (one of each kind)."""
+    """Every Kubernetes object of the manifests, by kind (one of each kind; the pipelines ConfigMap apart)."""
     found: dict[str, dict[str, Any]] = {}
     for path in OBJECT_FILES:
         for document in yaml.safe_load_all(path.read_text()):
-            assert document["kind"] not in found, f"two {document['kind']} objects"
-            found[document["kind"]] = document
+            key = document["kind"]
+            if key == "ConfigMap" and document["metadata"]["name"] == PIPELINES_CONFIGMAP:
+                key = "ConfigMap/pipelines"
+            assert key not in found, f"two {key} objects"
+            found[key] = document
     return found
 
 
@@ -159,6 +166,25 @@ def test_the_configmap_and_the_secret_files_make_valid_settings(tmp_path: Path) 
     settings = load_settings(pod_environment(tmp_path, token="k8s-token-" + "x" * 16))
     assert settings.bind == "0.0.0.0:8000"
     assert settings.api_token is not None and settings.api_token.reveal() == "k8s-token-" + "x" * 16
+
+
+def test_the_pipelines_configmap_is_mounted_where_the_service_reads_it_and_parses(tmp_path: Path) -> None:
+    deployment, pipelines_map = objects()["Deployment"], objects()["ConfigMap/pipelines"]
+    wanted = PurePosixPath(objects()["ConfigMap"]["data"]["RTARF_PIPELINES_FILE"])
+    [volume] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
+    assert volume["configMap"]["name"] == PIPELINES_CONFIGMAP
+    [mount] = [m for m in container(deployment)["volumeMounts"] if m["name"] == volume["name"]]
+    [item] = volume["configMap"]["items"]
+    assert PurePosixPath(mount["mountPath"]) / item["path"] == wanted
+    assert item["key"] in pipelines_map["data"]
+    # The file it holds makes valid pipelines, each on its own table, with the environment of the pod.
+    (tmp_path / "pipelines.toml").write_text(pipelines_map["data"][item["key"]])
+    environ = pod_environment(tmp_path, token="k8s-token-" + "x" * 16)
+    environ["RTARF_PIPELINES_FILE"] = str(tmp_path / "pipelines.toml")
+    pipelines = load_pipelines(environ)
+    assert list(pipelines) == ["default", "alerts"]
+    assert [column.type for column in pipelines["alerts"].columns] == ["inet", "smallint", "text", "text[]"]
+    assert pipelines["default"].es_index == pipelines["alerts"].es_index == "rtarf-events*"
 
 
 def test_the_placeholder_token_stops_start_up(tmp_path: Path) -> None:
