@@ -3,7 +3,8 @@
 Two gunicorn services start on the same file and database: each pipeline's interval job runs in
 exactly one of them and both get work. One is killed with SIGKILL (master and worker at once):
 within two lease periods the survivor runs every pipeline, and every event indexed meanwhile
-lands exactly once.
+lands exactly once. With three: a third that joins takes one pipeline of its own, and one that
+stops (SIGTERM) hands its pipeline to the others, each within two lease periods.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import signal
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -34,7 +35,9 @@ def _index(engine: EngineHttp, index: str, first: int, count: int) -> None:
 
 
 @pytest.fixture
-def services(tmp_path: Path, engine: EngineHttp, database_url: str) -> Iterator[tuple[list[GunicornProcess], str]]:
+def services(
+    tmp_path: Path, engine: EngineHttp, database_url: str
+) -> Iterator[tuple[list[GunicornProcess], str, Callable[[], GunicornProcess]]]:
     tag = uuid.uuid4().hex[:8]
     sections = []
     for name in NAMES:
@@ -50,13 +53,19 @@ def services(tmp_path: Path, engine: EngineHttp, database_url: str) -> Iterator[
         "RTARF_LEASE_TTL_SECONDS": str(TTL),
         "RTARF_PIPELINES_FILE": str(path),
     }
-    made = []
+    made: list[GunicornProcess] = []
+
+    def start_one() -> GunicornProcess:
+        folder = tmp_path / f"service-{len(made)}"
+        folder.mkdir()
+        service = GunicornProcess(folder, env)
+        made.append(service)
+        return service.start()
+
     try:
-        for n in range(2):
-            folder = tmp_path / f"service-{n}"
-            folder.mkdir()
-            made.append(GunicornProcess(folder, env).start())
-        yield made, tag
+        for _ in range(2):
+            start_one()
+        yield made, tag, start_one
     finally:
         for service in made:
             service.close()
@@ -68,9 +77,11 @@ def _runs_here(service: GunicornProcess) -> set[str]:
 
 
 def test_processes_share_the_pipelines_and_a_killed_ones_move_within_two_lease_periods(
-    services: tuple[list[GunicornProcess], str], engine: EngineHttp, db_engine: sa.Engine
+    services: tuple[list[GunicornProcess], str, Callable[[], GunicornProcess]],
+    engine: EngineHttp,
+    db_engine: sa.Engine,
 ) -> None:
-    (first, second), tag = services
+    (first, second), tag, _ = services
 
     def shared_out() -> bool:
         one, two = _runs_here(first), _runs_here(second)
@@ -92,3 +103,36 @@ def test_processes_share_the_pipelines_and_a_killed_ones_move_within_two_lease_p
         for name in NAMES:
             ids = connection.execute(sa.text(f'SELECT count(DISTINCT es_id), count(*) FROM "{name}_{tag}"')).one()
             assert tuple(ids) == (10, 10)
+
+
+def _one_each(services: list[GunicornProcess]) -> bool:
+    """Every pipeline runs in exactly one of `services`, and each of them runs exactly one."""
+    shares = [_runs_here(service) for service in services]
+    return all(len(share) == 1 for share in shares) and set().union(*shares) == set(NAMES)
+
+
+def test_a_third_process_that_joins_takes_a_pipeline_and_one_that_stops_hands_it_on(
+    services: tuple[list[GunicornProcess], str, Callable[[], GunicornProcess]],
+    engine: EngineHttp,
+    db_engine: sa.Engine,
+) -> None:
+    (first, second), tag, start_one = services
+    third = start_one()
+    wait_for(lambda: _one_each([first, second, third]), timeout=2 * TTL + 2, what="one pipeline in each process")
+
+    code, _ = second.terminate(timeout=60)  # leaves cleanly: its membership goes at once
+    assert code == 0, second.log()
+
+    def two_cover_all() -> bool:
+        one, two = _runs_here(first), _runs_here(third)
+        return not one & two and one | two == set(NAMES)
+
+    wait_for(two_cover_all, timeout=2 * TTL + 2, what="the two left to run every pipeline")
+    for name in NAMES:
+        _index(engine, f"rtarf-{name}-{tag}", 4, 3)
+    for name in NAMES:
+        wait_for(lambda name=name: count_rows(db_engine, f"{name}_{tag}") == 7, timeout=30, what=f"{name} rows")
+    with db_engine.connect() as connection:
+        for name in NAMES:
+            ids = connection.execute(sa.text(f'SELECT count(DISTINCT es_id), count(*) FROM "{name}_{tag}"')).one()
+            assert tuple(ids) == (7, 7)
