@@ -71,6 +71,16 @@ def services(
             service.close()
 
 
+def _each_event_lands_once(db_engine: sa.Engine, tag: str, events: int) -> None:
+    """Every pipeline's table reaches `events` rows, one per document."""
+    for name in NAMES:
+        wait_for(lambda name=name: count_rows(db_engine, f"{name}_{tag}") == events, timeout=30, what=f"{name} rows")
+    with db_engine.connect() as connection:
+        for name in NAMES:
+            ids = connection.execute(sa.text(f'SELECT count(DISTINCT es_id), count(*) FROM "{name}_{tag}"')).one()
+            assert tuple(ids) == (events, events)
+
+
 def _runs_here(service: GunicornProcess) -> set[str]:
     listed = service.get("/pipelines", timeout=10).json()["pipelines"]
     return {pipeline["name"] for pipeline in listed if pipeline["is_running"]}
@@ -97,12 +107,7 @@ def test_processes_share_the_pipelines_and_a_killed_ones_move_within_two_lease_p
     for name in NAMES:
         _index(engine, f"rtarf-{name}-{tag}", 4, 6)  # indexed while the second service is gone
     wait_for(lambda: _runs_here(first) == set(NAMES), timeout=2 * TTL + 2, what="the survivor to run everything")
-    for name in NAMES:
-        wait_for(lambda name=name: count_rows(db_engine, f"{name}_{tag}") == 10, timeout=30, what=f"{name} rows")
-    with db_engine.connect() as connection:
-        for name in NAMES:
-            ids = connection.execute(sa.text(f'SELECT count(DISTINCT es_id), count(*) FROM "{name}_{tag}"')).one()
-            assert tuple(ids) == (10, 10)
+    _each_event_lands_once(db_engine, tag, 10)
 
 
 def _one_each(services: list[GunicornProcess]) -> bool:
@@ -130,9 +135,4 @@ def test_a_third_process_that_joins_takes_a_pipeline_and_one_that_stops_hands_it
     wait_for(two_cover_all, timeout=2 * TTL + 2, what="the two left to run every pipeline")
     for name in NAMES:
         _index(engine, f"rtarf-{name}-{tag}", 4, 3)
-    for name in NAMES:
-        wait_for(lambda name=name: count_rows(db_engine, f"{name}_{tag}") == 7, timeout=30, what=f"{name} rows")
-    with db_engine.connect() as connection:
-        for name in NAMES:
-            ids = connection.execute(sa.text(f'SELECT count(DISTINCT es_id), count(*) FROM "{name}_{tag}"')).one()
-            assert tuple(ids) == (7, 7)
+    _each_event_lands_once(db_engine, tag, 7)
