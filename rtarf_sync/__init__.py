@@ -35,7 +35,7 @@ def create_app(
     from rtarf_sync.api import scheduler as scheduler_routes
     from rtarf_sync.api import verification as verification_routes
     from rtarf_sync.logs import configure_logging
-    from rtarf_sync.service import extension, metrics, verification
+    from rtarf_sync.service import extension, metrics, retention, verification
     from rtarf_sync.service.scheduler import RtarfEventScheduler
 
     redactor = configure_logging(settings)
@@ -54,6 +54,9 @@ def create_app(
             notifier.publish("verify.drift", {"verify": answer})
 
     verifications.add_listener(announce_drift)
+    retentions = retention.init_app(app, sync_scheduler)
+    retentions.add_listener(counters.observe_retention)
+    retentions.add_listener(lambda outcome: notifier.publish("retention.dropped", {"retention": outcome.to_dict()}))
     trigger.init_app(app)
     health.init_app(app)
     auth.init_app(app, settings.api_token)

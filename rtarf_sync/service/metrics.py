@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
+from rtarf_sync.engine.runs.retention import RetentionOutcome
 
 if TYPE_CHECKING:
     from rtarf_sync.service.scheduler import RtarfEventScheduler
@@ -69,6 +70,12 @@ class SyncMetrics:
             ("event_type", "result"),
             registry=r,
         )
+        self.retention_partitions = Counter(
+            PREFIX + "retention_dropped_partitions", "Partitions dropped by retention in this process.", registry=r
+        )
+        self.retention_rows = Counter(
+            PREFIX + "retention_dropped_rows", "Rows of the partitions dropped by retention.", registry=r
+        )
         r.register(SyncStateCollector(scheduler))
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -96,6 +103,11 @@ class SyncMetrics:
             count = getattr(result, outcome)
             if count:
                 self.events.labels(outcome).inc(count)
+
+    def observe_retention(self, outcome: RetentionOutcome) -> None:
+        """Count the partitions and rows one retention pass dropped (a retention listener)."""
+        self.retention_partitions.inc(len(outcome.dropped))
+        self.retention_rows.inc(sum(int(part["rows"]) for part in outcome.dropped))
 
     def observe_page(self, stage: str, seconds: float) -> None:
         """Time one page stage (a SyncService page observer)."""

@@ -1,0 +1,88 @@
+"""Retention in the service: its own job, POST /scheduler/retention, the metric and the `retention.dropped` webhook."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from config import Settings
+from rtarf_sync import create_app
+from rtarf_sync.service import extension
+from rtarf_sync.service.retention import job_id
+from tests.engine.runs.test_retention import _days_ago, retention_settings, stored_days
+from tests.infra.harness.http import EngineHttp
+from tests.infra.oracle import index_docs
+from tests.infra.support import wait_for
+from tests.infra.webhook_receiver import WebhookReceiver, body_of
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A receiver that verifies with the test secret."""
+    hook = WebhookReceiver(SECRET).start()
+    yield hook
+    hook.stop()
+
+
+def test_post_retention_drops_counts_and_announces(
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+    receiver: WebhookReceiver,
+) -> None:
+    engine.create_index(index_name)
+    index_docs(
+        engine, index_name, {f"a{age}": {"@timestamp": f"{_days_ago(age).date()}T06:00:00Z"} for age in (10, 9, 1)}
+    )
+    engine.refresh(index_name)
+    settings: Settings = retention_settings(
+        make_settings,
+        engine,
+        index_name,
+        RTARF_SYNC_ENABLED="false",
+        RTARF_WEBHOOK_URLS=receiver.url(),
+        RTARF_WEBHOOK_SECRET=SECRET,
+        RTARF_WEBHOOK_EVENTS="retention.dropped",
+        RTARF_SYNC_OVERLAP_SECONDS=86400 * 3650,
+    )
+    # Loaded before retention applied: the old events are in the table when retention is asked.
+    loader = create_app(dataclasses.replace(settings, retention_days=None))
+    assert loader.test_client().post("/scheduler/sync-now").status_code == 200
+    extension.shutdown(loader, timeout=5)
+    assert stored_days(db_engine, table_name) == {10: 1, 9: 1, 1: 1}
+
+    app: Flask = create_app(settings)
+    extension.start(app)  # the delivery thread only: the interval job is disabled
+    try:
+        client = app.test_client()
+        jobs = {job["id"] for job in client.get("/scheduler/jobs").get_json()["jobs"]}
+        assert job_id(settings.pipeline) == "rtarf_retention" and "rtarf_retention" in jobs
+
+        answer = client.post("/scheduler/retention")
+        assert answer.status_code == 200, answer.get_json()
+        body = answer.get_json()
+        assert body == {
+            "dropped": [{"from": _days_ago(10).isoformat(), "to": _days_ago(9).isoformat(), "rows": 1}],
+            "kept_for_hold": [{"from": _days_ago(9).isoformat(), "to": _days_ago(8).isoformat()}],
+        }
+        assert stored_days(db_engine, table_name) == {9: 1, 1: 1}
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert "rtarf_sync_retention_dropped_partitions_total 1.0" in metrics
+        assert "rtarf_sync_retention_dropped_rows_total 1.0" in metrics
+        runs = client.get("/scheduler/runs?mode=retention").get_json()
+        assert [(run["mode"], run["deleted"]) for run in runs["runs"]] == [("retention", 1)]
+
+        accepted = wait_for(receiver.accepted, what="the retention.dropped message")
+        message = body_of(accepted[0])
+        assert message["type"] == "retention.dropped"
+        assert message["data"]["retention"]["dropped"] == body["dropped"]
+    finally:
+        extension.shutdown(app, timeout=5)
