@@ -110,23 +110,34 @@ def is_partitioned(connection: sa.Connection, table: str) -> bool | None:
     return None if kind is None else kind == "p"
 
 
-def create_parent(connection: sa.Connection, table: str, typed_ddl: str = "") -> None:
-    """Create the partitioned target (newest schema, no primary key) with its default partition."""
-    target, base = _quote(connection, table), base_name(table)
-    extra = f", {typed_ddl}" if typed_ddl else ""
-    connection.exec_driver_sql(
-        f"CREATE TABLE {target} (es_index text NOT NULL, es_id text NOT NULL, event_timestamp timestamptz, "
-        "source jsonb NOT NULL, es_seq_no bigint, es_primary_term bigint, "
-        "first_synced_at timestamptz NOT NULL DEFAULT now(), last_synced_at timestamptz NOT NULL DEFAULT now(), "
-        f"deleted_at timestamptz{extra}) PARTITION BY RANGE (event_timestamp)"
-    )
-    # The identity's index (not unique: the sink keeps one row per key) and the time index.
+def create_parent(connection: sa.Connection, table: str, like: str | None = None) -> None:
+    """Create the partitioned target (newest schema, no primary key) with its default partition.
+
+    With `like`, the columns are those of that table (a conversion), and the parent is made under
+    the name `table` + "_conv" until the conversion swaps it in; partitions and indexes are
+    named for `table` from the start, so the swap renames one table only.
+    """
+    base = base_name(like or table)
+    target = _quote(connection, table)
+    if like is None:
+        connection.exec_driver_sql(
+            f"CREATE TABLE {target} (es_index text NOT NULL, es_id text NOT NULL, event_timestamp timestamptz, "
+            "source jsonb NOT NULL, es_seq_no bigint, es_primary_term bigint, "
+            "first_synced_at timestamptz NOT NULL DEFAULT now(), last_synced_at timestamptz NOT NULL DEFAULT now(), "
+            "deleted_at timestamptz) PARTITION BY RANGE (event_timestamp)"
+        )
+    else:
+        connection.exec_driver_sql(
+            f"CREATE TABLE {target} (LIKE {_quote(connection, like)} INCLUDING DEFAULTS) "
+            "PARTITION BY RANGE (event_timestamp)"
+        )
+    # The identity's index (not unique: the sink keeps one row per key) and the time index (a
+    # conversion copies the table's own).
     connection.exec_driver_sql(f"CREATE INDEX {_quote(connection, base + '_key_idx')} ON {target} (es_index, es_id)")
+    if like is None:
+        connection.exec_driver_sql(f"CREATE INDEX {_quote(connection, base + '_ts_idx')} ON {target} (event_timestamp)")
     connection.exec_driver_sql(
-        f"CREATE INDEX {_quote(connection, table[:50] + '_event_ts_idx')} ON {target} (event_timestamp)"
-    )
-    connection.exec_driver_sql(
-        f"CREATE TABLE {_quote(connection, default_name(table))} PARTITION OF {target} "
+        f"CREATE TABLE {_quote(connection, default_name(like or table))} PARTITION OF {target} "
         "(CONSTRAINT rtarf_only_null CHECK (event_timestamp IS NULL)) DEFAULT"
     )
 
