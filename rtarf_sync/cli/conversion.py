@@ -14,12 +14,15 @@ import sys
 from config import Settings
 from rtarf_sync.engine.runs.lease import LeaseHeld, holding
 from rtarf_sync.engine.runs.sync import SyncService
-from rtarf_sync.engine.target.conversion import BATCH, convert
+from rtarf_sync.engine.target.conversion import BATCH, Progress, convert
 from rtarf_sync.engine.target.partitions import is_partitioned
 
 
-def convert_table(settings: Settings, args: argparse.Namespace) -> str:
-    """Convert the target table; return the line that says what was done. Raises what the caller reports."""
+def convert_table(settings: Settings, args: argparse.Namespace, progress: Progress | None = None) -> str:
+    """Convert the target table; return the line that says what was done. Raises what the caller reports.
+
+    `progress(done, total)` is called after each batch, the lease held (default: a line on stderr).
+    """
     kind = args.partition or settings.partition
     if kind is None:
         raise ValueError("set partition (day or month) for the pipeline, or give --partition")
@@ -34,12 +37,13 @@ def convert_table(settings: Settings, args: argparse.Namespace) -> str:
             )
         plain.ensure_tables()  # the plain table at the newest schema: the copy takes its columns
         with holding(plain.engine, plain.lease, "convert") as fence:
-
-            def progress(done: int, total: int) -> None:
-                print(f"converted {done:,} of {total:,} rows of {table}", file=sys.stderr, flush=True)
-
             done = convert(
-                plain.engine, table, kind, lambda c: plain.lease.fence(c, fence), progress, args.batch or BATCH
+                plain.engine,
+                table,
+                kind,
+                lambda c: plain.lease.fence(c, fence),
+                progress or _print_progress(table),
+                args.batch or BATCH,
             )
     except LeaseHeld as held:
         raise ValueError(f"a run holds the lease of {table}; try again when it ends ({held})") from None
@@ -48,6 +52,13 @@ def convert_table(settings: Settings, args: argparse.Namespace) -> str:
     return _ensure_partitioned(
         settings, kind, f"table {table} converted: {done.rows:,} rows in {done.partitions} {kind} partitions"
     )
+
+
+def _print_progress(table: str) -> Progress:
+    def progress(done: int, total: int) -> None:
+        print(f"converted {done:,} of {total:,} rows of {table}", file=sys.stderr, flush=True)
+
+    return progress
 
 
 def _ensure_partitioned(settings: Settings, kind: str, message: str) -> str:

@@ -8,6 +8,7 @@ sync after the swap writes the partitioned table.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -15,10 +16,9 @@ from typing import Callable
 import sqlalchemy as sa
 
 from config import ColumnSpec, Settings
-from rtarf_sync.engine.runs.lease import holding
+from rtarf_sync.cli.conversion import convert_table
 from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.engine.runs.sync import SyncService
-from rtarf_sync.engine.target.conversion import convert
 from rtarf_sync.engine.target.documents import engine_time
 from rtarf_sync.engine.target.partitions import partition_of
 from tests.cli.test_cli import engine_env, run_cli
@@ -120,16 +120,16 @@ def test_runs_wait_for_a_conversion_and_resume_on_the_partitioned_table(
     between: list[SyncResult] = []
     try:
         assert plain.run().inserted == 6
-        with holding(plain.engine, plain.lease, "convert") as fence:
 
-            def progress(done: int, total: int) -> None:
-                if done < total:
-                    between.append(plain.run())  # a sync asked while the conversion runs
+        def progress(done: int, total: int) -> None:
+            if done < total:
+                between.append(plain.run())  # a sync asked while the conversion runs
 
-            outcome = convert(plain.engine, table_name, "month", lambda c: plain.lease.fence(c, fence), progress, 2)
+        args = argparse.Namespace(partition="month", batch=2)
+        outcome = convert_table(settings, args, progress)
     finally:
         plain.close()
-    assert (outcome.rows, outcome.already) == (6, False)
+    assert outcome.startswith(f"table {table_name} converted: 6 rows in")
     assert [run.status for run in between] == ["skipped", "skipped"]
     assert all("convert" in (run.error or "") for run in between), [run.error for run in between]
 
