@@ -4,7 +4,8 @@ Days are placed relative to today (runs compute the horizon from the clock):
 days 10, 9 and 8 ago have ended before now - 7 days; 9 ago is under a legal
 hold. The engine keeps every event: a later full run (hard deletes, reading
 everything), a verification with repair and a range run over the dropped days
-neither write the dropped events back nor delete or count the held ones.
+neither write the dropped events back nor delete or count the held ones (not
+even one the engine has deleted since: below the horizon, rows are frozen).
 """
 
 from __future__ import annotations
@@ -111,7 +112,9 @@ def test_retention_drops_expired_days_keeps_holds_and_leaves_them_out_of_every_s
         ]
         assert Retention(service).run().dropped == []  # nothing more to drop
 
-        # The engine still has every event: none of them is written back, the held ones are not deleted.
+        # The engine still has every event but one held one: none is written back, nothing is deleted.
+        engine.call("DELETE", f"/{index_name}/_doc/a9-0")
+        engine.refresh(index_name)
         full = service.run(mode="full")
         assert (full.status, full.inserted, full.updated, full.deleted) == ("success", 0, 0, 0), full.error
         ranged = service.run(mode="range", start=_days_ago(11), end=_days_ago(7))
