@@ -86,3 +86,25 @@ def test_post_retention_drops_counts_and_announces(
         assert message["data"]["retention"]["dropped"] == body["dropped"]
     finally:
         extension.shutdown(app, timeout=5)
+
+
+def test_the_retention_job_runs_when_the_scheduler_starts(
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+) -> None:
+    engine.create_index(index_name)
+    index_docs(engine, index_name, {f"a{age}": {"@timestamp": f"{_days_ago(age).date()}T06:00:00Z"} for age in (10, 1)})
+    engine.refresh(index_name)
+    settings = retention_settings(make_settings, engine, index_name, RTARF_SYNC_OVERLAP_SECONDS=86400 * 3650)
+    loader = create_app(dataclasses.replace(settings, retention_days=None))
+    assert loader.test_client().post("/scheduler/sync-now").status_code == 200
+    extension.shutdown(loader, timeout=5)
+
+    app = create_app(settings, start_scheduler=True)  # the sync job, then the retention job, at once
+    try:
+        wait_for(lambda: stored_days(db_engine, table_name) == {1: 1}, what="the start-up retention pass")
+    finally:
+        extension.shutdown(app, timeout=5)
