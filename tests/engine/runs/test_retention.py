@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.checks.repair import verify_and_repair
+from rtarf_sync.engine.checks.replay import DeadLetterReplay
 from rtarf_sync.engine.runs.retention import Retention
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.target.documents import engine_time
@@ -157,3 +158,38 @@ def test_a_hold_of_any_overlap_keeps_a_month_and_the_rows_without_time_are_never
     assert [part["from"][:7] for part in outcome.dropped] == ["2024-01", "2024-03"]
     assert [part["from"][:7] for part in outcome.kept_for_hold] == ["2024-02"]
     assert sorted(r.es_id for r in rows(db_engine, f'SELECT es_id FROM "{table_name}"')) == ["m1", "untimed"]
+
+
+def test_a_dead_letter_older_than_the_horizon_is_resolved_as_gone_not_written(
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+) -> None:
+    engine.create_index(index_name)
+    index_docs(engine, index_name, {"old": {"n": 1}, "new": {"n": 2}, "ok": {"@timestamp": engine_time(_days_ago(1))}})
+    engine.refresh(index_name)
+    service = SyncService(retention_settings(make_settings, engine, index_name, **EVERYTHING))
+    try:
+        assert service.run().failed == 2  # no time: both set aside
+        # Fixed in the engine: one with a time past retention, one within it.
+        index_docs(
+            engine,
+            index_name,
+            {"old": {"@timestamp": engine_time(_days_ago(20))}, "new": {"@timestamp": engine_time(_days_ago(2))}},
+        )
+        engine.refresh(index_name)
+        outcome = DeadLetterReplay(service).run()
+    finally:
+        service.close()
+    assert (outcome.replayed, outcome.gone, outcome.still_failing) == (1, 1, 0), outcome.to_dict()
+    assert sorted(r.es_id for r in rows(db_engine, f'SELECT es_id FROM "{table_name}"')) == ["new", "ok"]
+    assert (
+        scalar(
+            db_engine,
+            "SELECT count(*) FROM rtarf_sync_dead_letters WHERE target_table = :t AND resolved_at IS NULL",
+            t=table_name,
+        )
+        == 0
+    )
