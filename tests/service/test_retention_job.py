@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 import pytest
@@ -11,11 +12,15 @@ from flask import Flask
 
 from config import Settings
 from rtarf_sync import create_app
+from rtarf_sync.engine.runs.records import RunHistory
+from rtarf_sync.engine.runs.result import SyncResult
+from rtarf_sync.engine.target.tables import build_tables, create_tables
+from rtarf_sync.notify import Notifier
 from rtarf_sync.service import extension
 from rtarf_sync.service.retention import job_id
 from tests.engine.runs.test_retention import _days_ago, retention_settings, stored_days
 from tests.infra.harness.http import EngineHttp
-from tests.infra.oracle import index_docs
+from tests.infra.oracle import index_docs, rows
 from tests.infra.support import wait_for
 from tests.infra.webhook_receiver import WebhookReceiver, body_of
 
@@ -108,3 +113,29 @@ def test_the_retention_job_runs_when_the_scheduler_starts(
         wait_for(lambda: stored_days(db_engine, table_name) == {1: 1}, what="the start-up retention pass")
     finally:
         extension.shutdown(app, timeout=5)
+
+
+def test_a_retention_run_between_a_failed_and_a_good_sync_does_not_hide_the_recovery(
+    db_engine: sa.Engine, table_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(
+        RTARF_WEBHOOK_URLS="http://127.0.0.1:9/hook", RTARF_WEBHOOK_SECRET=SECRET, RTARF_WEBHOOK_EVENTS="*"
+    )
+    tables = build_tables(table_name)
+    create_tables(db_engine, tables)
+    history = RunHistory(db_engine, tables, settings.es_index)
+
+    def finished(status: str, mode: str) -> SyncResult:
+        result = SyncResult(status=status, mode=mode, trigger="scheduled", started_at=datetime.now(timezone.utc))
+        result.run_id = history.start("scheduled", "owner", datetime.now(timezone.utc), mode)
+        history.finish(result)
+        return result
+
+    finished("failed", "incremental")
+    finished("success", "retention")
+    good = finished("success", "incremental")
+    notifier = Notifier(settings, lambda: db_engine, history.get)
+    notifier.on_result(good)
+    notifier.close()  # stores what is queued
+    stored = rows(db_engine, "SELECT event_type FROM rtarf_sync_webhook_messages WHERE target_table = :t", t=table_name)
+    assert sorted(row.event_type for row in stored) == ["sync.recovered", "sync.succeeded"]
