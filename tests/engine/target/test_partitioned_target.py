@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from config import Settings
+from config import ColumnSpec, Settings
 from rtarf_sync.engine.checks.repair import verify_and_repair
 from rtarf_sync.engine.checks.replay import DeadLetterReplay
 from rtarf_sync.engine.fence import Fence
@@ -185,3 +185,26 @@ def test_a_moving_document_stays_one_row_and_an_older_version_never_moves_it_bac
     assert _where(db_engine, table_name, "b") == [(day(20), 2)]
     assert _where(db_engine, table_name, "none") == [(day(1), 2)]
     assert scalar(db_engine, f'SELECT count(*) FROM "{table_name}"') == 3
+
+
+def test_an_indexed_typed_column_on_a_partitioned_target(
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+) -> None:
+    engine.create_index(index_name)
+    index_docs(engine, index_name, {"a": {"@timestamp": engine_time(BASE), "event": {"severity": 3}}})
+    engine.refresh(index_name)
+    severity = ColumnSpec("severity", "event.severity", "smallint", index=True)
+    settings = dataclasses.replace(make_settings(engine, index_name), partition="day", columns=(severity,))
+    service = SyncService(settings)
+    try:
+        result = service.run()
+    finally:
+        service.close()
+    assert (result.status, result.inserted) == ("success", 1), result.error
+    assert scalar(db_engine, f'SELECT severity FROM "{table_name}"') == 3
+    indexed = "SELECT count(*) FROM pg_indexes WHERE tablename = :t AND indexdef LIKE '%(severity)%'"
+    assert scalar(db_engine, indexed, t=table_name) == 1
