@@ -35,7 +35,14 @@ _KEEP_ALIVE = re.compile(r"^[1-9][0-9]*[smh]$")
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 _URL_USERINFO = re.compile(r"(://)[^/@]*@")
 _DELETE_MODES = ("soft", "hard", "off")
-WEBHOOK_EVENTS = ("sync.succeeded", "sync.partial", "sync.failed", "sync.recovered", "verify.drift")
+WEBHOOK_EVENTS = (
+    "sync.succeeded",
+    "sync.partial",
+    "sync.failed",
+    "sync.recovered",
+    "verify.drift",
+    "retention.dropped",
+)
 _DEFAULT_WEBHOOK_EVENTS = ("sync.failed", "sync.partial", "sync.recovered", "verify.drift")
 # Every table the service keeps for itself (state, lease, runs, dead letters, outbox, schema versions,
 # a run's work tables) is named with this prefix: RTARF_TABLE may not take one of those names.

@@ -11,13 +11,16 @@ free of both.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from config import Settings
+    from rtarf_sync.engine.runs.retention import RetentionOutcome
     from rtarf_sync.notify.notifier import Notifier
+    from rtarf_sync.service.metrics import SyncMetrics
     from rtarf_sync.service.pipelines import Pipelines
     from rtarf_sync.service.scheduler import RtarfEventScheduler
 
@@ -59,6 +62,8 @@ def create_app(
     for pipeline in registry:
         assert pipeline.notifier is not None
         pipeline.notifier.add_delivery_listener(counters.watch(pipeline.scheduler))
+        if pipeline.retentions is not None:
+            pipeline.retentions.add_listener(partial(_count_drop, counters, pipeline.name))
     health.init_app(app)
     auth.init_app(app, settings.api_token)
     guards.init_app(app, settings)  # after the token check: a caller without the token learns nothing more
@@ -78,7 +83,7 @@ def _pipelines(app: Flask, configured: dict[str, Settings], scheduler: RtarfEven
     from config import DEFAULT_PIPELINE
     from rtarf_sync import notify
     from rtarf_sync.api import trigger
-    from rtarf_sync.service import extension, verification
+    from rtarf_sync.service import extension, retention, verification
     from rtarf_sync.service.pipelines import Pipeline, Pipelines
     from rtarf_sync.service.scheduler import RtarfEventScheduler
 
@@ -94,6 +99,8 @@ def _pipelines(app: Flask, configured: dict[str, Settings], scheduler: RtarfEven
         pipeline.notifier = notify.init_app(app, made, primary=primary)
         pipeline.verifications = verification.init_app(app, made, primary=primary)
         pipeline.verifications.add_listener(_drift_announcer(pipeline.notifier))
+        pipeline.retentions = retention.init_app(app, made, primary=primary)
+        pipeline.retentions.add_listener(_drop_announcer(pipeline.notifier))
         pipeline.trigger = trigger.init_app(app, made, primary=primary)
         registry.add(pipeline)
     for pipeline in registry:
@@ -109,6 +116,17 @@ def _drift_announcer(notifier: Notifier) -> Callable[[dict[str, Any]], None]:
             notifier.publish("verify.drift", {"verify": answer})
 
     return announce_drift
+
+
+def _count_drop(counters: SyncMetrics, pipeline: str, outcome: RetentionOutcome) -> None:
+    counters.observe_retention(outcome, pipeline)
+
+
+def _drop_announcer(notifier: Notifier) -> Callable[[RetentionOutcome], None]:
+    def announce_drop(outcome: RetentionOutcome) -> None:
+        notifier.publish("retention.dropped", {"retention": outcome.to_dict()})
+
+    return announce_drop
 
 
 def __getattr__(name: str) -> Any:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import date, datetime
 from dataclasses import replace
 from typing import Any, Mapping
 
 from rtarf_sync.engine.target.columns import check_columns
+from rtarf_sync.engine.target.partitions import check_partitioning
 from config import (
+    PARTITION_KINDS,
     COLUMN_ON_ERROR,
     DEFAULT_PIPELINE,
     PIPELINE_KEYS,
@@ -28,11 +31,8 @@ from config import (
 
 VARIABLE = PIPELINES_FILE_VARIABLE
 _NAME = re.compile(r"[a-z0-9_-]+")
-_FIELD = re.compile(r"[A-Za-z0-9_@*][A-Za-z0-9_@.*\-]*")
-# Keys of the contract whose feature (partitioned targets, retention) this version does not have yet:
-# refused by name, so a file written for it fails loudly instead of silently keeping everything.
-NOT_YET = ("partition", "retention_days", "legal_hold")
 _COLUMN_KEYS = ("path", "type", "index", "on_error")
+_FIELD = re.compile(r"[A-Za-z0-9_@*][A-Za-z0-9_@.*\-]*")
 
 
 def load_pipelines(environ: Mapping[str, str], settings: Settings | None = None) -> dict[str, Settings]:
@@ -73,6 +73,10 @@ def parse_pipelines(document: Mapping[str, Any], base: Settings, origin: str = V
         if not _NAME.fullmatch(name):
             raise ConfigError(f"{origin}: {where} is invalid: a pipeline name is lowercase letters, digits, _ and -")
         settings = replace(_apply(shared, _table(keys, origin, where), origin, where), pipeline=name)
+        try:
+            check_partitioning(settings)  # retention needs partitions, holds are ranges: the target's own rules
+        except ConfigError as error:
+            raise ConfigError(f"{origin}: {where}, key {error}") from None
         if settings.table in tables:
             raise ConfigError(
                 f"{origin}: {where}, key 'table': {settings.table!r} is already the table of pipeline "
@@ -126,9 +130,36 @@ def _apply_key(settings: Settings, key: str, value: Any) -> Settings:
         return replace(settings, **patterns)
     if key == "columns":
         return replace(settings, columns=_columns(value))
-    if key in NOT_YET:
-        raise ConfigError("is not supported by this version yet (partitioned targets and retention come later)")
+    if key == "partition":
+        if value not in PARTITION_KINDS:
+            raise Invalid(" or ".join(f'"{kind}"' for kind in PARTITION_KINDS))
+        return replace(settings, partition=value)
+    if key == "retention_days":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid("a whole number of days")
+        return replace(settings, retention_days=value)
+    if key == "legal_hold":
+        return replace(settings, legal_hold=_holds(value))
     raise ConfigError("unknown key (see docs/pipelines.md for the keys a pipeline takes)")
+
+
+def _holds(value: Any) -> tuple[tuple[date, date], ...]:
+    """`[["2026-01-01", "2026-02-01"], ...]`: [from, to) ranges, as TOML dates or ISO date strings."""
+    expected = 'a list of [from, to) date pairs such as [["2026-01-01", "2026-02-01"]]'
+    if not isinstance(value, list):
+        raise Invalid(expected)
+    holds = []
+    for pair in value:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise Invalid(expected)
+        try:
+            ends = [item if isinstance(item, date) else date.fromisoformat(item) for item in pair]
+        except (TypeError, ValueError):
+            raise Invalid(expected) from None
+        if any(isinstance(end, datetime) for end in ends):
+            raise Invalid(expected + " (dates, not times)")
+        holds.append((ends[0], ends[1]))
+    return tuple(holds)
 
 
 def _columns(value: Any) -> tuple[ColumnSpec, ...]:

@@ -196,6 +196,12 @@ def _routes() -> dict[str, dict[str, Any]]:
             503,
             body=_body({**window, "bucket": {**_enum(("1h", "1d")), "nullable": True}, "repair": {"type": "boolean"}}),
         ),
+        "/scheduler/retention": _write(
+            "Drop the partitions older than retention_days now, except legal holds: {dropped, kept_for_hold}",
+            200,
+            409,
+            503,
+        ),
         "/scheduler/runs": _read(
             "Runs, newest first",
             200,

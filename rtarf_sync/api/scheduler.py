@@ -1,4 +1,4 @@
-"""The /scheduler routes of the original design: status, sync-now, start, stop, plus jobs."""
+"""The /scheduler routes of the original design: status, sync-now, start, stop, plus jobs and retention."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from flask import Blueprint, Response, jsonify, request
 from rtarf_sync.api.errors import RunNotCompleted, error_response
 from rtarf_sync.api.run_request import BadRunRequest, parse_run_request
 from rtarf_sync.service.extension import scheduler_of
-from rtarf_sync.engine.runs.result import FAILED
+from rtarf_sync.engine.runs.result import FAILED, SKIPPED
+from rtarf_sync.service.retention import retentions_of
 
 bp = Blueprint("scheduler", __name__, url_prefix="/scheduler")
 
@@ -69,3 +70,15 @@ def stop() -> Response:
     changed = scheduler.stop()
     message = "Scheduler stopped" if changed else "Scheduler is already stopped"
     return jsonify({"message": message, "scheduler_status": scheduler.get_status()})
+
+
+@bp.post("/retention")
+def retention() -> Response | tuple[Response, int]:
+    """Drop the partitions past retention_days now (legal holds kept); 409 if a run holds the lease."""
+    outcome = retentions_of().run()  # SyncBusy becomes 409 in api.errors
+    answer = {"dropped": outcome.dropped, "kept_for_hold": outcome.kept_for_hold}
+    if outcome.status == SKIPPED:
+        return error_response(409, "Conflict", outcome.error or "the lease is held", **answer)
+    if outcome.status == FAILED:
+        return error_response(503, "Service Unavailable", outcome.error or "retention failed", **answer)
+    return jsonify(answer)

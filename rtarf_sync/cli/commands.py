@@ -29,6 +29,7 @@ from rtarf_sync.cli.progress import ProgressLine, RunWatcher
 from rtarf_sync.engine.runs.lease import process_owners
 from rtarf_sync.engine.runs.result import FAILED, SKIPPED
 from rtarf_sync.sample import BASE_TIME, load_events
+from rtarf_sync.logs import secret_values
 from rtarf_sync.engine.runs.state import MissingTables, format_state, read_state, running_run
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.target.tables import CURSOR_TABLE, DEAD_LETTER_TABLE, LEASE_TABLE, RUNS_TABLE
@@ -127,6 +128,8 @@ def cmd_init_db(args: argparse.Namespace) -> int:
     """Create the target table and the state tables when missing."""
     settings = _settings()
     _logging(settings)
+    if args.convert_partitioned:
+        return _convert(settings, args)
     service = SyncService(settings)
     try:
         service.ensure_tables()
@@ -136,6 +139,19 @@ def cmd_init_db(args: argparse.Namespace) -> int:
         service.close()
     names = (settings.table, CURSOR_TABLE, LEASE_TABLE, RUNS_TABLE, DEAD_LETTER_TABLE)
     print(f"tables ready in {settings.database_url_masked}: {', '.join(names)}")
+    return EXIT_OK
+
+
+def _convert(settings: Settings, args: argparse.Namespace) -> int:
+    from rtarf_sync.cli.conversion import convert_table
+
+    try:
+        print(convert_table(settings, args))
+    except (ValueError, RtarfSyncError) as error:
+        raise CommandFailed(str(error)) from None
+    except sa.exc.DBAPIError as error:
+        first = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise CommandFailed(database_hint(settings, redact(first, secret_values(settings))[:300])) from None
     return EXIT_OK
 
 

@@ -24,7 +24,7 @@ import sys
 from datetime import datetime
 from typing import Callable, Sequence
 
-from config import ConfigError
+from config import PARTITION_KINDS, ConfigError
 from rtarf_sync.cli import commands, history, verification
 from rtarf_sync.cli.commands import EXIT_CONFIG, EXIT_FAILED, PROG, CommandFailed
 from rtarf_sync.engine.runs.history import MAX_LIMIT, RUN_MODES, RUN_STATUSES, RUN_TRIGGERS
@@ -191,15 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    _add(
+    init = _add(
         sub,
         "init-db",
         commands.cmd_init_db,
         "create the target table and the state tables",
         "Create the target table (RTARF_TABLE) and the state tables rtarf_sync_cursor, rtarf_sync_lease,\n"
         "rtarf_sync_runs and rtarf_sync_dead_letters in RTARF_DATABASE_URL when they are missing.\n"
-        "Safe to run again, and while the service runs. The service and `sync` also do this on their own.",
+        "Safe to run again, and while the service runs. The service and `sync` also do this on their own.\n"
+        "--convert-partitioned converts an existing plain table into a partitioned one (docs/partitions.md):\n"
+        "online, in batches, rows kept; runs wait for it (the lease), readers keep reading.",
     )
+    init.add_argument(
+        "--convert-partitioned",
+        action="store_true",
+        help="convert the existing table into one range-partitioned on event_timestamp, rows kept",
+    )
+    init.add_argument(
+        "--partition", choices=PARTITION_KINDS, help="day or month (default: the pipeline's partition setting)"
+    )
+    init.add_argument("--batch", type=_positive, help="rows copied per transaction (default 50000)")
     sync = _add(sub, "sync", commands.cmd_sync, "run one sync now and print its result as JSON", _SYNC_HELP)
     sync.add_argument(
         "--progress-every",

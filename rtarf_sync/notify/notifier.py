@@ -169,8 +169,9 @@ class Notifier:
         with self.outbox.engine.connect() as connection:
             previous = connection.execute(
                 sa.text(
+                    # A retention drop is a run of its own, not a sync: it neither fails nor recovers one.
                     "SELECT status FROM rtarf_sync_runs WHERE target_table = :target AND id < :run_id "
-                    "AND status IN ('success', 'partial', 'failed') ORDER BY id DESC LIMIT 1"
+                    "AND status IN ('success', 'partial', 'failed') AND mode <> 'retention' ORDER BY id DESC LIMIT 1"
                 ),
                 {"target": self.settings.table, "run_id": result.run_id},
             ).scalar()

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from config import DEFAULT_PIPELINE
 from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
+from rtarf_sync.engine.runs.retention import RetentionOutcome
 
 if TYPE_CHECKING:
     from rtarf_sync.service.scheduler import RtarfEventScheduler
@@ -79,6 +80,15 @@ class SyncMetrics:
             (*by, "event_type", "result"),
             registry=r,
         )
+        self.retention_partitions = Counter(
+            PREFIX + "retention_dropped_partitions",
+            "Partitions dropped by retention in this process.",
+            by,
+            registry=r,
+        )
+        self.retention_rows = Counter(
+            PREFIX + "retention_dropped_rows", "Rows of the partitions dropped by retention.", by, registry=r
+        )
         r.register(SyncStateCollector(schedulers, labelled))
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -99,6 +109,9 @@ class SyncMetrics:
             self.events.labels(*by, outcome)
         for stage in ("read", "write"):
             self.page_seconds.labels(*by, stage)
+        if by:  # unlabelled counters exist from the start by themselves
+            self.retention_partitions.labels(*by)
+            self.retention_rows.labels(*by)
 
     def observe_run(self, result: SyncResult, pipeline: str = DEFAULT_PIPELINE) -> None:
         """Count one finished run of `pipeline` (a scheduler result listener)."""
@@ -115,6 +128,14 @@ class SyncMetrics:
     def observe_page(self, stage: str, seconds: float, pipeline: str = DEFAULT_PIPELINE) -> None:
         """Time one page stage of `pipeline` (a SyncService page observer)."""
         self.page_seconds.labels(*self._label(pipeline), stage).observe(seconds)
+
+    def observe_retention(self, outcome: RetentionOutcome, pipeline: str = DEFAULT_PIPELINE) -> None:
+        """Count the partitions and rows one retention pass of `pipeline` dropped (a retention listener)."""
+        by = self._label(pipeline)
+        partitions = self.retention_partitions.labels(*by) if by else self.retention_partitions
+        rows = self.retention_rows.labels(*by) if by else self.retention_rows
+        partitions.inc(len(outcome.dropped))
+        rows.inc(sum(int(part["rows"]) for part in outcome.dropped))
 
     def webhook_delivered(self, event_type: str, result: str, pipeline: str = DEFAULT_PIPELINE) -> None:
         """Count one webhook delivery outcome: result is delivered, failed (will retry) or abandoned."""

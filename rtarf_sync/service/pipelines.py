@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rtarf_sync.notify.notifier import Notifier
     from rtarf_sync.service.scheduler import RtarfEventScheduler
     from rtarf_sync.service.trigger import SyncTrigger
+    from rtarf_sync.service.retention import Retentions
     from rtarf_sync.service.verification import Verifications
 
 # What GET /pipelines and the `pipelines` field of GET /scheduler/status show of each pipeline.
@@ -52,6 +53,7 @@ class Pipeline:
     scheduler: RtarfEventScheduler
     notifier: Notifier | None = None
     verifications: Verifications | None = None
+    retentions: Retentions | None = None
     trigger: SyncTrigger | None = None
     owner: str | None = None  # the member that owns it, when pipelines are shared
     held_back: bool = False  # its interval job is paused because another process owns it

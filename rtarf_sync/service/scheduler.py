@@ -104,6 +104,7 @@ class RtarfEventScheduler:
         self._stopping = False
         self._closed = False
         self._companions: list[str] = []  # other interval jobs that start and pause with the sync job
+        self._at_start: set[str] = set()  # companions that also run when the sync job starts
         self.job_id = pipeline_job_id(JOB_ID, settings.pipeline)
         # Each pipeline's jobs run on an executor of their own with one thread: its sync and its verification
         # never run side by side, and a pipeline whose run hangs never holds up another pipeline's jobs.
@@ -268,9 +269,12 @@ class RtarfEventScheduler:
         self.record(result)
         return result
 
-    def add_companion_job(self, func: Callable[[], Any], job_id: str, name: str, seconds: int) -> None:
+    def add_companion_job(
+        self, func: Callable[[], Any], job_id: str, name: str, seconds: int, at_start: bool = False
+    ) -> None:
         """Add another interval job on this pipeline's one worker (so it never runs beside a scheduled
-        sync) that starts and pauses with the sync job; its first run is at most one interval after start.
+        sync) that starts and pauses with the sync job; its first run is at most one interval after start,
+        or right after the start's first sync with `at_start`.
 
         `job_id` is the default pipeline's; other pipelines' get their name appended."""
         job_id = pipeline_job_id(job_id, self.settings.pipeline)
@@ -289,7 +293,15 @@ class RtarfEventScheduler:
         )
         if job_id not in self._companions:
             self._companions.append(job_id)
+        if at_start:
+            self._at_start.add(job_id)
         if self.state() == "running":
+            self._resume_companion(job_id)
+
+    def _resume_companion(self, job_id: str) -> None:
+        if job_id in self._at_start:
+            self._scheduler.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
+        else:
             self._scheduler.resume_job(job_id)
 
     def add_result_listener(self, listener: ResultListener) -> None:
@@ -367,7 +379,7 @@ class RtarfEventScheduler:
             if not self._handed_over.wait(HAND_OVER_SECONDS):
                 logger.warning("The first run was not taken up within %ss", HAND_OVER_SECONDS)
             for job_id in self._companions:
-                self._scheduler.resume_job(job_id)  # next run on its own interval, not at once
+                self._resume_companion(job_id)  # next run on its own interval, unless it runs at start
             logger.info("RTARF Event Scheduler started (interval: %ss)", self.interval_seconds)
             return True
 

@@ -44,6 +44,7 @@ def _mutating_rules(app: Flask) -> list[tuple[str, str]]:
 def test_the_app_has_the_documented_mutating_routes(app: Flask) -> None:
     assert _mutating_rules(app) == [
         ("POST", "/scheduler/dead-letters/replay"),
+        ("POST", "/scheduler/retention"),
         ("POST", "/scheduler/start"),
         ("POST", "/scheduler/stop"),
         ("POST", "/scheduler/sync-now"),

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from config import ColumnSpec, ConfigError, load_settings
+from config import WEBHOOK_EVENTS, ColumnSpec, ConfigError, load_settings
 from rtarf_sync.pipelines_file import load_pipelines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +45,9 @@ enabled = false
 batch_size = 500
 delete_max_fraction = 0.5
 webhook_events = ["sync.failed"]
+partition = "month"
+retention_days = 365
+legal_hold = [[2025-01-01, "2025-04-01"]]
 """
 
 
@@ -69,7 +73,10 @@ def test_each_pipeline_is_the_environment_then_defaults_then_its_own_keys(tmp_pa
     assert alerts.reconcile.delete_mode == "hard" and alerts.reconcile.slices == 4  # type: ignore[attr-defined]
     assert auth.reconcile.delete_mode == "soft" and auth.reconcile.delete_max_fraction == 0.5  # type: ignore[attr-defined]
     assert (auth.sync_enabled, auth.batch_size, auth.webhooks.events) == (False, 500, ("sync.failed",))  # type: ignore[attr-defined]
-    assert len(alerts.webhooks.events) == 5  # type: ignore[attr-defined]
+    assert alerts.webhooks.events == WEBHOOK_EVENTS  # type: ignore[attr-defined]
+    assert (alerts.partition, alerts.retention_days, alerts.legal_hold) == (None, None, ())  # type: ignore[attr-defined]
+    assert (auth.partition, auth.retention_days) == ("month", 365)  # type: ignore[attr-defined]
+    assert auth.legal_hold == ((date(2025, 1, 1), date(2025, 4, 1)),)  # type: ignore[attr-defined]
     assert alerts.query == {"term": {"event.kind": "alert"}}  # type: ignore[attr-defined]
     assert alerts.source_excludes == ("user.email",) and auth.source_includes == ()  # type: ignore[attr-defined]
     assert alerts.columns == (  # type: ignore[attr-defined]
@@ -131,7 +138,18 @@ BAD_FILES = [
     ),
     ('[pipelines.a]\ntable = "t_a"\nquery = "event.kind:alert"\n', "pipeline 'a', key 'query'", "query DSL"),
     ('[pipelines.a]\ntable = "t_a"\nsource_excludes = "user.email"\n', "pipeline 'a', key 'source_excludes'", "a list"),
-    ('[pipelines.a]\ntable = "t_a"\npartition = "day"\n', "pipeline 'a', key 'partition'", "not supported"),
+    ('[pipelines.a]\ntable = "t_a"\npartition = "week"\n', "pipeline 'a', key 'partition'", '"day" or "month"'),
+    ('[pipelines.a]\ntable = "t_a"\nretention_days = 30\n', "pipeline 'a', key retention_days", "set partition"),
+    (
+        '[pipelines.a]\ntable = "t_a"\npartition = "day"\nlegal_hold = [["2026-02-01", "2026-01-01"]]\n',
+        "pipeline 'a', key legal_hold",
+        "from must be before to",
+    ),
+    (
+        '[pipelines.a]\ntable = "t_a"\npartition = "day"\nlegal_hold = ["2026-02-01"]\n',
+        "pipeline 'a', key 'legal_hold'",
+        "date pairs",
+    ),
     ("[defaults]\nbatch_size = -1\n[pipelines.a]\n", "[defaults], key 'batch_size'", "an integer"),
     ("[default]\n[pipelines.a]\n", "unknown top-level key 'default'", ""),
     ("[defaults]\ninterval_seconds = 5\n", "no pipelines", ""),

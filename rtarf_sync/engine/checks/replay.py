@@ -11,7 +11,8 @@ process. It never moves the stored cursor (a replayed document may be far
 newer or older than it), and the sink's version guard keeps a newer row.
 
 Only dead letters of indices the setting resolves to now are looked up; those of
-a vanished index the setting names are `gone`, those of an index outside the
+a vanished index the setting names are `gone` (so are documents older than the retention
+horizon: their range is out of every scope), those of an index outside the
 setting stay unresolved (`outside_scope`). Letters are read, looked up and
 written CHUNK at a time; an incomplete engine answer fails the replay and
 resolves nothing of its chunk. With nothing to replay (unknown or resolved ids),
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 
 from rtarf_sync.engine.checks.dead_letters import DeadLetters
 from rtarf_sync.engine.target.documents import EventRow, to_row
+from rtarf_sync.engine.target.partitions import horizon
 from rtarf_sync.engine.errors import is_data_error
 from rtarf_sync.engine.source.filters import source_selection
 from rtarf_sync.engine.source.index_scope import IndexScope, resolve_scope
@@ -188,7 +190,7 @@ class DeadLetterReplay:
         return chunk
 
     def _replay_chunk(self, index: str, letters: list[dict[str, Any]], fence: Fence, outcome: ReplayOutcome) -> None:
-        chunk = self._lookup(index, letters)
+        chunk = self._past_retention(self._lookup(index, letters))
         try:
             inserted, updated = self._write(chunk.rows, chunk.written_ids + chunk.gone_ids, fence)
         except sa.exc.DBAPIError as error:
@@ -202,6 +204,19 @@ class DeadLetterReplay:
         outcome.still_failing += chunk.failing
         outcome.result.add(inserted, updated, written - inserted - updated, 0, chunk.failing)
         self._count(outcome.result)
+
+    def _past_retention(self, chunk: _Chunk) -> _Chunk:
+        """Documents older than the retention horizon are out of scope: their letters are resolved as gone."""
+        floor = horizon(self.service.settings)
+        if floor is None:
+            return chunk
+        expired = {row.es_id for row in chunk.rows if row.event_timestamp is not None and row.event_timestamp < floor}
+        if expired:
+            chunk.rows = [row for row in chunk.rows if row.es_id not in expired]
+            dropped = {letter for es_id in expired for letter in chunk.ids_of[es_id]}
+            chunk.written_ids = [letter for letter in chunk.written_ids if letter not in dropped]
+            chunk.gone_ids += sorted(dropped)
+        return chunk
 
     def _write(self, rows: list[EventRow], resolved: list[int], fence: Fence) -> tuple[int, int]:
         """One fenced transaction: upsert the rows and resolve their dead letters together."""

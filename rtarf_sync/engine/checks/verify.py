@@ -37,6 +37,7 @@ from rtarf_sync.engine.runs.lease import holding
 from rtarf_sync.engine.source.reader import check_complete
 from rtarf_sync.engine.runs.result import utc_iso
 from rtarf_sync.engine.retry import with_retry
+from rtarf_sync.engine.target.partitions import horizon
 from rtarf_sync.engine.target.tables import Tables
 
 if TYPE_CHECKING:
@@ -104,6 +105,11 @@ def plan_window(
     if start is None:
         start = end - timedelta(hours=settings.verify.lookback_hours)
     start, end = millis(start), millis(end)
+    floor = horizon(settings, now)
+    if floor is not None and start < floor:  # dropped by retention, or about to be: not drift
+        if end <= floor:
+            raise WindowError("from", f"the window ends before the retention horizon ({utc_iso(floor)})")
+        start = millis(floor)
     if start >= end:
         raise WindowError("from", f"from ({utc_iso(start)}) must be before to ({utc_iso(end)})")
     window = Window(start, end, bucket)

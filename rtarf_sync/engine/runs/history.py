@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from rtarf_sync.engine.target.tables import Tables
 
 RUN_STATUSES = ("running", "success", "partial", "failed")
-RUN_MODES = ("incremental", "full", "range", "replay")
+RUN_MODES = ("incremental", "full", "range", "replay", "retention")
 RUN_TRIGGERS = ("scheduled", "manual", "cli", "trigger", "repair", "replay")
 MAX_LIMIT = 200
 

@@ -23,6 +23,7 @@ from rtarf_sync.engine.source.clients import Json
 from rtarf_sync.engine.target.documents import engine_time
 from rtarf_sync.engine.source.filters import filtered, source_selection
 from rtarf_sync.engine.source.reader import ReadPlan
+from rtarf_sync.engine.target.partitions import horizon
 
 INCREMENTAL, FULL, RANGE = "incremental", "full", "range"
 MODES = (INCREMENTAL, FULL, RANGE)
@@ -89,6 +90,7 @@ class RunScope:
     upper: datetime
     start: datetime | None = None
     end: datetime | None = None
+    floor: datetime | None = None  # the retention horizon: older events are outside every scope
 
     @classmethod
     def build(
@@ -98,10 +100,16 @@ class RunScope:
         check_run(mode, start, end)
         now = now or datetime.now(timezone.utc)
         upper = millis(now - timedelta(seconds=settings.settle_seconds))
+        floor = horizon(settings, now)
+        floor = millis(floor) if floor is not None else None
         if mode == RANGE:
             assert start is not None and end is not None
-            return cls(mode, upper, millis(start), millis(end))
-        return cls(mode, upper)
+            start, end = millis(start), millis(end)
+            if floor is not None:  # a range before the horizon reads and answers for nothing
+                start = max(start, floor)
+                end = max(end, start)
+            return cls(mode, upper, start, end, floor)
+        return cls(mode, upper, floor=floor)
 
     @property
     def reconciles(self) -> bool:
@@ -119,8 +127,11 @@ class RunScope:
             assert self.start is not None and self.end is not None
             return {"range": {cursor_field: {"gte": engine_time(self.start), "lt": engine_time(self.end)}}}
         window: Json = {"lte": engine_time(self.upper)}
-        if self.mode == INCREMENTAL and stored is not None:
-            window["gte"] = engine_time(stored - timedelta(seconds=overlap_seconds))
+        lower = stored - timedelta(seconds=overlap_seconds) if self.mode == INCREMENTAL and stored is not None else None
+        if self.floor is not None:
+            lower = max(lower, self.floor) if lower is not None else self.floor
+        if lower is not None:
+            window["gte"] = engine_time(lower)
         # Documents without the cursor field are read too, so they are set aside visibly
         # (or kept, once they convert) instead of being skipped in silence.
         return {
@@ -138,6 +149,8 @@ class RunScope:
         stamp = target.c.event_timestamp
         if self.mode == RANGE:
             return sa.and_(stamp >= self.start, stamp < self.end)
+        if self.floor is not None:
+            return sa.or_(sa.and_(stamp >= self.floor, stamp <= self.upper), stamp.is_(None))
         return sa.or_(stamp <= self.upper, stamp.is_(None))
 
     def read_plan(self, settings: Settings, stored: datetime | None) -> ReadPlan:

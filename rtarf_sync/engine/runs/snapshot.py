@@ -42,7 +42,8 @@ def _newest_finish(runs: sa.Table, *where: sa.ColumnElement[bool]) -> sa.ScalarS
 def _statement(tables: Tables, source_index: str) -> sa.Select[tuple[object, ...]]:
     target = tables.target.name
     runs, dead, lease, verify = (tables.runs, tables.dead_letters, tables.lease, tables.verifications)
-    mine = runs.c.target_table == target
+    # A retention drop is a run of its own, but says nothing of how fresh the copy is.
+    mine = sa.and_(runs.c.target_table == target, runs.c.mode != "retention")
     latest_verify = (
         sa.select(verify)
         .where(verify.c.target_table == target, verify.c.source_index == source_index)

@@ -41,6 +41,7 @@ from rtarf_sync.engine.source.slices import read_pages
 from rtarf_sync.engine.source.filters import check_source_filter
 from rtarf_sync.engine.target.column_schema import apply_columns
 from rtarf_sync.engine.target.columns import check_columns
+from rtarf_sync.engine.target.partitions import check_partitioning
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.engine.source.timing import TimedSearch
 from rtarf_sync.logs import secret_values
@@ -73,7 +74,8 @@ class SyncService:
         self.renew_lease = renew_lease
         check_columns(settings.columns)
         check_source_filter(settings)
-        self.tables = build_tables(settings.table, settings.columns)
+        check_partitioning(settings)
+        self.tables = build_tables(settings.table, settings.columns, settings.partition)
         self.retry = RetryPolicy(settings.max_retries, min(0.5, settings.retry_max_seconds), settings.retry_max_seconds)
         self.lease = Lease(self.tables.lease, settings.table, settings.lease_ttl_seconds)
         self._api, self._engine = api, engine

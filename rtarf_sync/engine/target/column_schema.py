@@ -256,10 +256,12 @@ def _indexes(connection: sa.Connection, tables: Tables) -> list[str]:
         ).scalar()
         if state is True:
             continue
+        # PostgreSQL builds no index on a partitioned table concurrently: there the build blocks writes.
+        concurrently = "" if tables.partition is not None else "CONCURRENTLY "
         if state is False:  # a build interrupted earlier leaves an invalid index behind
-            connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {preparer.quote(name)}")
+            connection.exec_driver_sql(f"DROP INDEX {concurrently}IF EXISTS {preparer.quote(name)}")
         connection.exec_driver_sql(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {preparer.quote(name)} "
+            f"CREATE INDEX {concurrently}IF NOT EXISTS {preparer.quote(name)} "
             f"ON {target} ({preparer.quote(column.name)})"
         )
         log.info("made index %s on %s (%s)", name, target, column.name)

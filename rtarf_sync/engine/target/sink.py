@@ -15,6 +15,10 @@ the page's counts to the run's history row. Statements whose answers the page
 need not wait for go out together (psycopg's pipeline mode): the fence with the
 lookup, and the page's keys (a reconciling run) with its counts and cursor, so
 a page that writes nothing costs four round trips, pool check included.
+A partitioned target (partitions.py) has no primary key: its pages always take
+the lookup, create the partitions they need first, and upsert with one
+version-guarded UPDATE (which moves a row whose time left its partition) plus
+an INSERT of the keys not stored, instead of ON CONFLICT.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from rtarf_sync.engine.target.documents import COPY_HEADER, COPY_TRAILER, EventR
 from rtarf_sync.engine.errors import first_line, is_data_error, is_transient, transient_database_error
 from rtarf_sync.engine.hits import Hit, hit_key, hit_version
 from rtarf_sync.engine.fence import Fence, renew
+from rtarf_sync.engine.target.partitions import create_partitions, floor_of, partition_of, present_partitions
 from rtarf_sync.engine.target.tables import Tables
 from rtarf_sync.engine.target.versions import KEY_AND_VERSION, newest_hits, newest_per_key, stored_is_older
 
@@ -121,6 +126,8 @@ class PostgresSink:
         self.cursor = CursorStore(tables, source_index)
         self._target_name = postgresql.dialect().identifier_preparer.format_table(tables.target)  # type: ignore[no-untyped-call]  # SQLAlchemy dialects are untyped
         self._all_new = False  # whether the last page looked up held only new documents
+        # A partitioned target: the starts of the partitions known to exist (created by an earlier commit).
+        self._partitions: set[datetime] = set()
 
     def write_page(
         self,
@@ -362,14 +369,37 @@ class PostgresSink:
         if not rows:
             return 0, 0
         target = connection.dialect.identifier_preparer.format_table(self.tables.target)
+        self._ensure_partitions(connection, rows)
         if verdicts is None and self._all_new and self._copy_if_all_new(connection, target, rows):
             return len(rows), 0
         new, newer = self._changed(connection, rows, verdicts)
-        self._all_new = len(new) == len(rows)
+        # Without a primary key (a partitioned target) a stored document would not stop a blind COPY.
+        self._all_new = len(new) == len(rows) and self.tables.partition is None
         if new:
             # One writer per target at a time (the lease), so rows not found now are still absent.
             self._copy(connection, target, new)
         return len(new), self._upsert_newer(connection, newer)
+
+    def _ensure_partitions(self, connection: sa.Connection, rows: Sequence[EventRow]) -> None:
+        """Create, in the page's transaction, the partitions its rows need and that are missing.
+
+        Only partitions found already there are remembered: one made by this transaction may yet
+        be rolled back with it.
+        """
+        kind = self.tables.partition
+        if kind is None:
+            return
+        starts = {floor_of(kind, row.event_timestamp) for row in rows if row.event_timestamp is not None}
+        if not (starts := starts - self._partitions):
+            return
+        wanted = [partition_of(self.tables.target.name, kind, start) for start in sorted(starts)]
+        present = present_partitions(connection, [part.name for part in wanted])
+        self._partitions |= {part.start for part in wanted if part.name in present}
+        create_partitions(connection, self.tables.target.name, [part for part in wanted if part.name not in present])
+
+    def forget_partitions(self) -> None:
+        """Forget which partitions exist (retention dropped some)."""
+        self._partitions = set()
 
     def _copy_if_all_new(self, connection: sa.Connection, target: str, rows: list[EventRow]) -> bool:
         """After a page of only new documents, COPY the next one straight in: the primary key checks
@@ -471,6 +501,8 @@ class PostgresSink:
             return 0
         connection.exec_driver_sql(self.stage_ddl)
         self._copy(connection, self.stage_name, rows)
+        if self.tables.partition is not None:
+            return self._write_staged(connection)[1]
         select = sa.select(*(self.stage.c[name] for name in self.names)).order_by(
             self.stage.c.es_index, self.stage.c.es_id
         )
@@ -496,9 +528,36 @@ class PostgresSink:
             where=newer,
         ).returning(sa.literal_column("(xmax = 0)").label("inserted"))
 
+    def _write_staged(self, connection: sa.Connection) -> tuple[int, int]:
+        """A partitioned target's upsert of the staged rows: (inserted, updated).
+
+        No primary key, so no ON CONFLICT: one statement updates the stored rows the version guard
+        lets through (PostgreSQL moves a row whose event_timestamp left its partition: still one
+        row) and inserts the keys not stored; both parts see the same snapshot, so they never
+        overlap, and the lease's row lock keeps other writers out until the commit.
+        """
+        quote = connection.dialect.identifier_preparer.quote
+        target, stage = self._target_name, self.stage_name
+        columns = [quote(name) for name in self.names]
+        sets = ", ".join(f"{name} = s.{name}" for name in columns[2:])
+        guard = stored_is_older("t", "s.es_primary_term", "s.es_seq_no")
+        same_key = "t.es_index = s.es_index AND t.es_id = s.es_id"
+        statement = (
+            f"WITH written AS (UPDATE {target} AS t SET {sets}, last_synced_at = now(), deleted_at = NULL "
+            f"FROM {stage} AS s WHERE {same_key} AND ({guard}) RETURNING 1), "
+            f"added AS (INSERT INTO {target} ({', '.join(columns)}) "
+            f"SELECT {', '.join('s.' + name for name in columns)} FROM {stage} AS s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {same_key}) RETURNING 1) "
+            "SELECT (SELECT count(*) FROM added), (SELECT count(*) FROM written)"
+        )
+        added, written = connection.exec_driver_sql(statement).one()
+        return int(added), int(written)
+
     def _upsert_each(
         self, connection: sa.Connection, rows: list[EventRow]
     ) -> tuple[int, int, list[tuple[EventRow, str]]]:
+        if self.tables.partition is not None:
+            return self._write_each_staged(connection, rows)
         inserted = updated = 0
         refused: list[tuple[EventRow, str]] = []
         for row in rows:
@@ -532,6 +591,28 @@ class PostgresSink:
                 continue
             inserted += sum(1 for was_new in inserted_now if was_new)
             updated += sum(1 for was_new in inserted_now if not was_new)
+        return inserted, updated, refused
+
+    def _write_each_staged(
+        self, connection: sa.Connection, rows: list[EventRow]
+    ) -> tuple[int, int, list[tuple[EventRow, str]]]:
+        """`_upsert_each` for a partitioned target: each row staged alone and written under its savepoint."""
+        inserted = updated = 0
+        refused: list[tuple[EventRow, str]] = []
+        self._ensure_partitions(connection, rows)
+        connection.exec_driver_sql(self.stage_ddl)
+        for row in rows:
+            try:
+                with connection.begin_nested():
+                    connection.exec_driver_sql(f"DELETE FROM {self.stage_name}")
+                    self._copy(connection, self.stage_name, [row])
+                    added, written = self._write_staged(connection)
+            except sa.exc.DBAPIError as error:
+                if is_transient(error) or not is_data_error(error):
+                    raise
+                refused.append((row, f"PostgreSQL refused the row: {first_line(error)}"))
+                continue
+            inserted, updated = inserted + added, updated + written
         return inserted, updated, refused
 
     def _dead_letter(self, connection: sa.Connection, rejects: list[Rejected], run_id: int) -> int:

@@ -42,14 +42,16 @@ class Tables:
     dead_letters: sa.Table
     verifications: sa.Table
     columns: ColumnSet = field(default_factory=ColumnSet)  # the target's typed columns
+    partition: str | None = None  # None (one plain table), "day" or "month" (partitions.py)
 
 
-def _target(metadata: sa.MetaData, name: str, columns: ColumnSet) -> sa.Table:
+def _target(metadata: sa.MetaData, name: str, columns: ColumnSet, keyed: bool = True) -> sa.Table:
+    # A partitioned target has no primary key (partitions.py says why); its key is kept by the sink.
     return sa.Table(
         name,
         metadata,
-        sa.Column("es_index", sa.Text, primary_key=True),
-        sa.Column("es_id", sa.Text, primary_key=True),
+        sa.Column("es_index", sa.Text, primary_key=keyed, nullable=False),
+        sa.Column("es_id", sa.Text, primary_key=keyed, nullable=False),
         _ts("event_timestamp"),
         sa.Column("source", JSONB, nullable=False),
         sa.Column("es_seq_no", sa.BigInteger),
@@ -148,13 +150,13 @@ def _verifications(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def build_tables(target_name: str, columns: tuple[ColumnSpec, ...] = ()) -> Tables:
-    """Describe every table for one target table name and its typed columns."""
+def build_tables(target_name: str, columns: tuple[ColumnSpec, ...] = (), partition: str | None = None) -> Tables:
+    """Describe every table for one target table name, its typed columns and its partitioning."""
     metadata = sa.MetaData()
     typed = ColumnSet(columns)
-    target = _target(metadata, target_name, typed)
+    target = _target(metadata, target_name, typed, keyed=partition is None)
     cursor, lease, runs, dead = _state(metadata)
-    return Tables(metadata, target, cursor, lease, runs, dead, _verifications(metadata), typed)
+    return Tables(metadata, target, cursor, lease, runs, dead, _verifications(metadata), typed, partition)
 
 
 def present_tables(connection: sa.Connection, *wanted: sa.Table) -> set[str]:
@@ -177,4 +179,12 @@ def create_tables(engine: sa.Engine, tables: Tables) -> None:
     """Create or upgrade every table through the versioned migrations; safe when processes race."""
     from rtarf_sync.engine.target import migrations
 
+    if tables.partition is not None:
+        from rtarf_sync.engine.target.partitions import prepare_partitioned
+
+        prepare_partitioned(engine, tables.target.name, tables.partition)
+    else:
+        from rtarf_sync.engine.target.partitions import refuse_partitioned
+
+        refuse_partitioned(engine, tables.target.name)
     migrations.upgrade(engine, tables.target.name)
