@@ -26,7 +26,7 @@ EXPOSE 8000
 # slim has no curl: ask /healthz with Python where the server really listens (gunicorn's own -b, else the
 # bind config.py derives from RTARF_BIND / PORT; a wildcard host is asked on loopback, unix: on its socket).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "rtarf_sync.service.healthcheck"]
+    CMD ["python", "-m", "rtarf_sync.server.healthcheck"]
 
 # exec form: gunicorn is PID 1 and gets SIGTERM itself, so a running sync stops after its page.
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]

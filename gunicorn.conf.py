@@ -25,7 +25,7 @@ except ConfigError as _error:
 
 bind = _settings.bind
 workers = 1  # one scheduler per process; more workers are safe (the lease) but only one syncs at a time
-worker_class = "rtarf_sync.service.http_worker.GuardedThreadWorker"  # gthread that never waits on a client
+worker_class = "rtarf_sync.server.http_worker.GuardedThreadWorker"  # gthread that never waits on a client
 threads = 4  # status and health answer while a sync-now request runs
 graceful_timeout = _settings.graceful_timeout_seconds
 timeout = 60
@@ -48,7 +48,7 @@ logconfig_dict = {
 
 def _check_exposure(server: Any) -> None:
     """Stop before any worker serves if the sockets really bound are reachable without a token."""
-    from rtarf_sync.service.exposure import allowed_to_listen, gunicorn_addresses
+    from rtarf_sync.server.exposure import allowed_to_listen, gunicorn_addresses
 
     if not allowed_to_listen(_settings, gunicorn_addresses(_settings, server), server.log.warning):
         server.halt(exit_status=2)

@@ -21,7 +21,7 @@ app = create_app(settings, pipelines=pipelines, start_scheduler=os.environ.get("
 if __name__ == "__main__":
     import logging
 
-    from rtarf_sync.service.exposure import allowed_to_listen
+    from rtarf_sync.server.exposure import allowed_to_listen
     from rtarf_sync.service.extension import start
 
     if not allowed_to_listen(

@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from rtarf_sync.api.errors import error_response
 from rtarf_sync.service.extension import scheduler_of
-from rtarf_sync.service.readiness import Readiness
+from rtarf_sync.server.readiness import Readiness
 
 bp = Blueprint("health", __name__)
 

@@ -30,7 +30,7 @@ from rtarf_sync.engine.runs.lease import process_owners
 from rtarf_sync.engine.runs.result import FAILED, SKIPPED
 from rtarf_sync.sample import BASE_TIME, load_events
 from rtarf_sync.logs import secret_values
-from rtarf_sync.engine.runs.state import MissingTables, format_state, read_state, running_run
+from rtarf_sync.engine.views.state import MissingTables, format_state, read_state, running_run
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.target.tables import CURSOR_TABLE, DEAD_LETTER_TABLE, LEASE_TABLE, RUNS_TABLE
 

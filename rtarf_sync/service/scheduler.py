@@ -41,7 +41,7 @@ from rtarf_sync.logs import quiet_expected_failures
 from rtarf_sync.run_context import in_run
 from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, log_result
 from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SyncResult, utc_iso
-from rtarf_sync.engine.runs.snapshot import StoredState, read_stored_state
+from rtarf_sync.engine.views.snapshot import StoredState, read_stored_state
 from rtarf_sync.service.pruning import HistoryPruner
 from rtarf_sync.service.state_cache import StateCache, status_fields
 from rtarf_sync.service.stats import SyncStats

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from rtarf_sync.engine.runs.snapshot import StoredState
+from rtarf_sync.engine.views.snapshot import StoredState
 
 logger = logging.getLogger("rtarf_sync.scheduler")
 

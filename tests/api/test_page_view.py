@@ -17,7 +17,7 @@ from rtarf_sync import create_app
 from rtarf_sync.api.page import formats as fmt
 from rtarf_sync.api.page.chart import RATE_HEIGHT, RATE_TOP, WIDTH, build_chart
 from rtarf_sync.api.page.view import build_view, verification_panel, webhook_panel
-from rtarf_sync.engine.runs.overview import read_overview
+from rtarf_sync.engine.views.overview import read_overview
 from rtarf_sync.engine.target.tables import build_tables
 from tests.infra.support import prepare_tables
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from config import load_settings
-from rtarf_sync.service.exposure import is_local, listen_refusal
+from rtarf_sync.server.exposure import is_local, listen_refusal
 from tests.infra.gunicorn_process import ROOT, GunicornProcess
 from tests.infra.harness.process import free_port
 from tests.infra.support import offline_settings

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from rtarf_sync.service.healthcheck import command_line_bind
+from rtarf_sync.server.healthcheck import command_line_bind
 from tests.infra.gunicorn_process import ROOT, GunicornProcess
 from tests.infra.harness.http import EngineHttp
 from tests.infra.harness.process import free_port, spawn

@@ -1,6 +1,6 @@
 """The status page for people (`GET /`) and the JSON it refreshes from (`GET /scheduler/overview`).
 
-The page reads PostgreSQL itself (engine/runs/overview.py) rather than the other
+The page reads PostgreSQL itself (engine/views/overview.py) rather than the other
 JSON routes, so it shows runs, dead letters and verifications whichever
 routes this version has. The one exception is webhook health, whose tables
 belong to the webhook feature: it is asked of `GET /scheduler/webhooks` inside
@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from werkzeug.exceptions import HTTPException
 
 from rtarf_sync.api.page.view import build_view
-from rtarf_sync.engine.runs.overview import read_overview
+from rtarf_sync.engine.views.overview import read_overview
 from rtarf_sync.service.extension import scheduler_of
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The container's health check: GET /healthz where the server really listens, exit 0 on 200.
 
-    python -m rtarf_sync.service.healthcheck
+    python -m rtarf_sync.server.healthcheck
 
 The address is gunicorn's own `-b`/`--bind` when the container's command gives
 one, else the bind `load_settings` derives (RTARF_BIND, PORT, the default), as

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtarf_sync.service.http_worker import (
+from rtarf_sync.server.http_worker import (
     BODY_LIMIT,
     READY,
     READY_CLOSE,
