@@ -28,6 +28,16 @@ log = logging.getLogger("rtarf_sync.reader")  # the name log filters know
 # Metadata first costs one more request per page (the ids query) and saves the `_source` of every
 # stored document: from half the page stored, the saving is the larger one on either engine.
 STORED_SHARE = 0.5
+# A metadata hit is a tenth of a whole one or less: its pages hold more of them, so each page's fixed
+# costs (a search, a transaction with its lease check, cursor and counts) are paid less often. Engines
+# refuse a `size` above their result window (10,000 by default).
+METADATA_PAGE_FACTOR = 5
+MAX_PAGE_SIZE = 10_000
+
+
+def metadata_page_size(size: int) -> int:
+    """How many hits a metadata page asks for, given the run's page size."""
+    return max(size, min(size * METADATA_PAGE_FACTOR, MAX_PAGE_SIZE))
 
 
 class MetadataChoice:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence, cast
 from rtarf_sync.engine.source.clients import Json, SearchApi
 from rtarf_sync.engine.errors import ContextExpired, SourceError, TransientError
 from rtarf_sync.engine.hits import Answer, AnyHit, Hit, MetadataPage, PageView, hit_sort, view
-from rtarf_sync.engine.source.metadata import MetadataChoice, fetched, sources_body
+from rtarf_sync.engine.source.metadata import MetadataChoice, fetched, metadata_page_size, sources_body
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 
 log = logging.getLogger("rtarf_sync.reader")  # the name log filters know
@@ -117,7 +117,7 @@ class PitReader:
 
     def _body(self, after: list[Any] | None, metadata: bool = False) -> Json:
         body: Json = {
-            "size": self.plan.size,
+            "size": metadata_page_size(self.plan.size) if metadata else self.plan.size,
             "query": self.plan.query,
             "sort": cursor_sort(self.plan.cursor_field, self.tiebreakers),
             "pit": {"id": self.pit_id, "keep_alive": self.plan.keep_alive},

@@ -160,16 +160,18 @@ def test_the_per_page_choice_follows_the_share_already_stored_both_ways(
     db_engine: sa.Engine,
 ) -> None:
     engine.create_index(index_name)
-    _load(engine, index_name, range(0, 40))
-    _load(engine, index_name, range(80, 120))
+    _load(engine, index_name, range(0, 150))
+    _load(engine, index_name, range(450, 600))
     settings = make_settings(engine, index_name, RTARF_ES_URL=proxy.url, RTARF_SYNC_BATCH_SIZE=5, **ALWAYS_OVERLAP)
     service = SyncService(settings)
-    assert service.run().inserted == 80
+    assert service.run().inserted == 300
 
-    _load(engine, index_name, range(40, 80))  # late events, between two stretches already stored
+    # Late events between two stretches already stored; enough of them that the reader, a few
+    # (larger) metadata pages ahead of the writer when the choice flips, still reads some whole.
+    _load(engine, index_name, range(150, 450))
     proxy.requests.clear()
     run = service.run()
-    assert (run.status, run.inserted, run.updated, run.unchanged) == ("success", 40, 0, 80)
+    assert (run.status, run.inserted, run.updated, run.unchanged) == ("success", 300, 0, 300)
     pages = [kind for kind in _requests(proxy) if kind != "fetch"]
     assert pages[0] == "metadata", pages
     flipped = pages.index("whole")  # the new documents' pages are read whole...
