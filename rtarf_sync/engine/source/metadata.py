@@ -49,7 +49,6 @@ class MetadataChoice:
 
     def __init__(self, metadata_first: bool) -> None:
         self.metadata_first = metadata_first
-        self.metadata_pages = 0  # pages read metadata first so far (benchmarks and logs)
 
     def record(self, stored: int, total: int) -> None:
         """Fold in a written page: `stored` of its `total` documents were already stored at that version."""

@@ -187,8 +187,6 @@ class PitReader:
                 # Checked before the page is handed on: a repeated page is never written twice.
                 raise SourceError(f"paging cursor did not advance past {after!r}")
             if metadata:
-                assert self.choice is not None
-                self.choice.metadata_pages += 1
                 hits = MetadataPage(cast("list[Hit]", hits), partial(self.fetch_sources, self.pit_id))
             yield hits
             pages += 1
