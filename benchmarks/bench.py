@@ -172,7 +172,6 @@ def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) ->
     tries: dict[str, list[dict[str, Any]]] = {
         "read": [],
         "write": [],
-        "write_async": [],
         "sink": [],
         "ours": [],
         "typed": [],
@@ -182,17 +181,11 @@ def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) ->
         tries["read"].append(bench.measure(f"read ceiling, {tag}", "read", "ev_unused"))
         tries["write"].append(
             bench.measure(
-                f"write ceiling, {tag}", "write", "ev_copy_ceiling", rows_file=str(data.rows_file), index=INDEX
-            )
-        )
-        tries["write_async"].append(
-            bench.measure(
-                f"write ceiling, commits not waiting for the disk, {tag}",
+                f"write ceiling (binary COPY), {tag}",
                 "write",
-                "ev_copy_async",
+                "ev_copy_ceiling",
                 rows_file=str(data.rows_file),
                 index=INDEX,
-                asynchronous=True,
             )
         )
         tries["sink"].append(

@@ -78,9 +78,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if job == "read":
         return read_ceiling(settings)
     if job == "write":
-        return write_ceiling(
-            settings, Path(spec["rows_file"]), spec["index"], spec["table"], asynchronous=bool(spec.get("asynchronous"))
-        )
+        return write_ceiling(settings, Path(spec["rows_file"]), spec["index"], spec["table"])
     if job == "sink":
         return sink_only(settings, Path(spec["rows_file"]), spec["index"], spec["table"])
     if job == "baseline":

@@ -8,7 +8,9 @@ every event again and finds every version unchanged (no write). The re-read
 alone (`RTARF_DELETE_MODE=off`) is what an unchanged event costs; a
 reconciliation (with 1 and 4 slices) also records the keys it read and
 reconciles deletes (none here). The targets are shares of the read ceiling
-measured in the same run: 70% for the re-read, 60% for a reconciliation.
+measured in the same run: 100% for the re-read (metadata-first reads ship no
+`_source` for unchanged events, the ceiling ships them all), 60% for a
+reconciliation; and the re-read at twice the rate recorded before them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ if TYPE_CHECKING:
     from benchmarks.bench import Bench
 
 TARGET_OF_CEILING = 0.60
-REREAD_OF_CEILING = 0.70
+# Metadata-first reads ship no `_source` for unchanged events, so a re-read beats a read that ships them all.
+REREAD_OF_CEILING = 1.00
+# The full re-read of 200,000 unchanged events before metadata-first reads (README, recorded runs): 50,193
+# events/s. Issue 23 asks for twice that; comparable only at N=200,000 on the recorded machine.
+RECORDED_REREAD_RATE = 50_193
+REREAD_SPEEDUP = 2.0
 SLICES = (1, 4)
 
 
@@ -58,7 +65,9 @@ def lines(figures: dict[str, Any], events: int) -> list[str]:
     reread = figures["reread"]
     out = [
         f"  full re-read of {events:,} unchanged events, no reconciliation: {reread['seconds']:6.2f} s, "
-        f"{rate(reread):9,.0f} events/s, {rate(reread) / ceiling:4.0%} of the read ceiling; unchanged "
+        f"{rate(reread):9,.0f} events/s, {rate(reread) / ceiling:4.0%} of the read ceiling, "
+        f"{rate(reread) / RECORDED_REREAD_RATE:.1f}x the rate recorded before metadata-first reads "
+        f"({RECORDED_REREAD_RATE:,} events/s); unchanged "
         f"{reread['runs'][0]['unchanged']:,}, Python CPU {_micros(reread):.1f} us/event",
         f"  full reconciliation of {events:,} unchanged events (read ceiling {ceiling:,.0f} events/s in this run):",
     ]

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 MIN_VS_BASELINE = 10.0
-MIN_VS_CEILING = 0.80
+MIN_VS_CEILING = 0.80  # the lower of the two ceilings: for information since the write ceiling is binary COPY
+MIN_VS_WRITE = 0.85  # the first load against the write ceiling (binary COPY, the fastest way PostgreSQL takes the rows)
 MAX_PYTHON_US = 25.0
 MAX_RSS_MB = 250.0
 MAX_RSS_GROWTH = 1.2
@@ -72,8 +73,7 @@ def targets(figures: dict[str, Any]) -> list[Target]:
     """Check the targets: the speed issue's, and the share of the read ceiling that full runs keep."""
     ours = rate(figures["ours"])
     vs_baseline = ours / rate(figures["baseline"])
-    lower = min(rate(figures["read"]), rate(figures["write"]))
-    vs_ceiling = ours / lower
+    vs_write = ours / rate(figures["write"])
     peak = sync_peak(figures)
     small, full = figures["small"]["rss_peak_mb"], figures["ours"]["rss_peak_mb"]
     growth = full / small
@@ -85,10 +85,10 @@ def targets(figures: dict[str, Any]) -> list[Target]:
             _margin(vs_baseline / MIN_VS_BASELINE - 1),
         ),
         Target(
-            f"at least {MIN_VS_CEILING:.0%} of the lower ceiling",
-            vs_ceiling >= MIN_VS_CEILING,
-            f"{vs_ceiling:.0%}",
-            f"{(vs_ceiling - MIN_VS_CEILING) * 100:+.0f} points",
+            f"first load at least {MIN_VS_WRITE:.0%} of the write ceiling (binary COPY)",
+            vs_write >= MIN_VS_WRITE,
+            f"{vs_write:.0%}",
+            f"{(vs_write - MIN_VS_WRITE) * 100:+.0f} points",
         ),
         Target(
             f"peak RSS under {MAX_RSS_MB:.0f} MB",
@@ -167,11 +167,18 @@ def python_us(figures: dict[str, Any]) -> float:
 def _full_run_targets(figures: dict[str, Any]) -> list[Target]:
     if "reread" not in figures.get("reconcile", {}):  # a figures file recorded before these existed
         return []
-    from benchmarks.reconcile import REREAD_OF_CEILING, SLICES, TARGET_OF_CEILING
+    from benchmarks.reconcile import (
+        RECORDED_REREAD_RATE,
+        REREAD_OF_CEILING,
+        REREAD_SPEEDUP,
+        SLICES,
+        TARGET_OF_CEILING,
+    )
 
     full = figures["reconcile"]
     ceiling = rate(full["read"])
     reread = rate(full["reread"]) / ceiling
+    speedup = rate(full["reread"]) / RECORDED_REREAD_RATE
     best = max(rate(full[f"slices_{slices}"]) for slices in SLICES) / ceiling
     return [
         Target(
@@ -179,6 +186,13 @@ def _full_run_targets(figures: dict[str, Any]) -> list[Target]:
             reread >= REREAD_OF_CEILING,
             f"{reread:.0%}",
             f"{(reread - REREAD_OF_CEILING) * 100:+.0f} points",
+        ),
+        Target(
+            f"full re-read of unchanged events at least {REREAD_SPEEDUP:.0f}x the rate recorded before "
+            f"metadata-first reads ({RECORDED_REREAD_RATE:,} events/s at 200,000)",
+            speedup >= REREAD_SPEEDUP,
+            f"{rate(full['reread']):,.0f} events/s, {speedup:.1f}x",
+            _margin(speedup / REREAD_SPEEDUP - 1),
         ),
         Target(
             f"full reconciliation at least {TARGET_OF_CEILING:.0%} of the read ceiling (best of 1 and 4 slices)",
@@ -210,7 +224,7 @@ def _time_split(figures: dict[str, Any]) -> list[str]:
     cpu = ours["cpu"]
     return [
         f"  where the time goes: ours {ours['seconds']:.1f} s. Alone, reading takes {read_s:.1f} s and the sink's",
-        f"    writing {sink_s:.1f} s (plain COPY {write_s:.1f} s). "
+        f"    writing {sink_s:.1f} s (binary COPY {write_s:.1f} s). "
         "Reading overlaps writing (one-page prefetch), so the",
         f"    floor is about {floor:.1f} s; ours is {ours['seconds'] - floor:+.1f} s from it (turning hits into rows,",
         f"    sharing {figures['machine']['cpus']} CPUs, noise): "
@@ -252,7 +266,7 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
         _row("sync (ours), full load", figures["ours"], b["all"]),
         *_typed_row(figures),
         _row("read ceiling (PIT pages, no write)", figures["read"], b["all"]),
-        _row("write ceiling (plain COPY)", figures["write"], b["all"]),
+        _row("write ceiling (binary COPY)", figures["write"], b["all"]),
         *_async_row(figures),
         _row("write side of ours alone (sink)", figures["sink"], b["all"]),
         _row(f"naive baseline (first {figures['baseline_events']:,} only)", figures["baseline"], b["baseline"]),
@@ -265,6 +279,8 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
         "  ours / lower ceiling      "
         f"{rate(figures['ours']) / min(rate(figures['read']), rate(figures['write'])):6.0%}"
         f"   (lower ceiling: {lower})",
+        f"  first load / write ceiling{rate(figures['ours']) / rate(figures['write']):6.0%}"
+        "   (binary COPY of the same rows, same table, one commit per page not waiting for the disk)",
         *_async_share(figures),
         *_typed_share(figures),
         f"  sync's own Python CPU     {python_us(figures):6.1f} us per event (every thread of the sync process)",

@@ -14,7 +14,7 @@ reader accepts both shapes through `view`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence, Union
+from typing import Any, Callable, NamedTuple, Sequence, Union
 
 import msgspec
 
@@ -97,6 +97,23 @@ def hit_sort(hit: AnyHit) -> list[Any] | None:
 
 def hit_key(hit: Hit) -> tuple[str, str]:
     return (hit._index, hit._id)
+
+
+def any_hit_key(hit: AnyHit) -> tuple[str, str]:
+    """(index, id) of a typed hit or of a hit decoded into dicts."""
+    return hit_key(hit) if isinstance(hit, Hit) else (str(hit["_index"]), str(hit["_id"]))
+
+
+class MetadataPage(list[Hit]):
+    """A page read without `_source` (metadata first): each hit carries its key, version and sort values.
+
+    `fetch(hits)` brings the whole hits of the ones asked for (the new and changed documents),
+    from the same point in time as the page, so each `_source` comes with its own version.
+    """
+
+    def __init__(self, hits: Sequence[Hit], fetch: Callable[[list[Hit]], list[AnyHit]]) -> None:
+        super().__init__(hits)
+        self.fetch = fetch
 
 
 def hit_version(hit: Hit) -> tuple[str, str, int, int]:

@@ -37,6 +37,7 @@ from rtarf_sync.engine.runs.lifecycle import RunLifecycle
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.cursor_store import latest, newest_of_page
 from rtarf_sync.engine.target.sink import PageCounts, PostgresSink
+from rtarf_sync.engine.source.metadata import MetadataChoice
 from rtarf_sync.engine.source.slices import read_pages
 from rtarf_sync.engine.source.filters import check_source_filter
 from rtarf_sync.engine.target.column_schema import apply_columns
@@ -256,12 +257,16 @@ class SyncService:
     ) -> datetime | None:
         """Read the scope and commit it page by page; return the newest cursor value read."""
         sink, history, s = self.sink, self.history, self.settings
-        plan = scope.read_plan(s, self._db(sink.load_cursor, "load cursor"))
+        stored = self._db(sink.load_cursor, "load cursor")
+        plan = scope.read_plan(s, stored)
         per_page = scope.moves_cursor and slices == 1
         highest: datetime | None = None
         api = TimedSearch(self.api, self._observe) if self._page_observers else self.api
         convert = PageConverter(s.cursor_field, s.max_document_bytes, self.tables.columns)
-        pages = read_pages(api, plan, self.retry, s.read_mode, slices, convert, result)
+        # The first page is read metadata first where the run starts below what is stored (an overlap,
+        # a full or range run after a first load); from then on, as the pages written say (metadata.py).
+        choice = MetadataChoice(stored is not None and (scope.reconciles or s.overlap_seconds > 0))
+        pages = read_pages(api, plan, self.retry, s.read_mode, slices, convert, result, choice)
         try:
             reported = time.monotonic()
             for page_no, (page, page_span) in enumerate(pages, start=1):
@@ -286,6 +291,7 @@ class SyncService:
                         )
                     self._observe("write", began)
                 result.add(**vars(counts))
+                choice.record(counts.unchanged, sum(vars(counts).values()))
                 convert.convert_ahead = counts.inserted + counts.updated > 0
                 highest = latest(highest, newest)
                 reported = self._report_progress(result, reported)
@@ -352,6 +358,7 @@ class SyncService:
                     page_no,
                     advance_cursor=advance_cursor,
                     seen=seen,
+                    fetch=page.fetch,
                 )
             rows, rejects = page
             counts = sink.write_page(

@@ -4,19 +4,24 @@ Each reader is an explicit cursor loop: it stops on an empty page, raises if
 the cursor repeats, fails a page whose answer has shard failures or timed out
 (instead of advancing past it), and always closes its context. A point in time
 that expires mid-run (a stall longer than its keep-alive) is reopened and the
-loop resumes after the last page's sort values, a few times at most.
+loop resumes after the last page's sort values, a few times at most. Given a
+`MetadataChoice`, a point-in-time reader asks each page either whole or metadata
+first (metadata.py): then it hands over a `MetadataPage` whose `_source`s the writer
+fetches, for the documents PostgreSQL lacks, from the same point in time.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 from rtarf_sync.engine.source.clients import Json, SearchApi
 from rtarf_sync.engine.errors import ContextExpired, SourceError, TransientError
-from rtarf_sync.engine.hits import Answer, AnyHit, PageView, hit_sort, view
+from rtarf_sync.engine.hits import Answer, AnyHit, Hit, MetadataPage, PageView, hit_sort, view
+from rtarf_sync.engine.source.metadata import MetadataChoice, fetched, metadata_page_size, sources_body
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 
 log = logging.getLogger("rtarf_sync.reader")  # the name log filters know
@@ -72,8 +77,12 @@ class PitReader:
         slice_of: tuple[int, int] | None = None,
         on_reopen: Callable[[str], None] | None = None,
         max_reopens: int = 3,
+        choice: MetadataChoice | None = None,
+        defer_close: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
-        self.api, self.plan, self.retry = api, plan, retry
+        self.api, self.plan, self.retry, self.choice = api, plan, retry, choice
+        # The writer fetches a metadata page's sources after the reader is done: it closes the point in time.
+        self.defer_close = defer_close
         # A slice reads a point in time its caller opened and closes; alone it owns its own.
         self.pit_id: str | None = pit_id
         self.owns_pit = pit_id is None
@@ -99,19 +108,26 @@ class PitReader:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         if self.pit_id is not None and self.owns_pit:
-            _quietly(lambda: self.api.close_pit(self.pit_id or ""), "close point in time")
-            self.pit_id = None
+            pit_id, self.pit_id = self.pit_id, None
+            close = partial(_quietly, lambda: self.api.close_pit(pit_id), "close point in time")
+            if self.defer_close is not None:
+                self.defer_close(close)
+            else:
+                close()
 
-    def _body(self, after: list[Any] | None) -> Json:
+    def _body(self, after: list[Any] | None, metadata: bool = False) -> Json:
         body: Json = {
-            "size": self.plan.size,
+            "size": metadata_page_size(self.plan.size) if metadata else self.plan.size,
             "query": self.plan.query,
             "sort": cursor_sort(self.plan.cursor_field, self.tiebreakers),
             "pit": {"id": self.pit_id, "keep_alive": self.plan.keep_alive},
             "seq_no_primary_term": True,
             "track_total_hits": False,
         }
-        if self.plan.source is not None:
+        if metadata:
+            # Key, version and sort values (the cursor's doc value) only: `fetch_sources` brings the rest.
+            body["_source"] = False
+        elif self.plan.source is not None:
             body["_source"] = self.plan.source
         if after is not None:
             body["search_after"] = after
@@ -119,14 +135,14 @@ class PitReader:
             body["slice"] = {"id": self.slice_of[0], "max": self.slice_of[1]}
         return body
 
-    def _page(self, after: list[Any] | None) -> PageView:
-        return check_complete(self.api.search_hits(self._body(after)), "search page")
+    def _page(self, after: list[Any] | None, metadata: bool) -> PageView:
+        return check_complete(self.api.search_hits(self._body(after, metadata)), "search page")
 
-    def _search(self, after: list[Any] | None, pages: int) -> PageView:
+    def _search(self, after: list[Any] | None, pages: int, metadata: bool = False) -> PageView:
         """The page after `after`; an expired point in time is reopened and the page asked again."""
         while True:
             try:
-                return with_retry(lambda: self._page(after), self.retry, "search page")
+                return with_retry(lambda: self._page(after, metadata), self.retry, "search page")
             except ContextExpired as expired:
                 if self.reopens >= self.max_reopens:
                     raise ContextExpired(
@@ -157,7 +173,11 @@ class PitReader:
         after: list[Any] | None = None
         pages = 0
         while True:
-            answer = self._search(after, pages)
+            metadata = self.choice is not None and self.choice.metadata_first
+            answer = self._search(after, pages, metadata)
+            if metadata and not all(isinstance(hit, Hit) for hit in answer.hits):
+                # An answer the typed decoder refused: the page is read whole and takes the careful path.
+                metadata, answer = False, self._search(after, pages)
             self.pit_id = answer.pit_id or self.pit_id
             hits = answer.hits
             if not hits:
@@ -166,9 +186,22 @@ class PitReader:
             if not last or last == after:
                 # Checked before the page is handed on: a repeated page is never written twice.
                 raise SourceError(f"paging cursor did not advance past {after!r}")
+            if metadata:
+                hits = MetadataPage(cast("list[Hit]", hits), partial(self.fetch_sources, self.pit_id))
             yield hits
             pages += 1
             after = last
+
+    def fetch_sources(self, pit_id: str | None, hits: list[Hit]) -> list[AnyHit]:
+        """The whole hits of `hits` from point in time `pit_id` (the one their metadata page came from)."""
+        if not hits:
+            return []
+        pit: Json = {"id": pit_id, "keep_alive": self.plan.keep_alive}
+        body = sources_body(self.plan.query, self.plan.source, pit, hits)
+        page = with_retry(
+            lambda: check_complete(self.api.search_hits(body), "fetch sources"), self.retry, "fetch sources"
+        )
+        return fetched(hits, page.hits)
 
 
 class ScrollReader:

@@ -25,6 +25,7 @@ from rtarf_sync.engine.hits import AnyHit
 from rtarf_sync.engine.errors import PitUnsupported
 from rtarf_sync.tracing import traced_pages
 from rtarf_sync.engine.source.prefetch import Prefetch, put_until_stopped
+from rtarf_sync.engine.source.metadata import MetadataChoice
 from rtarf_sync.engine.source.reader import PitReader, ReadPlan, ScrollReader, _quietly
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
 
@@ -41,12 +42,20 @@ class ReadLog(Protocol):
 
 
 def single_stream(
-    api: SearchApi, plan: ReadPlan, retry: RetryPolicy, read_mode: str, result: ReadLog
+    api: SearchApi,
+    plan: ReadPlan,
+    retry: RetryPolicy,
+    read_mode: str,
+    result: ReadLog,
+    choice: MetadataChoice | None = None,
+    defer_close: Callable[[Callable[[], None]], None] | None = None,
 ) -> Generator[Sequence[AnyHit], None, None]:
-    """Pages of one point in time, or of a scroll where the engine has none."""
+    """Pages of one point in time (metadata first where `choice` says), or of a scroll where the engine has none."""
     if read_mode in ("auto", "pit"):
         try:
-            with PitReader(api, plan, retry, on_reopen=result.warnings.append) as reader:
+            with PitReader(
+                api, plan, retry, on_reopen=result.warnings.append, choice=choice, defer_close=defer_close
+            ) as reader:
                 result.read_mode = reader.mode
                 yield from reader.pages()
             return
@@ -79,8 +88,9 @@ class SlicedPages(Generic[T]):
         pit_id: str,
         slices: int,
         convert: Callable[[Sequence[AnyHit]], T],
+        choice: MetadataChoice | None = None,
     ) -> None:
-        self.api, self.pit_id = api, pit_id
+        self.api, self.pit_id, self.choice = api, pit_id, choice
         self._queue: queue.Queue[object] = queue.Queue(maxsize=slices)
         self._stop = threading.Event()
         # One copy of the context each (a context runs in one thread at a time): their lines name the run.
@@ -103,7 +113,7 @@ class SlicedPages(Generic[T]):
         self, plan: ReadPlan, retry: RetryPolicy, slice_of: tuple[int, int], convert: Callable[[Sequence[AnyHit]], T]
     ) -> None:
         try:
-            with PitReader(self.api, plan, retry, pit_id=self.pit_id, slice_of=slice_of) as reader:
+            with PitReader(self.api, plan, retry, pit_id=self.pit_id, slice_of=slice_of, choice=self.choice) as reader:
                 for traced in traced_pages(convert(hits) for hits in reader.pages()):
                     if not self._put(traced):
                         return
@@ -138,9 +148,13 @@ def read_pages(
     slices: int,
     convert: Callable[[Sequence[AnyHit]], T],
     result: ReadLog,
+    choice: MetadataChoice | None = None,
 ) -> Any:
     """Converted pages of a run, read ahead on other threads, each with its open page span (tracing.py);
-    the caller ends the span once the page is written, and must `close()` the pages."""
+    the caller ends the span once the page is written, and must `close()` the pages.
+
+    With `choice`, each page of a point in time is read whole or metadata first as it says (metadata.py).
+    """
     if slices > 1 and read_mode in ("auto", "pit"):
         try:
             pit_id = with_retry(lambda: api.open_pit(plan.index, plan.keep_alive), retry, "open point in time")
@@ -150,6 +164,27 @@ def read_pages(
             log.warning("the engine has no point in time; reading with one scroll instead of %d slices", slices)
         else:
             result.read_mode = PitReader.mode
-            return SlicedPages(api, plan, retry, pit_id, slices, convert)
+            return SlicedPages(api, plan, retry, pit_id, slices, convert, choice)
     # The reader thread also turns hits into rows, while the caller waits for PostgreSQL.
-    return Prefetch(traced_pages(_converted(single_stream(api, plan, retry, read_mode, result), convert)), depth=2)
+    if choice is None:
+        return Prefetch(traced_pages(_converted(single_stream(api, plan, retry, read_mode, result), convert)), depth=2)
+    # The writer fetches sources from the point in time of pages read ahead: it stays open until `close()`.
+    closes: list[Callable[[], None]] = []
+    stream = single_stream(api, plan, retry, read_mode, result, choice, closes.append)
+    return ClosingAfter(Prefetch(traced_pages(_converted(stream, convert)), depth=2), closes)
+
+
+class ClosingAfter(Generic[T]):
+    """Pages whose `close()` also runs `closes` once the reading thread has ended (the deferred point in time)."""
+
+    def __init__(self, pages: Prefetch[T], closes: list[Callable[[], None]]) -> None:
+        self.pages, self.closes = pages, closes
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.pages)
+
+    def close(self) -> None:
+        """Stop the reading thread, then close what it left open."""
+        self.pages.close()
+        for close in self.closes:  # the thread has ended: nothing appends any more
+            close()

@@ -15,12 +15,12 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, cast
 
 import msgspec
 
 from rtarf_sync.engine.fastjson import dumps_utf8, loads
-from rtarf_sync.engine.hits import AnyHit, Hit, as_dict
+from rtarf_sync.engine.hits import AnyHit, Hit, MetadataPage, as_dict
 
 if TYPE_CHECKING:  # columns.py imports this module for parse_instant
     from rtarf_sync.engine.target.columns import ColumnSet
@@ -305,9 +305,13 @@ def convert_page(
 
 
 class Deferred(NamedTuple):
-    """A page handed over unconverted: the writer converts only the documents PostgreSQL lacks."""
+    """A page handed over unconverted: the writer converts only the documents PostgreSQL lacks.
+
+    A page read metadata first has no `_source`s: `fetch` brings those of the documents to write.
+    """
 
     hits: list[Hit]
+    fetch: Callable[[list[Hit]], list[AnyHit]] | None = None
 
 
 class PageConverter:
@@ -327,10 +331,12 @@ class PageConverter:
         self.convert_ahead = True
 
     def __call__(self, hits: Sequence[AnyHit]) -> tuple[list[EventRow], list[Rejected]] | Deferred:
+        if isinstance(hits, MetadataPage):
+            return Deferred(list(hits), hits.fetch)  # nothing to convert before PostgreSQL has said what to fetch
         if not self.convert_ahead and hits and all(isinstance(hit, Hit) for hit in hits):
             return Deferred(cast("list[Hit]", hits))  # every hit checked above; a typed page's hits are a list
         return convert_page(hits, self.cursor, self.max_bytes, prepare_copy=True, columns=self.columns)
 
-    def convert_hits(self, hits: list[Hit]) -> tuple[list[EventRow], list[Rejected]]:
+    def convert_hits(self, hits: Sequence[AnyHit]) -> tuple[list[EventRow], list[Rejected]]:
         """Convert the hits of a deferred page that PostgreSQL said to write (on the writer's thread)."""
         return convert_page(hits, self.cursor, self.max_bytes, columns=self.columns)

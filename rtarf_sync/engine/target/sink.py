@@ -39,7 +39,7 @@ from rtarf_sync.engine.target.bookkeeping import PageBookkeeping
 from rtarf_sync.engine.target.cursor_store import RUN_CURSOR_FORWARD, CursorStore, newest_of_page
 from rtarf_sync.engine.target.documents import COPY_HEADER, COPY_TRAILER, EventRow, Rejected, copy_row
 from rtarf_sync.engine.errors import first_line, is_data_error, is_transient, transient_database_error
-from rtarf_sync.engine.hits import Hit, hit_key, hit_version
+from rtarf_sync.engine.hits import AnyHit, Hit, hit_key, hit_version
 from rtarf_sync.engine.fence import Fence, renew
 from rtarf_sync.engine.target.partitions import create_partitions, floor_of, partition_of, present_partitions
 from rtarf_sync.engine.target.tables import Tables
@@ -52,7 +52,8 @@ _STAGE_COLUMNS = (
     "es_index text, es_id text, event_timestamp timestamptz, source jsonb, es_seq_no bigint, es_primary_term bigint"
 )
 _COPY_SLICE = 100  # rows per COPY write
-Converter = Callable[[list[Hit]], tuple[list[EventRow], list[Rejected]]]
+Converter = Callable[[Sequence[AnyHit]], tuple[list[EventRow], list[Rejected]]]
+Fetch = Callable[[list[Hit]], list[AnyHit]]  # whole hits for metadata-only ones (source/metadata.py)
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,15 @@ class _HitPage:
     """A page of hits not converted yet (`write_hits`), converted once PostgreSQL said what to write."""
 
     def __init__(
-        self, hits: list[Hit], duplicates: int, convert: Converter, advance_cursor: bool, seen: str | None
+        self,
+        hits: list[Hit],
+        duplicates: int,
+        convert: Converter,
+        advance_cursor: bool,
+        seen: str | None,
+        fetch: Fetch | None = None,
     ) -> None:
-        self.hits, self.duplicates, self.convert = hits, duplicates, convert
+        self.hits, self.duplicates, self.convert, self.fetch = hits, duplicates, convert, fetch
         self.context = _PageContext(advance_cursor, seen)
         self.rows: list[EventRow] = []
         self.rejects: list[Rejected] = []
@@ -91,7 +98,12 @@ class _HitPage:
     def convert_changed(self, verdicts: str, newest_unchanged: datetime | None) -> str:
         """Convert the documents the lookup found new or newer; return the lookup's letters for their rows."""
         changed = [(hit, verdict) for hit, verdict in zip(self.hits, verdicts, strict=True) if verdict != "-"]
-        self.rows, self.rejects = self.convert([hit for hit, _ in changed])
+        wanted: Sequence[AnyHit] = [hit for hit, _ in changed]
+        if self.fetch is not None:
+            # A page read metadata first: each `_source` comes with its own version, from the page's
+            # point in time, and the upsert's guard still compares that version with the stored one.
+            wanted = self.fetch([hit for hit, _ in changed])
+        self.rows, self.rejects = self.convert(wanted)
         unchanged_keys = (
             [hit_key(hit) for hit, verdict in zip(self.hits, verdicts, strict=True) if verdict == "-"]
             if self.context.seen
@@ -191,6 +203,7 @@ class PostgresSink:
         *,
         advance_cursor: bool = True,
         seen: str | None = None,
+        fetch: Fetch | None = None,
     ) -> tuple[PageCounts, datetime | None]:
         """Commit a page of hits not converted yet; also return the newest cursor value of the page.
 
@@ -198,8 +211,9 @@ class PostgresSink:
         newer version (in the same round trip as the fence), and only those are converted and
         written: an unchanged document costs its key-and-version lookup and nothing more. Its
         stored row was converted from this very version, so its cursor value is the stored one.
+        Hits read metadata first carry no `_source`: `fetch` brings it for the documents to write.
         """
-        page = _HitPage(*newest_hits(hits), convert, advance_cursor, seen)
+        page = _HitPage(*newest_hits(hits), convert, advance_cursor, seen, fetch)
 
         def row_by_row() -> PageCounts:  # the lease is held, so what the lookup found still holds
             return self._commit_row_by_row(page.rows, 0, page.rejects, fence, run_id, page_no, page.context)
