@@ -88,7 +88,8 @@ def test_a_process_that_never_started_the_job_is_not_started_by_a_start_elsewher
     bystander, bystander_job = replicas()
     bystander.apscheduler.start()
     operator.stop_everywhere()
-    wait_for(lambda: bystander.state() == "paused", timeout=3 * TTL, what="the bystander to show the stop")
+    wait_for(lambda: bystander.stopped_everywhere, timeout=3 * TTL, what="the bystander to read the stop")
+    assert bystander.state() == "paused"
     operator.start_everywhere()
     wait_for(lambda: operator.state() == "running", timeout=3 * TTL, what="the operator's own job")
     wait_for(lambda: not bystander.stopped_everywhere, timeout=3 * TTL, what="the bystander to read the start")
