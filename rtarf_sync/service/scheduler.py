@@ -116,6 +116,7 @@ class RtarfEventScheduler:
         self._companions: list[str] = []  # other interval jobs that start and pause with the sync job
         self._fleet_paused = False  # the operators' intent in rtarf_sync_controls, as last read or written
         self._held = False  # the job is paused by that intent, and resumes here once it is cleared
+        self._intent_writes = 0  # bumped by each stop/start stored here: a read begun before is stale
         self.job_id = pipeline_job_id(JOB_ID, settings.pipeline)
         self.controls_job_id = pipeline_job_id(CONTROLS_JOB_ID, settings.pipeline)
         # Each pipeline's jobs run on an executor of their own with one thread: its sync and its verification
@@ -429,6 +430,7 @@ class RtarfEventScheduler:
             self.stop()
             if not recorded:
                 return active
+            self._intent_writes += 1
             self._fleet_paused = True
             self._held = active  # so a start on any replica resumes it here too
         return active or previous is not True
@@ -439,6 +441,7 @@ class RtarfEventScheduler:
         previous, recorded = self._write_intent(False)
         with self._state_lock:
             if recorded:
+                self._intent_writes += 1
                 self._fleet_paused = False
             started = self.start()
         return started or (recorded and previous is True)
@@ -448,9 +451,14 @@ class RtarfEventScheduler:
         """Whether the stored intent, as last read or written here, says the pipeline is stopped."""
         return self._fleet_paused
 
-    def apply_control(self, paused: bool) -> None:
-        """Follow the stored intent: pause the job here while `paused`, resume it once cleared if it paused it."""
+    def apply_control(self, paused: bool, read_after: int | None = None) -> None:
+        """Follow the stored intent: pause the job here while `paused`, resume it once cleared if it paused it.
+
+        `read_after`: the count of intents stored here when the read began; if one was stored since, the read is
+        stale and ignored."""
         with self._state_lock:
+            if read_after is not None and read_after != self._intent_writes:
+                return
             self._fleet_paused = paused
             if self._closed or self._stopping:
                 return
@@ -466,13 +474,14 @@ class RtarfEventScheduler:
         """The controls job (and the first step of each scheduled run): read the intent and follow it."""
         if self._stopping:
             return
+        read_after = self._intent_writes
         try:
             service = self.service
             paused = read_paused(service.engine, service.tables.controls, self.settings.table)
         except Exception as error:  # noqa: BLE001 - database down: keep following the intent last read
             logger.debug("The stored stop/start intent could not be read: %s", str(error).splitlines()[0][:300])
             return
-        self.apply_control(bool(paused))
+        self.apply_control(bool(paused), read_after)
 
     def _write_intent(self, paused: bool) -> tuple[bool | None, bool]:
         """Store the intent: (the one it replaced, None if none; whether it was stored)."""

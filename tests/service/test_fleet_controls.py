@@ -27,13 +27,8 @@ def replicas(database_url: str) -> Iterator[Callable[..., tuple[RtarfEventSchedu
     made: list[RtarfEventScheduler] = []
 
     def build(**env: Any) -> tuple[RtarfEventScheduler, GatedJob]:
-        settings = offline_settings(
-            RTARF_DATABASE_URL=database_url,
-            RTARF_TABLE=table,
-            RTARF_SYNC_INTERVAL_SECONDS=1,
-            RTARF_LEASE_TTL_SECONDS=TTL,
-            **env,
-        )
+        environ = {"RTARF_DATABASE_URL": database_url, "RTARF_TABLE": table, "RTARF_LEASE_TTL_SECONDS": TTL}
+        settings = offline_settings(**{**environ, "RTARF_SYNC_INTERVAL_SECONDS": 1, **env})
         job = GatedJob(gated=False)
         scheduler = RtarfEventScheduler(settings=settings, job=job)
         made.append(scheduler)
@@ -134,3 +129,16 @@ def test_the_routes_stop_and_start_every_app_and_a_disabled_one_stays_stopped(ap
     wait_for(lambda: state(first) == "running", timeout=3 * TTL, what="the first app to resume")
     assert first.post("/scheduler/start").get_json()["message"] == "Scheduler is already running"
     assert state(disabled) == "stopped"  # RTARF_SYNC_ENABLED=false: never started, whatever is stored
+
+
+def test_a_read_begun_before_a_stop_here_does_not_undo_it(
+    replicas: Callable[..., tuple[RtarfEventScheduler, GatedJob]],
+) -> None:
+    scheduler, _ = replicas(RTARF_SYNC_INTERVAL_SECONDS=3600)
+    scheduler.start()
+    scheduler.stop_everywhere()
+    # The controls job read "not stopped" (no intent stored here yet: 0) just before the stop stored it.
+    scheduler.apply_control(False, read_after=0)
+    assert (scheduler.state(), _job_paused(scheduler)) == ("paused", True)
+    scheduler.apply_control(False, read_after=1)  # a read begun after it: followed
+    assert scheduler.state() == "running"
