@@ -426,13 +426,13 @@ class RtarfEventScheduler:
         already stopped. If the database cannot be written, this process alone stops (logged)."""
         previous, recorded = self._write_intent(True)
         with self._state_lock:
-            active = self._job_active()
+            active, held = self._job_active(), self._held
             self.stop()
             if not recorded:
                 return active
             self._intent_writes += 1
             self._fleet_paused = True
-            self._held = active  # so a start on any replica resumes it here too
+            self._held = active or held  # so a start on any replica resumes it here too
         return active or previous is not True
 
     def start_everywhere(self) -> bool:
