@@ -56,18 +56,18 @@ def _json_body() -> object:
 
 @bp.post("/start")
 def start() -> Response:
-    """Start or resume the interval job; idempotent."""
+    """Start or resume the interval job, here and (as stored in PostgreSQL) on every replica; idempotent."""
     scheduler = scheduler_of()
-    changed = scheduler.start()
+    changed = scheduler.start_everywhere()
     message = "Scheduler started" if changed else "Scheduler is already running"
     return jsonify({"message": message, "scheduler_status": scheduler.get_status()})
 
 
 @bp.post("/stop")
 def stop() -> Response:
-    """Pause the interval job; a sync in progress finishes. Idempotent."""
+    """Pause the interval job on every replica (stored in PostgreSQL); a sync in progress finishes. Idempotent."""
     scheduler = scheduler_of()
-    changed = scheduler.stop()
+    changed = scheduler.stop_everywhere()
     message = "Scheduler stopped" if changed else "Scheduler is already stopped"
     return jsonify({"message": message, "scheduler_status": scheduler.get_status()})
 

@@ -10,6 +10,10 @@ The job is a thin adapter around `SyncService.run()`: a failed result raises
 job's return value and reaches the listener as `event.retval`. Scheduled and
 manual runs share one non-blocking lock, so they never overlap in this
 process; across processes the lease inside `SyncService.run()` does the same.
+
+`stop_everywhere()` / `start_everywhere()` (the stop and start routes) also record
+the intent in `rtarf_sync_controls`; every process reads it before each scheduled
+run and every third of the lease TTL, and pauses or resumes its job to match.
 """
 
 from __future__ import annotations
@@ -36,12 +40,17 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
+import sqlalchemy as sa
+
 from config import DEFAULT_PIPELINE, Settings, load_settings
 from rtarf_sync.logs import quiet_expected_failures
 from rtarf_sync.run_context import in_run
 from rtarf_sync.service.jobs import SyncBusy, SyncRunFailed, describe_job, failed_result, log_result
+from rtarf_sync.engine.runs.lease import owner_id
 from rtarf_sync.engine.runs.result import FAILED, SKIPPED, SyncResult, utc_iso
 from rtarf_sync.engine.views.snapshot import StoredState, read_stored_state
+from rtarf_sync.engine.target.controls import read_paused, write_paused
+from rtarf_sync.engine.target.tables import is_missing_table
 from rtarf_sync.service.pruning import HistoryPruner
 from rtarf_sync.service.state_cache import StateCache, status_fields
 from rtarf_sync.service.stats import SyncStats
@@ -54,6 +63,7 @@ __all__ = ["JOB_ID", "RtarfEventScheduler", "SyncBusy", "SyncRunFailed", "pipeli
 logger = logging.getLogger("rtarf_sync.scheduler")  # the name log filters know
 
 JOB_ID = "rtarf_event_sync"
+CONTROLS_JOB_ID = "rtarf_controls"  # follows the operators' stored intent; runs whenever the scheduler runs
 JOB_EVENTS = EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
 MIN_INTERVAL, MAX_INTERVAL = 1, 86400
 HAND_OVER_SECONDS = 5.0
@@ -105,7 +115,11 @@ class RtarfEventScheduler:
         self._closed = False
         self._companions: list[str] = []  # other interval jobs that start and pause with the sync job
         self._at_start: set[str] = set()  # companions that also run when the sync job starts
+        self._fleet_paused = False  # the operators' intent in rtarf_sync_controls, as last read or written
+        self._held = False  # the job is paused by that intent, and resumes here once it is cleared
+        self._intent_writes = 0  # bumped by each stop/start stored here: a read begun before is stale
         self.job_id = pipeline_job_id(JOB_ID, settings.pipeline)
+        self.controls_job_id = pipeline_job_id(CONTROLS_JOB_ID, settings.pipeline)
         # Each pipeline's jobs run on an executor of their own with one thread: its sync and its verification
         # never run side by side, and a pipeline whose run hangs never holds up another pipeline's jobs.
         self._executor = "default" if settings.pipeline == DEFAULT_PIPELINE else f"pipeline.{settings.pipeline}"
@@ -135,6 +149,19 @@ class RtarfEventScheduler:
             coalesce=True,
             misfire_grace_time=self.settings.misfire_grace_seconds,
             next_run_time=None,
+        )
+        # Not on the pipeline's executor: a long run there must not delay following a stop or start.
+        with contextlib.suppress(ValueError):  # another pipeline on this scheduler added it
+            scheduler.add_executor(ThreadPoolExecutor(max_workers=1), "controls")
+        scheduler.add_job(
+            self._follow_controls,
+            "interval",
+            id=self.controls_job_id,
+            name=f"RTARF stop/start intent ({self.settings.pipeline})",
+            executor="controls",
+            seconds=max(1.0, self.settings.lease_ttl_seconds / 3),  # the membership heartbeat's period
+            max_instances=1,
+            coalesce=True,
         )
         return scheduler
 
@@ -239,8 +266,11 @@ class RtarfEventScheduler:
             return "a sync is already in progress"
         return f"a {current['trigger']} sync started at {current['started_at']} is still in progress"
 
-    def _scheduled_run(self) -> SyncResult:
-        """The APScheduler job: its return value reaches listeners as event.retval."""
+    def _scheduled_run(self) -> SyncResult | None:
+        """The APScheduler job: its return value reaches listeners as event.retval (None: not run)."""
+        self._follow_controls()
+        if self._fleet_paused:  # stopped on some replica: the job is paused now, this turn does not run
+            return None
         try:
             result = self._execute("scheduled")
         except SyncBusy as busy:
@@ -337,7 +367,8 @@ class RtarfEventScheduler:
             if event.job_id != self.job_id:
                 return
             if event.code == EVENT_JOB_EXECUTED:
-                self.record(event.retval)
+                if event.retval is not None:  # None: the pipeline is stopped, nothing ran
+                    self.record(event.retval)
             elif event.code == EVENT_JOB_ERROR:
                 self.record(failed_result(event.exception))
             elif event.code == EVENT_JOB_MISSED:
@@ -368,8 +399,7 @@ class RtarfEventScheduler:
                 raise RuntimeError("the scheduler has been shut down")
             if not self._scheduler.running:
                 self._scheduler.start()
-            job = self._job_or_none()
-            if job is not None and job.next_run_time is not None:
+            if self._job_active():
                 return False
             # Like the first start, a start after stop runs at once and then every interval. Waiting
             # for the hand-over keeps start() synchronous: a stop() right after it cannot cancel
@@ -386,14 +416,107 @@ class RtarfEventScheduler:
     def stop(self) -> bool:
         """Pause the interval job (a run in progress finishes); return False if it was not active."""
         with self._state_lock:
-            job = self._job_or_none()
-            if job is None or job.next_run_time is None:
+            self._held = False  # this process no longer wants the job, whatever the stored intent says
+            if not self._job_active():
                 return False
-            self._scheduler.pause_job(self.job_id)
-            for job_id in self._companions:
-                self._scheduler.pause_job(job_id)
+            self._pause_jobs()
             logger.info("RTARF Event Scheduler stopped")
             return True
+
+    def _job_active(self) -> bool:
+        job = self._job_or_none()
+        return job is not None and job.next_run_time is not None
+
+    def _pause_jobs(self) -> None:
+        for job_id in (self.job_id, *self._companions):
+            self._scheduler.pause_job(job_id)
+
+    # -- the operators' intent, shared by every replica --------------------------------
+
+    def stop_everywhere(self) -> bool:
+        """Record the pipeline as stopped for every process, then pause the job here; False if it was
+        already stopped. If the database cannot be written, this process alone stops (logged)."""
+        previous, recorded = self._write_intent(True)
+        with self._state_lock:
+            active, held = self._job_active(), self._held
+            self.stop()
+            if not recorded:
+                return active
+            self._intent_writes += 1
+            self._fleet_paused = True
+            self._held = active or held  # so a start on any replica resumes it here too
+        return active or previous is not True
+
+    def start_everywhere(self) -> bool:
+        """Record the pipeline as started for every process, then start the job here; False if it was
+        already running. Processes that paused it for the stored intent resume it within a heartbeat."""
+        previous, recorded = self._write_intent(False)
+        with self._state_lock:
+            if recorded:
+                self._intent_writes += 1
+                self._fleet_paused = False
+            started = self.start()
+        return started or (recorded and previous is True)
+
+    @property
+    def stopped_everywhere(self) -> bool:
+        """Whether the stored intent, as last read or written here, says the pipeline is stopped."""
+        return self._fleet_paused
+
+    def apply_control(self, paused: bool, read_after: int | None = None) -> None:
+        """Follow the stored intent: pause the job here while `paused`, resume it once cleared if it paused it.
+
+        `read_after`: the count of intents stored here when the read began; if one was stored since, the read is
+        stale and ignored."""
+        with self._state_lock:
+            if read_after is not None and read_after != self._intent_writes:
+                return
+            self._fleet_paused = paused
+            if self._closed or self._stopping:
+                return
+            if paused and self._job_active():
+                self._pause_jobs()
+                self._held = True
+                logger.info("RTARF Event Scheduler paused: the pipeline was stopped for every replica")
+            elif not paused and self._held:
+                self._held = False
+                self.start()
+
+    def _follow_controls(self) -> None:
+        """The controls job (and the first step of each scheduled run): read the intent and follow it."""
+        if self._stopping:
+            return
+        read_after = self._intent_writes
+        try:
+            service = self.service
+            paused = read_paused(service.engine, service.tables.controls, self.settings.table)
+        except Exception as error:  # noqa: BLE001 - database down: keep following the intent last read
+            logger.debug("The stored stop/start intent could not be read: %s", str(error).splitlines()[0][:300])
+            return
+        self.apply_control(bool(paused), read_after)
+
+    def _write_intent(self, paused: bool) -> tuple[bool | None, bool]:
+        """Store the intent: (the one it replaced, None if none; whether it was stored)."""
+        service = self.service
+
+        def write() -> bool | None:
+            return write_paused(service.engine, service.tables.controls, self.settings.table, paused, owner_id())
+
+        try:
+            try:
+                return write(), True
+            except sa.exc.ProgrammingError as error:
+                if not is_missing_table(error):
+                    raise
+                service.ensure_tables()  # a database no run has prepared yet
+                return write(), True
+        except Exception as error:  # noqa: BLE001 - the route still acts on this process
+            logger.warning(
+                "Could not record for every replica that the pipeline is %s; only this process is: %s",
+                "stopped" if paused else "started",
+                str(error).splitlines()[0][:300],
+            )
+            return None, False
 
     def request_stop(self) -> None:
         """Refuse new runs and ask a running one to stop after its page; safe in a signal handler."""
@@ -412,7 +535,7 @@ class RtarfEventScheduler:
             self._closed = True
             self.request_stop()
             if self._scheduler.running:
-                for job_id in (self.job_id, *self._companions):
+                for job_id in (self.job_id, self.controls_job_id, *self._companions):
                     self._scheduler.pause_job(job_id)
             finished = self._run_lock.acquire(timeout=timeout)
             if finished:
@@ -438,11 +561,12 @@ class RtarfEventScheduler:
         return read_stored_state(service.engine, service.tables, self.settings.es_index)
 
     def state(self) -> str:
-        """ "running" (job active), "paused" (scheduler up, job paused) or "stopped"."""
+        """ "running" (job active), "paused" (scheduler up, job paused or stopped for every replica) or "stopped"."""
         if self._closed or not self._scheduler.running:
             return "stopped"
-        job = self._job_or_none()
-        return "running" if job is not None and job.next_run_time is not None else "paused"
+        if self._fleet_paused:  # as stored: the same answer on every replica, whichever runs the pipeline
+            return "paused"
+        return "running" if self._job_active() else "paused"
 
     def get_status(self) -> dict[str, Any]:
         """Everything `GET /scheduler/status` shows: schedule state plus the run stats."""

@@ -23,6 +23,7 @@ LEASE_TABLE = "rtarf_sync_lease"
 RUNS_TABLE = "rtarf_sync_runs"
 DEAD_LETTER_TABLE = "rtarf_sync_dead_letters"
 VERIFICATIONS_TABLE = "rtarf_sync_verifications"
+CONTROLS_TABLE = "rtarf_sync_controls"
 _UNDEFINED_TABLE = "42P01"  # SQLSTATE undefined_table
 
 
@@ -41,6 +42,7 @@ class Tables:
     runs: sa.Table
     dead_letters: sa.Table
     verifications: sa.Table
+    controls: sa.Table
     columns: ColumnSet = field(default_factory=ColumnSet)  # the target's typed columns
     partition: str | None = None  # None (one plain table), "day" or "month" (partitions.py)
 
@@ -150,13 +152,25 @@ def _verifications(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _controls(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        CONTROLS_TABLE,
+        metadata,
+        sa.Column("target_table", sa.Text, primary_key=True),
+        sa.Column("paused", sa.Boolean, nullable=False),
+        _ts("changed_at", nullable=False, server_default=sa.func.now()),
+        sa.Column("changed_by", sa.Text, nullable=False),
+    )
+
+
 def build_tables(target_name: str, columns: tuple[ColumnSpec, ...] = (), partition: str | None = None) -> Tables:
     """Describe every table for one target table name, its typed columns and its partitioning."""
     metadata = sa.MetaData()
     typed = ColumnSet(columns)
     target = _target(metadata, target_name, typed, keyed=partition is None)
     cursor, lease, runs, dead = _state(metadata)
-    return Tables(metadata, target, cursor, lease, runs, dead, _verifications(metadata), typed, partition)
+    verifications, controls = _verifications(metadata), _controls(metadata)
+    return Tables(metadata, target, cursor, lease, runs, dead, verifications, controls, typed, partition)
 
 
 def present_tables(connection: sa.Connection, *wanted: sa.Table) -> set[str]:

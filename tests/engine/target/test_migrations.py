@@ -92,7 +92,7 @@ def test_a_first_release_database_upgrades_in_place_with_every_row_kept(schema_e
     create_tables(schema_engine, build_tables(target))
 
     assert _snapshot(schema_engine, target) == before
-    assert migrations.current(schema_engine, target) == migrations.heads() >= {"0004_typed_columns"}
+    assert migrations.current(schema_engine, target) == migrations.heads() >= {"0005_pipeline_controls"}
     assert "deleted_at" in _columns(schema_engine, target)
     assert {"mode", "deleted", "range_from", "range_to"} <= _columns(schema_engine, "rtarf_sync_runs")
     assert "resolved_at" in _columns(schema_engine, "rtarf_sync_dead_letters")
