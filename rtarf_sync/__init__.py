@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from config import Settings
     from rtarf_sync.engine.runs.retention import RetentionOutcome
     from rtarf_sync.notify.notifier import Notifier
-    from rtarf_sync.service.metrics import SyncMetrics
     from rtarf_sync.service.pipelines import Pipelines
     from rtarf_sync.service.scheduler import RtarfEventScheduler
 
@@ -63,7 +62,7 @@ def create_app(
         assert pipeline.notifier is not None
         pipeline.notifier.add_delivery_listener(counters.watch(pipeline.scheduler))
         if pipeline.retentions is not None:
-            pipeline.retentions.add_listener(partial(_count_drop, counters, pipeline.name))
+            pipeline.retentions.add_listener(partial(counters.observe_retention, pipeline=pipeline.name))
     health.init_app(app)
     auth.init_app(app, settings.api_token)
     guards.init_app(app, settings)  # after the token check: a caller without the token learns nothing more
@@ -116,10 +115,6 @@ def _drift_announcer(notifier: Notifier) -> Callable[[dict[str, Any]], None]:
             notifier.publish("verify.drift", {"verify": answer})
 
     return announce_drift
-
-
-def _count_drop(counters: SyncMetrics, pipeline: str, outcome: RetentionOutcome) -> None:
-    counters.observe_retention(outcome, pipeline)
 
 
 def _drop_announcer(notifier: Notifier) -> Callable[[RetentionOutcome], None]:

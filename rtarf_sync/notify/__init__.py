@@ -48,15 +48,9 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler, *, primary: bool = True
 
 def notifier_of(app: Flask | None = None) -> Notifier:
     """The notifier of the pipeline the current request is about, else of `app`'s target pipeline."""
-    from flask import current_app
+    from rtarf_sync.service.extension import pipeline_part
 
-    from rtarf_sync.service.extension import requested_pipeline
-
-    chosen = requested_pipeline() if app is None else None
-    if chosen is not None and chosen.notifier is not None:
-        return chosen.notifier
-    target = app if app is not None else current_app
-    return cast(Notifier, target.extensions[EXTENSION_KEY])
+    return cast(Notifier, pipeline_part("notifier", EXTENSION_KEY, app))
 
 
 def start(app: Flask) -> bool:

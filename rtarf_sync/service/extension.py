@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
-from typing import cast
+from typing import Any, cast
 
 from flask import Flask, current_app, g, has_app_context
 
@@ -38,13 +38,19 @@ def requested_pipeline() -> Pipeline | None:
     return cast("Pipeline | None", g.get("rtarf_pipeline")) if has_app_context() else None
 
 
+def pipeline_part(attribute: str, key: str, app: Flask | None = None) -> Any:
+    """`attribute` of the pipeline the current request is about, else `app.extensions[key]` (its target's)."""
+    chosen = requested_pipeline() if app is None else None
+    part = getattr(chosen, attribute, None) if chosen is not None else None
+    if part is not None:
+        return part
+    target = app if app is not None else current_app
+    return target.extensions[key]
+
+
 def scheduler_of(app: Flask | None = None) -> RtarfEventScheduler:
     """The scheduler of the pipeline the current request is about, else of `app`'s target pipeline."""
-    chosen = requested_pipeline() if app is None else None
-    if chosen is not None:
-        return chosen.scheduler
-    target = app if app is not None else current_app
-    return cast(RtarfEventScheduler, target.extensions[EXTENSION_KEY])
+    return cast(RtarfEventScheduler, pipeline_part("scheduler", EXTENSION_KEY, app))
 
 
 def start(app: Flask) -> bool:

@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Callable, cast
 
-from flask import Flask, current_app
+from flask import Flask
 
 from rtarf_sync.engine.runs.retention import Retention, RetentionOutcome
 from rtarf_sync.service.jobs import SyncBusy
@@ -79,10 +79,6 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler, *, primary: bool = True
 
 def retentions_of(app: Flask | None = None) -> Retentions:
     """The Retentions of the pipeline the current request is about, else of `app`'s target pipeline."""
-    from rtarf_sync.service.extension import requested_pipeline
+    from rtarf_sync.service.extension import pipeline_part
 
-    chosen = requested_pipeline() if app is None else None
-    if chosen is not None and chosen.retentions is not None:
-        return chosen.retentions
-    target = app if app is not None else current_app
-    return cast(Retentions, target.extensions[EXTENSION_KEY])
+    return cast(Retentions, pipeline_part("retentions", EXTENSION_KEY, app))

@@ -16,7 +16,7 @@ import logging
 from datetime import datetime
 from typing import Any, Callable, TypeVar, cast
 
-from flask import Flask, current_app
+from flask import Flask
 
 from rtarf_sync.engine.runs.lease import LeaseHeld
 from rtarf_sync.engine.checks.repair import Busy, Step, verify_and_repair
@@ -119,10 +119,6 @@ def init_app(app: Flask, scheduler: RtarfEventScheduler, *, primary: bool = True
 
 def verifications_of(app: Flask | None = None) -> Verifications:
     """The Verifications of the pipeline the current request is about, else of `app`'s target pipeline."""
-    from rtarf_sync.service.extension import requested_pipeline
+    from rtarf_sync.service.extension import pipeline_part
 
-    chosen = requested_pipeline() if app is None else None
-    if chosen is not None and chosen.verifications is not None:
-        return chosen.verifications
-    target = app if app is not None else current_app
-    return cast(Verifications, target.extensions[EXTENSION_KEY])
+    return cast(Verifications, pipeline_part("verifications", EXTENSION_KEY, app))
