@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
+import operator
 import re
 import socket
 import struct
@@ -216,24 +217,79 @@ def _encode_moment(value: datetime) -> bytes:
     return _PACK_LONG(8, (value - _PG_EPOCH) // _MICROSECOND)
 
 
+# -- a value straight to its COPY field: the conversion and the encoding above in one call, for the
+# types whose usual values would otherwise make a Python object only to take it apart again.
+
+
+def _field_text(value: Any) -> bytes:
+    if type(value) is str:
+        data = value.encode()
+        return _LENGTH(len(data)) + data
+    return _encode_text(_text(value))
+
+
+def _field_inet(value: Any) -> bytes:
+    if type(value) is str and "/" not in value and ":" not in value:
+        try:
+            return _INET4_HEAD + socket.inet_pton(socket.AF_INET, value)
+        except OSError:
+            raise NotConverted("not an IP address") from None
+    return _encode_inet(_inet(value))
+
+
+def _field_texts(value: Any) -> bytes:
+    if type(value) is list and value:
+        parts = [b""]
+        size = 20  # the array's header: dimensions, no nulls, element type, length, lower bound
+        for item in value:
+            if type(item) is not str:
+                return _encode_texts(_texts(value))
+            data = item.encode()
+            size += 4 + len(data)
+            parts += (_LENGTH(len(data)), data)
+        parts[0] = _ARRAY_HEAD(size, 1, 0, _TEXT_OID, len(value), 1)
+        return b"".join(parts)
+    return _encode_texts(_texts(value))
+
+
+def _field_moment(value: Any) -> bytes:
+    if type(value) is str and "T" in value:  # ISO-8601 with a time, never epoch milliseconds
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise NotConverted("not a date") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return _encode_moment(moment)
+    return _encode_moment(_timestamp(value))
+
+
+def _field_of(convert: Callable[[Any], Any], encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def field(value: Any) -> bytes:
+        return encode(convert(value))
+
+    return field
+
+
 @dataclass(frozen=True)
 class _Type:
     convert: Callable[[Any], Any]
     encode: Callable[[Any], bytes]
     sa_type: Any
+    field: Callable[[Any], bytes] | None = None  # convert then encode in one call (else the two composed)
 
 
 _TYPES: dict[str, _Type] = {
-    "text": _Type(_text, _encode_text, sa.Text()),
+    "text": _Type(_text, _encode_text, sa.Text(), _field_text),
     "smallint": _Type(_integer(-(2**15), 2**15 - 1), lambda v: _PACK_SHORT(2, v), sa.SmallInteger()),
     "integer": _Type(_integer(-(2**31), 2**31 - 1), lambda v: _PACK_INT(4, v), sa.Integer()),
     "bigint": _Type(_integer(-(2**63), 2**63 - 1), lambda v: _PACK_LONG(8, v), sa.BigInteger()),
     "double precision": _Type(_double, lambda v: _PACK_DOUBLE(8, v), sa.Double()),
     "boolean": _Type(_boolean, lambda v: _PACK_BYTE(1, 1 if v else 0), sa.Boolean()),
-    "timestamptz": _Type(_timestamp, _encode_moment, sa.DateTime(timezone=True)),
-    "inet": _Type(_inet, _encode_inet, INET()),
+    "timestamptz": _Type(_timestamp, _encode_moment, sa.DateTime(timezone=True), _field_moment),
+    "inet": _Type(_inet, _encode_inet, INET(), _field_inet),
     "jsonb": _Type(_json, _encode_json, JSONB()),
-    "text[]": _Type(_texts, _encode_texts, ARRAY(sa.Text())),
+    "text[]": _Type(_texts, _encode_texts, ARRAY(sa.Text()), _field_texts),
 }
 
 
@@ -245,6 +301,7 @@ class TypedColumn:
         self.spec, self.name, self.path = spec, spec.name, spec.path
         self.parts = tuple(spec.path.split("."))
         self.convert, self.encode, self.sa_type = kind.convert, kind.encode, kind.sa_type
+        self.field = kind.field or _field_of(kind.convert, kind.encode)
         self.strict = spec.on_error == "dead_letter"
 
     def lookup(self, source: dict[str, Any]) -> Any:
@@ -272,27 +329,29 @@ class TypedColumn:
 
 
 class _Lookups:
-    """Reads every column's path out of raw `_source` JSON in one msgspec pass, skipping the rest.
+    """Reads every path out of raw `_source` JSON in one msgspec pass, skipping the rest.
 
-    Decoding only the fields the columns need costs a fraction of decoding the whole document.
+    Decoding only the fields the paths need costs a fraction of decoding the whole document.
     A record per object on the way: at the top, each dotted path as a flat key and each path's
-    first part; below, the next parts. A document whose shape does not fit (a part of a path that
-    holds something other than an object) is decoded whole, as is every document when one path is
-    the prefix of another.
+    first part; below, the next parts. A missing value or JSON null reads as None, and every
+    path's value comes out of one `attrgetter` call. A document these records do not fit (a
+    flat dotted key, a part of a path that holds something other than an object) is decoded
+    whole by the caller, as is every document when one path is the prefix of another.
     """
 
-    def __init__(self, columns: Sequence[TypedColumn]) -> None:
-        paths = [column.parts for column in columns]
+    def __init__(self, paths: Sequence[tuple[str, ...]]) -> None:
         self.decoder: msgspec.json.Decoder[Any] | None = None
-        self.getters: list[Callable[[Any], Any]] = []
-        if any(len(a) < len(b) and b[: len(a)] == a for a in paths for b in paths):
+        if not paths or any(len(a) < len(b) and b[: len(a)] == a for a in paths for b in paths):
             return
         flat = {".".join(parts): f"f{number}" for number, parts in enumerate(sorted(set(paths))) if len(parts) > 1}
         record, index = self._record(paths, flat)
         self.decoder = msgspec.json.Decoder(record)
-        self.getters = [self._getter(parts, flat.get(".".join(parts)), index) for parts in paths]
+        self._flats = operator.attrgetter(*flat.values()) if flat else None
+        self._no_flats = (msgspec.UNSET,) * len(flat) if len(flat) > 1 else msgspec.UNSET
+        self._take = operator.attrgetter(*(self._chain(parts, index) for parts in paths))
+        self._many = len(paths) > 1
 
-    def _record(self, paths: list[tuple[str, ...]], flat: dict[str, str]) -> tuple[type, dict[str, Any]]:
+    def _record(self, paths: Sequence[tuple[str, ...]], flat: dict[str, str]) -> tuple[type, dict[str, Any]]:
         """The record type of one object level, and key -> (field name, the index below it)."""
         fields: list[tuple[str, Any, Any]] = [(name, object, msgspec.UNSET) for name in flat.values()]
         rename = {name: path for path, name in flat.items()}
@@ -302,35 +361,39 @@ class _Lookups:
             name = f"n{number}"
             if below:
                 inner, inner_index = self._record(below, {})
-                fields.append((name, inner | msgspec.UnsetType, msgspec.UNSET))
+                # Absent, the object reads as an empty one, so the paths through it read None.
+                fields.append((name, inner | None, msgspec.field(default_factory=inner)))
             else:
                 inner_index = {}
-                fields.append((name, object, msgspec.UNSET))
+                fields.append((name, object, None))
             rename[name] = key
             index[key] = (name, inner_index)
         return msgspec.defstruct("ColumnLookup", fields, rename=rename, gc=False), index
 
     @staticmethod
-    def _getter(parts: tuple[str, ...], flat: str | None, index: dict[str, Any]) -> Callable[[Any], Any]:
+    def _chain(parts: tuple[str, ...], index: dict[str, Any]) -> str:
+        """The dotted attribute path of `parts` through the records."""
         chain: list[str] = []
         for part in parts:
             name, index = index[part]
             chain.append(name)
-        unset = msgspec.UNSET
+        return ".".join(chain)
 
-        def get(found: Any) -> Any:
-            if flat is not None:  # a flat "a.b" key first, as `lookup` does
-                value = getattr(found, flat)
-                if value is not unset:
-                    return value
-            node = found
-            for name in chain:
-                node = getattr(node, name)
-                if node is unset:
-                    return None
-            return node
-
-        return get
+    def read(self, data: bytes) -> tuple[Any, ...] | None:
+        """The value at each path (None if missing), or None where the records do not fit the document."""
+        if self.decoder is None:
+            return None
+        try:
+            found = self.decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        if self._flats is not None and self._flats(found) != self._no_flats:
+            return None  # a flat "a.b" key, which comes before the nested path: the whole document decides
+        try:
+            values = self._take(found)
+        except AttributeError:  # JSON null where an object leads on (None has no fields)
+            return None
+        return values if self._many else (values,)
 
 
 class ColumnSet:
@@ -341,7 +404,9 @@ class ColumnSet:
         self.names = tuple(column.name for column in self.columns)
         self._plan = tuple((column.lookup, column.convert, column.strict, column) for column in self.columns)
         self._encoders = tuple(column.encode for column in self.columns)
-        self._lookups = _Lookups(self.columns) if self.columns else None
+        self._lookups = _Lookups([column.parts for column in self.columns]) if self.columns else None
+        self._fields = tuple(column.field if column.strict else _or_null(column.field) for column in self.columns)
+        self._with_cursor: dict[str, _Lookups] = {}
 
     def __bool__(self) -> bool:
         return bool(self.columns)
@@ -351,21 +416,48 @@ class ColumnSet:
 
     def raw_values(self, data: bytes) -> tuple[Any, ...] | str:
         """`values` of a raw `_source` JSON text, decoding only the columns' paths where it can."""
-        lookups = self._lookups
-        if lookups is not None and lookups.decoder is not None:
-            try:
-                found = lookups.decoder.decode(data)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                pass  # a shape the records do not fit: the whole document decides
-            else:
-                return self._converted([get(found) for get in lookups.getters])
-        return self.values(decode_source(data))
+        found = self._lookups.read(data) if self._lookups is not None else None
+        if found is None:
+            return self.values(decode_source(data))
+        return self._converted(found)
+
+    def raw_fields(self, data: bytes, cursor: str) -> tuple[Any, bytes | str] | None:
+        """The value at the `cursor` path (None if missing) and the columns' COPY fields, or why the
+        document is set aside, of raw `_source` JSON in one msgspec pass that skips everything else.
+
+        None where that pass does not fit (see `_Lookups`): the caller reads the cursor and the
+        values apart.
+        """
+        lookups = self._with_cursor.get(cursor)
+        if lookups is None:
+            paths = [tuple(cursor.split(".")), *(column.parts for column in self.columns)]
+            lookups = self._with_cursor[cursor] = _Lookups(paths)
+        found = lookups.read(data)
+        if found is None:
+            return None
+        try:
+            fields = [
+                _NULL if value is None else field(value) for value, field in zip(found[1:], self._fields, strict=True)
+            ]
+        except NotConverted:  # a column with on_error = "dead_letter": say which one, and why
+            converted = self._converted(found[1:])
+            return found[0], converted if isinstance(converted, str) else "a value does not convert"
+        return found[0], b"".join(fields)
+
+    def row_values(self, typed: tuple[Any, ...], source: bytes) -> tuple[Any, ...]:
+        """A stored row's typed values: `typed` when it holds them, else converted again from `source`."""
+        if typed or not self.columns:
+            return typed
+        values = self.raw_values(source)
+        if isinstance(values, str):  # the row was built from the same text, so it converted then
+            raise NotConverted(values)
+        return values
 
     def values(self, source: dict[str, Any]) -> tuple[Any, ...] | str:
         """Each column's value, or why the document must be set aside (naming the column and the path)."""
         return self._converted([column.lookup(source) for column in self.columns])
 
-    def _converted(self, raw: list[Any]) -> tuple[Any, ...] | str:
+    def _converted(self, raw: Sequence[Any]) -> tuple[Any, ...] | str:
         found: list[Any] = []
         for value, (_, convert, strict, column) in zip(raw, self._plan, strict=True):
             if value is not None:
@@ -407,6 +499,18 @@ class ColumnSet:
         """A short name part that differs between column lists (the staging table of each)."""
         text = ";".join(f"{column.name}:{column.spec.type}" for column in self.columns)
         return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _or_null(field: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """`field`, giving NULL for a value that does not convert (on_error = "null")."""
+
+    def lenient(value: Any) -> bytes:
+        try:
+            return field(value)
+        except NotConverted:
+            return _NULL
+
+    return lenient
 
 
 def _reason(column: TypedColumn, value: Any, error: NotConverted) -> str:

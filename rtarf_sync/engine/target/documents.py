@@ -242,7 +242,9 @@ def raw_row(
     data = bytes(hit._source)  # noqa: SLF001 - engine field names
     if not data.startswith(b"{"):
         return reject(as_dict(hit), "document has no _source")
-    value = cursor.value(data)
+    # With typed columns and a COPY tuple to build, one pass reads the cursor field and the columns.
+    fields = columns.raw_fields(data, cursor.path) if columns and prepare_copy else None
+    value = cursor.value(data) if fields is None else fields[0]
     if value is _MISSING or value is None:
         return reject(as_dict(hit), f"missing cursor field {cursor.path}")
     moment = parse_instant(value)
@@ -259,7 +261,13 @@ def raw_row(
             )
     typed: tuple[Any, ...] = ()
     encoded, width = b"", 6
-    if columns:
+    if fields is not None:
+        # The typed values stay unbuilt: the COPY tuple holds them, and the sink's row-by-row path,
+        # the only other reader of them, converts them again from `source` (`ColumnSet.row_values`).
+        if isinstance(fields[1], str):
+            return reject(as_dict(hit), fields[1])
+        encoded, width = fields[1], 6 + len(columns or ())
+    elif columns:
         values = columns.raw_values(data)
         if isinstance(values, str):
             return reject(as_dict(hit), values)

@@ -589,7 +589,8 @@ class PostgresSink:
                     strict=True,
                 )
             )
-            for column, value in zip(self.typed.columns, row.typed, strict=True):
+            typed = self.typed.row_values(row.typed, row.source)
+            for column, value in zip(self.typed.columns, typed, strict=True):
                 values[column.name] = column.bind(value)
             try:
                 with connection.begin_nested():

@@ -298,3 +298,41 @@ def test_reading_the_raw_json_gives_what_the_decoded_document_gives(
         specs.append(ColumnSpec("event", "event", "jsonb"))  # a prefix of another path: decoded whole
     columns = ColumnSet(specs)
     assert columns.raw_values(json.dumps(document).encode()) == columns.values(document)
+
+
+MORE_SHAPES = [
+    *SHAPES,
+    {"@timestamp": "2025-01-02T03:04:05.678Z", "source": {"ip": "10.0.0.9/8"}, "tags": ["a", "b"], "seen": 5},
+    {"@timestamp": 1735787045678, "source": {"ip": "fe80::1"}, "tags": [], "seen": "2025-01-02T03:04:05+07:00"},
+    {"@timestamp": None, "event": {"severity": 7}, "seen": "2025-01-02 03:04:05"},
+    {"@timestamp": "2025-01-02", "event.severity": 8, "event": {"severity": 9}, "source": {"ip": "300.1.1.1"}},
+    {"@timestamp": "2025-01-02T03:04:05Z", "seen": "not a date T", "tags": ["é", "x" * 300]},
+]
+
+
+@pytest.mark.parametrize("document", MORE_SHAPES)
+@pytest.mark.parametrize("cursor", ["@timestamp", "seen"])
+def test_one_pass_fields_equal_the_cursor_and_values_read_apart(document: dict[str, Any], cursor: str) -> None:
+    """The COPY fields read with the cursor in one pass equal the values read apart and then encoded."""
+    from rtarf_sync.engine.target.documents import CursorField
+
+    specs = [
+        ColumnSpec("ip", "source.ip", "inet", on_error="null"),
+        ColumnSpec("severity", "event.severity", "smallint"),
+        ColumnSpec("tags", "tags", "text[]"),
+        ColumnSpec("seen", "seen", "timestamptz", on_error="null"),
+    ]
+    columns = ColumnSet(specs)
+    data = json.dumps(document).encode()
+    read = columns.raw_fields(data, cursor)
+    apart = CursorField(cursor).value(data)
+    values = columns.values(document)
+    # The one pass declines a flat dotted key and a non-object where a path leads on (the general path reads those).
+    fits = not any("." in key for key in document) and all(
+        part not in document or isinstance(document[part], dict) for part in ("source", "event")
+    )
+    assert (read is not None) == fits
+    if read is None:
+        return
+    assert read[0] == (None if apart is None or apart.__class__ is object else apart)
+    assert read[1] == (values if isinstance(values, str) else columns.encode(values))
