@@ -46,11 +46,17 @@ class SyncResult:
     read_mode: str | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    reopens: int = 0  # points in time reopened by the read (not printed: the warnings say it)
 
     @property
     def ok(self) -> bool:
         """True when the run finished (success or partial)."""
         return self.status in (SUCCESS, PARTIAL)
+
+    def reopened(self, note: str) -> None:
+        """Note a reopened point in time (a document may be read twice from then on)."""
+        self.reopens += 1
+        self.warnings.append(note)
 
     def add(self, inserted: int, updated: int, unchanged: int, failed: int, known_bad: int) -> None:
         """Fold one committed page's counts into the run's totals."""
@@ -80,6 +86,7 @@ class SyncResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view with ISO-8601 times."""
         data = asdict(self)
+        del data["reopens"]
         for key in ("started_at", "finished_at"):
             value = data[key]
             data[key] = value.isoformat() if value is not None else None

@@ -258,6 +258,7 @@ class SyncService:
         """Read the scope and commit it page by page; return the newest cursor value read."""
         sink, history, s = self.sink, self.history, self.settings
         stored = self._db(sink.load_cursor, "load cursor")
+        self._db(sink.begin_run, "look at the target")
         plan = scope.read_plan(s, stored)
         per_page = scope.moves_cursor and slices == 1
         highest: datetime | None = None
@@ -276,6 +277,8 @@ class SyncService:
                     if self._stop.is_set():
                         raise RunInterrupted("interrupted by shutdown; the next run resumes from the stored cursor")
                     keeper.check()
+                    if result.reopens:
+                        sink.read_twice()
                     began = time.perf_counter()
                     with tracer.start_as_current_span("rtarf.page.write"):
                         counts, newest = self._commit_page(
@@ -297,6 +300,7 @@ class SyncService:
                 reported = self._report_progress(result, reported)
         finally:
             pages.close()
+            sink.read_twice()  # what other writers of this sink do (repair, replay) looks every key up
         return highest
 
     def _reconciliation(self, scope: RunScope, result: SyncResult, fence: Fence) -> Reconciliation | None:

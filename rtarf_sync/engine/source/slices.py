@@ -40,6 +40,9 @@ class ReadLog(Protocol):
     read_mode: str | None
     warnings: list[str]
 
+    def reopened(self, note: str) -> None:
+        """The point in time was reopened (`note` says where): a document may now be read twice."""
+
 
 def single_stream(
     api: SearchApi,
@@ -54,7 +57,7 @@ def single_stream(
     if read_mode in ("auto", "pit"):
         try:
             with PitReader(
-                api, plan, retry, on_reopen=result.warnings.append, choice=choice, defer_close=defer_close
+                api, plan, retry, on_reopen=result.reopened, choice=choice, defer_close=defer_close
             ) as reader:
                 result.read_mode = reader.mode
                 yield from reader.pages()

@@ -140,6 +140,27 @@ class PostgresSink:
         self._all_new = False  # whether the last page looked up held only new documents
         # A partitioned target: the starts of the partitions known to exist (created by an earlier commit).
         self._partitions: set[datetime] = set()
+        # A partitioned target empty when the run began, read once: nothing to look up (`begin_run`).
+        self._nothing_stored = False
+
+    def begin_run(self) -> None:
+        """Note, before a run's first page, whether a partitioned target holds no row at all.
+
+        Such a target has no primary key, so each page looks its keys up in every partition's
+        index (a probe per key and partition). While nothing was stored before the run and its
+        read gives each document once, no key of a page can be stored yet, and the first load
+        of a fresh partitioned table skips that lookup. `read_twice` ends it for the run.
+        """
+        self._nothing_stored = False
+        if self.tables.partition is None:
+            return
+        with self.engine.connect() as connection:
+            stored = connection.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {self._target_name})").scalar_one()
+        self._nothing_stored = not stored
+
+    def read_twice(self) -> None:
+        """The run's read may give a document again (a reopened point in time): look every key up."""
+        self._nothing_stored = False
 
     def write_page(
         self,
@@ -276,7 +297,7 @@ class PostgresSink:
     ) -> PageCounts:
         with self.engine.begin() as connection:
             # After a page of only new documents the next is tried as all new, without a lookup.
-            lookup = bool(rows) and not row_by_row and not self._all_new
+            lookup = bool(rows) and not row_by_row and not self._all_new and not self._nothing_stored
             verdicts, _ = self._open(connection, fence, list(map(KEY_AND_VERSION, rows)) if lookup else None)
             if row_by_row:
                 inserted, updated, refused = self._upsert_each(connection, rows)
@@ -440,6 +461,8 @@ class PostgresSink:
 
         PostgreSQL compares (`_compare_versions`), unless its answer for these rows is given as `verdicts`.
         """
+        if verdicts is None and self._nothing_stored:
+            return rows, []  # a fresh partitioned target, each document read once (`begin_run`)
         if verdicts is None:
             verdicts, _ = self._compare_versions(connection, list(map(KEY_AND_VERSION, rows)))
         if verdicts.count("n") == len(rows):

@@ -10,7 +10,11 @@ of two seconds and a page that the proxy holds back for five.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
+import time
+from datetime import timedelta
 from typing import Callable, Iterator
 
 import pytest
@@ -18,10 +22,11 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.runs.sync import SyncService
-from rtarf_sync.sample import bulk_payload, make_event
+from rtarf_sync.engine.target.documents import engine_time
+from rtarf_sync.sample import BASE_TIME, bulk_payload, event_id, make_event
 from tests.infra.harness.faultproxy import Fault, FaultProxy
 from tests.infra.harness.http import EngineHttp
-from tests.infra.oracle import engine_docs, table_docs
+from tests.infra.oracle import engine_docs, index_docs, scalar, table_docs
 
 EVENTS, BATCH = 120, 40  # three pages
 
@@ -152,4 +157,51 @@ def test_a_point_in_time_that_really_expires_is_reopened_and_nothing_is_lost(
     assert result.warnings[0] in caplog.text
     opened = [seen for seen in proxy.requests if seen.method == "POST" and seen.path.endswith("/point_in_time")]
     assert len(opened) == 2, "the point in time was opened again once"
+    assert table_docs(db_engine, table_name) == engine_docs(opensearch, index_name)
+
+
+def test_a_document_read_again_after_a_reopen_stays_one_row_in_a_fresh_partitioned_target(
+    opensearch: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
+    """A fresh partitioned target skips the key lookup only while each document is read once."""
+    _load(opensearch, index_name)
+    moved = make_event(5)
+    moved["@timestamp"] = engine_time(BASE_TIME + timedelta(days=2))  # read again after the reopen
+    proxy = FaultProxy(opensearch.url).start()
+
+    def move_while_page_two_waits() -> None:
+        deadline = time.monotonic() + 60
+        while sum(seen.path.endswith("_search") for seen in proxy.requests) < 2:
+            assert time.monotonic() < deadline, "the second page was never asked for"
+            time.sleep(0.05)
+        index_docs(opensearch, index_name, {event_id(moved): moved})
+        opensearch.refresh(index_name)
+
+    try:
+        proxy.add(Fault("delay", seconds=5, path="_search", nth=2))
+        settings = make_settings(
+            opensearch,
+            index_name,
+            RTARF_ES_URL=proxy.url,
+            RTARF_SYNC_BATCH_SIZE=BATCH,
+            RTARF_PIT_KEEP_ALIVE="2s",
+            RTARF_ES_REQUEST_TIMEOUT_SECONDS=30,
+        )
+        service = SyncService(dataclasses.replace(settings, partition="day"))
+        mover = threading.Thread(target=move_while_page_two_waits)
+        mover.start()
+        result = service.run()
+        mover.join()
+        service.close()
+    finally:
+        proxy.stop()
+    assert result.status == "success", result.error
+    assert result.reopens == 1 and (result.inserted, result.updated) == (EVENTS, 1)
+    assert scalar(db_engine, f'SELECT count(*) FROM "{table_name}"') == EVENTS
+    stored = scalar(db_engine, f'SELECT event_timestamp FROM "{table_name}" WHERE es_id = :id', id=event_id(moved))
+    assert stored == BASE_TIME + timedelta(days=2)
     assert table_docs(db_engine, table_name) == engine_docs(opensearch, index_name)

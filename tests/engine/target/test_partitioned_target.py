@@ -208,3 +208,32 @@ def test_an_indexed_typed_column_on_a_partitioned_target(
     assert scalar(db_engine, f'SELECT severity FROM "{table_name}"') == 3
     indexed = "SELECT count(*) FROM pg_indexes WHERE tablename = :t AND indexdef LIKE '%(severity)%'"
     assert scalar(db_engine, indexed, t=table_name) == 1
+
+
+def test_pages_read_whole_into_a_partitioned_target_that_holds_rows_look_their_keys_up(
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    db_engine: sa.Engine,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Only a target empty when the run began skips the lookup: later whole pages still find stored rows."""
+    docs = {f"k{n}": {"@timestamp": engine_time(BASE + n * timedelta(hours=1)), "n": n} for n in range(4)}
+    engine.create_index(index_name)
+    index_docs(engine, index_name, docs)
+    engine.refresh(index_name)
+    # No overlap: a run reads its pages whole (not metadata first) from the stored cursor on.
+    settings = dataclasses.replace(make_settings(engine, index_name, RTARF_SYNC_OVERLAP_SECONDS=0), partition="day")
+    service = SyncService(settings)
+    try:
+        assert service.run().inserted == 4
+        # A stored document comes back with a later time (a moved cursor value): read again, whole.
+        index_docs(engine, index_name, {"k1": {"@timestamp": engine_time(BASE + 2 * DAY), "n": 101}})
+        engine.refresh(index_name)
+        again = service.run()
+    finally:
+        service.close()
+    assert (again.status, again.inserted, again.updated) == ("success", 0, 1), again.error
+    assert scalar(db_engine, f'SELECT count(*) FROM "{table_name}"') == 4
+    assert placed(db_engine, table_name)["k1"] == partition_of(table_name, "day", BASE + 2 * DAY).name
+    assert table_docs(db_engine, table_name) == engine_docs(engine, index_name)

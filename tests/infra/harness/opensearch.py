@@ -104,8 +104,8 @@ class OpenSearchNode:
     def __init__(
         self, *, heap_mb: int = 512, base_dir: Path | None = None, settings: dict[str, str] | None = None
     ) -> None:
-        if not 128 <= heap_mb <= 1024:
-            raise ValueError("heap_mb must be between 128 and 1024")
+        if not 128 <= heap_mb <= 4096:
+            raise ValueError("heap_mb must be between 128 and 4096")
         self.heap_mb = heap_mb
         self.base_dir = base_dir
         self.settings = dict(settings or {})
