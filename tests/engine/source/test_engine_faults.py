@@ -120,6 +120,17 @@ def test_retries_exhausted_on_the_real_node_fail_clearly_and_the_next_run_comple
     assert table_docs(db_engine, table_name) == engine_docs(opensearch, index_name)
 
 
+def _expiring_after_page_one(proxy: FaultProxy) -> dict[str, object]:
+    """Settings reading pages of BATCH through `proxy`, which holds the second page back past the keep-alive."""
+    proxy.add(Fault("delay", seconds=5, path="_search", nth=2))  # the node drops the context meanwhile
+    return {
+        "RTARF_ES_URL": proxy.url,
+        "RTARF_SYNC_BATCH_SIZE": BATCH,
+        "RTARF_PIT_KEEP_ALIVE": "2s",
+        "RTARF_ES_REQUEST_TIMEOUT_SECONDS": 30,
+    }
+
+
 def test_a_point_in_time_that_really_expires_is_reopened_and_nothing_is_lost(
     opensearch: EngineHttp,
     index_name: str,
@@ -131,18 +142,7 @@ def test_a_point_in_time_that_really_expires_is_reopened_and_nothing_is_lost(
     _load(opensearch, index_name)
     proxy = FaultProxy(opensearch.url).start()
     try:
-        # The second page is held back for longer than the keep-alive; the node drops the context.
-        proxy.add(Fault("delay", seconds=5, path="_search", nth=2))
-        service = SyncService(
-            make_settings(
-                opensearch,
-                index_name,
-                RTARF_ES_URL=proxy.url,
-                RTARF_SYNC_BATCH_SIZE=BATCH,
-                RTARF_PIT_KEEP_ALIVE="2s",
-                RTARF_ES_REQUEST_TIMEOUT_SECONDS=30,
-            )
-        )
+        service = SyncService(make_settings(opensearch, index_name, **_expiring_after_page_one(proxy)))
         with caplog.at_level(logging.WARNING, logger="rtarf_sync.reader"):
             result = service.run()
         service.close()
@@ -182,15 +182,7 @@ def test_a_document_read_again_after_a_reopen_stays_one_row_in_a_fresh_partition
         opensearch.refresh(index_name)
 
     try:
-        proxy.add(Fault("delay", seconds=5, path="_search", nth=2))
-        settings = make_settings(
-            opensearch,
-            index_name,
-            RTARF_ES_URL=proxy.url,
-            RTARF_SYNC_BATCH_SIZE=BATCH,
-            RTARF_PIT_KEEP_ALIVE="2s",
-            RTARF_ES_REQUEST_TIMEOUT_SECONDS=30,
-        )
+        settings = make_settings(opensearch, index_name, **_expiring_after_page_one(proxy))
         service = SyncService(dataclasses.replace(settings, partition="day"))
         mover = threading.Thread(target=move_while_page_two_waits)
         mover.start()
