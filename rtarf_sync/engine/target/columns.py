@@ -264,6 +264,19 @@ def _field_moment(value: Any) -> bytes:
     return _encode_moment(_timestamp(value))
 
 
+def _integer_type(bits: int, pack: Callable[..., bytes], sa_type: Any) -> _Type:
+    """An integer type of `bits` bits: its conversion, its encoding and both in one call."""
+    low, high, size = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1, bits // 8
+    convert = _integer(low, high)
+
+    def field(value: Any) -> bytes:
+        if type(value) is int and low <= value <= high:
+            return pack(size, value)
+        return pack(size, convert(value))
+
+    return _Type(convert, lambda value: pack(size, value), sa_type, field)
+
+
 def _field_of(convert: Callable[[Any], Any], encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
     def field(value: Any) -> bytes:
         return encode(convert(value))
@@ -281,9 +294,9 @@ class _Type:
 
 _TYPES: dict[str, _Type] = {
     "text": _Type(_text, _encode_text, sa.Text(), _field_text),
-    "smallint": _Type(_integer(-(2**15), 2**15 - 1), lambda v: _PACK_SHORT(2, v), sa.SmallInteger()),
-    "integer": _Type(_integer(-(2**31), 2**31 - 1), lambda v: _PACK_INT(4, v), sa.Integer()),
-    "bigint": _Type(_integer(-(2**63), 2**63 - 1), lambda v: _PACK_LONG(8, v), sa.BigInteger()),
+    "smallint": _integer_type(16, _PACK_SHORT, sa.SmallInteger()),
+    "integer": _integer_type(32, _PACK_INT, sa.Integer()),
+    "bigint": _integer_type(64, _PACK_LONG, sa.BigInteger()),
     "double precision": _Type(_double, lambda v: _PACK_DOUBLE(8, v), sa.Double()),
     "boolean": _Type(_boolean, lambda v: _PACK_BYTE(1, 1 if v else 0), sa.Boolean()),
     "timestamptz": _Type(_timestamp, _encode_moment, sa.DateTime(timezone=True), _field_moment),
