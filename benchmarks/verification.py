@@ -33,6 +33,7 @@ from config import load_settings
 from rtarf_sync.engine.checks.repair import verify_and_repair
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.checks.verify import Verifier, Window, source_counts, target_counts
+from rtarf_sync.engine.source.index_scope import resolve_scope
 from rtarf_sync.sample import BASE_TIME, bulk_payload, make_event
 from tests.infra.harness import OpenSearchNode, PostgresCluster
 from tests.infra.harness.http import EngineHttp
@@ -75,13 +76,14 @@ def measure(service: SyncService, http: EngineHttp, n: int, repeat: int) -> dict
     f["sync_seconds"], first = timed(service.run)
     assert first.ok and first.inserted == n, first.to_dict()
     verifier = Verifier(service)
+    scope = resolve_scope(service.api, s, service.retry)  # the indices the setting names (index_scope.py)
     end = BASE_TIME + timedelta(seconds=n + 86_400)
     for bucket in ("1h", "1d"):
         window = Window(BASE_TIME, end, bucket)
         seconds, tries, verification = best(partial(verifier.check, window), repeat)
         engine_side, _ = timed(partial(source_counts, service.api, s.es_index, s.cursor_field, window))
         with service.engine.connect() as connection:
-            database_side, _ = timed(partial(target_counts, connection, service.tables, window))
+            database_side, _ = timed(partial(target_counts, connection, service.tables, window, scope))
         f[bucket] = {
             "seconds": seconds,
             "tries": tries,
