@@ -27,7 +27,7 @@ from rtarf_sync.service.extension import scheduler_of
 from tests.infra.gunicorn_process import GunicornProcess
 from tests.infra.harness.http import EngineHttp
 from tests.infra.harness.process import free_port
-from tests.infra.support import load_sample, offline_settings, runs_of, wait_for
+from tests.infra.support import load_sample, offline_settings, runs_of, service_env, wait_for
 
 TOKEN = "planted-Secret-token-7Qx2w9Lm"  # an API token: a secret the Redactor knows
 RUN_FIELDS = ("run_id", "pipeline", "trigger", "mode")
@@ -75,20 +75,19 @@ def test_a_run_under_gunicorn_logs_json_lines_naming_it(
     tmp_path: Path, opensearch: EngineHttp, index_name: str, table_name: str, database_url: str, db_engine: sa.Engine
 ) -> None:
     load_sample(opensearch, index_name, 40)
-    env = {
-        "RTARF_DATABASE_URL": database_url,
-        "RTARF_ES_URL": opensearch.url,
-        "RTARF_ES_INDEX": index_name,
-        "RTARF_TABLE": table_name,
-        "RTARF_SOURCE_ENGINE": "opensearch",
-        "RTARF_SYNC_SETTLE_SECONDS": "0",
-        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
-        "RTARF_SYNC_BATCH_SIZE": "10",
-        "RTARF_API_TOKEN": TOKEN,
-        # DEBUG: the engine client then logs each request, from the thread that reads the pages.
-        "RTARF_LOG_FORMAT": "json",
-        "RTARF_LOG_LEVEL": "DEBUG",
-    }
+    env = service_env(
+        database_url,
+        opensearch,
+        index_name,
+        table_name,
+        **{
+            "RTARF_SYNC_BATCH_SIZE": "10",
+            "RTARF_API_TOKEN": TOKEN,
+            # DEBUG: the engine client then logs each request, from the thread that reads the pages.
+            "RTARF_LOG_FORMAT": "json",
+            "RTARF_LOG_LEVEL": "DEBUG",
+        },
+    )
     server = GunicornProcess(tmp_path, env)
     try:
         server.start()

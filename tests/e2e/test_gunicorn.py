@@ -28,9 +28,10 @@ from tests.infra.support import (
     load_sample,
     prepare_tables,
     runs_of,
+    service_env,
     target_locked,
-    waiting_service_backends,
     wait_for,
+    waiting_service_backends,
 )
 
 pytestmark = pytest.mark.e2e
@@ -46,16 +47,15 @@ ServerFactory = Callable[..., GunicornProcess]
 def server_env(opensearch: EngineHttp, index_name: str, table_name: str, database_url: str) -> dict[str, str]:
     """Environment of a service reading the test index into the test table."""
     load_sample(opensearch, index_name, EVENTS)
-    return {
-        "RTARF_DATABASE_URL": database_url,
-        "RTARF_ES_URL": opensearch.url,
-        "RTARF_ES_INDEX": index_name,
-        "RTARF_TABLE": table_name,
-        "RTARF_SOURCE_ENGINE": "opensearch",
-        "RTARF_SYNC_SETTLE_SECONDS": "0",
-        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
-        "RTARF_GRACEFUL_TIMEOUT_SECONDS": str(GRACEFUL),
-    }
+    return service_env(
+        database_url,
+        opensearch,
+        index_name,
+        table_name,
+        **{
+            "RTARF_GRACEFUL_TIMEOUT_SECONDS": str(GRACEFUL),
+        },
+    )
 
 
 @pytest.fixture

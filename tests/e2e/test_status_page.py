@@ -28,7 +28,7 @@ from tests.infra.browser import color_scheme, console_errors, low_contrast, scre
 from tests.infra.gunicorn_process import GunicornProcess
 from tests.infra.harness.http import EngineHttp
 from tests.infra.oracle import index_docs
-from tests.infra.support import runs_of, target_locked, waiting_service_backends, wait_for
+from tests.infra.support import runs_of, service_env, target_locked, waiting_service_backends, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -82,17 +82,16 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, opensearch: EngineHttp, database_url: str, index: str, table: str
 ) -> Iterator[GunicornProcess]:
     """gunicorn with a token; its interval job runs once at boot, then every hour."""
-    env = {
-        "RTARF_DATABASE_URL": database_url,
-        "RTARF_ES_URL": opensearch.url,
-        "RTARF_ES_INDEX": index,
-        "RTARF_TABLE": table,
-        "RTARF_SOURCE_ENGINE": "opensearch",
-        "RTARF_SYNC_SETTLE_SECONDS": "0",
-        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
-        "RTARF_API_TOKEN": TOKEN,
-        "RTARF_SYNC_MAX_RETRIES": "0",
-    }
+    env = service_env(
+        database_url,
+        opensearch,
+        index,
+        table,
+        **{
+            "RTARF_API_TOKEN": TOKEN,
+            "RTARF_SYNC_MAX_RETRIES": "0",
+        },
+    )
     process = GunicornProcess(tmp_path_factory.mktemp("page"), env)
     try:
         process.start()

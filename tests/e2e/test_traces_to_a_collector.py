@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tests.infra.gunicorn_process import GunicornProcess
 from tests.infra.harness.http import EngineHttp
-from tests.infra.support import load_sample, wait_for
+from tests.infra.support import load_sample, service_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -99,20 +99,19 @@ def test_a_manual_run_reaches_the_collector_beneath_its_request(
     receiver: OtlpReceiver,
 ) -> None:
     load_sample(opensearch, index_name, EVENTS)
-    env = {
-        "RTARF_DATABASE_URL": database_url,
-        "RTARF_ES_URL": opensearch.url,
-        "RTARF_ES_INDEX": index_name,
-        "RTARF_TABLE": table_name,
-        "RTARF_SOURCE_ENGINE": "opensearch",
-        "RTARF_SYNC_SETTLE_SECONDS": "0",
-        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
-        "RTARF_SYNC_BATCH_SIZE": "10",
-        # The documented example's two variables; the short batch delay only makes the test quicker.
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_SERVICE_NAME": "rtarf-event-sync",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-    }
+    env = service_env(
+        database_url,
+        opensearch,
+        index_name,
+        table_name,
+        **{
+            "RTARF_SYNC_BATCH_SIZE": "10",
+            # The documented example's two variables; the short batch delay only makes the test quicker.
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_SERVICE_NAME": "rtarf-event-sync",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        },
+    )
     server = GunicornProcess(tmp_path, env)
     try:
         server.start()

@@ -25,9 +25,10 @@ from tests.infra.support import (
     lease_holder,
     load_sample,
     runs_of,
+    service_env,
     target_locked,
-    waiting_service_backends,
     wait_for,
+    waiting_service_backends,
 )
 from tests.infra.webhook_receiver import WebhookReceiver
 
@@ -43,17 +44,16 @@ ServerFactory = Callable[..., GunicornProcess]
 def server_env(opensearch: EngineHttp, index_name: str, table_name: str, database_url: str) -> dict[str, str]:
     """A service reading 20 old events of the test index into the test table; interval runs an hour apart."""
     load_sample(opensearch, index_name, 20)
-    return {
-        "RTARF_DATABASE_URL": database_url,
-        "RTARF_ES_URL": opensearch.url,
-        "RTARF_ES_INDEX": index_name,
-        "RTARF_TABLE": table_name,
-        "RTARF_SOURCE_ENGINE": "opensearch",
-        "RTARF_SYNC_SETTLE_SECONDS": "0",
-        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
-        "RTARF_GRACEFUL_TIMEOUT_SECONDS": "20",
-        "RTARF_API_TOKEN": TOKEN,
-    }
+    return service_env(
+        database_url,
+        opensearch,
+        index_name,
+        table_name,
+        **{
+            "RTARF_GRACEFUL_TIMEOUT_SECONDS": "20",
+            "RTARF_API_TOKEN": TOKEN,
+        },
+    )
 
 
 @pytest.fixture

@@ -30,6 +30,21 @@ def offline_settings(**env: Any) -> Settings:
     return load_settings(environ)
 
 
+def service_env(database_url: str, engine: EngineHttp, index: str, table: str, **extra: str) -> dict[str, str]:
+    """The environment of a service process syncing `index` into `table`: no settle, runs only when asked
+    (an hour's interval), plus `extra`."""
+    return {
+        "RTARF_DATABASE_URL": database_url,
+        "RTARF_ES_URL": engine.url,
+        "RTARF_ES_INDEX": index,
+        "RTARF_TABLE": table,
+        "RTARF_SOURCE_ENGINE": engine.kind,
+        "RTARF_SYNC_SETTLE_SECONDS": "0",
+        "RTARF_SYNC_INTERVAL_SECONDS": "3600",
+        **extra,
+    }
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
