@@ -1,13 +1,18 @@
-"""Aggregations: `date_histogram` and `missing`, the two the verification asks for.
+"""Aggregations: `date_histogram`, `missing`, `terms` on `_index`, and `sum`, `min`, `max`.
 
-They follow Elasticsearch 8: buckets are keyed by epoch milliseconds of the
-bucket start, sorted ascending, and a document is counted once per bucket
+They follow Elasticsearch 8: histogram buckets are keyed by epoch milliseconds
+of the bucket start, sorted ascending, and a document is counted once per bucket
 however many of its values fall into it; with `min_doc_count: 0` the empty
 buckets between the first and the last one are filled in. A `missing`
 aggregation counts the matching documents without an indexed value (every
-document of an index where the field is unmapped). Anything else, such as
-sub-aggregations, calendar months or time zones other than UTC, answers 400
-rather than a wrong count.
+document of an index where the field is unmapped). `terms` groups by index
+name (the only field it takes here), most documents first, and says how many
+documents its `size` left out. The metrics read numbers, dates (in
+milliseconds, `date_nanos` too, as Elasticsearch aggregates them) and
+`_seq_no`; a sum of nothing is 0, a least or greatest of nothing is null.
+`terms` and `date_histogram` take sub-aggregations. Anything else, such as
+calendar months or time zones other than UTC, answers 400 rather than a wrong
+answer.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, Iterable
 from tests.infra.esserver import dates
 from tests.infra.esserver.errors import illegal_argument, parsing_error
 from tests.infra.esserver.fields import indexed_values
-from tests.infra.esserver.mapping import DATE_TYPES, Mapping
+from tests.infra.esserver.mapping import DATE_TYPES, NUMERIC_TYPES, Mapping
 from tests.infra.esserver.store import Doc
 
 _FIXED = re.compile(r"(\d+)(ms|s|m|h|d)")
@@ -44,6 +49,7 @@ class DateHistogram:
     field: str
     width: int
     min_doc_count: int
+    subs: tuple[Aggregation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,27 @@ class Missing:
     field: str
 
 
-Aggregation = DateHistogram | Missing
+@dataclass(frozen=True)
+class Terms:
+    """A `terms` aggregation on `_index`: one bucket per index name."""
+
+    name: str
+    size: int
+    subs: tuple[Aggregation, ...] = ()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A `sum`, `min` or `max` over one numeric or date field, or `_seq_no`."""
+
+    name: str
+    kind: str
+    field: str
+
+
+Aggregation = DateHistogram | Missing | Terms | Metric
+_METRICS = frozenset({"sum", "min", "max"})
+_TERMS_OPTIONS = frozenset({"field", "size"})
 
 
 def _width(name: str, spec: dict[str, Any]) -> int:
@@ -81,7 +107,7 @@ def _width(name: str, spec: dict[str, Any]) -> int:
     return _CALENDAR_MILLIS[str(calendar)]
 
 
-def _histogram(name: str, spec: Any) -> DateHistogram:
+def _histogram(name: str, spec: Any, subs: tuple[Aggregation, ...]) -> DateHistogram:
     if not isinstance(spec, dict) or not isinstance(spec.get("field"), str):
         raise parsing_error(f"[date_histogram] of [{name}] requires a [field]")
     unknown = set(spec) - _HISTOGRAM_OPTIONS
@@ -95,19 +121,46 @@ def _histogram(name: str, spec: Any) -> DateHistogram:
     count = spec.get("min_doc_count", 0)
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise illegal_argument(f"[min_doc_count] must be greater than or equal to 0. Found [{count}] in [{name}]")
-    return DateHistogram(name, spec["field"], _width(name, spec), count)
+    return DateHistogram(name, spec["field"], _width(name, spec), count, subs)
+
+
+def _terms(name: str, spec: Any, subs: tuple[Aggregation, ...]) -> Terms:
+    if not isinstance(spec, dict) or not isinstance(spec.get("field"), str):
+        raise parsing_error(f"[terms] of [{name}] requires a [field]")
+    unknown = set(spec) - _TERMS_OPTIONS
+    if unknown:
+        raise parsing_error(f"[terms] unknown field [{sorted(unknown)[0]}]")
+    if spec["field"] != "_index":
+        raise illegal_argument("[terms] on fields other than [_index] is not supported by this test server")
+    size = spec.get("size", 10)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise illegal_argument(f"[size] must be greater than 0. Found [{size}] in [{name}]")
+    return Terms(name, size, subs)
+
+
+def _metric(name: str, kind: str, spec: Any) -> Metric:
+    if not isinstance(spec, dict) or set(spec) != {"field"} or not isinstance(spec["field"], str):
+        raise parsing_error(f"[{kind}] of [{name}] takes exactly a [field]")
+    return Metric(name, kind, spec["field"])
 
 
 def _one(name: str, body: Any) -> Aggregation:
     if not isinstance(body, dict):
         raise parsing_error(f"Expected [START_OBJECT] under [{name}]")
-    if "aggs" in body or "aggregations" in body:
-        raise illegal_argument("sub-aggregations are not supported by this test server")
-    if len(body) != 1:
+    nested = {key: body[key] for key in ("aggs", "aggregations") if key in body}
+    kinds = {key: value for key, value in body.items() if key not in nested}
+    if len(kinds) != 1 or len(nested) > 1:
         raise parsing_error(f"Expected exactly one aggregation type under [{name}]")
-    kind, spec = next(iter(body.items()))
+    subs = tuple(parse_aggregations(next(iter(nested.values())))) if nested else ()
+    kind, spec = next(iter(kinds.items()))
+    if subs and kind not in ("date_histogram", "terms"):
+        raise illegal_argument(f"Aggregator [{name}] of type [{kind}] cannot accept sub-aggregations")
     if kind == "date_histogram":
-        return _histogram(name, spec)
+        return _histogram(name, spec, subs)
+    if kind == "terms":
+        return _terms(name, spec, subs)
+    if kind in _METRICS:
+        return _metric(name, kind, spec)
     if kind == "missing":
         if not isinstance(spec, dict) or set(spec) != {"field"} or not isinstance(spec["field"], str):
             raise parsing_error(f"[missing] of [{name}] takes exactly a [field]")
@@ -138,40 +191,91 @@ def _bucket_keys(doc: Doc, mapping: Mapping, agg: DateHistogram) -> set[int]:
     return {_millis(value, nanos) // agg.width * agg.width for value in indexed_values(doc, info)}
 
 
-def _render_histogram(agg: DateHistogram, counts: dict[int, int]) -> dict[str, Any]:
-    keys = sorted(counts)
+Match = tuple[str, Mapping, Doc]  # (index name, its mapping, one matching document)
+
+
+def _metric_values(match: Match, agg: Metric) -> list[float]:
+    index, mapping, doc = match
+    if agg.field == "_seq_no":
+        return [float(doc.seq_no)]
+    info = mapping.lookup(agg.field)
+    if info is None:
+        return []
+    if info.type in DATE_TYPES:
+        return [float(_millis(value, info.type == "date_nanos")) for value in indexed_values(doc, info)]
+    if info.type in NUMERIC_TYPES:
+        return [float(value) for value in indexed_values(doc, info)]
+    raise illegal_argument(f"Field [{agg.field}] of type [{info.type}] is not supported for aggregation [{agg.kind}]")
+
+
+def _run_metric(agg: Metric, matches: list[Match]) -> dict[str, Any]:
+    values = [value for match in matches for value in _metric_values(match, agg)]
+    if agg.kind == "sum":
+        return {"value": float(sum(values))}
+    if not values:
+        return {"value": None}
+    return {"value": min(values) if agg.kind == "min" else max(values)}
+
+
+def _run_histogram(agg: DateHistogram, matches: list[Match]) -> dict[str, Any]:
+    members: dict[int, list[Match]] = {}
+    for match in matches:
+        _, mapping, doc = match
+        for key in _bucket_keys(doc, mapping, agg):
+            members.setdefault(key, []).append(match)
+    keys = sorted(members)
     if agg.min_doc_count == 0 and keys:
         keys = list(range(keys[0], keys[-1] + agg.width, agg.width))
     buckets = [
-        {"key_as_string": dates.format_iso(key * dates.NANOS_PER_MILLI), "key": key, "doc_count": counts.get(key, 0)}
+        {
+            "key_as_string": dates.format_iso(key * dates.NANOS_PER_MILLI),
+            "key": key,
+            "doc_count": len(members.get(key, [])),
+            **_run_all(agg.subs, members.get(key, [])),
+        }
         for key in keys
-        if counts.get(key, 0) >= agg.min_doc_count
+        if len(members.get(key, [])) >= agg.min_doc_count
     ]
     return {"buckets": buckets}
 
 
-def run_aggregations(aggs: list[Aggregation], matches: Iterable[tuple[Mapping, Doc]]) -> dict[str, Any]:
-    """Compute every aggregation over the matching documents (each with its index's mapping)."""
-    histograms: dict[str, dict[int, int]] = {agg.name: {} for agg in aggs if isinstance(agg, DateHistogram)}
-    missing: dict[str, int] = {agg.name: 0 for agg in aggs if isinstance(agg, Missing)}
-    for mapping, doc in matches:
-        for agg in aggs:
-            if isinstance(agg, DateHistogram):
-                counts = histograms[agg.name]
-                for key in _bucket_keys(doc, mapping, agg):
-                    counts[key] = counts.get(key, 0) + 1
-            else:
-                info = mapping.lookup(agg.field)
-                if info is None or not indexed_values(doc, info):
-                    missing[agg.name] += 1
+def _run_terms(agg: Terms, matches: list[Match]) -> dict[str, Any]:
+    members: dict[str, list[Match]] = {}
+    for match in matches:
+        members.setdefault(match[0], []).append(match)
+    ranked = sorted(members, key=lambda name: (-len(members[name]), name))
+    kept = ranked[: agg.size]
     return {
-        agg.name: (
-            _render_histogram(agg, histograms[agg.name])
-            if isinstance(agg, DateHistogram)
-            else {"doc_count": missing[agg.name]}
-        )
-        for agg in aggs
+        "doc_count_error_upper_bound": 0,
+        "sum_other_doc_count": sum(len(members[name]) for name in ranked[agg.size :]),
+        "buckets": [
+            {"key": name, "doc_count": len(members[name]), **_run_all(agg.subs, members[name])} for name in kept
+        ],
     }
 
 
-__all__ = ["Aggregation", "DateHistogram", "Missing", "parse_aggregations", "run_aggregations"]
+def _run_one(agg: Aggregation, matches: list[Match]) -> dict[str, Any]:
+    if isinstance(agg, DateHistogram):
+        return _run_histogram(agg, matches)
+    if isinstance(agg, Terms):
+        return _run_terms(agg, matches)
+    if isinstance(agg, Metric):
+        return _run_metric(agg, matches)
+    missing = 0
+    for _, mapping, doc in matches:
+        info = mapping.lookup(agg.field)
+        if info is None or not indexed_values(doc, info):
+            missing += 1
+    return {"doc_count": missing}
+
+
+def _run_all(aggs: Iterable[Aggregation], matches: list[Match]) -> dict[str, Any]:
+    return {agg.name: _run_one(agg, matches) for agg in aggs}
+
+
+def run_aggregations(aggs: list[Aggregation], matches: Iterable[Match]) -> dict[str, Any]:
+    """Compute every aggregation over the matching documents (each with its index's name and mapping)."""
+    return _run_all(aggs, list(matches))
+
+
+__all__ = ["Aggregation", "DateHistogram", "Metric", "Missing", "Terms", "parse_aggregations", "run_aggregations"]

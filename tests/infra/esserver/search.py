@@ -170,7 +170,9 @@ def search(
     answer = _response(started, len(views), _hits_section(page, len(hits), request, plan), **ids)
     if request.aggs is not None:
         mappings = {view.name: view.mapping for view in views}
-        answer["aggregations"] = run_aggregations(request.aggs, ((mappings[hit.index], hit.doc) for hit in hits))
+        answer["aggregations"] = run_aggregations(
+            request.aggs, ((hit.index, mappings[hit.index], hit.doc) for hit in hits)
+        )
     return answer
 
 
