@@ -3,7 +3,12 @@
     answer = verify_and_repair(service, repair=True, trigger="scheduled", record=scheduler.record)
 
 A range run over a bucket upserts what the engine has (late arrivals) and
-reconciles deletes in it, and never moves the stored cursor. Each repair is a
+reconciles deletes in it, and never moves the stored cursor. Before it, the
+bucket is compared again in 1,440 parts (a day in minutes, an hour in
+2-second steps; fingerprints.py), and the run covers only the span from the
+first differing part to the last: late events of one afternoon re-read that
+afternoon, not the day. When the parts cannot be compared, or none differs
+any more, the run covers the whole bucket. Each repair is a
 run of its own (trigger "repair", mode "range") in the run history. One
 verification repairs at most RTARF_VERIFY_MAX_REPAIRS buckets; the rest are
 listed in `unrepaired`, and the next verification finds them again. After
@@ -17,10 +22,14 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
+from rtarf_sync.engine.checks.fingerprints import Comparison, compare
+from rtarf_sync.engine.errors import redact
+from rtarf_sync.engine.retry import with_retry
 from rtarf_sync.engine.runs.lease import LeaseHeld
+from rtarf_sync.logs import secret_values
 from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
 from rtarf_sync.engine.checks.verify import Difference, Verification, Verifier
 
@@ -28,6 +37,7 @@ if TYPE_CHECKING:
     from rtarf_sync.engine.runs.sync import SyncService
 
 log = logging.getLogger("rtarf_sync.verify")
+PARTS = 1_440  # a differing bucket is compared again in this many parts before its repair
 
 RunRecorder = Callable[[SyncResult], None]
 T = TypeVar("T")
@@ -62,6 +72,40 @@ def _run_object(service: SyncService, result: SyncResult) -> dict[str, Any]:
     }
 
 
+def _span(service: SyncService, difference: Difference) -> tuple[datetime, datetime]:
+    """The part of a differing bucket a repair re-reads: first to last differing part, else all of it."""
+    whole = difference.start, difference.end
+    seconds = int((difference.end - difference.start).total_seconds())
+    width = timedelta(seconds=max(1, seconds // PARTS))
+
+    def attempt() -> Comparison | None:
+        with service.engine.connect() as connection:
+            return compare(
+                service.api,
+                connection,
+                service.tables,
+                service.settings,
+                difference.start,
+                difference.end,
+                width,
+                target_only_differs=True,
+            )
+
+    try:
+        comparison = with_retry(attempt, service.retry, "compare a bucket's parts")
+    except Exception as error:  # noqa: BLE001 - the parts only narrow the repair; without them it reads the bucket
+        log.warning(
+            "Repairing the whole bucket: its parts could not be compared (%s: %s)",
+            type(error).__name__,
+            redact(str(error), secret_values(service.settings)),
+        )
+        return whole
+    if comparison is None or not comparison.differing:
+        return whole
+    ranges = comparison.ranges
+    return ranges[0][0], ranges[-1][1]
+
+
 def repair(
     service: SyncService,
     verification: Verification,
@@ -79,17 +123,18 @@ def repair(
     for done, difference in enumerate(differing):
         if stopping() or done >= service.settings.verify.max_repairs:
             return runs, differing[done:]
-        log.info(
-            "Repairing %s to %s: the engine has %d documents, PostgreSQL %d live rows",
-            difference.start.isoformat(),
-            difference.end.isoformat(),
-            difference.source,
-            difference.target,
-        )
         try:
-            result = step(
-                partial(service.run, trigger="repair", mode="range", start=difference.start, end=difference.end)
+            start, end = step(partial(_span, service, difference))
+            log.info(
+                "Repairing %s to %s: the engine has %d documents, PostgreSQL %d live rows in %s to %s",
+                start.isoformat(),
+                end.isoformat(),
+                difference.source,
+                difference.target,
+                difference.start.isoformat(),
+                difference.end.isoformat(),
             )
+            result = step(partial(service.run, trigger="repair", mode="range", start=start, end=end))
         except Busy:
             return runs, differing[done:]
         record(result)

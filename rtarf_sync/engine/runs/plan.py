@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Sequence
 
 import sqlalchemy as sa
 
@@ -121,8 +122,23 @@ class RunScope:
         """A range run re-reads history: it never moves the stored cursor."""
         return self.mode != RANGE
 
-    def query(self, cursor_field: str, stored: datetime | None, overlap_seconds: int) -> Json:
-        """The engine filter of this run."""
+    def overlap(self, stored: datetime | None, overlap_seconds: int) -> tuple[datetime, datetime] | None:
+        """The [start, end) an incremental run re-reads below the stored cursor (its overlap), if any."""
+        if self.mode != INCREMENTAL or stored is None or overlap_seconds <= 0:
+            return None
+        start = stored - timedelta(seconds=overlap_seconds)
+        if self.floor is not None:
+            start = max(start, self.floor)
+        return start, stored + timedelta(milliseconds=1)
+
+    def query(
+        self,
+        cursor_field: str,
+        stored: datetime | None,
+        overlap_seconds: int,
+        changed: Sequence[tuple[datetime, datetime]] | None = None,
+    ) -> Json:
+        """The engine filter of this run; `changed`, when given, is all of the overlap that needs reading."""
         if self.mode == RANGE:
             assert self.start is not None and self.end is not None
             return {"range": {cursor_field: {"gte": engine_time(self.start), "lt": engine_time(self.end)}}}
@@ -130,7 +146,15 @@ class RunScope:
         lower = stored - timedelta(seconds=overlap_seconds) if self.mode == INCREMENTAL and stored is not None else None
         if self.floor is not None:
             lower = max(lower, self.floor) if lower is not None else self.floor
-        if lower is not None:
+        ranges: list[Json] = []
+        if changed is not None and stored is not None:
+            # Above the stored cursor everything is read; below it, only the buckets the fingerprints
+            # found changed (fingerprints.py).
+            window["gt"] = engine_time(stored)
+            ranges = [
+                {"range": {cursor_field: {"gte": engine_time(start), "lt": engine_time(end)}}} for start, end in changed
+            ]
+        elif lower is not None:
             window["gte"] = engine_time(lower)
         # Documents without the cursor field are read too, so they are set aside visibly
         # (or kept, once they convert) instead of being skipped in silence.
@@ -138,6 +162,7 @@ class RunScope:
             "bool": {
                 "should": [
                     {"range": {cursor_field: window}},
+                    *ranges,
                     {"bool": {"must_not": [{"exists": {"field": cursor_field}}]}},
                 ],
                 "minimum_should_match": 1,
@@ -153,9 +178,11 @@ class RunScope:
             return sa.or_(sa.and_(stamp >= self.floor, stamp <= self.upper), stamp.is_(None))
         return sa.or_(stamp <= self.upper, stamp.is_(None))
 
-    def read_plan(self, settings: Settings, stored: datetime | None) -> ReadPlan:
-        """The reader's plan for this scope."""
-        query = filtered(settings.query, self.query(settings.cursor_field, stored, settings.overlap_seconds))
+    def read_plan(
+        self, settings: Settings, stored: datetime | None, changed: Sequence[tuple[datetime, datetime]] | None = None
+    ) -> ReadPlan:
+        """The reader's plan for this scope (`changed`: as for `query`)."""
+        query = filtered(settings.query, self.query(settings.cursor_field, stored, settings.overlap_seconds, changed))
         return ReadPlan(
             settings.es_index,
             query,

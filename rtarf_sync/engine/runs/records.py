@@ -136,6 +136,18 @@ class RunHistory:
             )
         return sorted(int(run_id) for run_id in closed)
 
+    def confirm(self, run_id: int, unchanged: int) -> None:
+        """Count documents found unchanged without reading them (fingerprints) in the run's row."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(self.table)
+                .where(self.table.c.id == run_id)
+                .values(
+                    unchanged=self.table.c.unchanged + unchanged,
+                    total_processed=self.table.c.total_processed + unchanged,
+                )
+            )
+
     def finish(self, result: SyncResult) -> None:
         """Record how a run ended."""
         if result.run_id is None:

@@ -37,7 +37,8 @@ from rtarf_sync.engine.runs.lifecycle import RunLifecycle
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.cursor_store import latest, newest_of_page
 from rtarf_sync.engine.target.sink import PageCounts, PostgresSink
-from rtarf_sync.engine.source.metadata import MetadataChoice
+from rtarf_sync.engine.source.metadata import STORED_SHARE, MetadataChoice
+from rtarf_sync.engine.runs.overlap import narrow_overlap
 from rtarf_sync.engine.source.slices import read_pages
 from rtarf_sync.engine.source.filters import check_source_filter
 from rtarf_sync.engine.target.column_schema import apply_columns
@@ -259,14 +260,20 @@ class SyncService:
         sink, history, s = self.sink, self.history, self.settings
         stored = self._db(sink.load_cursor, "load cursor")
         self._db(sink.begin_run, "look at the target")
-        plan = scope.read_plan(s, stored)
+        narrowed = narrow_overlap(self, scope, stored, result)
+        plan = scope.read_plan(s, stored, narrowed.ranges if narrowed is not None else None)
         per_page = scope.moves_cursor and slices == 1
         highest: datetime | None = None
         api = TimedSearch(self.api, self._observe) if self._page_observers else self.api
         convert = PageConverter(s.cursor_field, s.max_document_bytes, self.tables.columns)
         # The first page is read metadata first where the run starts below what is stored (an overlap,
         # a full or range run after a first load); from then on, as the pages written say (metadata.py).
-        choice = MetadataChoice(stored is not None and (scope.reconciles or s.overlap_seconds > 0))
+        # A narrowed overlap says how much of what it still reads is stored.
+        choice = MetadataChoice(
+            narrowed.stored_share >= STORED_SHARE and bool(narrowed.differing)
+            if narrowed is not None
+            else stored is not None and (scope.reconciles or s.overlap_seconds > 0)
+        )
         pages = read_pages(api, plan, self.retry, s.read_mode, slices, convert, result, choice)
         try:
             reported = time.monotonic()

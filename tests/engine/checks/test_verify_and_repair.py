@@ -18,6 +18,7 @@ from flask import Flask
 from config import Settings
 from rtarf_sync import create_app
 from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.checks.repair import verify_and_repair
 from rtarf_sync.engine.checks.verify import Verifier, Window
 from rtarf_sync.service.extension import scheduler_of
 from tests.infra.harness.http import EngineHttp
@@ -392,3 +393,42 @@ def test_cli_verify_exits_by_the_outcome_and_cursor_commands_show_set_and_reset(
     assert json.loads(earlier.stdout)["previous"] == "2026-03-02T05:00:00+00:00"
     assert json.loads(run_cli("cursor", "show", env=env).stdout)["cursor"] == "2026-03-01T12:00:00+00:00"
     assert json.loads(run_cli("cursor", "reset", env=env).stdout)["cursor"] is None
+
+
+def test_a_repair_rereads_only_the_span_of_the_day_that_differs(
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+    services: list[SyncService],
+) -> None:
+    """A day bucket is compared again by the minute: the repair's range run covers the first to the last
+    differing minute, and still inserts, updates and deletes everything in it."""
+    engine.create_index(index_name, shards=2)
+    day = {f"m{n:04d}": BASE + timedelta(minutes=n, seconds=7) for n in range(0, 1440, 5)}  # every 5 minutes
+    assert index_docs(engine, index_name, {doc_id: event(at, 1) for doc_id, at in day.items()})["errors"] is False
+    engine.refresh(index_name)
+    service = SyncService(make_settings(engine, index_name))
+    services.append(service)
+    assert service.run().inserted == len(day)
+
+    # Between 10:03 and 10:41: two late arrivals, a newer version (same count), and a deletion.
+    late = {
+        "late-1": BASE + timedelta(hours=10, minutes=3, seconds=1),
+        "late-2": BASE + timedelta(hours=10, minutes=22),
+    }
+    assert index_docs(engine, index_name, {doc_id: event(at, 2) for doc_id, at in late.items()})["errors"] is False
+    assert index_docs(engine, index_name, {"m0620": event(day["m0620"], 2)})["errors"] is False
+    engine.call("DELETE", f"/{index_name}/_doc/m0640")
+    engine.refresh(index_name)
+
+    answer = verify_and_repair(service, start=BASE, end=BASE + timedelta(days=1), bucket="1d", repair_drift=True)
+    [repaired] = answer["repaired"]
+    assert (repaired["inserted"], repaired["updated"], repaired["deleted"], repaired["status"]) == (2, 1, 1, "success")
+    assert (repaired["range_from"], repaired["range_to"]) == (
+        (BASE + timedelta(hours=10, minutes=3)).isoformat(),
+        (BASE + timedelta(hours=10, minutes=41)).isoformat(),
+    )
+    assert answer["after_repair"]["in_step"] is True
+    assert table_docs(db_engine, table_name, live=True) == engine_docs(engine, index_name)

@@ -168,10 +168,11 @@ def test_the_per_page_choice_follows_the_share_already_stored_both_ways(
 
     # Late events between two stretches already stored; enough of them that the reader, a few
     # (larger) metadata pages ahead of the writer when the choice flips, still reads some whole.
+    # A full run reads all three stretches (an incremental one would read only the changed seconds).
     _load(engine, index_name, range(150, 450))
     proxy.requests.clear()
-    run = service.run()
-    assert (run.status, run.inserted, run.updated, run.unchanged) == ("success", 300, 0, 300)
+    run = service.run(mode="full")
+    assert (run.status, run.inserted, run.updated, run.unchanged, run.deleted) == ("success", 300, 0, 300, 0)
     pages = [kind for kind in _requests(proxy) if kind != "fetch"]
     assert pages[0] == "metadata", pages
     flipped = pages.index("whole")  # the new documents' pages are read whole...

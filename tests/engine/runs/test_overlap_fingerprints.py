@@ -1,0 +1,127 @@
+"""An incremental run reads only the seconds of its overlap that changed, on both engines.
+
+Fingerprints per second and index (count, sum, least and greatest `_seq_no`, sum of
+the cursor values) are compared before the read; the seconds that agree are counted
+as unchanged without being read. What must hold: late arrivals, newer versions and
+documents PostgreSQL lacks are all still copied, the counts are those of a run that
+read everything, and the run asks the engine for the changed seconds only.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from config import Settings
+from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.target.documents import engine_time
+from tests.infra.harness.faultproxy import FaultProxy
+from tests.infra.harness.http import EngineHttp
+from tests.infra.oracle import engine_docs, index_docs, table_docs
+
+BASE = datetime(2026, 3, 1, tzinfo=timezone.utc)
+LONG_OVERLAP = {"RTARF_SYNC_OVERLAP_SECONDS": 86400 * 3650}  # every test document is inside the overlap
+
+
+@pytest.fixture
+def proxy(engine: EngineHttp) -> Iterator[FaultProxy]:
+    running = FaultProxy(engine.url).start()
+    yield running
+    running.stop()
+
+
+def _doc(millis: int, rev: int = 1) -> dict[str, Any]:
+    return {"@timestamp": engine_time(BASE + timedelta(milliseconds=millis)), "rev": rev}
+
+
+def _load(engine: EngineHttp, index: str, docs: dict[str, dict[str, Any]]) -> None:
+    assert index_docs(engine, index, docs)["errors"] is False
+    engine.refresh(index)
+
+
+def _read_ranges(proxy: FaultProxy) -> list[tuple[str, str]]:
+    """The [gte, lt) cursor ranges below the stored cursor that the run's page requests asked for."""
+    ranges: set[tuple[str, str]] = set()
+    for seen in proxy.requests:
+        if not seen.path.endswith("_search") or not seen.body:
+            continue
+        body = json.loads(seen.body)
+        if "pit" not in body or "sort" not in body:
+            continue
+        ranges.update(_ranges_in(body["query"]))
+    return sorted(ranges)
+
+
+def _ranges_in(node: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        bounds = node.get("range", {}).get("@timestamp")
+        if isinstance(bounds, dict) and "gte" in bounds and "lt" in bounds:
+            yield bounds["gte"], bounds["lt"]
+        for value in node.values():
+            yield from _ranges_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _ranges_in(value)
+
+
+def _second(second: int) -> str:
+    return engine_time(BASE + timedelta(seconds=second))
+
+
+def test_only_changed_seconds_of_the_overlap_are_read_and_every_change_lands(
+    engine: EngineHttp,
+    proxy: FaultProxy,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+) -> None:
+    engine.create_index(index_name, shards=2)
+    # Three documents a second for 100 seconds, on two shards.
+    _load(engine, index_name, {f"d{n:04d}": _doc(n * 333) for n in range(300)})
+    settings = make_settings(engine, index_name, RTARF_ES_URL=proxy.url, RTARF_SYNC_BATCH_SIZE=50, **LONG_OVERLAP)
+    service = SyncService(settings)
+    assert service.run().inserted == 300
+
+    # Nothing changed: nothing below the cursor is read, and every document counts as unchanged.
+    proxy.requests.clear()
+    quiet = service.run()
+    assert (quiet.status, quiet.inserted, quiet.updated, quiet.unchanged, quiet.total_processed) == (
+        "success",
+        0,
+        0,
+        300,
+        300,
+    )
+    assert _read_ranges(proxy) == []
+
+    # A late arrival in second 10, a newer version in second 40 (same time, same count), and a
+    # document PostgreSQL lost in second 70 (a row deleted by hand): three seconds differ.
+    _load(engine, index_name, {"late": _doc(10_500), "d0120": _doc(120 * 333, rev=2)})
+    with db_engine.begin() as connection:
+        connection.execute(sa.text(f"DELETE FROM \"{table_name}\" WHERE es_id = 'd0210'"))
+    proxy.requests.clear()
+    run = service.run()
+    assert (run.status, run.inserted, run.updated, run.unchanged, run.total_processed) == (
+        "success",
+        2,
+        1,
+        298,
+        301,
+    )
+    assert _read_ranges(proxy) == [
+        (_second(10), _second(11)),
+        (_second(39), _second(40)),
+        (_second(69), _second(70)),
+    ]
+    assert table_docs(db_engine, table_name) == engine_docs(engine, index_name)
+    with db_engine.connect() as connection:
+        row = connection.execute(
+            sa.text(f"SELECT unchanged, total_processed FROM rtarf_sync_runs WHERE id = {run.run_id}")
+        ).one()
+    assert tuple(row) == (298, 301), "the run's row counts the confirmed documents too"
+    service.close()
