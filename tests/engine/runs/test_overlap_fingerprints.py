@@ -17,7 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings
+from rtarf_sync.engine.checks.fingerprints import Fingerprint, source_fingerprints
 from rtarf_sync.engine.runs.sync import SyncService
+from rtarf_sync.engine.source.clients import build_api
 from rtarf_sync.engine.target.documents import engine_time
 from tests.infra.harness.faultproxy import FaultProxy
 from tests.infra.harness.http import EngineHttp
@@ -125,3 +127,44 @@ def test_only_changed_seconds_of_the_overlap_are_read_and_every_change_lands(
         ).one()
     assert tuple(row) == (298, 301), "the run's row counts the confirmed documents too"
     service.close()
+
+
+@pytest.mark.parametrize("cursor_type", ["date", "date_nanos"])
+def test_the_engine_answers_fingerprints_as_the_documents_say(
+    engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings], cursor_type: str
+) -> None:
+    """The aggregation request of fingerprints.py, answered by each engine, against sums taken from the documents
+    themselves (the test server's answer is held to the same expectations as OpenSearch's)."""
+    for name in (f"{index_name}-a", f"{index_name}-b"):
+        engine.call(
+            "PUT",
+            f"/{name}",
+            {
+                "settings": {"number_of_shards": 2, "number_of_replicas": 0, "refresh_interval": "-1"},
+                "mappings": {"properties": {"@timestamp": {"type": cursor_type}}},
+            },
+        )
+        stamps = {f"d{n}": f"2026-03-01T00:00:{n % 3:02d}.{n * 7:03d}123Z" for n in range(20)}
+        _load(engine, name, {doc_id: {"@timestamp": at} for doc_id, at in stamps.items()})
+    _load(engine, f"{index_name}-b", {"d1": {"@timestamp": "2026-03-01T00:00:01.007123Z"}})  # a second version
+
+    window = (BASE, BASE + timedelta(seconds=2))  # seconds 0 and 1; second 2 is outside
+    api = build_api(make_settings(engine, f"{index_name}-*"))
+    prints = source_fingerprints(api, f"{index_name}-*", "@timestamp", *window, timedelta(seconds=1), None)
+    expected: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for (name, _), (_, seq_no, source) in engine_docs(engine, f"{index_name}-*").items():
+        moment = datetime.fromisoformat(source["@timestamp"].replace("Z", "+00:00"))
+        millis = (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+        if window[0] <= moment < window[1]:
+            expected.setdefault((name, millis // 1000 * 1000), []).append((seq_no, millis))
+    assert prints == {
+        key: Fingerprint(
+            len(docs),
+            float(sum(seq for seq, _ in docs)),
+            float(min(seq for seq, _ in docs)),
+            float(max(seq for seq, _ in docs)),
+            float(sum(millis for _, millis in docs)),
+        )
+        for key, docs in expected.items()
+    }
+    assert len(prints) == 4  # two indices, two seconds
