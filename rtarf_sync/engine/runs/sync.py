@@ -44,6 +44,7 @@ from rtarf_sync.engine.source.filters import check_source_filter
 from rtarf_sync.engine.target.column_schema import apply_columns
 from rtarf_sync.engine.target.columns import check_columns
 from rtarf_sync.engine.target.partitions import check_partitioning
+from rtarf_sync.engine.target.statistics import refresh_statistics
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.engine.source.timing import TimedSearch
 from rtarf_sync.logs import secret_values
@@ -241,6 +242,7 @@ class SyncService:
                 self._db(lambda: self.sink.move_cursor(highest, fence, result.run_id or 0), "move cursor")
             if deletes is not None:
                 result.deleted = self._db(lambda: deletes.finish(s.reconcile.delete_mode, force), "reconcile deletes")
+            self._db(lambda: refresh_statistics(self.engine, self.tables, result.inserted), "analyse the target")
         finally:
             if deletes is not None:
                 deletes.close()
