@@ -152,7 +152,7 @@ class Bench:
         }
 
     def window_count(self, cursor: str) -> int:
-        """Events at or after `cursor` minus the overlap: what an incremental run re-reads."""
+        """Events at or after `cursor` minus the overlap: what an incremental run covers."""
         since = datetime.fromisoformat(cursor.replace("Z", "+00:00")) - timedelta(seconds=OVERLAP_SECONDS)
         query = {"query": {"range": {"@timestamp": {"gte": engine_time(since)}}}}
         return int(self.http.call("POST", f"/{INDEX}/_count", query)["count"])
@@ -281,7 +281,7 @@ def _checks(f: dict[str, Any], rows: int, objects: int, naive_rows: int) -> list
             f["baseline"]["events"] == naive_rows == f["baseline_events"],
         ),
         (
-            "incremental runs: 0 inserted, 0 updated, re-read = events in the overlap window "
+            "incremental runs: 0 inserted, 0 updated, unchanged = events in the overlap window "
             f"({f['incremental_expected']})",
             all(r["inserted"] == r["updated"] == 0 and r["unchanged"] == f["incremental_expected"] for r in cold),
         ),

@@ -289,9 +289,10 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
         "",
         f"  incremental run, no new events: {cold['seconds'] * 1000:.0f} ms in a new process, "
         f"{warm['seconds'] * 1000:.0f} ms on a second run in the same process (warm pool);",
-        f"    it re-reads the {figures['overlap_seconds']} s overlap window below the cursor: "
-        f"{cold['total_processed']} events read ({expected} expected), inserted {cold['inserted']}, "
-        f"updated {cold['updated']}, unchanged {cold['unchanged']}",
+        f"    it covers the {figures['overlap_seconds']} s overlap window below the cursor: "
+        f"{cold['total_processed']} events processed ({expected} expected; the seconds whose fingerprints "
+        f"agree are counted, not read), inserted {cold['inserted']}, updated {cold['updated']}, "
+        f"unchanged {cold['unchanged']}",
         *_reconcile_lines(figures),
         f"  after {figures['changed']:,} of {n:,} events changed (re-indexed, new _seq_no), cursor reset, "
         f"full re-read: inserted {resync['inserted']:,}, updated {resync['updated']:,}, "
