@@ -30,16 +30,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from config import Settings
+from rtarf_sync.engine.errors import LeaseLost, redact
+from rtarf_sync.engine.retry import with_retry
 from rtarf_sync.engine.source.clients import Json, SearchApi
 from rtarf_sync.engine.source.filters import filtered
 from rtarf_sync.engine.source.reader import check_complete
 from rtarf_sync.engine.target.documents import engine_time
 from rtarf_sync.engine.target.tables import Tables
+from rtarf_sync.logs import secret_values
+
+if TYPE_CHECKING:
+    from rtarf_sync.engine.runs.sync import SyncService
 
 log = logging.getLogger("rtarf_sync.fingerprints")
 
@@ -218,6 +224,41 @@ def compare_prints(
         else:
             comparison.confirmed += print_.count
     comparison.differing = sorted(differing)
+    return comparison
+
+
+def compare_or_read(
+    service: SyncService, start: datetime, end: datetime, width: timedelta, *, target_only_differs: bool, what: str
+) -> Comparison | None:
+    """`compare` for `service`, with its retries; None, with a warning saying `what` is read instead, on failure."""
+
+    def attempt() -> Comparison | None:
+        with service.engine.connect() as connection:
+            return compare(
+                service.api,
+                connection,
+                service.tables,
+                service.settings,
+                start,
+                end,
+                width,
+                target_only_differs=target_only_differs,
+            )
+
+    try:
+        comparison = with_retry(attempt, service.retry, "compare fingerprints")
+    except LeaseLost:
+        raise
+    except Exception as error:  # noqa: BLE001 - fingerprints only save reading; without them all is read
+        log.warning(
+            "Reading %s: fingerprints could not be compared (%s: %s)",
+            what,
+            type(error).__name__,
+            redact(str(error), secret_values(service.settings)),
+        )
+        return None
+    if comparison is None:
+        log.info("Reading %s: the engine lists more indices than one fingerprint request holds", what)
     return comparison
 
 

@@ -25,11 +25,8 @@ from functools import partial
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
-from rtarf_sync.engine.checks.fingerprints import Comparison, compare
-from rtarf_sync.engine.errors import redact
-from rtarf_sync.engine.retry import with_retry
+from rtarf_sync.engine.checks.fingerprints import compare_or_read
 from rtarf_sync.engine.runs.lease import LeaseHeld
-from rtarf_sync.logs import secret_values
 from rtarf_sync.engine.runs.result import SKIPPED, SyncResult
 from rtarf_sync.engine.checks.verify import Difference, Verification, Verifier
 
@@ -78,28 +75,14 @@ def _span(service: SyncService, difference: Difference) -> tuple[datetime, datet
     seconds = int((difference.end - difference.start).total_seconds())
     width = timedelta(seconds=max(1, seconds // PARTS))
 
-    def attempt() -> Comparison | None:
-        with service.engine.connect() as connection:
-            return compare(
-                service.api,
-                connection,
-                service.tables,
-                service.settings,
-                difference.start,
-                difference.end,
-                width,
-                target_only_differs=True,
-            )
-
-    try:
-        comparison = with_retry(attempt, service.retry, "compare a bucket's parts")
-    except Exception as error:  # noqa: BLE001 - the parts only narrow the repair; without them it reads the bucket
-        log.warning(
-            "Repairing the whole bucket: its parts could not be compared (%s: %s)",
-            type(error).__name__,
-            redact(str(error), secret_values(service.settings)),
-        )
-        return whole
+    comparison = compare_or_read(
+        service,
+        difference.start,
+        difference.end,
+        width,
+        target_only_differs=True,
+        what="the whole bucket",
+    )
     if comparison is None or not comparison.differing:
         return whole
     ranges = comparison.ranges

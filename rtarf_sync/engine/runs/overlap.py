@@ -16,21 +16,15 @@ one, the run reads its whole overlap as before and says so in the log.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from rtarf_sync.engine.checks.fingerprints import Comparison, compare
-from rtarf_sync.engine.errors import LeaseLost, redact
-from rtarf_sync.engine.retry import with_retry
+from rtarf_sync.engine.checks.fingerprints import Comparison, compare_or_read
 from rtarf_sync.engine.runs.plan import RunScope
 from rtarf_sync.engine.runs.result import SyncResult
-from rtarf_sync.logs import secret_values
 
 if TYPE_CHECKING:
     from rtarf_sync.engine.runs.sync import SyncService
-
-log = logging.getLogger("rtarf_sync.sync")
 
 OVERLAP_BUCKET = timedelta(seconds=1)
 
@@ -44,26 +38,10 @@ def narrow_overlap(
     if window is None:
         return None
     start, end = window
-
-    def attempt() -> Comparison | None:
-        with service.engine.connect() as connection:
-            return compare(
-                service.api, connection, service.tables, settings, start, end, OVERLAP_BUCKET, target_only_differs=False
-            )
-
-    try:
-        comparison = with_retry(attempt, service.retry, "compare the overlap")
-    except LeaseLost:
-        raise
-    except Exception as error:  # noqa: BLE001 - fingerprints only save reading; without them the run reads all
-        log.warning(
-            "The overlap is read whole: its fingerprints could not be compared (%s: %s)",
-            type(error).__name__,
-            redact(str(error), secret_values(settings)),
-        )
-        return None
+    comparison = compare_or_read(
+        service, start, end, OVERLAP_BUCKET, target_only_differs=False, what="the whole overlap"
+    )
     if comparison is None:
-        log.info("The overlap is read whole: the engine lists more indices than one fingerprint request holds")
         return None
     if comparison.confirmed:
         service.history.confirm(result.run_id or 0, comparison.confirmed)

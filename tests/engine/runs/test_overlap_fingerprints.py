@@ -21,7 +21,7 @@ from rtarf_sync.engine.checks.fingerprints import Fingerprint, source_fingerprin
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.source.clients import build_api
 from rtarf_sync.engine.target.documents import engine_time
-from tests.infra.harness.faultproxy import FaultProxy
+from tests.infra.harness.faultproxy import FaultProxy, Seen
 from tests.infra.harness.http import EngineHttp
 from tests.infra.oracle import engine_docs, index_docs, table_docs
 
@@ -168,3 +168,34 @@ def test_the_engine_answers_fingerprints_as_the_documents_say(
         for key, docs in expected.items()
     }
     assert len(prints) == 4  # two indices, two seconds
+
+
+def test_an_engine_that_refuses_fingerprints_gets_its_whole_overlap_read(
+    engine: EngineHttp,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def no_aggregations(seen: Seen) -> str | None:
+        return "aggregations are not allowed for this user" if b'"seq_sum"' in seen.body else None
+
+    refusing = FaultProxy(engine.url, gate=no_aggregations).start()
+    try:
+        engine.create_index(index_name)
+        _load(engine, index_name, {f"d{n:04d}": _doc(n * 500) for n in range(40)})
+        settings = make_settings(engine, index_name, RTARF_ES_URL=refusing.url, **LONG_OVERLAP)
+        service = SyncService(settings)
+        assert service.run().inserted == 40
+        _load(engine, index_name, {"late": _doc(3_250)})
+        refusing.requests.clear()
+        with caplog.at_level("WARNING", logger="rtarf_sync.fingerprints"):
+            run = service.run()
+        assert (run.status, run.inserted, run.unchanged, run.total_processed) == ("success", 1, 40, 41)
+        assert [seen.refused for seen in refusing.requests if seen.refused]  # the fingerprints were asked, and refused
+        assert _read_ranges(refusing) == [] and "Reading the whole overlap" in caplog.text
+        assert table_docs(db_engine, table_name) == engine_docs(engine, index_name)
+        service.close()
+    finally:
+        refusing.stop()
