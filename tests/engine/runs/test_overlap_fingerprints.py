@@ -136,14 +136,7 @@ def test_the_engine_answers_fingerprints_as_the_documents_say(
     """The aggregation request of fingerprints.py, answered by each engine, against sums taken from the documents
     themselves (the test server's answer is held to the same expectations as OpenSearch's)."""
     for name in (f"{index_name}-a", f"{index_name}-b"):
-        engine.call(
-            "PUT",
-            f"/{name}",
-            {
-                "settings": {"number_of_shards": 2, "number_of_replicas": 0, "refresh_interval": "-1"},
-                "mappings": {"properties": {"@timestamp": {"type": cursor_type}}},
-            },
-        )
+        engine.create_index(name, shards=2, cursor_type=cursor_type)
         stamps = {f"d{n}": f"2026-03-01T00:00:{n % 3:02d}.{n * 7:03d}123Z" for n in range(20)}
         _load(engine, name, {doc_id: {"@timestamp": at} for doc_id, at in stamps.items()})
     _load(engine, f"{index_name}-b", {"d1": {"@timestamp": "2026-03-01T00:00:01.007123Z"}})  # a second version

@@ -47,15 +47,17 @@ class EngineHttp:
         """POST an NDJSON body to `_bulk`."""
         return self.call("POST", "/_bulk", payload)
 
-    def create_index(self, index: str, cursor_field: str = "@timestamp", shards: int = 1) -> None:
-        """Create an index with a date mapping for the cursor field and no automatic refresh."""
+    def create_index(
+        self, index: str, cursor_field: str = "@timestamp", shards: int = 1, cursor_type: str = "date"
+    ) -> None:
+        """Create an index with a date (or `cursor_type`) mapping for the cursor field and no automatic refresh."""
         properties: dict[str, Any] = {}
         node = properties
         parts = cursor_field.split(".")
         for part in parts[:-1]:
             node[part] = {"properties": {}}
             node = node[part]["properties"]
-        node[parts[-1]] = {"type": "date"}
+        node[parts[-1]] = {"type": cursor_type}
         self.call(
             "PUT",
             f"/{index}",
