@@ -72,6 +72,10 @@ class PitUnsupported(SourceError):
     """The engine has no point-in-time API; fall back to scroll."""
 
 
+class TooManyBuckets(SourceError):
+    """An aggregation asked for more buckets than the engine answers (its search.max_buckets)."""
+
+
 class ContextExpired(RunAborted):
     """The point in time or scroll context expired or is unknown."""
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from config import Settings
 from rtarf_sync.engine.source.clients import ElasticsearchApi, OpenSearchApi, classify
-from rtarf_sync.engine.errors import ContextExpired, SourceError, TransientError
+from rtarf_sync.engine.errors import ContextExpired, SourceError, TooManyBuckets, TransientError
 from rtarf_sync.engine.errors import is_transient
 from tests.infra.esserver import EsProtocolServer
 from tests.infra.harness.http import EngineHttp
@@ -61,6 +61,25 @@ def test_an_unknown_search_context_is_expiry_not_a_retry() -> None:
         "status": 404,
     }
     assert type(classify(404, body, "search page")) is ContextExpired
+
+
+@pytest.mark.parametrize("status", [400, 503])
+def test_too_many_buckets_is_neither_retried_nor_silent_whatever_the_status(status: int) -> None:
+    """The cause sits beneath an empty root cause list (as OpenSearch answers a reduce that overflows)."""
+    body = {
+        "error": {
+            "root_cause": [],
+            "type": "search_phase_execution_exception",
+            "reason": "",
+            "caused_by": {
+                "type": "too_many_buckets_exception",
+                "reason": "Trying to create too many buckets. Must be less than or equal to: [200] but was [201].",
+            },
+        }
+    }
+    error = classify(status, body, "aggregate")
+    assert type(error) is TooManyBuckets
+    assert "Must be less than or equal to: [200]" in str(error)
 
 
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.errors import LeaseLost, redact
+from rtarf_sync.engine.errors import LeaseLost, TooManyBuckets, redact
 from rtarf_sync.engine.retry import with_retry
 from rtarf_sync.engine.source.clients import Json, SearchApi
 from rtarf_sync.engine.source.filters import filtered
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtarf_sync.fingerprints")
 
 MAX_INDICES = 1_000  # indices one request lists; more and the window is read whole
+COARSER = 8  # parts this many times as wide, asked for when the engine refuses as many buckets
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLI = timedelta(milliseconds=1)
 
@@ -230,9 +232,13 @@ def compare_prints(
 def compare_or_read(
     service: SyncService, start: datetime, end: datetime, width: timedelta, *, target_only_differs: bool, what: str
 ) -> Comparison | None:
-    """`compare` for `service`, with its retries; None, with a warning saying `what` is read instead, on failure."""
+    """`compare` for `service`, with its retries; None, with a warning saying `what` is read instead, on failure.
 
-    def attempt() -> Comparison | None:
+    An engine that answers fewer buckets than asked (its `search.max_buckets`) is asked again in
+    parts COARSER times as wide, until one part would hold the whole window.
+    """
+
+    def attempt(width: timedelta) -> Comparison | None:
         with service.engine.connect() as connection:
             return compare(
                 service.api,
@@ -246,7 +252,15 @@ def compare_or_read(
             )
 
     try:
-        comparison = with_retry(attempt, service.retry, "compare fingerprints")
+        while True:
+            try:
+                comparison = with_retry(partial(attempt, width), service.retry, "compare fingerprints")
+                break
+            except TooManyBuckets:
+                if width * COARSER >= end - start:
+                    raise
+                width *= COARSER
+                log.info("The engine answers fewer buckets than asked: comparing in parts of %s", width)
     except LeaseLost:
         raise
     except Exception as error:  # noqa: BLE001 - fingerprints only save reading; without them all is read

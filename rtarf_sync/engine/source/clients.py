@@ -19,7 +19,7 @@ import opensearchpy
 from config import Settings
 from rtarf_sync.engine.fastjson import ElasticsearchJson, OpenSearchJson, typed_answers
 from rtarf_sync.engine.hits import PAGE_DECODER, Answer
-from rtarf_sync.engine.errors import ContextExpired, PitUnsupported, SourceError, TransientError
+from rtarf_sync.engine.errors import ContextExpired, PitUnsupported, SourceError, TooManyBuckets, TransientError
 from rtarf_sync.engine.source.connection import elasticsearch_options, opensearch_options
 from rtarf_sync.engine.source.filters import filtered
 
@@ -71,27 +71,31 @@ def ids_body(ids: Sequence[str], query: Json | None = None, source: Json | None 
     return body
 
 
+def _error_chain(body: Any) -> list[dict[str, Any]]:
+    """An engine error body's root causes, then its error, then the `caused_by` chain beneath that."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return []
+    chain = [cause for cause in error.get("root_cause") or [] if isinstance(cause, dict)]
+    chain.append(error)
+    cause = error.get("caused_by")
+    while isinstance(cause, dict) and len(chain) < 20:
+        chain.append(cause)
+        cause = cause.get("caused_by")
+    return chain
+
+
 def _error_type(body: Any) -> str:
-    """The innermost error type of an engine error body, or an empty string."""
-    if not isinstance(body, dict):
-        return ""
-    error = body.get("error")
-    if isinstance(error, dict):
-        causes = error.get("root_cause") or []
-        if causes and isinstance(causes[0], dict) and causes[0].get("type"):
-            return str(causes[0]["type"])
-        return str(error.get("type", ""))
-    return ""
+    """The innermost error type of an engine error body (its first root cause's), or an empty string."""
+    return next((str(error["type"]) for error in _error_chain(body) if error.get("type")), "")
 
 
 def _error_reason(body: Any) -> str:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        causes = error.get("root_cause") or []
-        if causes and isinstance(causes[0], dict) and causes[0].get("reason"):
-            return str(causes[0]["reason"])
-        return str(error.get("reason", ""))
-    return str(body)[:300]
+    """The first reason an engine error body gives: a root cause's, else its own, else a deeper cause's."""
+    chain = _error_chain(body)
+    if not chain:
+        return str(body)[:300]
+    return next((str(error["reason"]) for error in chain if error.get("reason")), "")
 
 
 def proxy_refused(what: str) -> SourceError:
@@ -116,6 +120,8 @@ def classify(status: int | None, body: Any, what: str) -> Exception:
     text = f"{what}: HTTP {status} {kind or ''} {reason}".strip()
     if kind in _EXPIRED_TYPES or "search_context_missing" in str(body):
         return ContextExpired(text)
+    if any(error.get("type") == "too_many_buckets_exception" for error in _error_chain(body)):
+        return TooManyBuckets(text)  # asking again cannot help; asking for fewer buckets can
     if status in _TRANSIENT_STATUS or kind in _REJECTED_TYPES:
         return TransientError(text)
     return SourceError(text)

@@ -432,3 +432,55 @@ def test_a_repair_rereads_only_the_span_of_the_day_that_differs(
     )
     assert answer["after_repair"]["in_step"] is True
     assert table_docs(db_engine, table_name, live=True) == engine_docs(engine, index_name)
+
+
+@pytest.fixture
+def few_buckets(opensearch: EngineHttp) -> Iterator[int]:
+    """The node answers at most 200 aggregation buckets a request (search.max_buckets), for one test."""
+    opensearch.call("PUT", "/_cluster/settings", {"persistent": {"search.max_buckets": 200}})
+    try:
+        yield 200
+    finally:
+        opensearch.call("PUT", "/_cluster/settings", {"persistent": {"search.max_buckets": None}})
+
+
+def test_a_repair_on_an_engine_with_few_buckets_compares_coarser_parts(
+    opensearch: EngineHttp,
+    few_buckets: int,
+    index_name: str,
+    table_name: str,
+    make_settings: Callable[..., Settings],
+    db_engine: sa.Engine,
+    services: list[SyncService],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The day's 288 busy minutes are more buckets than the engine answers: the comparison is asked again
+    in coarser parts (8 minutes) instead of giving up, so the repair still reads only part of the day."""
+    opensearch.create_index(index_name)
+    day = {f"m{n:04d}": BASE + timedelta(minutes=n, seconds=7) for n in range(0, 1440, 5)}
+    assert len(day) > few_buckets
+    assert index_docs(opensearch, index_name, {doc_id: event(at, 1) for doc_id, at in day.items()})["errors"] is False
+    opensearch.refresh(index_name)
+    service = SyncService(make_settings(opensearch, index_name))
+    services.append(service)
+    assert service.run().inserted == len(day)
+
+    late = {
+        "late-1": BASE + timedelta(hours=10, minutes=3, seconds=1),
+        "late-2": BASE + timedelta(hours=10, minutes=6),
+    }
+    assert index_docs(opensearch, index_name, {doc_id: event(at, 2) for doc_id, at in late.items()})["errors"] is False
+    opensearch.call("DELETE", f"/{index_name}/_doc/m0640")
+    opensearch.refresh(index_name)
+
+    answer = verify_and_repair(service, start=BASE, end=BASE + timedelta(days=1), bucket="1d", repair_drift=True)
+    [repaired] = answer["repaired"]
+    assert (repaired["inserted"], repaired["deleted"], repaired["status"]) == (2, 1, "success")
+    # 8-minute parts from midnight: 10:00-10:08 holds the late arrivals, 10:40-10:48 the deletion.
+    assert (repaired["range_from"], repaired["range_to"]) == (
+        (BASE + timedelta(hours=10)).isoformat(),
+        (BASE + timedelta(hours=10, minutes=48)).isoformat(),
+    )
+    assert not [r for r in caplog.records if "fingerprints could not be compared" in r.getMessage()]
+    assert answer["after_repair"]["in_step"] is True
+    assert table_docs(db_engine, table_name, live=True) == engine_docs(opensearch, index_name)
