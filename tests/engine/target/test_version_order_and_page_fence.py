@@ -66,7 +66,7 @@ def test_pre_filter_lets_only_new_documents_and_strictly_newer_versions_through(
         _row("fresh", 0, term=1),  # never stored: new
     ]
     with db_engine.begin() as connection:
-        new, newer = sink._changed(connection, incoming)
+        new, newer = sink.writer.changed(connection, incoming)
     assert [row.es_id for row in new] == ["fresh"]
     assert [row.es_id for row in newer] == ["seq", "term", "gone"]
 
@@ -97,7 +97,7 @@ def test_the_upsert_itself_refuses_an_older_version(
     )
     # Straight to the guarded upsert, as a row that slipped past the pre-filter would go.
     with db_engine.begin() as connection:
-        written = sink._upsert_newer(
+        written = sink.writer.upsert_newer(
             connection,
             [
                 _row("a", 50, term=1, note="older term, higher seq_no"),
@@ -115,7 +115,7 @@ def test_the_upsert_itself_writes_a_higher_term_with_a_lower_seq_no(
     sink, fence, _, run_id = sink_parts
     sink.write_page([_row("a", 90, term=1, note="stored")], [], fence, run_id, 1)
     with db_engine.begin() as connection:
-        written = sink._upsert_newer(connection, [_row("a", 4, term=3, note="term three")])
+        written = sink.writer.upsert_newer(connection, [_row("a", 4, term=3, note="term three")])
     assert written == 1
     assert _stored(db_engine, table_name, "a") == (3, 4, "term three")
 
@@ -128,7 +128,7 @@ def test_after_an_all_new_page_a_page_with_stored_documents_falls_back_to_the_lo
 ) -> None:
     sink, fence, _, run_id = sink_parts
     assert sink.write_page([_row("a", 1, note="a1"), _row("b", 1, note="b1")], [], fence, run_id, 1).inserted == 2
-    assert sink._all_new, "the next page is tried as all new"
+    assert sink.writer.all_new, "the next page is tried as all new"
     counts = sink.write_page(
         [_row("c", 1, note="c1"), _row("a", 1, note="a again"), _row("b", 2, note="b2")], [], fence, run_id, 2
     )
