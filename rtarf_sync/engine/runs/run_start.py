@@ -24,7 +24,7 @@ log = logging.getLogger("rtarf_sync.sync")  # the name log filters know
 
 
 class Db(Protocol):
-    """SyncService._db: a database step with retries."""
+    """SyncService.db: a database step with retries."""
 
     def __call__(self, call: Callable[[], T], what: str) -> T: ...
 
