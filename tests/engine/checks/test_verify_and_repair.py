@@ -395,6 +395,19 @@ def test_cli_verify_exits_by_the_outcome_and_cursor_commands_show_set_and_reset(
     assert json.loads(run_cli("cursor", "reset", env=env).stdout)["cursor"] is None
 
 
+def synced_day(
+    engine: EngineHttp, index_name: str, make_settings: Callable[..., Settings], services: list[SyncService]
+) -> tuple[dict[str, datetime], SyncService]:
+    """A day of events every 5 minutes (7 s past), indexed into `index_name` and synced by a new service."""
+    day = {f"m{n:04d}": BASE + timedelta(minutes=n, seconds=7) for n in range(0, 1440, 5)}
+    assert index_docs(engine, index_name, {doc_id: event(at, 1) for doc_id, at in day.items()})["errors"] is False
+    engine.refresh(index_name)
+    service = SyncService(make_settings(engine, index_name))
+    services.append(service)
+    assert service.run().inserted == len(day)
+    return day, service
+
+
 def test_a_repair_rereads_only_the_span_of_the_day_that_differs(
     engine: EngineHttp,
     index_name: str,
@@ -406,12 +419,7 @@ def test_a_repair_rereads_only_the_span_of_the_day_that_differs(
     """A day bucket is compared again by the minute: the repair's range run covers the first to the last
     differing minute, and still inserts, updates and deletes everything in it."""
     engine.create_index(index_name, shards=2)
-    day = {f"m{n:04d}": BASE + timedelta(minutes=n, seconds=7) for n in range(0, 1440, 5)}  # every 5 minutes
-    assert index_docs(engine, index_name, {doc_id: event(at, 1) for doc_id, at in day.items()})["errors"] is False
-    engine.refresh(index_name)
-    service = SyncService(make_settings(engine, index_name))
-    services.append(service)
-    assert service.run().inserted == len(day)
+    day, service = synced_day(engine, index_name, make_settings, services)
 
     # Between 10:03 and 10:41: two late arrivals, a newer version (same count), and a deletion.
     late = {
@@ -457,13 +465,8 @@ def test_a_repair_on_an_engine_with_few_buckets_compares_coarser_parts(
     """The day's 288 busy minutes are more buckets than the engine answers: the comparison is asked again
     in coarser parts (8 minutes) instead of giving up, so the repair still reads only part of the day."""
     opensearch.create_index(index_name)
-    day = {f"m{n:04d}": BASE + timedelta(minutes=n, seconds=7) for n in range(0, 1440, 5)}
+    day, service = synced_day(opensearch, index_name, make_settings, services)
     assert len(day) > few_buckets
-    assert index_docs(opensearch, index_name, {doc_id: event(at, 1) for doc_id, at in day.items()})["errors"] is False
-    opensearch.refresh(index_name)
-    service = SyncService(make_settings(opensearch, index_name))
-    services.append(service)
-    assert service.run().inserted == len(day)
 
     late = {
         "late-1": BASE + timedelta(hours=10, minutes=3, seconds=1),
