@@ -216,16 +216,6 @@ class RtarfEventScheduler:
             self._current = None
             self._run_lock.release()
 
-    def run_exclusive(self, trigger: str, work: Callable[[], SyncResult]) -> SyncResult:
-        """Run `work` (a replay, a repair...) under the process lock and count its result like a sync's.
-
-        Raises SyncBusy if a run is already in progress in this process.
-        """
-        with self.exclusive(trigger):
-            result = work()
-        self.record(result)
-        return result
-
     def _execute(self, trigger: str, **run: Any) -> SyncResult:
         """Run one sync under the process lock; raise SyncBusy if one is already running.
 
