@@ -16,15 +16,16 @@ COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock
 
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rtarf
-COPY config.py wsgi.py gunicorn.conf.py ./
+COPY wsgi.py gunicorn.conf.py ./
+COPY config/ ./config/
 COPY rtarf_sync/ ./rtarf_sync/
 
 USER rtarf
-# The port config.py binds unless RTARF_BIND (or PORT) says otherwise.
+# The port config/ binds unless RTARF_BIND (or PORT) says otherwise.
 EXPOSE 8000
 
 # slim has no curl: ask /healthz with Python where the server really listens (gunicorn's own -b, else the
-# bind config.py derives from RTARF_BIND / PORT; a wildcard host is asked on loopback, unix: on its socket).
+# bind config/ derives from RTARF_BIND / PORT; a wildcard host is asked on loopback, unix: on its socket).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "rtarf_sync.server.healthcheck"]
 

@@ -299,7 +299,7 @@ def machine(bench: Bench, heap_mb: int, load_before: str) -> dict[str, Any]:
     def git(*argv: str) -> str:
         return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    dirty = git("status", "--porcelain", "--", "rtarf_sync", "config.py", "benchmarks", ":!benchmarks/README.md")
+    dirty = git("status", "--porcelain", "--", "rtarf_sync", "config", "benchmarks", ":!benchmarks/README.md")
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])

@@ -1,7 +1,7 @@
 """The pipelines file (RTARF_PIPELINES_FILE): named index-to-table pipelines, each a Settings of its own.
 
 `load_pipelines(environ, settings)` returns name -> Settings. Without the file there is one pipeline,
-`default`, from the environment. Each key goes through the rule its variable has in config.py, so a
+`default`, from the environment. Each key goes through the rule its variable has in config/, so a
 file and the environment are checked alike; a bad file raises ConfigError naming the pipeline and key.
 """
 

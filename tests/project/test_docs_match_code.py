@@ -1,6 +1,6 @@
 """The README, the docs pages, the Dockerfile and docker-compose.yml stay true to the code.
 
-Every variable config.py reads is documented in docs/configuration.md with the
+Every variable config/ reads is documented in docs/configuration.md with the
 default it really has, every route the app registers has a curl example in
 docs/http-api.md, every CLI command is listed in docs/cli.md, and neither the
 documentation nor the deployment files name a variable the service does not read.
@@ -23,13 +23,13 @@ CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 HTTP_API = (ROOT / "docs" / "http-api.md").read_text()
 CLI = (ROOT / "docs" / "cli.md").read_text()
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-CONFIG = (ROOT / "config.py").read_text()
+CONFIG = "\n".join(path.read_text() for path in sorted((ROOT / "config").glob("*.py")))
 TEST_ONLY = {"RTARF_TEST_DATABASE_URL", "RTARF_TEST_OPENSEARCH_URL", "RTARF_CACHE_DIR"}
 _ROW = re.compile(r"^\| `(RTARF_[A-Z_]+|PORT)` \| `([^`]+)` \|", re.MULTILINE)
 
 
 def config_variables() -> set[str]:
-    """Every variable name config.py reads."""
+    """Every variable name config/ reads."""
     return set(re.findall(r'"(RTARF_[A-Z_]+|PORT)"', CONFIG))
 
 

@@ -129,7 +129,7 @@ def test_every_file_variable_names_a_file_of_the_mounted_secret() -> None:
     env = {entry["name"]: entry["value"] for entry in container(deployment)["env"]}
     file_variables = {name: path for name, path in env.items() if name.endswith("_FILE")}
     assert {"RTARF_API_TOKEN_FILE", "RTARF_DATABASE_URL_FILE"} <= file_variables.keys()
-    assert file_variables.keys() <= set(SECRET_FILE_VARIABLES.values()), "a *_FILE variable config.py does not read"
+    assert file_variables.keys() <= set(SECRET_FILE_VARIABLES.values()), "a *_FILE variable config/ does not read"
     for name, path in file_variables.items():
         assert path in files, f"{name}={path} is not a file of the mounted Secret {sorted(files)}"
     # The Secret holds exactly the keys that are mounted, and each mounted file is named by a variable.
@@ -141,9 +141,9 @@ def test_the_configmap_holds_only_variables_the_service_reads_and_no_secret() ->
     data = objects()["ConfigMap"]["data"]
     secret_names = set(SECRET_FILE_VARIABLES) | set(SECRET_FILE_VARIABLES.values())
     assert not secret_names & data.keys()
-    config_source = (ROOT / "config.py").read_text()
+    config_source = "\n".join(path.read_text() for path in sorted((ROOT / "config").glob("*.py")))
     for name in data:
-        assert f'"{name}"' in config_source, f"{name} is not read by config.py"
+        assert f'"{name}"' in config_source, f"{name} is not read by config/"
 
 
 def pod_environment(tmp_path: Path, token: str | None = None) -> dict[str, str]:

@@ -50,7 +50,7 @@ def check_run(mode: str, start: datetime | None, end: datetime | None) -> None:
 
 # Instants a caller may give (cursor, range, verification window). Python's datetime ends at years
 # 1 and 9999, and a run moves its bounds by up to ten years (overlap and the verification lookback are
-# capped at 3650 days by config.py), plus a settle delay and a one-day bucket; an instant outside
+# capped at 3650 days by config/), plus a settle delay and a one-day bucket; an instant outside
 # these years would overflow inside a run, every run, instead of being refused once at the door.
 # Engines and PostgreSQL handle these years (four digits, as the engines' date formats want).
 EARLIEST = datetime(1000, 1, 1, tzinfo=timezone.utc)
