@@ -62,9 +62,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--high-rate", type=int, default=5000, help="events per second of the keep-up scenario (default 5000; 0: skip)"
     )
     parser.add_argument(
-        "--scenarios", default="trigger,interval,high", help="which to run, comma-separated (default all three)"
+        "--scenarios",
+        type=_scenarios,
+        default="trigger,interval,high",
+        help="which to run, comma-separated: trigger, interval, high (default all three)",
     )
     return parser.parse_args(argv)
+
+
+SCENARIOS = ("trigger", "interval", "high")
+
+
+def _scenarios(text: str) -> str:
+    """`--scenarios` as given, once every name in it is a scenario (argparse says which is not)."""
+    unknown = [name for name in text.split(",") if name not in SCENARIOS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown scenario {unknown[0]!r}: choose from {', '.join(SCENARIOS)}")
+    return text
 
 
 class Visibility:
