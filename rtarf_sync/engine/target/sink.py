@@ -285,7 +285,7 @@ class PostgresSink:
         seen: str | None = None,
     ) -> tuple[str, datetime | None]:
         """Begin a page's transaction: renew the lease (or raise LeaseLost) and, given documents' keys
-        and versions, look them up (`_compare_versions`) and record their keys in `seen`, all in one round trip."""
+        and versions, look them up (`versions.send_lookup`) and record their keys in `seen`, all in one round trip."""
         driver = driver_of(connection)
         with (
             driver_errors("open the page"),
