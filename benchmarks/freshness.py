@@ -70,7 +70,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-SCENARIOS = ("trigger", "interval", "high")
+SCENARIOS = {"trigger": "trigger", "interval": "5 s interval", "high": "trigger, keep-up"}  # name: label
 
 
 def _scenarios(text: str) -> str:
@@ -300,7 +300,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        label = {"trigger": "trigger", "interval": "5 s interval", "high": "trigger, keep-up"}[r["scenario"]]
+        label = SCENARIOS[r["scenario"]]
         lines.append(
             f"| {label} | {r['rate']:,} (sent {r['offered']:,.0f}) | {r['events']} | {r['triggers']} | {r['runs']} | "
             f"{r['p50']:.2f} | "

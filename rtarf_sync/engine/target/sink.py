@@ -265,7 +265,7 @@ class PostgresSink:
     ) -> PageCounts:
         with self.engine.begin() as connection:
             # After a page of only new documents the next is tried as all new, without a lookup.
-            lookup = bool(rows) and not row_by_row and not self.writer.all_new and not self.writer.nothing_stored
+            lookup = bool(rows) and not row_by_row and not self.writer.skips_lookup
             verdicts, _ = self._open(connection, fence, list(map(KEY_AND_VERSION, rows)) if lookup else None)
             if row_by_row:
                 inserted, updated, refused = self.writer.upsert_each(connection, rows)

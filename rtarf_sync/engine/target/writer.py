@@ -60,6 +60,12 @@ class RowWriter:
         # A partitioned target empty when the run began, read once: nothing to look up (the sink's `begin_run`).
         self.nothing_stored = False
 
+    @property
+    def skips_lookup(self) -> bool:
+        """Whether the next page is written without looking its keys up first (after an all-new page,
+        or into a fresh partitioned target)."""
+        return self.all_new or self.nothing_stored
+
     def upsert(self, connection: sa.Connection, rows: list[EventRow], verdicts: str | None = None) -> tuple[int, int]:
         """Write rows: new documents by COPY straight into the target, newer versions by upsert: (inserted, updated).
 
