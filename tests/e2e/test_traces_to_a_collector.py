@@ -120,20 +120,30 @@ def test_a_manual_run_reaches_the_collector_beneath_its_request(
         answer = server.post("/scheduler/sync-now", json={"mode": "full"})  # reads every event again
         assert answer.status_code == 200, answer.text
 
-        def manual_run() -> list[dict[str, Any]]:
-            return [
+        def manual_run() -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+            """The manual run's span with the spans that claim to be its parent, once the parent came too.
+
+            The request's span ends after the run's (its response is written last), so it may come in a
+            later export; the server is killed without a flush once this answers."""
+            runs = [
                 run
                 for run in receiver.named("rtarf.run")
                 if run["attributes"]["rtarf.trigger"].string_value == "manual"
             ]
+            found = [(run, [span for span in list(receiver.spans) if span["id"] == run["parent"]]) for run in runs]
+            return [(run, parents) for run, parents in found if parents]
 
-        (run,) = wait_for(manual_run, timeout=60, what=f"the manual run's span at the collector; log:\n{server.log()}")
+        ((run, parents),) = wait_for(
+            manual_run,
+            timeout=60,
+            what=f"the manual run's span and its request's at the collector; log:\n{server.log()}",
+        )
     finally:
         server.close()
     assert set(receiver.paths) == {"/v1/traces"}
     assert {span["service"] for span in receiver.spans} == {"rtarf-event-sync"}
     assert run["attributes"]["rtarf.status"].string_value == "success"
-    (request,) = [span for span in receiver.spans if span["id"] == run["parent"]]
+    (request,) = parents
     assert request["name"] == "POST /scheduler/sync-now" and request["trace"] == run["trace"]
     pages = [span for span in receiver.named("rtarf.page") if span["parent"] == run["id"]]
     assert pages  # the full run's pages
