@@ -34,6 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 
 from config import Settings
 from rtarf_sync.engine.errors import LeaseLost, TooManyBuckets, redact
@@ -175,7 +176,7 @@ def target_fingerprints(
     stride: sa.ColumnClause[Any] = sa.literal_column(f"interval '{int(width.total_seconds())} seconds'")
     origin: sa.ColumnClause[Any] = sa.literal_column("timestamptz '1970-01-01 00:00:00+00'")
     key = sa.func.date_bin(stride, stamp, origin).label("bucket")
-    millis = sa.func.floor(sa.extract("epoch", stamp) * 1000)
+    millis = _epoch_millis(stamp)
     rows = connection.execute(
         sa.select(
             target.c.es_index,
@@ -202,6 +203,19 @@ def target_fingerprints(
             float(row.cursor_sum),
         )
     return prints
+
+
+def _epoch_millis(stamp: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """Whole milliseconds since the epoch, as the engine sums its cursor field, in doubles throughout.
+
+    `extract` answers in numeric, whose arithmetic over every row of a 60 s overlap at 5,000
+    events/s cost about as much as the rest of the query. `date_part` answers in a double, which
+    holds any time within 2^32 s of the epoch (1834 to 2106) to a quarter of a microsecond or
+    better: rounded to whole microseconds first, it gives the exact value. A time outside that
+    span can only make its bucket differ, so the bucket is read."""
+    seconds = sa.func.date_part(sa.literal_column("'epoch'"), stamp)
+    micros = sa.func.round(seconds * sa.cast(1_000_000, DOUBLE_PRECISION))
+    return sa.func.floor(micros / sa.cast(1_000, DOUBLE_PRECISION))
 
 
 def compare_prints(

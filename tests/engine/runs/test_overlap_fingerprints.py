@@ -17,10 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.checks.fingerprints import Fingerprint, source_fingerprints
+from rtarf_sync.engine.checks.fingerprints import Fingerprint, source_fingerprints, target_fingerprints
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.source.clients import build_api
 from rtarf_sync.engine.target.documents import engine_time
+from rtarf_sync.engine.target.tables import build_tables, create_tables
 from tests.infra.harness.faultproxy import FaultProxy, Seen
 from tests.infra.harness.http import EngineHttp
 from tests.infra.oracle import engine_docs, index_docs, table_docs
@@ -161,6 +162,53 @@ def test_the_engine_answers_fingerprints_as_the_documents_say(
         for key, docs in expected.items()
     }
     assert len(prints) == 4  # two indices, two seconds
+
+
+def test_postgresql_answers_fingerprints_as_the_rows_say(db_engine: sa.Engine, table_name: str) -> None:
+    """PostgreSQL's side, in exact integers: whole milliseconds of each time, however close to a millisecond's
+    edge and however far from the epoch (before it too), summed per index and second; deleted rows left out."""
+    tables = build_tables(table_name)
+    create_tables(db_engine, tables)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    seconds = [
+        datetime(*when, tzinfo=timezone.utc)
+        for when in [(1901, 12, 14), (1969, 12, 31, 23, 59, 59), (1970, 1, 1), (2026, 3, 1, 12, 0, 59), (2105, 12, 31)]
+    ]
+    fractions = [0, 1, 999, 1_000, 123_000, 123_999, 999_000, 999_999]  # microseconds into the second
+    rows = [
+        {
+            "es_index": f"i{n % 2}",
+            "es_id": f"d{n}",
+            "event_timestamp": second + timedelta(microseconds=micros),
+            "source": {},
+            "es_seq_no": n * 7 + 3,
+            "es_primary_term": 1,
+        }
+        for n, (second, micros) in enumerate((second, micros) for second in seconds for micros in fractions)
+    ]
+    with db_engine.begin() as connection:
+        connection.execute(tables.target.insert(), rows)
+        gone = {**rows[0], "es_id": "gone", "es_seq_no": 10**6}
+        connection.execute(tables.target.insert(), [{**gone, "deleted_at": datetime.now(timezone.utc)}])
+    expected: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for row in rows:
+        millis = (row["event_timestamp"] - epoch) // timedelta(milliseconds=1)
+        expected.setdefault((row["es_index"], millis // 1000 * 1000), []).append((row["es_seq_no"], millis))
+    with db_engine.connect() as connection:
+        prints = target_fingerprints(
+            connection, tables, seconds[0], seconds[-1] + timedelta(seconds=1), timedelta(seconds=1)
+        )
+    assert prints == {
+        key: Fingerprint(
+            len(docs),
+            float(sum(seq for seq, _ in docs)),
+            float(min(seq for seq, _ in docs)),
+            float(max(seq for seq, _ in docs)),
+            float(sum(millis for _, millis in docs)),
+        )
+        for key, docs in expected.items()
+    }
+    assert len(prints) == 10  # two indices, five seconds
 
 
 def test_an_engine_that_refuses_fingerprints_gets_its_whole_overlap_read(
