@@ -205,17 +205,18 @@ def target_fingerprints(
     return prints
 
 
-def _epoch_millis(stamp: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """Whole milliseconds since the epoch, as the engine sums its cursor field, in doubles throughout.
+def _epoch_millis(stamp: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    """Whole milliseconds since the epoch, as the engine sums its cursor field: a bigint, so sums are exact.
 
     `extract` answers in numeric, whose arithmetic over every row of a 60 s overlap at 5,000
     events/s cost about as much as the rest of the query. `date_part` answers in a double, which
     holds any time within 2^32 s of the epoch (1834 to 2106) to a quarter of a microsecond or
-    better: rounded to whole microseconds first, it gives the exact value. A time outside that
-    span can only make its bucket differ, so the bucket is read."""
+    better: rounded to whole microseconds first, it gives the exact value (outside that span a
+    bucket can only differ, so it is read). The sum must not be one of doubles: past 2^53 (about
+    5,100 events in one second) doubles added one by one drift from the engine's compensated sum."""
     seconds = sa.func.date_part(sa.literal_column("'epoch'"), stamp)
     micros = sa.func.round(seconds * sa.cast(1_000_000, DOUBLE_PRECISION))
-    return sa.func.floor(micros / sa.cast(1_000, DOUBLE_PRECISION))
+    return sa.cast(sa.func.floor(micros / sa.cast(1_000, DOUBLE_PRECISION)), sa.BigInteger)
 
 
 def compare_prints(

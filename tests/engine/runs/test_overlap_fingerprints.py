@@ -166,7 +166,10 @@ def test_the_engine_answers_fingerprints_as_the_documents_say(
 
 def test_postgresql_answers_fingerprints_as_the_rows_say(db_engine: sa.Engine, table_name: str) -> None:
     """PostgreSQL's side, in exact integers: whole milliseconds of each time, however close to a millisecond's
-    edge and however far from the epoch (before it too), summed per index and second; deleted rows left out."""
+    edge and however far from the epoch (before it too), summed per index and second; deleted rows left out.
+
+    A busy second (6,000 events in 2026) sums its times past 2^53, where doubles added one by one drift;
+    the sum must be the exact one, rounded once, as the engine's compensated sum gives it."""
     tables = build_tables(table_name)
     create_tables(db_engine, tables)
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -185,6 +188,11 @@ def test_postgresql_answers_fingerprints_as_the_rows_say(db_engine: sa.Engine, t
             "es_primary_term": 1,
         }
         for n, (second, micros) in enumerate((second, micros) for second in seconds for micros in fractions)
+    ]
+    busy = seconds[3] - timedelta(seconds=1)
+    rows += [
+        {**rows[0], "es_index": "busy", "es_id": f"b{n}", "event_timestamp": busy + timedelta(microseconds=n * 166 + 7)}
+        for n in range(6_000)
     ]
     with db_engine.begin() as connection:
         connection.execute(tables.target.insert(), rows)
@@ -208,7 +216,7 @@ def test_postgresql_answers_fingerprints_as_the_rows_say(db_engine: sa.Engine, t
         )
         for key, docs in expected.items()
     }
-    assert len(prints) == 10  # two indices, five seconds
+    assert len(prints) == 11  # two indices, five seconds; the busy second
 
 
 def test_an_engine_that_refuses_fingerprints_gets_its_whole_overlap_read(
