@@ -17,8 +17,9 @@ with the very same sequence number and the same time to the millisecond) are bey
 full run (`mode=full`) reads every key and finds even that.
 
 Every doubt reads: an engine that answers no fingerprint, more indices than one request lists,
-rows without a sequence number, times the two sides see differently, sums past a double's exact
-range: each makes a bucket differ, so it is read as it would be without fingerprints.
+rows without a sequence number, times the two sides see differently: each makes a bucket differ,
+so it is read as it would be without fingerprints. Sums past 2^53 (a second of more than about
+5,100 events in one index) are exact on neither side and match within their rounding (`matches`).
 
 Incremental runs read only the differing buckets of their overlap (`target_only_differs=False`:
 rows the engine no longer has are left alone by an incremental run anyway); repairs narrow each
@@ -28,6 +29,7 @@ bucket to the span of its differing sub-buckets (`True`: such rows are what a re
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from functools import partial
 from datetime import datetime, timedelta, timezone
@@ -53,6 +55,8 @@ log = logging.getLogger("rtarf_sync.fingerprints")
 
 MAX_INDICES = 1_000  # indices one request lists; more and the window is read whole
 COARSER = 8  # parts this many times as wide, asked for when the engine refuses as many buckets
+EXACT_SUM = 2.0**53  # sums below this are exact on both sides, and compared exactly
+ROUNDING = 4  # units in the last place two sums past EXACT_SUM may differ by
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLI = timedelta(milliseconds=1)
 
@@ -68,6 +72,27 @@ class Fingerprint:
     seq_min: float | None
     seq_max: float | None
     cursor_sum: float
+
+    def matches(self, other: Fingerprint | None) -> bool:
+        """The same versions: every figure equal, sums past a double's exact range within their rounding."""
+        return (
+            other is not None
+            and (self.count, self.seq_min, self.seq_max) == (other.count, other.seq_min, other.seq_max)
+            and _same_sum(self.seq_sum, other.seq_sum)
+            and _same_sum(self.cursor_sum, other.cursor_sum)
+        )
+
+
+def _same_sum(one: float, other: float) -> bool:
+    """Equal, or both past 2^53 and within ROUNDING units in the last place of each other.
+
+    Past 2^53 neither side is exact: the engine adds doubles with compensation, PostgreSQL adds
+    exactly and rounds once, and the two may differ in the last place or two. A difference that
+    small is already below what a double can tell apart there (a millisecond is under one unit)."""
+    if one == other:
+        return True
+    largest = max(abs(one), abs(other))
+    return largest >= EXACT_SUM and abs(one - other) <= ROUNDING * math.ulp(largest)
 
 
 @dataclass
@@ -229,7 +254,7 @@ def compare_prints(
     """Fill `comparison` from both sides' fingerprints."""
     differing: set[int] = set()
     for key, print_ in source.items():
-        if target.get(key) != print_:
+        if not print_.matches(target.get(key)):
             differing.add(key[1])
     if target_only_differs:
         differing.update(key[1] for key in target if key not in source)

@@ -17,7 +17,13 @@ import pytest
 import sqlalchemy as sa
 
 from config import Settings
-from rtarf_sync.engine.checks.fingerprints import Fingerprint, source_fingerprints, target_fingerprints
+from rtarf_sync.engine.checks.fingerprints import (
+    Comparison,
+    Fingerprint,
+    compare_prints,
+    source_fingerprints,
+    target_fingerprints,
+)
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.source.clients import build_api
 from rtarf_sync.engine.target.documents import engine_time
@@ -217,6 +223,34 @@ def test_postgresql_answers_fingerprints_as_the_rows_say(db_engine: sa.Engine, t
         for key, docs in expected.items()
     }
     assert len(prints) == 11  # two indices, five seconds; the busy second
+
+
+@pytest.mark.parametrize(
+    ("engine_sum", "stored_sum", "same"),
+    [
+        (2.0**52, 2.0**52 + 1, False),  # exact sums: one millisecond apart is a difference
+        (2.0**53 + 1024, 2.0**53 + 1028, True),  # past 2^53: two units in the last place of rounding, no more
+        (1.0634198750984544e16, 1.063419875098454e16, True),  # the engine's compensated sum, doubles added in turn
+        (2.0**53 + 1024, 2.0**53 + 2048, False),  # past 2^53 and a second apart: a difference still
+    ],
+)
+def test_sums_past_a_doubles_exact_range_match_within_their_rounding(
+    engine_sum: float, stored_sum: float, same: bool
+) -> None:
+    """A busy second (more than about 5,100 events of 2026 in one index) sums its milliseconds past 2^53,
+    where the engine's sum and PostgreSQL's exact one rounded once may differ in the last place: were that
+    a difference, the second would be read again by every run for as long as it is in the overlap."""
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    key = ("events", 1772323200000)
+    engine_side = {key: Fingerprint(5200, 13_522_600.0, 1.0, 5200.0, engine_sum)}
+    stored = {key: Fingerprint(5200, 13_522_600.0, 1.0, 5200.0, stored_sum)}
+    comparison = compare_prints(
+        Comparison(start, start + timedelta(seconds=1), timedelta(seconds=1)),
+        engine_side,
+        stored,
+        target_only_differs=False,
+    )
+    assert (comparison.confirmed, comparison.differing) == ((5200, []) if same else (0, [key[1]]))
 
 
 def test_an_engine_that_refuses_fingerprints_gets_its_whole_overlap_read(
