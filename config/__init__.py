@@ -2,19 +2,17 @@
 
     settings.py     what the settings are (frozen dataclasses), Secret, the names others share
     rules.py        one rule per setting, for a variable's text and a pipelines-file value alike
-    environment.py  load_settings(environ): the only reader of RTARF_ variables
+    variables.py    reading one variable under its rule; secrets given directly or in a file
+    connections.py  the engine's and the database's connection variables, checked together
+    environment.py  load_settings(environ): the only entry that reads RTARF_ variables
 
 `load_settings(environ)` validates every value and fails fast with a `ConfigError` whose message
 is a single line naming the variable and the bad value (secrets are masked).
 """
 
-from config.environment import (
-    MIN_TOKEN_LENGTH,
-    PIPELINES_FILE_VARIABLE,
-    SECRET_FILE_VARIABLES,
-    load_settings,
-)
+from config.environment import MIN_TOKEN_LENGTH, PIPELINES_FILE_VARIABLE, load_settings
 from config.rules import PIPELINE_KEYS, SETTING_RULES, Invalid, Rule
+from config.variables import SECRET_FILE_VARIABLES
 from config.settings import (
     COLUMN_ON_ERROR,
     COLUMN_TYPES,
