@@ -5,20 +5,23 @@ wait before retry n (0-based) is half fixed and half random: with
 `ceiling = min(max_seconds, base_seconds * 2**n)` it lies in
 `[ceiling / 2, ceiling]` ("equal jitter"), so replicas that failed together
 spread out while each still backs off. Every retry logs one warning; running
-out of attempts raises RunAborted naming the step and the attempts.
+out of attempts raises RunAborted naming the step and the attempts. A policy
+given the run's stop event waits on it: a shutdown ends the wait at once with
+RunInterrupted, rather than spending the grace period on retries.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 import tenacity
 from tenacity.wait import wait_base
 
-from rtarf_sync.engine.errors import RunAborted, TransientError
+from rtarf_sync.engine.errors import RunAborted, RunInterrupted, TransientError
 
 T = TypeVar("T")
 log = logging.getLogger("rtarf_sync.retry")  # the name log filters know
@@ -31,6 +34,7 @@ class RetryPolicy:
     max_retries: int = 5
     base_seconds: float = 0.5
     max_seconds: float = 30.0
+    stop: threading.Event | None = field(default=None, compare=False)  # set by a shutdown: stop waiting
 
     def wait(self) -> wait_base:
         """The tenacity wait: a fixed half of the capped exponential plus a random half."""
@@ -56,11 +60,17 @@ def with_retry(call: Callable[[], T], policy: RetryPolicy, what: str, sleep: Cal
             "%s failed (%s); retry %d/%d in %.2fs", what, error, state.attempt_number, policy.max_retries, delay
         )
 
+    def wait(seconds: float) -> None:
+        if policy.stop is None:
+            sleep(seconds)
+        elif policy.stop.wait(seconds):
+            raise RunInterrupted(f"interrupted by shutdown while waiting to retry {what}")
+
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(TransientError),
         stop=tenacity.stop_after_attempt(policy.max_retries + 1),
         wait=policy.wait(),
-        sleep=sleep,
+        sleep=wait,
         before_sleep=warn,
         reraise=False,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from typing import Callable
 
 import pytest
@@ -16,9 +17,11 @@ import pytest
 from config import Settings
 from rtarf_sync.engine.errors import RunAborted, SourceError, TransientError
 from rtarf_sync.engine.retry import RetryPolicy, with_retry
+from rtarf_sync.engine.runs.result import SyncResult
 from rtarf_sync.engine.runs.sync import SyncService
 from tests.infra.esserver import EsProtocolServer
 from tests.infra.harness.http import EngineHttp
+from tests.infra.support import wait_for
 
 
 class Flaky:
@@ -107,3 +110,33 @@ def test_the_settings_reach_the_retries(
         float(m.group(1)) for r in caplog.records if (m := re.search(r"retry \d/3 in ([0-9.]+)s", r.getMessage()))
     ]
     assert len(delays) == 3 and all(delay <= 0.3 for delay in delays)
+
+
+def test_a_shutdown_ends_a_run_that_waits_to_retry(
+    elasticsearch: EngineHttp,
+    es_server: EsProtocolServer,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGTERM asks the running sync to stop; one that is backing off from a failing engine stops waiting
+    at once instead of spending the grace period (and more) on retries that nobody will see finish."""
+    elasticsearch.create_index(index_name)
+    # Ten retries with waits of up to a minute: without the stop, minutes of backoff.
+    settings = make_settings(elasticsearch, index_name, RTARF_SYNC_MAX_RETRIES=10, RTARF_SYNC_RETRY_MAX_SECONDS=60)
+    service = SyncService(settings)
+    es_server.faults.only_paths("_pit")
+    es_server.faults.fail_next(100, status=503)
+    outcome: list[SyncResult] = []
+    runner = threading.Thread(target=lambda: outcome.append(service.run()))
+    with caplog.at_level(logging.WARNING, logger="rtarf_sync.retry"):
+        runner.start()
+        wait_for(lambda: "retry 2/10" in caplog.text, timeout=30, what="the run's second retry")
+        service.request_stop()
+        runner.join(timeout=20)  # the third wait alone would be 1 to 2 s, the tenth up to a minute
+    assert not runner.is_alive(), "the run kept waiting to retry after the shutdown asked it to stop"
+    service.close()
+    (result,) = outcome
+    assert result.status == "failed"
+    assert (result.error or "").startswith("interrupted by shutdown while waiting to retry open point in time")
+    assert "retry 4/10" not in caplog.text  # no attempt after the wait the stop cut short

@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 
 from config import Settings
-from rtarf_sync.engine.errors import LeaseLost, TooManyBuckets, redact
+from rtarf_sync.engine.errors import LeaseLost, RunInterrupted, TooManyBuckets, redact
 from rtarf_sync.engine.retry import with_retry
 from rtarf_sync.engine.source.clients import Json, SearchApi
 from rtarf_sync.engine.source.filters import filtered
@@ -301,7 +301,7 @@ def compare_or_read(
                     raise
                 width *= COARSER
                 log.info("The engine answers fewer buckets than asked: comparing in parts of %s", width)
-    except LeaseLost:
+    except (LeaseLost, RunInterrupted):
         raise
     except Exception as error:  # noqa: BLE001 - fingerprints only save reading; without them all is read
         log.warning(

@@ -65,10 +65,12 @@ class SyncService:
         check_source_filter(settings)
         check_partitioning(settings)
         self.tables = build_tables(settings.table, settings.columns, settings.partition)
-        self.retry = RetryPolicy(settings.max_retries, min(0.5, settings.retry_max_seconds), settings.retry_max_seconds)
+        self._stop = threading.Event()
+        self.retry = RetryPolicy(
+            settings.max_retries, min(0.5, settings.retry_max_seconds), settings.retry_max_seconds, self._stop
+        )
         self.lease = Lease(self.tables.lease, settings.table, settings.lease_ttl_seconds)
         self._api, self._engine = api, engine
-        self._stop = threading.Event()
         self._tables_ready = False
         self._build_lock = threading.Lock()
         self._page_observers: list[PageObserver] = []
