@@ -1,8 +1,8 @@
 """Retries (tenacity underneath): capped exponential backoff with jitter, a warning per retry, a clear abort.
 
-The unit tests inject the sleep, so no test waits for a backoff; the last
-test drives the real service against the protocol server to show that
-RTARF_SYNC_MAX_RETRIES and RTARF_SYNC_RETRY_MAX_SECONDS reach the retries.
+The unit tests inject the sleep, so no test waits for a backoff; the last two
+drive the real service against the protocol server: RTARF_SYNC_MAX_RETRIES and
+RTARF_SYNC_RETRY_MAX_SECONDS reach the retries, and a shutdown ends a backoff.
 """
 
 from __future__ import annotations
@@ -88,19 +88,27 @@ def test_the_waits_actually_slept_follow_the_policy() -> None:
         assert ceiling / 2 <= delay <= ceiling
 
 
-def test_the_settings_reach_the_retries(
-    elasticsearch: EngineHttp,
-    es_server: EsProtocolServer,
-    index_name: str,
-    make_settings: Callable[..., Settings],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@pytest.fixture
+def refused_pits(
+    elasticsearch: EngineHttp, es_server: EsProtocolServer, index_name: str, make_settings: Callable[..., Settings]
+) -> Callable[..., SyncService]:
+    """Builds a service (RTARF_ variables as keywords) for an index whose every point in time the engine refuses."""
     elasticsearch.create_index(index_name)
-    settings = make_settings(elasticsearch, index_name, RTARF_SYNC_MAX_RETRIES=3, RTARF_SYNC_RETRY_MAX_SECONDS=0.3)
-    service = SyncService(settings)
+
+    def build(**env: object) -> SyncService:
+        service = SyncService(make_settings(elasticsearch, index_name, **env))
+        es_server.faults.only_paths("_pit")
+        es_server.faults.fail_next(100, status=503)
+        return service
+
+    return build
+
+
+def test_the_settings_reach_the_retries(
+    refused_pits: Callable[..., SyncService], caplog: pytest.LogCaptureFixture
+) -> None:
+    service = refused_pits(RTARF_SYNC_MAX_RETRIES=3, RTARF_SYNC_RETRY_MAX_SECONDS=0.3)
     assert (service.retry.max_retries, service.retry.max_seconds) == (3, 0.3)
-    es_server.faults.only_paths("_pit")
-    es_server.faults.fail_next(100, status=503)
     with caplog.at_level(logging.WARNING, logger="rtarf_sync.retry"):
         result = service.run()
     service.close()
@@ -113,20 +121,12 @@ def test_the_settings_reach_the_retries(
 
 
 def test_a_shutdown_ends_a_run_that_waits_to_retry(
-    elasticsearch: EngineHttp,
-    es_server: EsProtocolServer,
-    index_name: str,
-    make_settings: Callable[..., Settings],
-    caplog: pytest.LogCaptureFixture,
+    refused_pits: Callable[..., SyncService], caplog: pytest.LogCaptureFixture
 ) -> None:
     """SIGTERM asks the running sync to stop; one that is backing off from a failing engine stops waiting
     at once instead of spending the grace period (and more) on retries that nobody will see finish."""
-    elasticsearch.create_index(index_name)
     # Ten retries with waits of up to a minute: without the stop, minutes of backoff.
-    settings = make_settings(elasticsearch, index_name, RTARF_SYNC_MAX_RETRIES=10, RTARF_SYNC_RETRY_MAX_SECONDS=60)
-    service = SyncService(settings)
-    es_server.faults.only_paths("_pit")
-    es_server.faults.fail_next(100, status=503)
+    service = refused_pits(RTARF_SYNC_MAX_RETRIES=10, RTARF_SYNC_RETRY_MAX_SECONDS=60)
     outcome: list[SyncResult] = []
     runner = threading.Thread(target=lambda: outcome.append(service.run()))
     with caplog.at_level(logging.WARNING, logger="rtarf_sync.retry"):

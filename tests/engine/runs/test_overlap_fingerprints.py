@@ -81,6 +81,20 @@ def _second(second: int) -> str:
     return engine_time(BASE + timedelta(seconds=second))
 
 
+def _prints_of(versions: dict[tuple[str, int], list[tuple[int, int]]]) -> dict[tuple[str, int], Fingerprint]:
+    """The fingerprints that (sequence number, milliseconds) pairs give per key: exact sums, rounded once."""
+    return {
+        key: Fingerprint(
+            len(pairs),
+            float(sum(seq for seq, _ in pairs)),
+            float(min(seq for seq, _ in pairs)),
+            float(max(seq for seq, _ in pairs)),
+            float(sum(millis for _, millis in pairs)),
+        )
+        for key, pairs in versions.items()
+    }
+
+
 def test_only_changed_seconds_of_the_overlap_are_read_and_every_change_lands(
     engine: EngineHttp,
     proxy: FaultProxy,
@@ -157,16 +171,7 @@ def test_the_engine_answers_fingerprints_as_the_documents_say(
         millis = (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
         if window[0] <= moment < window[1]:
             expected.setdefault((name, millis // 1000 * 1000), []).append((seq_no, millis))
-    assert prints == {
-        key: Fingerprint(
-            len(docs),
-            float(sum(seq for seq, _ in docs)),
-            float(min(seq for seq, _ in docs)),
-            float(max(seq for seq, _ in docs)),
-            float(sum(millis for _, millis in docs)),
-        )
-        for key, docs in expected.items()
-    }
+    assert prints == _prints_of(expected)
     assert len(prints) == 4  # two indices, two seconds
 
 
@@ -212,16 +217,7 @@ def test_postgresql_answers_fingerprints_as_the_rows_say(db_engine: sa.Engine, t
         prints = target_fingerprints(
             connection, tables, seconds[0], seconds[-1] + timedelta(seconds=1), timedelta(seconds=1)
         )
-    assert prints == {
-        key: Fingerprint(
-            len(docs),
-            float(sum(seq for seq, _ in docs)),
-            float(min(seq for seq, _ in docs)),
-            float(max(seq for seq, _ in docs)),
-            float(sum(millis for _, millis in docs)),
-        )
-        for key, docs in expected.items()
-    }
+    assert prints == _prints_of(expected)
     assert len(prints) == 11  # two indices, five seconds; the busy second
 
 
