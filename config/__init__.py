@@ -12,7 +12,6 @@ is a single line naming the variable and the bad value (secrets are masked).
 
 from config.environment import MIN_TOKEN_LENGTH, PIPELINES_FILE_VARIABLE, load_settings
 from config.rules import PIPELINE_KEYS, SETTING_RULES, Invalid, Rule
-from config.variables import SECRET_FILE_VARIABLES
 from config.settings import (
     COLUMN_ON_ERROR,
     COLUMN_TYPES,
@@ -31,6 +30,7 @@ from config.settings import (
     mask_url,
     mask_userinfo,
 )
+from config.variables import SECRET_FILE_VARIABLES
 
 __all__ = [
     "COLUMN_ON_ERROR",

@@ -1,4 +1,4 @@
-"""Reading the environment: `load_settings(environ)`, the only reader of RTARF_ variables.
+"""Reading the environment: `load_settings(environ)`, the one entry that reads RTARF_ variables.
 
 The connections' variables are read by connections.py, each variable by variables.py; this module
 reads the service's own (API token, bind, CORS, reconcile, verify, webhooks, traces) and builds
@@ -163,7 +163,7 @@ def _webhooks(environ: Mapping[str, str]) -> WebhookSettings:
 def _trace_exporters(environ: Mapping[str, str]) -> tuple[str, ...]:
     """The trace exporters asked for, none unless an OTEL_ variable asks. The OpenTelemetry SDK reads the
     rest of them (endpoint, headers, service name, sampler) itself, the standard way, so they are not
-    duplicated as settings: the one exception to this module being the only reader of the environment."""
+    duplicated as settings: the one exception to load_settings being the only reader of the environment."""
     names = tuple(
         name for name in (part.strip().lower() for part in environ.get("OTEL_TRACES_EXPORTER", "").split(",")) if name
     )

@@ -51,7 +51,9 @@ class RetryPolicy:
 
 
 def with_retry(call: Callable[[], T], policy: RetryPolicy, what: str, sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run `call`; retry it on TransientError within `policy`, then abort the run."""
+    """Run `call`; retry it on TransientError within `policy`, then abort the run.
+
+    The waits use `sleep`, or the policy's stop event when it has one (so a shutdown ends them)."""
 
     def warn(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
