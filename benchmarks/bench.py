@@ -113,7 +113,7 @@ class Bench:
 
     def measure(self, label: str, job: str, table: str, **spec: Any) -> dict[str, Any]:
         """Run one job in a fresh child process and return its figures."""
-        if job in ("sync", "write", "sink", "baseline"):
+        if job in ("sync", "write", "together", "sink", "baseline"):
             self.sql("CHECKPOINT")  # each write job starts with a clean checkpoint, not the last job's debt
         say(f"{label} ...")
         environ = {k: v for k, v in os.environ.items() if not k.startswith("RTARF_")}
@@ -172,6 +172,7 @@ def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) ->
     tries: dict[str, list[dict[str, Any]]] = {
         "read": [],
         "write": [],
+        "together": [],
         "sink": [],
         "ours": [],
         "typed": [],
@@ -184,6 +185,15 @@ def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) ->
                 f"write ceiling (binary COPY), {tag}",
                 "write",
                 "ev_copy_ceiling",
+                rows_file=str(data.rows_file),
+                index=INDEX,
+            )
+        )
+        tries["together"].append(
+            bench.measure(
+                f"read and write ceilings at once, {tag}",
+                "together",
+                "ev_copy_together",
                 rows_file=str(data.rows_file),
                 index=INDEX,
             )

@@ -58,6 +58,7 @@ def _cpu_table(figures: dict[str, Any]) -> list[str]:
         _cpu_row("read ceiling", figures["read"]),
         _cpu_row("write ceiling", figures["write"]),
         *([_cpu_row("  same, commits not waiting", figures["write_async"])] if "write_async" in figures else []),
+        *([_cpu_row("read and write ceilings at once", figures["together"])] if "together" in figures else []),
         _cpu_row("write side of ours alone", figures["sink"]),
         _cpu_row("naive baseline", figures["baseline"]),
         _cpu_row("full resync, 10% changed", figures["resync"]),
@@ -141,6 +142,23 @@ def _typed_share(figures: dict[str, Any]) -> list[str]:
     return [f"  typed columns / JSON only {share:6.0%}   (inet, smallint, text with index, text[], timestamptz)"]
 
 
+def _together_row(figures: dict[str, Any]) -> list[str]:
+    if "together" not in figures:  # a figures file recorded before it existed
+        return []
+    return [_row("read and write ceilings at once", figures["together"], figures["bytes"]["all"], rss=False)]
+
+
+def _together_share(figures: dict[str, Any]) -> list[str]:
+    """Ours against the fastest any sync can read and write these events on this machine (information)."""
+    if "together" not in figures:
+        return []
+    together = figures["together"]
+    return [
+        f"  first load / both at once {rate(figures['ours']) / rate(together):6.0%}   (information: reading and "
+        f"writing at once reach {rate(together) / rate(figures['write']):.0%} of the write ceiling here)"
+    ]
+
+
 def _async_row(figures: dict[str, Any]) -> list[str]:
     if "write_async" not in figures:  # a figures file recorded before it existed
         return []
@@ -220,23 +238,29 @@ def _machine(m: dict[str, Any]) -> list[str]:
 def _time_split(figures: dict[str, Any]) -> list[str]:
     n, ours = figures["events"], figures["ours"]
     read_s, write_s, sink_s = (n / rate(figures[name]) for name in ("read", "write", "sink"))
-    floor = max(read_s, sink_s)
     cpu = ours["cpu"]
+    if "together" in figures:
+        floor = figures["together"]["seconds"]
+        how = f"Both ceilings at once, the floor of any sync here, take {floor:.1f} s; ours is"
+        rest = "the sync's own work (turning hits into rows, lease, lookups, cursor, history)."
+    else:  # a figures file recorded before both ceilings were measured at once
+        floor = max(read_s, sink_s)
+        how = f"Reading overlaps writing (one-page prefetch), so the floor is about {floor:.1f} s; ours is"
+        rest = "turning hits into rows, sharing the CPUs, noise."
     return [
-        f"  where the time goes: ours {ours['seconds']:.1f} s. Alone, reading takes {read_s:.1f} s and the sink's",
-        f"    writing {sink_s:.1f} s (binary COPY {write_s:.1f} s). "
-        "Reading overlaps writing (one-page prefetch), so the",
-        f"    floor is about {floor:.1f} s; ours is {ours['seconds'] - floor:+.1f} s from it (turning hits into rows,",
-        f"    sharing {figures['machine']['cpus']} CPUs, noise): "
-        f"the run used {sum(cpu.values()):.1f} CPU s (python "
-        f"{cpu['python']:.1f}, postgres {cpu['postgres']:.1f}, opensearch {cpu['opensearch']:.1f})",
+        f"  where the time goes: ours {ours['seconds']:.1f} s. Alone, reading takes {read_s:.1f} s and the sink's "
+        f"writing {sink_s:.1f} s",
+        f"    (binary COPY {write_s:.1f} s). {how}",
+        f"    {ours['seconds'] - floor:+.1f} s from it: {rest}",
+        f"    The run used {sum(cpu.values()):.1f} CPU s on {figures['machine']['cpus']} CPUs (python "
+        f"{cpu['python']:.1f}, postgres {cpu['postgres']:.1f}, opensearch {cpu['opensearch']:.1f}).",
     ]
 
 
 def _tries(figures: dict[str, Any]) -> str:
     spread = "; ".join(
         f"{name} " + ", ".join(f"{seconds:.2f}" for seconds in figures[name]["tries_seconds"])
-        for name in ("ours", "typed", "read", "write", "sink")
+        for name in ("ours", "typed", "read", "write", "together", "sink")
         if name in figures
     )
     return f"  best of {figures['repeat']} interleaved tries counts; every try in seconds: {spread}"
@@ -268,6 +292,7 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
         _row("read ceiling (PIT pages, no write)", figures["read"], b["all"]),
         _row("write ceiling (binary COPY)", figures["write"], b["all"]),
         *_async_row(figures),
+        *_together_row(figures),
         _row("write side of ours alone (sink)", figures["sink"], b["all"]),
         _row(f"naive baseline (first {figures['baseline_events']:,} only)", figures["baseline"], b["baseline"]),
         _row(f"sync (ours), first {figures['small_events']:,}", figures["small"], b["small"]),
@@ -282,6 +307,7 @@ def render(figures: dict[str, Any], checks: list[tuple[str, bool]]) -> str:
         f"  first load / write ceiling{rate(figures['ours']) / rate(figures['write']):6.0%}"
         "   (binary COPY of the same rows, same table, one commit per page not waiting for the disk)",
         *_async_share(figures),
+        *_together_share(figures),
         *_typed_share(figures),
         f"  sync's own Python CPU     {python_us(figures):6.1f} us per event (every thread of the sync process)",
         *_time_split(figures),
