@@ -166,6 +166,13 @@ def best_of(tries: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
+_FROM_ROWS = (
+    ("write", "write ceiling (binary COPY)", "ev_copy_ceiling"),
+    ("together", "read and write ceilings at once", "ev_copy_together"),
+    ("sink", "write side of the sync alone", "ev_sink_only"),
+)
+
+
 def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) -> str:
     """Ceilings and the full sync, `repeat` times interleaved; return the table the last sync filled."""
     bench.measure("warm-up read, not counted (JIT, caches)", "read", "ev_unused")
@@ -180,33 +187,9 @@ def measure_full(bench: Bench, data: Dataset, f: dict[str, Any], repeat: int) ->
     for number in range(1, repeat + 1):
         tag = f"try {number} of {repeat}"
         tries["read"].append(bench.measure(f"read ceiling, {tag}", "read", "ev_unused"))
-        tries["write"].append(
-            bench.measure(
-                f"write ceiling (binary COPY), {tag}",
-                "write",
-                "ev_copy_ceiling",
-                rows_file=str(data.rows_file),
-                index=INDEX,
-            )
-        )
-        tries["together"].append(
-            bench.measure(
-                f"read and write ceilings at once, {tag}",
-                "together",
-                "ev_copy_together",
-                rows_file=str(data.rows_file),
-                index=INDEX,
-            )
-        )
-        tries["sink"].append(
-            bench.measure(
-                f"write side of the sync alone, {tag}",
-                "sink",
-                "ev_sink_only",
-                rows_file=str(data.rows_file),
-                index=INDEX,
-            )
-        )
+        # The jobs that write the rows kept aside while loading, each into a fresh table of its own.
+        for job, label, table in _FROM_ROWS:
+            tries[job].append(bench.measure(f"{label}, {tag}", job, table, rows_file=str(data.rows_file), index=INDEX))
         if number > 1:
             bench.sql(f"DROP TABLE ev_full_{number - 1}")
         tries["ours"].append(
