@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from benchmarks.bench_columns import BENCH_COLUMNS
 from rtarf_sync.engine.fastjson import dumps_utf8
-from rtarf_sync.engine.target.column_schema import apply_columns
+from rtarf_sync.engine.target.columns.schema import apply_columns
 from rtarf_sync.engine.target.documents import COPY_HEADER, COPY_TRAILER, copy_row, parse_instant
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.sample import make_event

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from dataclasses import replace
 from typing import Any, Mapping
 
-from rtarf_sync.engine.target.columns import check_columns
+from rtarf_sync.engine.target.columns.column_set import check_columns
 from rtarf_sync.engine.target.partitions import check_partitioning
 from config import (
     PARTITION_KINDS,

@@ -36,8 +36,8 @@ from rtarf_sync.engine.runs.pages import RunPages
 from rtarf_sync.engine.runs.records import RunHistory
 from rtarf_sync.engine.target.sink import PostgresSink
 from rtarf_sync.engine.source.filters import check_source_filter
-from rtarf_sync.engine.target.column_schema import apply_columns
-from rtarf_sync.engine.target.columns import check_columns
+from rtarf_sync.engine.target.columns.schema import apply_columns
+from rtarf_sync.engine.target.columns.column_set import check_columns
 from rtarf_sync.engine.target.partitions import check_partitioning
 from rtarf_sync.engine.target.tables import build_tables, create_tables
 from rtarf_sync.logs import secret_values

@@ -23,7 +23,7 @@ from rtarf_sync.engine.fastjson import dumps_utf8, loads
 from rtarf_sync.engine.hits import AnyHit, Hit, MetadataPage, as_dict
 
 if TYPE_CHECKING:  # columns.py imports this module for parse_instant
-    from rtarf_sync.engine.target.columns import ColumnSet
+    from rtarf_sync.engine.target.columns.column_set import ColumnSet
 
 # A JSON \u0000 escape: an odd number of backslashes before u0000 (an even number is a
 # literal backslash followed by the text "u0000", which is fine).

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from config import ColumnSpec
-from rtarf_sync.engine.target.columns import ColumnSet
+from rtarf_sync.engine.target.columns.column_set import ColumnSet
 
 CURSOR_TABLE = "rtarf_sync_cursor"
 LEASE_TABLE = "rtarf_sync_lease"

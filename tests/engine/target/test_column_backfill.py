@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from config import ColumnSpec, Settings
 from rtarf_sync.engine.runs.sync import SyncService
-from rtarf_sync.engine.target.column_schema import apply_columns
+from rtarf_sync.engine.target.columns.schema import apply_columns
 from tests.engine.target.test_typed_columns import create_index, event
 from tests.infra.harness.http import EngineHttp
 from tests.infra.oracle import index_docs, rows

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from config import ColumnSpec, ConfigError, Settings
 from rtarf_sync.engine.runs.sync import SyncService
-from rtarf_sync.engine.target.columns import ColumnSet, check_columns
+from rtarf_sync.engine.target.columns.column_set import ColumnSet, check_columns
 from tests.infra.harness.http import EngineHttp
 from tests.infra.oracle import index_docs, rows, scalar
 

@@ -1,7 +1,7 @@
 """The typed columns applied to each target table.
 
 - `rtarf_sync_columns`: one row per target table and typed column, holding the
-  column's spec as it was last added and filled (column_schema.py). At start-up
+  column's spec as it was last added and filled (columns/schema.py). At start-up
   the configured columns are compared with these rows: a new column, or one whose
   type or path changed, is (re)filled from the stored `source`, then recorded.
   Shared by every target (keyed by `target_table`), so it is made idempotently.

@@ -5,7 +5,7 @@
     columns.encode(values)          # the same values as fields of COPY's binary format
 
 Conversions are exact, and the same ones fill a new column from the stored `source`
-(column_schema.py): integers from JSON integers or strings of decimal digits, in the
+(schema.py): integers from JSON integers or strings of decimal digits, in the
 type's range; `double precision` from finite numbers or numeric strings; `boolean` from
 JSON true/false only; `timestamptz` as the cursor is parsed (ISO-8601 or epoch
 milliseconds); `inet` from an address or address/prefix string; `text` from strings,

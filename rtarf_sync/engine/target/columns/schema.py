@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rtarf_sync.engine.target.columns import RESERVED, ColumnSet, TypedColumn, decode_source, index_name
+from rtarf_sync.engine.target.columns.column_set import RESERVED, ColumnSet, TypedColumn, decode_source, index_name
 from rtarf_sync.engine.target.documents import COPY_HEADER, COPY_TRAILER
 from rtarf_sync.engine.target.migrations import LOCK_KEY
 from rtarf_sync.engine.target.tables import Tables
