@@ -12,9 +12,10 @@ from typing import Any, Callable
 import pytest
 import sqlalchemy as sa
 
-from config import ColumnSpec, ConfigError, Settings
+from config import COLUMN_TYPES, ColumnSpec, ConfigError, Settings
 from rtarf_sync.engine.runs.sync import SyncService
 from rtarf_sync.engine.target.columns.column_set import ColumnSet, check_columns
+from rtarf_sync.engine.target.columns.pg_types import TYPES
 from tests.infra.harness.http import EngineHttp
 from tests.infra.oracle import index_docs, rows, scalar
 
@@ -69,6 +70,13 @@ def event(n: int, **fields: Any) -> dict[str, Any]:
 
 def typed_settings(settings: Settings, columns: tuple[ColumnSpec, ...] = COLUMNS) -> Settings:
     return dataclasses.replace(settings, columns=columns)
+
+
+def test_every_type_the_settings_accept_converts_and_is_covered_here() -> None:
+    # The settings' list (which the configuration checks) and the conversions are kept apart: the
+    # configuration imports nothing of the engine.
+    assert set(TYPES) == set(COLUMN_TYPES)
+    assert {spec.type for spec in COLUMNS} == set(COLUMN_TYPES)
 
 
 def test_typed_columns_land_with_the_page_and_bad_values_are_set_aside_naming_column_and_path(
