@@ -1,18 +1,21 @@
 """Freshness: how soon an indexed event is a row in PostgreSQL, with and without the trigger.
 
     make freshness                              # 60 s per scenario, 1,000 and 5,000 events/s
-    .venv/bin/python -m benchmarks.freshness --seconds 20 --rate 1000 --high-rate 5000
+    .venv/bin/python -m benchmarks.freshness --seconds 20 --rate 1000 --high-rate 5000 --fill 0
 
 An ingest loop bulk-indexes `rate` events per second (one bulk request per
 `1/bulks` s, `@timestamp` = now) into OpenSearch (default refresh 1 s) for
-`seconds`, as an ingest pipeline would. The real service runs under gunicorn
+`seconds`, as an ingest pipeline would, after ingesting at the same rate for `--fill`
+seconds that are not measured (default: the overlap, so every measured run compares a
+full overlap window, as a service that has run for a while does; a fresh table would
+otherwise make the first minute's runs cheaper than any later one's). The real service runs under gunicorn
 with settle 1 s and the service's default overlap (60 s). Scenario "trigger":
 the loop calls POST /scheduler/trigger after each bulk acknowledgement (interval
 300 s, so the trigger does the work). Scenario "interval": no trigger, a 5 s
 interval. Scenario "trigger at 5,000/s": the trigger at `--high-rate`, to see
 whether the service keeps up: the backlog (events acknowledged but not yet rows)
-is sampled every second, and it grows when its slope over the ingest time (the
-first 10 s left out) is over 2% of the rate. A poller asks PostgreSQL every
+is sampled every second, and it grows when its slope over the measured time (the
+first 10 s left out when there is no fill) is over 2% of the rate. A poller asks PostgreSQL every
 `--poll` s which of the outstanding ids are rows; an event's latency is the time
 from its bulk acknowledgement to the first poll that sees it (so figures are at
 most one poll interval high). Reports p50, p95 and max per scenario. Target:
@@ -44,19 +47,25 @@ from tests.infra.harness.http import EngineHttp
 
 SETTLE = 1
 TARGET_P95 = 2.5
-WARM_UP_SECONDS = 10.0  # left out of the backlog's slope: the first runs start the pool and the JIT
+WARM_UP_SECONDS = 10.0  # without a fill, left out of the backlog's slope: the first runs start the pool and the JIT
 GROWING_SHARE = 0.02  # a backlog slope over 2% of the rate (events/s) is a backlog that grows
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="freshness", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60, help="ingest time per scenario (default 60)")
+    parser.add_argument("--seconds", type=float, default=60, help="measured ingest time per scenario (default 60)")
     parser.add_argument("--rate", type=int, default=1000, help="events per second (default 1000)")
     parser.add_argument("--bulks", type=int, default=4, help="bulk requests per second (default 4)")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between PostgreSQL polls (default 0.1)")
     parser.add_argument(
         "--overlap", type=int, default=60, help="RTARF_SYNC_OVERLAP_SECONDS (default 60, the service's)"
+    )
+    parser.add_argument(
+        "--fill",
+        type=float,
+        default=None,
+        help="seconds of ingest before the measured part, not measured (default: the overlap, so its window is full)",
     )
     parser.add_argument(
         "--high-rate", type=int, default=5000, help="events per second of the keep-up scenario (default 5000; 0: skip)"
@@ -67,7 +76,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="trigger,interval,high",
         help="which to run, comma-separated: trigger, interval, high (default all three)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.fill is None:
+        args.fill = float(args.overlap)
+    if args.fill < 0:
+        parser.error(f"--fill must be 0 or more seconds, not {args.fill:g}")
+    return args
 
 
 SCENARIOS = {"trigger": "trigger", "interval": "5 s interval", "high": "trigger, keep-up"}  # name: label
@@ -87,6 +101,7 @@ class Visibility:
     def __init__(self, engine: sa.Engine, table: str, poll: float) -> None:
         self.engine, self.table, self.poll = engine, table, poll
         self.acked: dict[str, float] = {}
+        self.since = 0.0  # only events acknowledged from then on (monotonic) count in `latencies`
         self.latencies: list[float] = []
         self.backlog: list[tuple[float, int]] = []  # (monotonic time, events acknowledged and not yet rows)
         self._lock = threading.Lock()
@@ -118,7 +133,7 @@ class Visibility:
                 with self._lock:
                     for event_id in seen:
                         acked_at = self.acked.pop(event_id, None)
-                        if acked_at is not None:
+                        if acked_at is not None and acked_at >= self.since:
                             self.latencies.append(now - acked_at)
                     if not self.backlog or now - self.backlog[-1][0] >= 1.0:
                         self.backlog.append((now, len(self.acked)))
@@ -179,11 +194,15 @@ def ingest(
     token: str,
     rate: int,
 ) -> dict[str, int]:
-    """The ingest loop: bulk, record the acknowledgement, trigger; paced to the rate."""
+    """The ingest loop: bulk, record the acknowledgement, trigger; paced to the rate. The fill first, then
+    the measured part: the events and triggers counted are those acknowledged from `seen.since` on."""
     per_bulk, gap = rate // args.bulks, 1.0 / args.bulks
     bulks = Bulks(index, per_bulk)
-    started, number, triggers = time.monotonic(), 0, 0
-    while time.monotonic() - started < args.seconds:
+    started, number, triggers, measured, runs_before = time.monotonic(), 0, 0, 0, 0
+    seen.since = started + args.fill
+    while time.monotonic() - started < args.fill + args.seconds:
+        if args.fill and not measured and time.monotonic() >= seen.since:  # the measured part begins: its runs count
+            runs_before = server.get("/scheduler/status").json()["total_syncs"]
         body, ids = bulks.body(number)
         answer = http.bulk(body)
         acked = time.monotonic()
@@ -191,14 +210,15 @@ def ingest(
             raise RuntimeError("bulk request had item errors")
         seen.add(ids, acked)
         number += per_bulk
+        measured += per_bulk if acked >= seen.since else 0
         if trigger:
             response = server.post("/scheduler/trigger", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             response.raise_for_status()
-            triggers += 1
+            triggers += acked >= seen.since
         pause = started + (number // per_bulk) * gap - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-    return {"events": number, "triggers": triggers}
+    return {"events": measured, "triggers": triggers, "runs_before": runs_before}
 
 
 def scenario(name: str, database_url: str, http: EngineHttp, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -232,16 +252,15 @@ def scenario(name: str, database_url: str, http: EngineHttp, workdir: Path, args
     try:
         _wait_for_table(engine, table)
         seen = Visibility(engine, table, args.poll).start()
-        began = time.monotonic()
         counts = ingest(http, index, server, seen, args, trigger, token, rate)
-        ended = time.monotonic()
+        began, ended = seen.since, time.monotonic()
         missing = seen.drain(timeout=30)
-        runs = server.get("/scheduler/status").json()["total_syncs"]
+        runs = server.get("/scheduler/status").json()["total_syncs"] - counts.pop("runs_before")
     finally:
         server.terminate(30)
         server.close()
         engine.dispose()
-    backlog = [(at - began, count) for at, count in seen.backlog if at <= ended]
+    backlog = [(at - began, count) for at, count in seen.backlog if began <= at <= ended]
     return {
         "scenario": name,
         "rate": rate,
@@ -250,13 +269,13 @@ def scenario(name: str, database_url: str, http: EngineHttp, workdir: Path, args
         "missing": missing,
         "runs": runs,
         **summary(seen.latencies),
-        **backlog_trend(backlog, rate),
+        **backlog_trend(backlog, rate, 0.0 if args.fill else WARM_UP_SECONDS),
     }
 
 
-def backlog_trend(samples: list[tuple[float, int]], rate: int) -> dict[str, Any]:
-    """The backlog's least-squares slope (events/s) over the ingest time after the warm-up, and its verdict."""
-    kept = [(at, count) for at, count in samples if at >= WARM_UP_SECONDS] or samples
+def backlog_trend(samples: list[tuple[float, int]], rate: int, skip: float) -> dict[str, Any]:
+    """The backlog's least-squares slope (events/s) over the measured time after `skip` s, and its verdict."""
+    kept = [(at, count) for at, count in samples if at >= skip] or samples
     if len(kept) < 2:
         return {"backlog_slope": float("nan"), "backlog_grows": None, "backlog_last": None}
     mean_t = statistics.fmean(at for at, _ in kept)
@@ -292,8 +311,8 @@ def summary(latencies: list[float]) -> dict[str, float]:
 def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The report as a Markdown table, then the targets."""
     lines = [
-        f"freshness: {args.seconds:g} s per scenario, {args.bulks} bulks/s, settle {SETTLE} s, "
-        f"overlap {args.overlap} s, poll {args.poll:g} s, load {os.getloadavg()[0]:.2f}",
+        f"freshness: {args.seconds:g} s per scenario after a fill of {args.fill:g} s, {args.bulks} bulks/s, "
+        f"settle {SETTLE} s, overlap {args.overlap} s, poll {args.poll:g} s, load {os.getloadavg()[0]:.2f}",
         "",
         "| scenario | events/s | events | triggers | runs | p50 s | p95 s | max s | not visible after 30 s "
         "| backlog slope, events/s |",
@@ -321,7 +340,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             lines.append(
                 f"  {verdict}  keeps up with {r['rate']:,} events/s over {args.seconds:g} s (the loop sent "
                 f"{r['offered']:,.0f} a second): the backlog {grows} "
-                f"({r['backlog_first']} after {WARM_UP_SECONDS:g} s, {r['backlog_last']} at the end, slope "
+                f"({r['backlog_first']} at the start, {r['backlog_last']} at the end, slope "
                 f"{r['backlog_slope']:+.0f} events/s, limit {GROWING_SHARE * r['rate']:.0f}); "
                 f"{r['missing']} not visible 30 s after the ingest"
             )
