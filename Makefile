@@ -20,7 +20,7 @@ bench:
 screenshot:
 	scripts/screenshot.sh
 
-## Measure freshness: indexed event to PostgreSQL row at the default 60 s overlap (1,000 events/s with the trigger and with a 5 s interval; 5,000 events/s keep-up)
+## Measure freshness: indexed event to PostgreSQL row at the default 60 s overlap, once the overlap window is full (1,000 events/s with the trigger and with a 5 s interval; 5,000 events/s keep-up)
 freshness:
 	scripts/install-deps.sh
 	.venv/bin/python -m benchmarks.freshness $(if $(SECONDS),--seconds $(SECONDS))
