@@ -8,16 +8,16 @@ An ingest loop bulk-indexes `rate` events per second (one bulk request per
 `seconds`, as an ingest pipeline would, after ingesting at the same rate for `--fill`
 seconds that are not measured (default: the overlap, so every measured run compares a
 full overlap window, as a service that has run for a while does; a fresh table would
-otherwise make the first minute's runs cheaper than any later one's). The real service runs under gunicorn
-with settle 1 s and the service's default overlap (60 s). Scenario "trigger":
+otherwise make the first minute's runs cheaper than any later one's). The real service
+runs under gunicorn with settle 1 s and the service's default overlap (60 s). Scenario "trigger":
 the loop calls POST /scheduler/trigger after each bulk acknowledgement (interval
 300 s, so the trigger does the work). Scenario "interval": no trigger, a 5 s
 interval. Scenario "trigger at 5,000/s": the trigger at `--high-rate`, to see
 whether the service keeps up: the backlog (events acknowledged but not yet rows)
 is sampled every second, and it grows when its slope over the measured time (the
-first 10 s left out when there is no fill) is over 2% of the rate. A poller asks PostgreSQL every
-`--poll` s how many events of each outstanding bulk are rows; an event's latency is the time
-from its bulk acknowledgement to the first poll that sees it (so figures are at
+first 10 s left out when there is no fill) is over 2% of the rate. A poller asks
+PostgreSQL every `--poll` s how many events of each outstanding bulk are rows; an
+event's latency is the time from its bulk acknowledgement to the first poll that sees it (so figures are at
 most one poll interval high). Reports p50, p95 and max per scenario. Target:
 p95 under 2.5 s with the trigger at 1,000 events/s, and no growing backlog at 5,000.
 """
@@ -230,16 +230,17 @@ def ingest(
     the measured part: the events and triggers counted are those acknowledged from `seen.since` on."""
     per_bulk, gap = rate // args.bulks, 1.0 / args.bulks
     bulks = Bulks(index, per_bulk)
-    started, number, triggers, measured, runs_before = time.monotonic(), 0, 0, 0, 0
+    started, number, triggers, measured = time.monotonic(), 0, 0, 0
     seen.since = started + args.fill
+    runs_before: int | None = None if args.fill else 0  # the runs of the fill, read when the measured part begins
     while time.monotonic() - started < args.fill + args.seconds:
-        if args.fill and not measured and time.monotonic() >= seen.since:  # the measured part begins: its runs count
-            runs_before = server.get("/scheduler/status").json()["total_syncs"]
         body, stamp = bulks.body(number)
         answer = http.bulk(body)
         acked = time.monotonic()
         if answer.get("errors"):
             raise RuntimeError("bulk request had item errors")
+        if runs_before is None and acked >= seen.since:
+            runs_before = server.get("/scheduler/status").json()["total_syncs"]
         seen.add(stamp, per_bulk, acked)
         number += per_bulk
         measured += per_bulk if acked >= seen.since else 0
@@ -250,7 +251,7 @@ def ingest(
         pause = started + (number // per_bulk) * gap - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-    return {"events": measured, "triggers": triggers, "runs_before": runs_before}
+    return {"events": measured, "triggers": triggers, "runs_before": runs_before or 0}
 
 
 def scenario(name: str, database_url: str, http: EngineHttp, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
