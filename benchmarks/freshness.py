@@ -33,7 +33,8 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,15 @@ def _scenarios(text: str) -> str:
     return text
 
 
+@dataclass
+class _Bulk:
+    """One acknowledged bulk: when, how many events, and how many of them are rows so far."""
+
+    acked_at: float
+    events: int
+    seen: int = 0
+
+
 class Visibility:
     """Outstanding bulks and when each was acknowledged; a poller counts how many of each are rows.
 
@@ -108,8 +118,7 @@ class Visibility:
 
     def __init__(self, engine: sa.Engine, table: str, poll: float) -> None:
         self.engine, self.table, self.poll = engine, table, poll
-        # stamp -> [events expected, events seen so far, (acknowledged at, events) of each bulk, oldest first]
-        self.bulks: dict[datetime, list[Any]] = {}
+        self.bulks: dict[datetime, _Bulk] = {}  # the outstanding bulks by their stamp (one bulk a stamp: Bulks)
         self.since = 0.0  # only events acknowledged from then on (monotonic) count in `latencies`
         self.latencies: list[float] = []
         self.backlog: list[tuple[float, int]] = []  # (monotonic time, events acknowledged and not yet rows)
@@ -124,15 +133,16 @@ class Visibility:
     def add(self, stamp: datetime, events: int, acked_at: float) -> None:
         """A bulk of `events` events stamped `stamp` was acknowledged at `acked_at`."""
         with self._lock:
-            bulk = self.bulks.setdefault(stamp, [0, 0, []])
-            bulk[0] += events
-            bulk[2].append((acked_at, events))
+            self.bulks[stamp] = _Bulk(acked_at, events)
 
     @property
     def outstanding(self) -> int:
         """Events acknowledged and not yet rows."""
         with self._lock:
-            return sum(expected - seen for expected, seen, _ in self.bulks.values())
+            return self._waiting()
+
+    def _waiting(self) -> int:
+        return sum(bulk.events - bulk.seen for bulk in self.bulks.values())
 
     def _loop(self) -> None:
         query = sa.text(
@@ -149,27 +159,18 @@ class Visibility:
                     for stamp, rows in counts.items():
                         self._count(stamp, int(rows), now)
                     if not self.backlog or now - self.backlog[-1][0] >= 1.0:
-                        waiting = sum(expected - seen for expected, seen, _ in self.bulks.values())
-                        self.backlog.append((now, waiting))
+                        self.backlog.append((now, self._waiting()))
             self._done.wait(self.poll)
 
     def _count(self, stamp: datetime, rows: int, now: float) -> None:
-        """`rows` of the bulks stamped `stamp` are rows now: the new ones wait from their bulk's acknowledgement."""
+        """`rows` of the bulk stamped `stamp` are rows now: the new ones waited from its acknowledgement."""
         bulk = self.bulks.get(stamp)
-        if bulk is None or rows <= bulk[1]:
+        if bulk is None or rows <= bulk.seen:
             return
-        new, bulk[1] = rows - bulk[1], rows
-        while new > 0 and bulk[2]:  # bulks sharing a millisecond: the first acknowledged is the first counted
-            acked_at, events = bulk[2][0]
-            taken = min(new, events)
-            if acked_at >= self.since:
-                self.latencies.extend([now - acked_at] * taken)
-            new -= taken
-            if taken == events:
-                bulk[2].pop(0)
-            else:
-                bulk[2][0] = (acked_at, events - taken)
-        if bulk[1] >= bulk[0]:
+        if bulk.acked_at >= self.since:
+            self.latencies.extend([now - bulk.acked_at] * (rows - bulk.seen))
+        bulk.seen = rows
+        if bulk.seen >= bulk.events:
             del self.bulks[stamp]
 
     def drain(self, timeout: float) -> int:
@@ -195,6 +196,7 @@ class Bulks:
 
     def __init__(self, index: str, per_bulk: int) -> None:
         self.per_bulk = per_bulk
+        self.last: datetime | None = None  # the stamp of the last bulk
         self.templates: list[tuple[str, str]] = []
         for n in range(per_bulk):
             event = make_event(n, seed=11)
@@ -204,9 +206,13 @@ class Bulks:
             self.templates.append((action, document))
 
     def body(self, first: int) -> tuple[str, datetime]:
-        """The bulk body of events `first` .. `first + per_bulk - 1`, and the `@timestamp` all of them carry."""
+        """The bulk body of events `first` .. `first + per_bulk - 1`, and the `@timestamp` all of them carry:
+        a millisecond of its own, so a bulk's events are the rows of its stamp."""
         moment = datetime.now(timezone.utc)
         moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)  # the engine's milliseconds
+        if self.last is not None and moment <= self.last:
+            moment = self.last + timedelta(milliseconds=1)
+        self.last = moment
         stamp = engine_time(moment)
         ids = [f"{11:04x}-{n:012d}" for n in range(first, first + self.per_bulk)]
         lines: list[str] = []
